@@ -1,0 +1,56 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# Vela. Two commands do everything on a fresh machine:
+#   make run    boot a VM with the Vela accelerator, load the driver, show it working
+#   make check  every test: host tests, lints, and the guest tests in the VM
+#
+# vela.ko itself is built by kbuild from Kbuild; everything the build makes
+# goes to $(VELA_CACHE), outside the work tree.
+
+VELA_CACHE ?= /var/cache/vela
+export VELA_CACHE
+CARGO ?= cargo
+BIN := tools/target/release
+
+.PHONY: all deps module tools run check host-test lint vm-test bench clean help
+
+all: module tools
+
+help:
+	@sed -n '3,9p' Makefile
+
+deps:
+	tools/build/host-deps.sh
+	tools/build/buildroot.sh
+
+module: deps
+	tools/build/module.sh
+
+tools: deps
+	cd tools && $(CARGO) build --release --workspace --bins
+
+run: module tools
+	$(BIN)/vela-harness run
+
+host-test: deps
+	cd tools && $(CARGO) test --release --workspace
+
+lint: deps
+	cd tools && $(CARGO) fmt --all --check
+	cd tools && $(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+vm-test: module tools
+	$(BIN)/vela-harness check
+
+# The VM run comes last: its summary line is the run's verdict.
+check:
+	$(MAKE) host-test
+	$(MAKE) lint
+	$(MAKE) vm-test
+
+bench: tools
+	$(BIN)/vela-model bench
+
+clean:
+	cd tools && $(CARGO) clean
+	rm -rf $(VELA_CACHE)/work/module $(VELA_CACHE)/work/run

@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The accel frontend: the DRM accel device (`/dev/accel/accelN`) and its ioctls.
+//!
+//! It owns the uapi and nothing else: whatever touches the hardware goes through
+//! [`crate::hw::Core`].
+
+mod driver;
+mod file;
+mod gem;
+mod query;
+
+pub(crate) use driver::{register, VelaDevice};

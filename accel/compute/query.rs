@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! QUERY: argument checks and the replies, kept apart from the ioctl plumbing so KUnit can
+//! drive them.
+
+use kernel::prelude::*;
+use zerocopy::IntoBytes;
+
+use crate::{hw::Identity, uapi};
+
+/// A reply, ready to be copied out.
+pub(crate) enum Reply {
+    Device(uapi::drm_vela_query_device),
+}
+
+/// What the `size` field asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SizeCheck {
+    /// `size == 0`: report the size, copy nothing.
+    AskedForSize,
+    /// The buffer holds the reply.
+    Fits,
+}
+
+/// Checks the buffer size userspace offered against the reply's.
+///
+/// A larger buffer is fine (a newer userspace asking an older kernel): the reply's own size is
+/// written back, so userspace learns how much is valid. A smaller one is an error rather than a
+/// truncated reply, which would look valid and be wrong.
+pub(crate) fn size_check(offered: u32, needed: u32) -> Result<SizeCheck> {
+    match offered {
+        0 => Ok(SizeCheck::AskedForSize),
+        n if n < needed => Err(EINVAL),
+        _ => Ok(SizeCheck::Fits),
+    }
+}
+
+impl Reply {
+    /// Validates `args` and builds the reply it asks for.
+    pub(crate) fn new(args: &uapi::drm_vela_query, id: &Identity, revision: u8) -> Result<Self> {
+        if args.flags != 0 || args.pad != 0 {
+            return Err(EINVAL);
+        }
+        match args.query {
+            uapi::drm_vela_query_id_DRM_VELA_QUERY_DEVICE => {
+                Ok(Self::Device(uapi::drm_vela_query_device {
+                    vendor_id: u32::from(crate::PCI_VENDOR_VELA),
+                    device_id: u32::from(crate::PCI_DEVICE_VELA),
+                    revision: u32::from(revision),
+                    hw_version: id.hw_version(),
+                    caps: u64::from(id.caps),
+                    vram_size: id.vram_size,
+                    serial: id.serial,
+                    num_queues: u32::from(id.queues),
+                    num_engines: u32::from(id.engines),
+                    pad: 0,
+                }))
+            }
+            _ => Err(EINVAL),
+        }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Device(d) => d.as_bytes(),
+        }
+    }
+}
+
+#[kunit_tests(vela_query)]
+mod tests {
+    use super::*;
+
+    fn identity() -> Identity {
+        Identity {
+            major: 1,
+            minor: 0,
+            caps: 0x1f,
+            serial: 42,
+            vram_size: 256 << 20,
+            queues: 4,
+            engines: 2,
+        }
+    }
+
+    fn args(query: u32) -> uapi::drm_vela_query {
+        uapi::drm_vela_query {
+            query,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn device_reply_carries_identity() -> Result {
+        let reply = Reply::new(&args(uapi::drm_vela_query_id_DRM_VELA_QUERY_DEVICE), &identity(), 3)?;
+        let Reply::Device(d) = reply;
+        assert_eq!(d.vendor_id, 0x1f5a);
+        assert_eq!(d.revision, 3);
+        assert_eq!(d.hw_version, 0x0001_0000);
+        assert_eq!(d.vram_size, 256 << 20);
+        assert_eq!(d.serial, 42);
+        assert_eq!((d.num_queues, d.num_engines), (4, 2));
+        assert_eq!(reply_len(), 48);
+        Ok(())
+    }
+
+    fn reply_len() -> usize {
+        core::mem::size_of::<uapi::drm_vela_query_device>()
+    }
+
+    #[test]
+    fn rejects_unknown_query_flags_and_padding() {
+        let id = identity();
+        assert!(Reply::new(&args(1000), &id, 0).is_err());
+        let mut a = args(uapi::drm_vela_query_id_DRM_VELA_QUERY_DEVICE);
+        a.flags = 1;
+        assert_eq!(Reply::new(&a, &id, 0).err(), Some(EINVAL));
+        a.flags = 0;
+        a.pad = 1;
+        assert_eq!(Reply::new(&a, &id, 0).err(), Some(EINVAL));
+    }
+
+    #[test]
+    fn size_negotiation() {
+        assert_eq!(size_check(0, 48), Ok(SizeCheck::AskedForSize));
+        assert_eq!(size_check(47, 48), Err(EINVAL));
+        assert_eq!(size_check(48, 48), Ok(SizeCheck::Fits));
+        assert_eq!(size_check(4096, 48), Ok(SizeCheck::Fits));
+    }
+}

@@ -1,0 +1,48 @@
+# SPDX-License-Identifier: GPL-2.0
+# Shared settings for the Vela build scripts. Sourced, not executed.
+#
+# Everything the build makes lives under $VELA_CACHE, outside the work tree,
+# so a clean clone reuses it and `git status` stays clean.
+
+set -euo pipefail
+
+VELA_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+VELA_CACHE=${VELA_CACHE:-/var/cache/vela}
+ROOT_DIR=$VELA_CACHE/root
+
+log() { printf '[vela] %s\n' "$*" >&2; }
+die() { printf '[vela] error: %s\n' "$*" >&2; exit 1; }
+
+# Hash of files and strings, used as cache keys.
+inputs_hash() {
+	local f
+	for f in "$@"; do
+		if [ -f "$f" ]; then
+			printf '%s\n' "${f#"$VELA_TOP"/}"
+			cat "$f"
+		else
+			printf 'str:%s\n' "$f"
+		fi
+	done | sha256sum | cut -c1-16
+}
+
+# Run a command inside the build root, in a private mount namespace so the
+# bind mounts vanish with the process and can never outlive it (an rm -rf of
+# a root with a live /dev bind would destroy the host's /dev).
+in_root() {
+	flock -s "$VELA_CACHE/.root.lock" unshare --mount --propagation private -- /bin/sh -eu -c '
+		R=$1; shift
+		mount --rbind /dev "$R/dev"
+		mount -t proc proc "$R/proc"
+		mount --rbind /sys "$R/sys"
+		mount -t tmpfs tmpfs "$R/tmp"
+		mkdir -p "$R/vela"
+		mount --bind "$VELA_TOP" "$R/vela"
+		mkdir -p "$VELA_CACHE/work"
+		mkdir -p "$R/cache"
+		mount --bind "$VELA_CACHE/work" "$R/cache"
+		exec chroot "$R" /usr/bin/env -i HOME=/root TERM=dumb \
+			PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin "$@"
+	' in_root "$ROOT_DIR" "$@"
+}
+export VELA_TOP VELA_CACHE

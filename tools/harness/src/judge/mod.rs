@@ -1,0 +1,256 @@
+//! Deciding whether a test run passed.
+//!
+//! A run is judged from two inputs: the guest's whole serial log, and the
+//! TAP output of each userspace suite. [`judge`] combines
+//!
+//! * [`find_splats`]: every kernel report in the log that must fail the run
+//!   (WARN, BUG, Oops, panics, KASAN, UBSAN, lockdep, kmemleak, RCU stalls,
+//!   hung tasks, Rust panics, and stack dumps nobody explained);
+//! * [`parse_tap`]: per-test results of each suite's TAP 13/14 stream;
+//! * [`parse_kunit`]: per-test results of the KUnit documents the kernel
+//!   printed into the log, at boot or on module load;
+//!
+//! into a [`Report`] whose last rendered line is `N passed, N failed` (plus
+//! `, N skipped` when there are any). Each splat counts as one failed test
+//! named `kernel-log: <kind>`, so a run that "passes" every test while the
+//! kernel warns still fails.
+//!
+//! # Choices
+//!
+//! * Log lines may carry `<N>`, `[   12.345678]` and `[  T123]`/`[    C0]`
+//!   prefixes, `\r`, and userspace output the kernel console wrote into the
+//!   middle of; each timestamp and `\r` starts a new record.
+//! * Report markers are anchored at the start of the message, which keeps
+//!   boot notes like `RETBleed: WARNING: ...` and userspace `traps: ...
+//!   general protection fault` (a crashed program, whose test fails on its
+//!   own) from counting.
+//! * If the log has timestamps, untimestamped lines are userspace output:
+//!   a script's `WARNING: ...` is not a kernel warning, though a listing of
+//!   `/sys/kernel/debug/kmemleak` still counts.
+//! * Not failures: `INFO: lockdep is turned off.` (lockdep switches itself
+//!   off *after* a report, which is what fails the run; on its own it only
+//!   says a taint disabled it), `workqueue: ... hogged CPU` (a performance
+//!   hint without a stack trace), `INFO: NMI handler ... took too long`
+//!   (perf sampling in a VM), and the `kasan:`/`kmemleak:`/lockdep/RAS/APEI
+//!   boot banners.
+//! * Failures beyond the kernel's own: a Rust `thread '...' panicked at` in a
+//!   guest program, since the harness never panics on purpose.
+//! * One event is one finding: `BUG: kernel NULL pointer dereference`, its
+//!   `Oops` and the `Kernel panic` it causes, or a kmemleak scan's objects
+//!   and count, fold together.
+//! * TAP results are reported per leaf test as `suite/parent/test`; what a
+//!   plan promised but never arrived fails as `suite/#N (no result)`, a
+//!   stream without plan fails as `suite/(no plan)`, one without any TAP as
+//!   `suite/(no TAP output)`. `not ok # TODO` counts as skipped.
+//! * An empty run (no tests, no splats) is a success; whether a run had to
+//!   produce tests is for the caller to decide.
+
+mod kunit;
+mod line;
+mod splat;
+mod tap;
+
+use std::fmt;
+
+pub use kunit::parse_kunit;
+pub use splat::{find_splats, Finding, SplatKind};
+pub use tap::parse_tap;
+
+/// Outcome of one test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    Pass,
+    Fail,
+    Skip,
+}
+
+/// One test's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestResult {
+    /// `suite/parent/.../test`.
+    pub name: String,
+    pub status: Status,
+    /// Skip reason, or for failures the test's diagnostics.
+    pub detail: Option<String>,
+}
+
+impl TestResult {
+    /// Places the result under `parent` in the name hierarchy; an empty
+    /// name stands for the parent itself.
+    fn under(mut self, parent: &str) -> Self {
+        self.name = if self.name.is_empty() {
+            parent.to_string()
+        } else {
+            format!("{parent}/{}", self.name)
+        };
+        self
+    }
+}
+
+/// Test counts, with each splat counted as a failed test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Summary {
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+impl Summary {
+    pub fn new(results: &[TestResult], findings: &[Finding]) -> Self {
+        let count = |status| results.iter().filter(|r| r.status == status).count();
+        Summary {
+            passed: count(Status::Pass),
+            failed: count(Status::Fail) + findings.len(),
+            skipped: count(Status::Skip),
+        }
+    }
+
+    /// `N passed, N failed`, then `, N skipped` only when N > 0.
+    pub fn line(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} passed, {} failed", self.passed, self.failed)?;
+        if self.skipped > 0 {
+            write!(f, ", {} skipped", self.skipped)?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything [`judge`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// TAP results in input order, then KUnit results.
+    pub results: Vec<TestResult>,
+    /// Kernel-log splats in log order.
+    pub findings: Vec<Finding>,
+    pub summary: Summary,
+}
+
+impl Report {
+    /// Whether nothing failed.
+    pub fn is_success(&self) -> bool {
+        self.summary.failed == 0
+    }
+
+    /// Each failure with its diagnostics or log excerpt, then the summary
+    /// line.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for r in self.results.iter().filter(|r| r.status == Status::Fail) {
+            out.push_str(&format!("FAIL {}\n", r.name));
+            push_indented(&mut out, r.detail.as_deref().unwrap_or(""));
+        }
+        for f in &self.findings {
+            out.push_str(&format!(
+                "FAIL kernel-log: {} (serial log line {})\n",
+                SplatKind::name(f.kind),
+                f.line
+            ));
+            push_indented(&mut out, &f.excerpt);
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&self.summary.line());
+        out.push('\n');
+        out
+    }
+}
+
+fn push_indented(out: &mut String, text: &str) {
+    for line in text.lines() {
+        out.push_str("    ");
+        out.push_str(line);
+        out.push('\n');
+    }
+}
+
+/// Judges a run from the guest's serial log and each suite's TAP output,
+/// given as `(suite name, TAP text)`.
+pub fn judge(serial_log: &str, tap_streams: &[(String, String)]) -> Report {
+    let mut results: Vec<TestResult> = tap_streams
+        .iter()
+        .flat_map(|(suite, text)| parse_tap(suite, text))
+        .collect();
+    results.extend(parse_kunit(serial_log));
+    let findings = find_splats(serial_log);
+    let summary = Summary::new(&results, &findings);
+    Report {
+        results,
+        findings,
+        summary,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(passed: usize, failed: usize, skipped: usize) -> Summary {
+        Summary {
+            passed,
+            failed,
+            skipped,
+        }
+    }
+
+    #[test]
+    fn summary_line_format() {
+        assert_eq!(summary(3, 0, 0).line(), "3 passed, 0 failed");
+        assert_eq!(summary(0, 2, 1).line(), "0 passed, 2 failed, 1 skipped");
+        assert_eq!(summary(0, 0, 0).line(), "0 passed, 0 failed");
+    }
+
+    #[test]
+    fn judge_combines_tap_kunit_and_splats() {
+        let serial = "\
+[    3.100000] KTAP version 1
+[    3.100001] 1..1
+[    3.100002]     KTAP version 1
+[    3.100003]     # Subtest: vela_buddy
+[    3.100004]     1..2
+[    3.100005]     ok 1 vela_alloc_basic
+[    3.100006]     ok 2 vela_skip # SKIP not supported
+[    3.100007] ok 1 vela_buddy
+[    5.100010] WARNING: CPU: 1 PID: 87 at drivers/vela/vela_core.c:412 vela_queue_submit+0x1c4/0x2b0 [vela]
+[    5.100020] Modules linked in: vela(O)
+[    5.100190] ---[ end trace 0000000000000000 ]---
+";
+        let tap = vec![(
+            "vela-selftests".to_string(),
+            "TAP version 13\n1..2\nok 1 - open\nnot ok 2 - mmap\n# mmap: -EINVAL\n".to_string(),
+        )];
+        let report = judge(serial, &tap);
+        assert_eq!(report.summary, summary(2, 2, 1));
+        assert!(!report.is_success());
+        let text = report.render();
+        assert!(
+            text.ends_with("\n2 passed, 2 failed, 1 skipped\n"),
+            "{text}"
+        );
+        assert!(text.contains("FAIL vela-selftests/mmap\n"), "{text}");
+        assert!(
+            text.contains(
+                "FAIL kernel-log: warning (serial log line 9)\n    WARNING: CPU: 1 PID: 87"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("    Modules linked in: vela(O)\n"), "{text}");
+    }
+
+    #[test]
+    fn clean_run_renders_only_the_summary() {
+        let tap = vec![(
+            "s".to_string(),
+            "TAP version 13\n1..1\nok 1 a\n".to_string(),
+        )];
+        let report = judge("[    0.000000] Linux version 7.2.12\n", &tap);
+        assert!(report.is_success());
+        assert_eq!(report.render(), "1 passed, 0 failed\n");
+    }
+}

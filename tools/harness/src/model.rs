@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Starting the device model: one process serving every Vela device of the VM, so that a DMA
+//! from one device to a peer's BAR2 reaches the peer (peer-to-peer, as a PCIe switch routes it).
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use crate::Paths;
+
+/// One Vela device of the test VM.
+#[derive(Clone, Debug)]
+pub(crate) struct DeviceSpec {
+    pub(crate) name: &'static str,
+    pub(crate) vram_mib: u64,
+    pub(crate) serial: u32,
+    pub(crate) queues: u32,
+    /// PCIe port the device sits on (see `vm::topology_args`).
+    pub(crate) port: &'static str,
+}
+
+/// The devices of the standard test VM. The guest tests get the same values through the
+/// environment and check that the driver reports them.
+pub(crate) fn default_topology() -> Vec<DeviceSpec> {
+    vec![DeviceSpec {
+        name: "vela0",
+        vram_mib: 256,
+        serial: 1,
+        queues: 4,
+        port: "sw0_dn0",
+    }]
+}
+
+/// The running model; killed when dropped.
+pub(crate) struct Models {
+    child: Child,
+}
+
+impl Drop for Models {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) fn socket_path(run_dir: &Path, dev: &DeviceSpec) -> PathBuf {
+    run_dir.join(format!("{}.sock", dev.name))
+}
+
+/// Starts the model and waits until every device's socket is listening.
+pub(crate) fn start(paths: &Paths, run_dir: &Path, devices: &[DeviceSpec]) -> Result<Models, String> {
+    let exe = paths.bin.join("vela-model");
+    let log = File::create(run_dir.join("model.log")).map_err(|e| format!("model log: {e}"))?;
+    let log2 = log.try_clone().map_err(|e| format!("model log: {e}"))?;
+    let mut cmd = Command::new(&exe);
+    for d in devices {
+        cmd.arg("--device").arg(format!(
+            "socket={},vram-mib={},serial={},queues={}",
+            socket_path(run_dir, d).display(),
+            d.vram_mib,
+            d.serial,
+            d.queues
+        ));
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+    let mut models = Models { child };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !devices.iter().all(|d| socket_path(run_dir, d).exists()) {
+        if let Ok(Some(status)) = models.child.try_wait() {
+            let log = std::fs::read_to_string(run_dir.join("model.log")).unwrap_or_default();
+            return Err(format!("the device model exited ({status}):\n{log}"));
+        }
+        if Instant::now() > deadline {
+            return Err("the device model did not create its sockets in 20 s".into());
+        }
+        sleep(Duration::from_millis(20));
+    }
+    Ok(models)
+}

@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Booting the test VM: QEMU from the build root, run inside it (chroot, private mount
+//! namespace), the build root itself as the guest's read-only 9p root.
+
+use std::{
+    io::{Read, Write},
+    path::Path,
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
+    thread::{self, sleep},
+    time::{Duration, Instant},
+};
+
+use crate::{model, model::DeviceSpec, Paths};
+
+/// What the guest prints as its last line when it ran its whole test list.
+pub(crate) const DONE_MARKER: &str = "VELA-GUEST-DONE";
+
+/// The result of one boot.
+pub(crate) struct Outcome {
+    /// Everything the guest printed on its serial console.
+    pub(crate) serial: String,
+    pub(crate) timed_out: bool,
+    pub(crate) finished: bool,
+}
+
+impl Outcome {
+    pub(crate) fn tail(&self, lines: usize) -> String {
+        let all: Vec<&str> = self.serial.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// Mounts what QEMU needs inside the build root, then execs it there. The mounts live in a
+/// private namespace and vanish with QEMU.
+const CHROOT_SCRIPT: &str = r#"
+R=$1; W=$2; shift 2
+mount --rbind /dev "$R/dev"
+mount -t proc proc "$R/proc"
+mount --rbind /sys "$R/sys"
+mount --bind "$W" "$R/cache"
+exec chroot "$R" /usr/bin/env -i PATH=/usr/bin:/bin:/usr/sbin:/sbin qemu-system-x86_64 "$@"
+"#;
+
+fn accel() -> &'static str {
+    // This machine's /dev/kvm cannot run a stock kernel (see Documentation/testing.rst), so
+    // KVM is opt-in.
+    match std::env::var("VELA_ACCEL").as_deref() {
+        Ok("kvm") => "kvm",
+        _ => "tcg",
+    }
+}
+
+/// Two Vela slots and the NIC behind one PCIe switch (peer-to-peer distance OK), and a root
+/// port of their own for a device that cannot reach the others' BARs.
+fn topology_args() -> Vec<String> {
+    [
+        "pcie-root-port,id=rp0,bus=pcie.0,chassis=1,slot=1",
+        "x3130-upstream,id=sw0_up,bus=rp0",
+        "xio3130-downstream,id=sw0_dn0,bus=sw0_up,chassis=2,slot=0",
+        "xio3130-downstream,id=sw0_dn1,bus=sw0_up,chassis=3,slot=0",
+        "xio3130-downstream,id=sw0_dn2,bus=sw0_up,chassis=4,slot=0",
+        "pcie-root-port,id=rp1,bus=pcie.0,chassis=5,slot=2",
+        "virtio-net-pci,netdev=n0,bus=sw0_dn2",
+    ]
+    .iter()
+    .flat_map(|d| ["-device".to_string(), d.to_string()])
+    .chain(["-netdev".into(), "hubport,id=n0,hubid=0".into()])
+    .collect()
+}
+
+fn qemu_args(paths: &Paths, run_dir: &Path, devices: &[DeviceSpec]) -> Vec<String> {
+    let kernel = paths.in_root(&paths.work.join("linux/arch/x86/boot/bzImage"));
+    let share = paths.in_root(&run_dir.join("share"));
+    let cmdline = [
+        "console=ttyS0",
+        "root=vroot",
+        "rootfstype=9p",
+        "rootflags=trans=virtio,version=9p2000.L,msize=262144",
+        "ro",
+        "init=/usr/local/sbin/vela-init",
+        "panic=-1",
+        "slub_debug=FZPU",
+        "no_hash_pointers",
+    ]
+    .join(" ");
+    let mut a: Vec<String> = vec![
+        "-machine".into(),
+        format!("q35,accel={},memory-backend=mem", accel()),
+        "-cpu".into(),
+        "max".into(),
+        "-smp".into(),
+        "2".into(),
+        "-m".into(),
+        "2G".into(),
+        "-object".into(),
+        "memory-backend-memfd,id=mem,size=2G,share=on".into(),
+        "-nodefaults".into(),
+        "-display".into(),
+        "none".into(),
+        "-serial".into(),
+        "stdio".into(),
+        "-no-reboot".into(),
+        "-kernel".into(),
+        kernel.display().to_string(),
+        "-append".into(),
+        cmdline,
+        "-virtfs".into(),
+        "local,path=/,mount_tag=vroot,security_model=none,readonly=on,multidevs=remap".into(),
+        "-virtfs".into(),
+        format!(
+            "local,path={},mount_tag=vshare,security_model=none,multidevs=remap",
+            share.display()
+        ),
+    ];
+    a.extend(topology_args());
+    for d in devices {
+        let sock = paths.in_root(&model::socket_path(run_dir, d));
+        a.push("-device".into());
+        a.push(format!(
+            r#"{{"driver":"vfio-user-pci","id":"{}","bus":"{}","socket":{{"path":"{}","type":"unix"}}}}"#,
+            d.name,
+            d.port,
+            sock.display()
+        ));
+    }
+    a
+}
+
+/// Boots the VM and returns when it powers off or `timeout` passes.
+pub(crate) fn boot(
+    paths: &Paths,
+    run_dir: &Path,
+    devices: &[DeviceSpec],
+    timeout: Duration,
+    verbose: bool,
+) -> Result<Outcome, String> {
+    let args = qemu_args(paths, run_dir, devices);
+    std::fs::write(run_dir.join("qemu.args"), args.join("\n")).map_err(|e| e.to_string())?;
+    let mut child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-euc", CHROOT_SCRIPT, "sh"])
+        .arg(&paths.root)
+        .arg(&paths.work)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start QEMU: {e}"))?;
+
+    let serial = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let mut readers = Vec::new();
+    for (stream, echo) in [
+        (child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), verbose),
+        (child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>), true),
+    ] {
+        let Some(mut stream) = stream else { continue };
+        let serial = Arc::clone(&serial);
+        readers.push(thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if echo {
+                    let _ = std::io::stdout().write_all(&buf[..n]);
+                    let _ = std::io::stdout().flush();
+                }
+                if let Ok(mut s) = serial.lock() {
+                    s.extend_from_slice(&buf[..n]);
+                }
+            }
+        }));
+    }
+
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() > deadline => {
+                timed_out = true;
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            Ok(None) => sleep(Duration::from_millis(100)),
+            Err(e) => return Err(format!("waiting for QEMU: {e}")),
+        }
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    let bytes = serial.lock().map(|s| s.clone()).unwrap_or_default();
+    let serial = String::from_utf8_lossy(&bytes).replace('\r', "");
+    let _ = std::fs::write(run_dir.join("serial.log"), &serial);
+    let finished = serial.lines().any(|l| l.trim_end() == DONE_MARKER);
+    Ok(Outcome {
+        serial,
+        timed_out,
+        finished,
+    })
+}

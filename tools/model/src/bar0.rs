@@ -1,0 +1,302 @@
+// SPDX-License-Identifier: GPL-2.0
+//! BAR0 register semantics (registers.rst). Offsets and fields come from
+//! `regs`; this file only says what reading and writing them does.
+
+use crate::device::{Device, State};
+use crate::regs::{
+    self, counter_control, ctx, device_control, device_status, int, queue, Counter, QueueError,
+};
+
+/// Which block of BAR0 a register offset falls in.
+enum Block {
+    Queue(usize, u32),
+    Context(usize, u32),
+    Counter(usize, bool),
+    MsixEntry(usize, usize),
+    Other,
+}
+
+fn block(st: &State, reg: u32) -> Block {
+    let in_array = |base: u32, stride: u32, count: usize| {
+        let rel = reg.checked_sub(base)?;
+        let idx = (rel / stride) as usize;
+        (idx < count).then_some((idx, rel % stride))
+    };
+    if let Some((q, off)) = in_array(regs::QUEUE_BASE, regs::QUEUE_STRIDE, st.queues.len()) {
+        Block::Queue(q, off)
+    } else if let Some((c, off)) = in_array(regs::CTX_BASE, regs::CTX_STRIDE, regs::NUM_CONTEXTS) {
+        Block::Context(c, off)
+    } else if let Some((n, off)) = in_array(regs::COUNTER_BASE, 8, regs::NUM_COUNTERS) {
+        Block::Counter(n, off == 4)
+    } else if let Some((v, off)) =
+        in_array(regs::MSIX_TABLE, regs::MSIX_ENTRY_SIZE, st.msix_table.len())
+    {
+        Block::MsixEntry(v, off as usize / 4)
+    } else {
+        Block::Other
+    }
+}
+
+impl Device {
+    pub fn bar0_read(&self, reg: u32) -> u32 {
+        let mut st = self.lock();
+        let o = &self.opts;
+        match block(&st, reg) {
+            Block::Queue(q, off) => return queue_read(&st, q, off),
+            Block::Context(c, off) => return context_read(&st, c, off),
+            Block::Counter(n, high) => {
+                if high {
+                    return st.counter_latch[n];
+                }
+                let v = st.counters[n];
+                st.counter_latch[n] = (v >> 32) as u32;
+                return v as u32;
+            }
+            Block::MsixEntry(v, dw) => return st.msix_table[v][dw],
+            Block::Other => {}
+        }
+        match reg {
+            regs::ID => regs::ID_VALUE,
+            regs::VERSION => regs::VERSION_VALUE,
+            regs::CAPS => regs::caps::ALL,
+            regs::DEVICE_SERIAL => o.serial,
+            regs::VRAM_SIZE_LO => o.vram_size as u32,
+            regs::VRAM_SIZE_HI => (o.vram_size >> 32) as u32,
+            regs::TOPOLOGY => o.queues | (regs::NUM_ENGINES << 8),
+            regs::SCRATCH => st.scratch,
+            regs::TOPOLOGY2 => {
+                use regs::topology2::*;
+                (regs::NUM_CONTEXTS as u32) << CONTEXTS_SHIFT
+                    | (o.queues + 1) << VECTORS_SHIFT
+                    | regs::pte::VA_BITS << VA_BITS_SHIFT
+            }
+            regs::DEVICE_STATUS => {
+                let mut v = device_status::READY;
+                if st.queues.iter().any(|q| q.error != QueueError::None) {
+                    v |= device_status::QUEUE_ERROR;
+                }
+                if st.contexts.iter().any(|c| c.faulted()) {
+                    v |= device_status::MMU_FAULT;
+                }
+                v
+            }
+            regs::INT_STATUS => st.int_status,
+            regs::INT_MASK => st.int_mask,
+            regs::QUEUE_ERROR_SUMMARY => {
+                summary(st.queues.iter().map(|q| q.error != QueueError::None))
+            }
+            regs::CTX_FAULT_SUMMARY => summary(st.contexts.iter().map(|c| c.faulted())),
+            // PBA: pending state lives with the client's MSI-X emulation.
+            _ => 0,
+        }
+    }
+
+    /// `mask` selects the bytes the access carried; other bytes keep their value.
+    pub fn bar0_write(&self, reg: u32, value: u32, mask: u32) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let merge = |old: u32| (old & !mask) | (value & mask);
+        let ones = value & mask;
+        match block(st, reg) {
+            Block::Queue(q, off) => return self.queue_write(st, q, off, merge, ones),
+            Block::Context(c, off) => return self.context_write(st, c, off, merge, ones),
+            Block::Counter(..) => return,
+            Block::MsixEntry(v, dw) => {
+                let e = &mut st.msix_table[v][dw];
+                *e = if dw == 3 { merge(*e) & 1 } else { merge(*e) };
+                return;
+            }
+            Block::Other => {}
+        }
+        match reg {
+            regs::SCRATCH => st.scratch = merge(st.scratch),
+            regs::DEVICE_CONTROL if ones & device_control::RESET != 0 => self.reset_locked(st),
+            regs::INT_STATUS => st.int_status &= !ones,
+            regs::INT_MASK => {
+                let old = st.int_mask;
+                st.int_mask = merge(old);
+                // Unmasking a source that is already pending sends its message now.
+                let unmasked = old & !st.int_mask & st.int_status;
+                if unmasked != 0 {
+                    self.resend(st, unmasked);
+                }
+            }
+            regs::INT_TRIGGER => self.raise(st, ones & int::VALID),
+            regs::COUNTER_CONTROL if ones & counter_control::CLEAR != 0 => {
+                st.counters = [0; regs::NUM_COUNTERS];
+            }
+            _ => {}
+        }
+    }
+
+    fn resend(&self, st: &mut State, sources: u32) {
+        let mut sent = 0u64;
+        for bit in (0..32).filter(|b| sources & (1 << b) != 0) {
+            let vector = if int::QUEUE_MASK & (1 << bit) != 0 {
+                regs::queue_vector(bit as usize)
+            } else {
+                regs::VECTOR_ERROR
+            };
+            // Both error sources share vector 0: one message covers them.
+            if sent & (1 << vector) == 0 {
+                sent |= 1 << vector;
+                self.send(st, vector);
+            }
+        }
+    }
+
+    fn queue_write(
+        &self,
+        st: &mut State,
+        q: usize,
+        off: u32,
+        merge: impl Fn(u32) -> u32,
+        ones: u32,
+    ) {
+        let qs = &mut st.queues[q];
+        let frozen = qs.enabled;
+        match off {
+            queue::RING_BASE_LO if !frozen => {
+                let lo = merge(qs.ring_base as u32) & !(regs::queue::RING_ALIGN as u32 - 1);
+                qs.ring_base = (qs.ring_base & !0xffff_ffff) | u64::from(lo);
+            }
+            queue::RING_BASE_HI if !frozen => {
+                let hi = merge((qs.ring_base >> 32) as u32);
+                qs.ring_base = (qs.ring_base & 0xffff_ffff) | u64::from(hi) << 32;
+            }
+            queue::RING_SIZE if !frozen => {
+                qs.ring_log2 = merge(qs.ring_log2) & queue::RING_SIZE_LOG2_MASK
+            }
+            queue::CONTEXT if !frozen => {
+                qs.context = (merge(qs.context as u32) & queue::CONTEXT_MASK) as usize
+            }
+            queue::CONTROL => {
+                if ones & queue::CONTROL_RESET != 0 {
+                    qs.reset();
+                }
+                let enable = merge(u32::from(st.queues[q].enabled)) & queue::CONTROL_ENABLE != 0;
+                self.set_enable(st, q, enable);
+            }
+            queue::TAIL => self.set_tail(st, q, merge(st.queues[q].tail), false),
+            queue::DOORBELL => {
+                st.count(Counter::Doorbells, 1);
+                self.set_tail(st, q, merge(0), true);
+            }
+            _ => {}
+        }
+    }
+
+    fn set_enable(&self, st: &mut State, q: usize, enable: bool) {
+        let qs = &mut st.queues[q];
+        if enable == qs.enabled || qs.error != QueueError::None {
+            return;
+        }
+        if !enable {
+            qs.enabled = false;
+            return;
+        }
+        if !qs.ring_valid() {
+            let base = qs.ring_base;
+            self.queue_error(st, q, QueueError::BadRing, base);
+            return;
+        }
+        qs.enabled = true;
+        self.kick(st);
+    }
+
+    fn set_tail(&self, st: &mut State, q: usize, value: u32, doorbell: bool) {
+        let qs = &mut st.queues[q];
+        let tail = value & 0xffff;
+        if qs.enabled && tail >= qs.slots() {
+            self.queue_error(st, q, QueueError::BadRing, 0);
+            return;
+        }
+        qs.tail = tail;
+        if doorbell {
+            self.kick(st);
+        }
+    }
+
+    fn context_write(
+        &self,
+        st: &mut State,
+        c: usize,
+        off: u32,
+        merge: impl Fn(u32) -> u32,
+        ones: u32,
+    ) {
+        let cs = &mut st.contexts[c];
+        match off {
+            ctx::PT_BASE_LO => {
+                let lo = merge(cs.pt_base as u32) & ctx::PT_BASE_LO_MASK;
+                cs.pt_base = (cs.pt_base & !0xffff_ffff) | u64::from(lo);
+            }
+            ctx::PT_BASE_HI => {
+                let hi = merge((cs.pt_base >> 32) as u32);
+                cs.pt_base = (cs.pt_base & 0xffff_ffff) | u64::from(hi) << 32;
+            }
+            ctx::CONTROL => {
+                cs.enabled = merge(u32::from(cs.enabled)) & ctx::CONTROL_ENABLE != 0;
+                // INVALIDATE needs no action: the model caches no translations.
+                if ones & ctx::CONTROL_FAULT_CLEAR != 0 {
+                    cs.fault_status = 0;
+                    cs.fault_addr = 0;
+                    self.kick(st);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn queue_read(st: &State, q: usize, off: u32) -> u32 {
+    let qs = &st.queues[q];
+    match off {
+        queue::RING_BASE_LO => qs.ring_base as u32,
+        queue::RING_BASE_HI => (qs.ring_base >> 32) as u32,
+        queue::RING_SIZE => qs.ring_log2,
+        queue::CONTEXT => qs.context as u32,
+        queue::CONTROL => u32::from(qs.enabled),
+        queue::STATUS => {
+            let stopped = st.contexts[qs.context].faulted();
+            let idle = !qs.enabled || (qs.head == qs.tail && !qs.busy);
+            let mut v = (qs.error as u32) << queue::STATUS_ERROR_CODE_SHIFT;
+            for (on, bit) in [
+                (idle, queue::STATUS_IDLE),
+                (qs.error != QueueError::None, queue::STATUS_ERROR),
+                (stopped, queue::STATUS_FAULT_STOPPED),
+                (qs.enabled, queue::STATUS_ENABLED),
+            ] {
+                if on {
+                    v |= bit;
+                }
+            }
+            v
+        }
+        queue::HEAD => qs.head,
+        queue::TAIL => qs.tail,
+        queue::COMPLETED => qs.completed,
+        queue::ERROR_ADDR_LO => qs.error_addr as u32,
+        queue::ERROR_ADDR_HI => (qs.error_addr >> 32) as u32,
+        _ => 0,
+    }
+}
+
+fn context_read(st: &State, c: usize, off: u32) -> u32 {
+    let cs = &st.contexts[c];
+    match off {
+        ctx::PT_BASE_LO => cs.pt_base as u32,
+        ctx::PT_BASE_HI => (cs.pt_base >> 32) as u32,
+        ctx::CONTROL => u32::from(cs.enabled),
+        ctx::FAULT_STATUS => cs.fault_status,
+        ctx::FAULT_ADDR_LO => cs.fault_addr as u32,
+        ctx::FAULT_ADDR_HI => (cs.fault_addr >> 32) as u32,
+        _ => 0,
+    }
+}
+
+fn summary(bits: impl Iterator<Item = bool>) -> u32 {
+    bits.enumerate()
+        .filter(|(_, on)| *on)
+        .fold(0, |acc, (i, _)| acc | 1 << i)
+}

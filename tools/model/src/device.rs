@@ -1,0 +1,708 @@
+// SPDX-License-Identifier: GPL-2.0
+//! One Vela function: config space, BAR0 registers, BAR2 VRAM, DMA mappings.
+//!
+//! Every entry point here is reachable from the client (and so from the
+//! guest), so nothing panics on bad input: out-of-range or malformed accesses
+//! are logged and answered as hardware would (reads of zero, dropped writes)
+//! or returned as errors to the transport.
+
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use vfio_bindings::bindings::vfio::{
+    VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR2_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX,
+};
+
+use crate::config::ConfigSpace;
+use crate::fabric::{Fabric, Port};
+use crate::inject::Injection;
+use crate::mem::{MemError, SysMem, Vram};
+use crate::mmu::Fault;
+use crate::regs::{self, ctx, int, Counter, QueueError};
+
+/// What a device is built from: one `--device` (or the top-level options).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceOptions {
+    pub vram_size: u64,
+    pub serial: u32,
+    pub queues: u32,
+}
+
+impl Default for DeviceOptions {
+    fn default() -> Self {
+        Self {
+            vram_size: 256 << 20,
+            serial: 1,
+            queues: 4,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum DeviceError {
+    BadOptions(String),
+    Mem(MemError),
+    BadRegion {
+        region: u32,
+        offset: u64,
+        len: usize,
+    },
+}
+
+impl std::fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::BadOptions(m) => write!(f, "invalid device options: {m}"),
+            Self::Mem(e) => write!(f, "{e}"),
+            Self::BadRegion {
+                region,
+                offset,
+                len,
+            } => {
+                write!(
+                    f,
+                    "access of {len} bytes at {offset:#x} in region {region} is invalid"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for DeviceError {}
+
+impl From<MemError> for DeviceError {
+    fn from(e: MemError) -> Self {
+        Self::Mem(e)
+    }
+}
+
+impl From<DeviceError> for std::io::Error {
+    fn from(e: DeviceError) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+    }
+}
+
+/// One queue's registers and progress.
+#[derive(Clone, Debug, Default)]
+pub struct QueueState {
+    pub ring_base: u64,
+    pub ring_log2: u32,
+    pub context: usize,
+    pub enabled: bool,
+    pub head: u32,
+    pub tail: u32,
+    pub completed: u32,
+    pub error: QueueError,
+    pub error_addr: u64,
+    /// A command of this queue is executing.
+    pub busy: bool,
+    /// Bumped by every reset, so a command that was executing when its queue
+    /// was reset cannot report completion into the new incarnation.
+    pub generation: u64,
+}
+
+impl QueueState {
+    pub fn slots(&self) -> u32 {
+        1 << self.ring_log2.min(regs::queue::RING_LOG2_MAX)
+    }
+
+    pub(crate) fn ring_valid(&self) -> bool {
+        (regs::queue::RING_LOG2_MIN..=regs::queue::RING_LOG2_MAX).contains(&self.ring_log2)
+            && self.ring_base & (regs::queue::RING_ALIGN - 1) == 0
+            && self.tail < self.slots()
+            && self.head < self.slots()
+    }
+
+    pub(crate) fn reset(&mut self) {
+        *self = Self {
+            ring_base: self.ring_base,
+            ring_log2: self.ring_log2,
+            context: self.context,
+            generation: self.generation.wrapping_add(1),
+            ..Self::default()
+        };
+    }
+}
+
+/// One MMU context's registers and fault record.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ContextState {
+    pub pt_base: u64,
+    pub enabled: bool,
+    pub fault_status: u32,
+    pub fault_addr: u64,
+}
+
+impl ContextState {
+    pub fn faulted(&self) -> bool {
+        self.fault_status & ctx::FAULT_VALID != 0
+    }
+}
+
+/// Register state behind the device lock.
+pub struct State {
+    pub config: ConfigSpace,
+    pub scratch: u32,
+    /// MSI-X vector N signals by writing to `vectors[N]` (an eventfd from SET_IRQS).
+    pub vectors: Vec<Option<File>>,
+    pub queues: Vec<QueueState>,
+    pub contexts: [ContextState; regs::NUM_CONTEXTS],
+    pub int_status: u32,
+    pub int_mask: u32,
+    pub counters: [u64; regs::NUM_COUNTERS],
+    /// High halves latched by reads of COUNTER_LO.
+    pub counter_latch: [u32; regs::NUM_COUNTERS],
+    /// MSI-X table: address lo, address hi, data, vector control.
+    pub msix_table: Vec<[u32; 4]>,
+    /// A doorbell or recovery happened since the engine last looked.
+    pub kick: bool,
+    /// Round-robin position of the scheduler.
+    pub next_queue: usize,
+}
+
+impl State {
+    fn new(opts: &DeviceOptions) -> Self {
+        let vectors = opts.queues as usize + 1;
+        Self {
+            config: ConfigSpace::new(opts.vram_size, vectors as u16),
+            scratch: 0,
+            vectors: (0..vectors).map(|_| None).collect(),
+            queues: vec![QueueState::default(); opts.queues as usize],
+            contexts: [ContextState::default(); regs::NUM_CONTEXTS],
+            int_status: 0,
+            int_mask: int::MASK_RESET,
+            counters: [0; regs::NUM_COUNTERS],
+            counter_latch: [0; regs::NUM_COUNTERS],
+            msix_table: vec![[0, 0, 0, 1]; vectors],
+            kick: false,
+            next_queue: 0,
+        }
+    }
+
+    pub fn count(&mut self, c: Counter, n: u64) {
+        let v = &mut self.counters[c as usize];
+        *v = v.wrapping_add(n);
+    }
+
+    /// Interrupt sources this device implements.
+    pub fn valid_sources(&self) -> u32 {
+        let queues = (1u32 << self.queues.len()) - 1;
+        queues | int::QUEUE_ERROR | int::MMU_FAULT
+    }
+}
+
+pub struct Device {
+    pub opts: DeviceOptions,
+    pub vram: Vram,
+    pub sysmem: SysMem,
+    pub inject: Injection,
+    pub fabric: Arc<Fabric>,
+    pub port: Arc<Port>,
+    state: Mutex<State>,
+    work: Condvar,
+    stop: AtomicBool,
+}
+
+impl Device {
+    /// A device on a fabric of its own.
+    pub fn new(opts: DeviceOptions) -> Result<Arc<Self>, DeviceError> {
+        Self::on_fabric(opts, &Fabric::new())
+    }
+
+    /// A device that can reach, and be reached by, the other devices on `fabric`.
+    pub fn on_fabric(opts: DeviceOptions, fabric: &Arc<Fabric>) -> Result<Arc<Self>, DeviceError> {
+        if !opts.vram_size.is_power_of_two() || opts.vram_size < (1 << 20) {
+            return Err(DeviceError::BadOptions(format!(
+                "VRAM size {:#x} must be a power of two of at least 1 MiB",
+                opts.vram_size
+            )));
+        }
+        if opts.queues == 0 || opts.queues as usize > regs::MAX_QUEUES {
+            return Err(DeviceError::BadOptions(format!(
+                "queue count {} must be 1..={}",
+                opts.queues,
+                regs::MAX_QUEUES
+            )));
+        }
+        let vram = Vram::new(opts.vram_size)?;
+        let port = fabric.attach(vram.backing().clone(), opts.vram_size);
+        Ok(Arc::new(Self {
+            state: Mutex::new(State::new(&opts)),
+            opts,
+            vram,
+            sysmem: SysMem::default(),
+            inject: Injection::default(),
+            fabric: fabric.clone(),
+            port,
+            work: Condvar::new(),
+            stop: AtomicBool::new(false),
+        }))
+    }
+
+    pub fn msix_vectors(&self) -> u32 {
+        self.opts.queues + 1
+    }
+
+    /// The lock is never held across a panic in model code, but a poisoned
+    /// lock must not take the device down either: keep serving.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn region_read(
+        &self,
+        region: u32,
+        offset: u64,
+        data: &mut [u8],
+    ) -> Result<(), DeviceError> {
+        let len = data.len();
+        let bad = || DeviceError::BadRegion {
+            region,
+            offset,
+            len,
+        };
+        match region {
+            VFIO_PCI_CONFIG_REGION_INDEX => {
+                self.lock().config.read(offset, data).map_err(|_| bad())
+            }
+            VFIO_PCI_BAR0_REGION_INDEX => {
+                let (reg, len) = bar0_access(offset, len).ok_or_else(bad)?;
+                let v = self.bar0_read(reg);
+                let shift = (offset % 4) * 8;
+                data.copy_from_slice(&(v >> shift).to_le_bytes()[..len]);
+                Ok(())
+            }
+            VFIO_PCI_BAR2_REGION_INDEX => self.vram.read(offset, data).map_err(|_| bad()),
+            _ => Err(bad()),
+        }
+    }
+
+    pub fn region_write(&self, region: u32, offset: u64, data: &[u8]) -> Result<(), DeviceError> {
+        let bad = || DeviceError::BadRegion {
+            region,
+            offset,
+            len: data.len(),
+        };
+        match region {
+            VFIO_PCI_CONFIG_REGION_INDEX => {
+                let mut st = self.lock();
+                let effect = st.config.write(offset, data).map_err(|_| bad())?;
+                if effect.flr {
+                    self.function_reset_locked(&mut st);
+                } else if effect.bars_changed {
+                    self.port.set_bar2(st.config.bar2());
+                }
+                Ok(())
+            }
+            VFIO_PCI_BAR0_REGION_INDEX => {
+                let (reg, len) = bar0_access(offset, data.len()).ok_or_else(bad)?;
+                // Narrow writes merge into the current value, as a byte-enable would.
+                let shift = (offset % 4) * 8;
+                let mut bytes = [0u8; 4];
+                bytes[..len].copy_from_slice(data);
+                let value = u32::from_le_bytes(bytes) << shift;
+                let mask = if len == 4 {
+                    u32::MAX
+                } else {
+                    ((1u32 << (len * 8)) - 1) << shift
+                };
+                self.bar0_write(reg, value, mask);
+                Ok(())
+            }
+            VFIO_PCI_BAR2_REGION_INDEX => self.vram.write(offset, data).map_err(|_| bad()),
+            _ => Err(bad()),
+        }
+    }
+
+    /// Global reset (DEVICE_CONTROL.RESET): BAR0 state to reset values; VRAM
+    /// keeps its contents, config space and counters are untouched.
+    pub fn reset(&self) {
+        let mut st = self.lock();
+        self.reset_locked(&mut st);
+    }
+
+    /// Function level reset (FLR, or the client's DEVICE_RESET): the global
+    /// reset plus config space, counters and the MSI-X table.
+    pub fn function_reset(&self) {
+        let mut st = self.lock();
+        self.function_reset_locked(&mut st);
+    }
+
+    fn function_reset_locked(&self, st: &mut State) {
+        st.config.reset();
+        self.port.set_bar2(None);
+        st.counters = [0; regs::NUM_COUNTERS];
+        st.msix_table.iter_mut().for_each(|e| *e = [0, 0, 0, 1]);
+        self.reset_locked(st);
+    }
+
+    pub(crate) fn reset_locked(&self, st: &mut State) {
+        for q in &mut st.queues {
+            q.reset();
+            q.ring_base = 0;
+            q.ring_log2 = 0;
+            q.context = 0;
+        }
+        st.contexts = [ContextState::default(); regs::NUM_CONTEXTS];
+        st.int_status = 0;
+        st.int_mask = int::MASK_RESET;
+        st.scratch = 0;
+        st.kick = false;
+        st.next_queue = 0;
+        self.inject.unhang();
+        st.count(Counter::Resets, 1);
+    }
+
+    /// Raise interrupt sources: set their status bits and send the messages
+    /// of the unmasked ones (see interrupts.rst, "Message rules").
+    pub(crate) fn raise(&self, st: &mut State, sources: u32) {
+        let sources = sources & st.valid_sources();
+        st.int_status |= sources;
+        for bit in (0..32).filter(|b| sources & (1 << b) != 0) {
+            if st.int_mask & (1 << bit) != 0 {
+                st.count(Counter::InterruptsSuppressed, 1);
+            } else {
+                self.send(st, source_vector(bit));
+            }
+        }
+    }
+
+    /// Send one MSI-X message. Masking inside the MSI-X capability (function
+    /// mask, per-vector mask, PBA) belongs to the client, which emulates the
+    /// table; the device checks what it can see: enable and bus master.
+    pub(crate) fn send(&self, st: &mut State, vector: usize) {
+        let deliverable = st.config.msix_enabled() && st.config.bus_master();
+        let fd = st.vectors.get(vector).and_then(|v| v.as_ref());
+        match fd {
+            Some(fd) if deliverable && !self.inject.take_drop_irq() => {
+                signal(fd);
+                st.count(Counter::InterruptsSent, 1);
+            }
+            _ => st.count(Counter::InterruptsSuppressed, 1),
+        }
+    }
+
+    pub(crate) fn queue_error(&self, st: &mut State, q: usize, code: QueueError, addr: u64) {
+        let queue = &mut st.queues[q];
+        queue.error = code;
+        queue.error_addr = addr;
+        queue.busy = false;
+        log::debug!("queue {q}: error {code:?} at {addr:#x}");
+        st.count(Counter::QueueErrors, 1);
+        self.raise(st, int::QUEUE_ERROR);
+    }
+
+    pub(crate) fn record_fault(&self, st: &mut State, context: usize, queue: usize, f: Fault) {
+        let c = &mut st.contexts[context];
+        if c.faulted() {
+            c.fault_status |= ctx::FAULT_OVERFLOW;
+        } else {
+            c.fault_status = ctx::FAULT_VALID
+                | if f.write { ctx::FAULT_WRITE } else { 0 }
+                | (f.reason as u32) << ctx::FAULT_REASON_SHIFT
+                | u32::from(f.level) << ctx::FAULT_LEVEL_SHIFT
+                | (queue as u32 & 0xf) << ctx::FAULT_QUEUE_SHIFT;
+            c.fault_addr = f.va;
+        }
+        log::debug!("context {context}: fault {f:?} from queue {queue}");
+        st.count(Counter::MmuFaults, 1);
+        self.raise(st, int::MMU_FAULT);
+    }
+
+    /// Wake the engine: new work, or work that may have become runnable.
+    pub(crate) fn kick(&self, st: &mut State) {
+        st.kick = true;
+        self.work.notify_all();
+    }
+
+    pub fn counter(&self, c: Counter) -> u64 {
+        self.lock().counters[c as usize]
+    }
+
+    /// Execute commands until no queue can make progress. For tests and
+    /// benchmarks that want the engine synchronous.
+    pub fn run_until_idle(&self) {
+        while self.step() {}
+    }
+
+    /// Run the engine on a thread of its own until the handle is dropped.
+    pub fn start_engine(self: &Arc<Self>) -> EngineThread {
+        self.stop.store(false, Ordering::Release);
+        let dev = self.clone();
+        let handle = std::thread::spawn(move || dev.engine_loop());
+        EngineThread {
+            dev: self.clone(),
+            handle: Some(handle),
+        }
+    }
+
+    fn engine_loop(&self) {
+        while !self.stop.load(Ordering::Acquire) {
+            if self.step() {
+                continue;
+            }
+            let mut st = self.lock();
+            if !st.kick && !self.stop.load(Ordering::Acquire) {
+                // The timeout bounds how late a hung engine notices it was unhung.
+                st = match self.work.wait_timeout(st, Duration::from_millis(20)) {
+                    Ok((g, _)) => g,
+                    Err(e) => e.into_inner().0,
+                };
+            }
+            st.kick = false;
+        }
+    }
+
+    pub fn dma_map(
+        &self,
+        addr: u64,
+        size: u64,
+        fd: Option<File>,
+        offset: u64,
+    ) -> Result<(), DeviceError> {
+        match fd {
+            Some(file) => Ok(self.sysmem.map(addr, size, file, offset)?),
+            // Without an fd the client would expect DMA_READ/DMA_WRITE
+            // messages, which the transport cannot send: such memory is unreachable.
+            None => {
+                log::warn!(
+                    "DMA map {addr:#x}+{size:#x} without an fd: not reachable by the device"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// VFIO_DEVICE_SET_IRQS for the MSI-X index: install or remove eventfds.
+    ///
+    /// QEMU sends a run of valid eventfds with one fd per vector, and a run of
+    /// vectors to disable with no fds at all; DATA_NONE with count 0 disables
+    /// every vector, with a count it fires those vectors (a loopback test).
+    pub fn set_msix(
+        &self,
+        flags: u32,
+        start: u32,
+        count: u32,
+        fds: Vec<File>,
+    ) -> Result<(), DeviceError> {
+        use vfio_bindings::bindings::vfio::{
+            VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE,
+        };
+        let bad = || {
+            DeviceError::BadOptions(format!(
+                "SET_IRQS flags {flags:#x} start {start} count {count} fds {}",
+                fds.len()
+            ))
+        };
+        let mut st = self.lock();
+        let n = st.vectors.len();
+        let (start, count) = (start as usize, count as usize);
+        if flags & VFIO_IRQ_SET_ACTION_TRIGGER == 0 {
+            // MASK/UNMASK do not apply to MSI-X.
+            return Err(bad());
+        }
+        if flags & VFIO_IRQ_SET_DATA_NONE != 0 && count == 0 {
+            st.vectors.iter_mut().for_each(|v| *v = None);
+            return Ok(());
+        }
+        let end = start
+            .checked_add(count)
+            .filter(|&e| e <= n)
+            .ok_or_else(bad)?;
+        if flags & VFIO_IRQ_SET_DATA_EVENTFD != 0 {
+            if fds.is_empty() {
+                st.vectors[start..end].iter_mut().for_each(|v| *v = None);
+            } else if fds.len() == count {
+                for (slot, fd) in st.vectors[start..end].iter_mut().zip(fds) {
+                    *slot = Some(fd);
+                }
+            } else {
+                return Err(bad());
+            }
+            return Ok(());
+        }
+        if flags & VFIO_IRQ_SET_DATA_NONE != 0 {
+            for v in start..end {
+                self.send(&mut st, v);
+            }
+            return Ok(());
+        }
+        Err(bad())
+    }
+
+    pub fn dma_unmap(&self, addr: u64, size: u64) {
+        self.sysmem.unmap(addr, size);
+    }
+}
+
+/// Write to an MSI-X eventfd. A full eventfd counter only means the
+/// interrupt is already pending, so errors are not interesting.
+pub fn signal(mut fd: &File) {
+    use std::io::Write;
+    let _ = fd.write(&1u64.to_le_bytes());
+}
+
+/// The MSI-X vector of an INT_STATUS bit.
+fn source_vector(bit: u32) -> usize {
+    if int::QUEUE_MASK & (1 << bit) != 0 {
+        regs::queue_vector(bit as usize)
+    } else {
+        regs::VECTOR_ERROR
+    }
+}
+
+/// Stops the device's engine thread when dropped.
+pub struct EngineThread {
+    dev: Arc<Device>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Drop for EngineThread {
+    fn drop(&mut self) {
+        self.dev.stop.store(true, Ordering::Release);
+        {
+            let mut st = self.dev.lock();
+            self.dev.kick(&mut st);
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Split a BAR0 access into its aligned register and length. Accesses must be
+/// 1, 2 or 4 bytes and must not cross a register boundary.
+fn bar0_access(offset: u64, len: usize) -> Option<(u32, usize)> {
+    if offset >= regs::pci::BAR0_SIZE
+        || !matches!(len, 1 | 2 | 4)
+        || (offset % 4) as usize + len > 4
+    {
+        return None;
+    }
+    Some(((offset & !3) as u32, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn dev() -> Arc<Device> {
+        Device::new(DeviceOptions::default()).unwrap()
+    }
+
+    fn rd(d: &Device, region: u32, off: u64) -> u32 {
+        let mut b = [0; 4];
+        d.region_read(region, off, &mut b).unwrap();
+        u32::from_le_bytes(b)
+    }
+
+    fn wr(d: &Device, region: u32, off: u64, v: u32) {
+        d.region_write(region, off, &v.to_le_bytes()).unwrap();
+    }
+
+    #[test]
+    fn identity_registers() {
+        let d = Device::new(DeviceOptions {
+            vram_size: 8 << 30,
+            serial: 42,
+            queues: 3,
+        })
+        .unwrap();
+        let bar0 = VFIO_PCI_BAR0_REGION_INDEX;
+        assert_eq!(rd(&d, bar0, 0x00), 0x414c_4556);
+        assert_eq!(rd(&d, bar0, 0x04), 0x0001_0000);
+        assert_eq!(rd(&d, bar0, 0x08), 0x1f);
+        assert_eq!(rd(&d, bar0, 0x0c), 42);
+        assert_eq!(rd(&d, bar0, 0x10), 0);
+        assert_eq!(rd(&d, bar0, 0x14), 2);
+        assert_eq!(rd(&d, bar0, 0x18), 0x0203);
+        assert_eq!(rd(&d, bar0, 0x1c), 0);
+    }
+
+    #[test]
+    fn scratch_read_write_and_narrow_access() {
+        let d = dev();
+        let bar0 = VFIO_PCI_BAR0_REGION_INDEX;
+        wr(&d, bar0, 0x1c, 0xdead_beef);
+        assert_eq!(rd(&d, bar0, 0x1c), 0xdead_beef);
+        d.region_write(bar0, 0x1d, &[0x11]).unwrap();
+        assert_eq!(rd(&d, bar0, 0x1c), 0xdead_11ef);
+        let mut two = [0; 2];
+        d.region_read(bar0, 0x1e, &mut two).unwrap();
+        assert_eq!(u16::from_le_bytes(two), 0xdead);
+        wr(&d, bar0, 0x00, 0);
+        assert_eq!(rd(&d, bar0, 0x00), 0x414c_4556, "ID is read-only");
+        d.reset();
+        assert_eq!(rd(&d, bar0, 0x1c), 0);
+    }
+
+    #[test]
+    fn bad_bar0_accesses_are_errors_not_panics() {
+        let d = dev();
+        let bar0 = VFIO_PCI_BAR0_REGION_INDEX;
+        let mut b = [0; 8];
+        assert!(d.region_read(bar0, 0, &mut b).is_err());
+        assert!(d.region_read(bar0, 0x1_0000, &mut b[..4]).is_err());
+        assert!(d.region_read(bar0, 0x3, &mut b[..2]).is_err());
+        assert!(d.region_write(bar0, u64::MAX, &b[..4]).is_err());
+        assert!(d.region_read(5, 0, &mut b[..4]).is_err());
+    }
+
+    #[test]
+    fn config_space_bar_sizing_through_the_region() {
+        let d = dev();
+        let cfg = VFIO_PCI_CONFIG_REGION_INDEX;
+        assert_eq!(rd(&d, cfg, 0), 0x0001_1f5a);
+        wr(&d, cfg, 0x18, !0);
+        wr(&d, cfg, 0x1c, !0);
+        assert_eq!(rd(&d, cfg, 0x18), 0xf000_000c);
+        assert_eq!(rd(&d, cfg, 0x1c), 0xffff_ffff);
+        wr(&d, cfg, 0x10, !0);
+        assert_eq!(rd(&d, cfg, 0x10), 0xffff_0000);
+    }
+
+    #[test]
+    fn vram_through_the_region() {
+        let d = dev();
+        let bar2 = VFIO_PCI_BAR2_REGION_INDEX;
+        wr(&d, bar2, 0x10_0000, 0x1234_5678);
+        assert_eq!(rd(&d, bar2, 0x10_0000), 0x1234_5678);
+        let mut b = [0; 4];
+        d.vram.read(0x10_0000, &mut b).unwrap();
+        assert_eq!(u32::from_le_bytes(b), 0x1234_5678);
+        assert!(d.region_read(bar2, 256 << 20, &mut b).is_err());
+    }
+
+    #[test]
+    fn flr_resets_registers() {
+        let d = dev();
+        wr(&d, VFIO_PCI_BAR0_REGION_INDEX, 0x1c, 7);
+        wr(&d, VFIO_PCI_CONFIG_REGION_INDEX, 0x04, 0x6);
+        d.region_write(VFIO_PCI_CONFIG_REGION_INDEX, 0x48, &0x8000u16.to_le_bytes())
+            .unwrap();
+        assert_eq!(rd(&d, VFIO_PCI_BAR0_REGION_INDEX, 0x1c), 0);
+        assert_eq!(rd(&d, VFIO_PCI_CONFIG_REGION_INDEX, 0x04) & 0xffff, 0);
+    }
+
+    #[test]
+    fn rejects_bad_options() {
+        assert!(Device::new(DeviceOptions {
+            vram_size: 3 << 20,
+            ..Default::default()
+        })
+        .is_err());
+        assert!(Device::new(DeviceOptions {
+            queues: 0,
+            ..Default::default()
+        })
+        .is_err());
+        assert!(Device::new(DeviceOptions {
+            queues: 17,
+            ..Default::default()
+        })
+        .is_err());
+    }
+}

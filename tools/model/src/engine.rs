@@ -1,0 +1,265 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The scheduler and the engines: pick a runnable queue, fetch its command,
+//! execute it without holding the register lock, then report the outcome.
+
+use crate::compute::{self, KernelArgs};
+use crate::device::{Device, State};
+use crate::dma::{Access, Stats, Stop};
+use crate::regs::{cmd, dpa, Counter, Engine, Kernel, QueueError};
+
+/// One command taken off a ring, with the context state it runs under.
+struct Job {
+    queue: usize,
+    generation: u64,
+    context: usize,
+    translate: bool,
+    pt_base: u64,
+    bus_master: bool,
+    slot: [u8; cmd::SIZE],
+}
+
+/// What a completed command adds to the counters.
+#[derive(Default)]
+struct Done {
+    interrupt: bool,
+    fence: bool,
+    kernel: bool,
+}
+
+fn u32_at(b: &[u8; cmd::SIZE], off: usize) -> u32 {
+    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+
+fn u64_at(b: &[u8; cmd::SIZE], off: usize) -> u64 {
+    u64::from(u32_at(b, off)) | u64::from(u32_at(b, off + 4)) << 32
+}
+
+fn engine_of(opcode: u8) -> Engine {
+    if opcode == cmd::KERNEL {
+        Engine::Compute
+    } else {
+        Engine::Copy
+    }
+}
+
+impl Device {
+    /// Run one command of one queue. Returns false when no queue can run.
+    pub fn step(&self) -> bool {
+        let job = {
+            let mut st = self.lock();
+            self.next_job(&mut st)
+        };
+        let Some(job) = job else {
+            return false;
+        };
+        let mut access = Access::new(self, job.translate, job.pt_base, job.bus_master);
+        let result = execute(self, &mut access, &job);
+        let mut st = self.lock();
+        self.finish(&mut st, &job, result, access.stats);
+        true
+    }
+
+    fn next_job(&self, st: &mut State) -> Option<Job> {
+        let n = st.queues.len();
+        for i in 0..n {
+            let q = (st.next_queue + i) % n;
+            let qs = &st.queues[q];
+            let runnable = qs.enabled
+                && !qs.busy
+                && qs.error == QueueError::None
+                && qs.head != qs.tail
+                && !st.contexts[qs.context].faulted();
+            if !runnable {
+                continue;
+            }
+            let slot_dpa = qs
+                .ring_base
+                .wrapping_add(u64::from(qs.head) * cmd::SIZE as u64);
+            let bus_master = st.config.bus_master();
+            let access = Access::new(self, false, 0, bus_master);
+            let mut slot = [0u8; cmd::SIZE];
+            if !read_ring(&access, slot_dpa, &mut slot) {
+                st.count(Counter::DmaErrors, 1);
+                self.queue_error(st, q, QueueError::BadRing, slot_dpa);
+                continue;
+            }
+            if self.inject.hung(engine_of(slot[0])) {
+                continue;
+            }
+            let qs = &mut st.queues[q];
+            qs.busy = true;
+            let c = st.contexts[qs.context];
+            let job = Job {
+                queue: q,
+                generation: qs.generation,
+                context: qs.context,
+                translate: c.enabled,
+                pt_base: c.pt_base,
+                bus_master,
+                slot,
+            };
+            st.next_queue = (q + 1) % n;
+            return Some(job);
+        }
+        None
+    }
+
+    fn finish(&self, st: &mut State, job: &Job, result: Result<Done, Stop>, stats: Stats) {
+        st.count(Counter::BytesWritten, stats.bytes_written);
+        st.count(Counter::PageWalks, stats.page_walks);
+        st.count(Counter::DmaErrors, stats.dma_errors);
+        st.count(Counter::P2pBytes, stats.p2p_bytes);
+        let q = job.queue;
+        if st.queues[q].generation != job.generation {
+            // The queue was reset while the command ran: its outcome is void.
+            return;
+        }
+        st.queues[q].busy = false;
+        match result {
+            Ok(done) => {
+                let qs = &mut st.queues[q];
+                qs.head = (qs.head + 1) & (qs.slots() - 1);
+                qs.completed = qs.completed.wrapping_add(1);
+                st.count(Counter::CommandsCompleted, 1);
+                if done.fence {
+                    st.count(Counter::FencesWritten, 1);
+                }
+                if done.kernel {
+                    st.count(Counter::KernelsExecuted, 1);
+                }
+                if done.interrupt {
+                    self.raise(st, 1 << q);
+                }
+            }
+            Err(Stop::Error { code, addr }) => self.queue_error(st, q, code, addr),
+            Err(Stop::Fault(f)) => self.record_fault(st, job.context, q, f),
+        }
+    }
+}
+
+/// Rings are addressed by DPA and never translated.
+fn read_ring(access: &Access<'_>, addr: u64, slot: &mut [u8; cmd::SIZE]) -> bool {
+    let Some((b, off, avail, _)) = access.resolve(addr) else {
+        return false;
+    };
+    if avail < cmd::SIZE as u64 {
+        return false;
+    }
+    match crate::mem::slice(&b, off, cmd::SIZE) {
+        Ok(s) => {
+            s.copy_to(&mut slot[..]);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Reject a command whose reserved bytes `from..64` are not all zero.
+fn reserved_from(slot: &[u8; cmd::SIZE], from: usize) -> Result<(), Stop> {
+    if slot[from..].iter().any(|&b| b != 0) {
+        return Err(Stop::error(QueueError::ReservedNonZero, 0));
+    }
+    Ok(())
+}
+
+fn reserved_word(slot: &[u8; cmd::SIZE], off: usize) -> Result<(), Stop> {
+    if u32_at(slot, off) != 0 {
+        return Err(Stop::error(QueueError::ReservedNonZero, 0));
+    }
+    Ok(())
+}
+
+fn aligned(va: u64, align: u64) -> Result<(), Stop> {
+    if va & (align - 1) != 0 {
+        return Err(Stop::error(QueueError::BadAlignment, va));
+    }
+    Ok(())
+}
+
+fn execute(dev: &Device, access: &mut Access<'_>, job: &Job) -> Result<Done, Stop> {
+    let s = &job.slot;
+    let header = u32_at(s, 0);
+    if header & cmd::HEADER_RESERVED != 0 {
+        return Err(Stop::error(QueueError::ReservedNonZero, 0));
+    }
+    let mut done = Done {
+        interrupt: header & cmd::FLAG_INTERRUPT != 0,
+        ..Done::default()
+    };
+    match (header & cmd::OPCODE_MASK) as u8 {
+        cmd::NOP => reserved_from(s, 4)?,
+        cmd::FENCE => {
+            reserved_word(s, 4)?;
+            reserved_from(s, 24)?;
+            let (addr, mut value) = (u64_at(s, 8), u64_at(s, 16));
+            aligned(addr, 8)?;
+            if dev.inject.take_corrupt_fence() {
+                value = !value;
+            }
+            access.write(addr, &value.to_le_bytes())?;
+            done.fence = true;
+        }
+        cmd::COPY => {
+            reserved_word(s, 4)?;
+            reserved_from(s, 32)?;
+            let (src, dst, len) = (u64_at(s, 8), u64_at(s, 16), u64_at(s, 24));
+            if len > cmd::MAX_TRANSFER {
+                return Err(Stop::error(QueueError::BadLength, 0));
+            }
+            access.copy(src, dst, len)?;
+        }
+        cmd::FILL => {
+            reserved_from(s, 24)?;
+            let (pattern, dst, len) = (u32_at(s, 4), u64_at(s, 8), u64_at(s, 16));
+            aligned(dst, 4)?;
+            if len > cmd::MAX_TRANSFER || len % 4 != 0 {
+                return Err(Stop::error(QueueError::BadLength, 0));
+            }
+            access.fill(dst, len, pattern)?;
+        }
+        cmd::KERNEL => {
+            reserved_from(s, 56)?;
+            let kernel =
+                Kernel::from_id(u32_at(s, 4)).ok_or(Stop::error(QueueError::BadKernel, 0))?;
+            let args = KernelArgs {
+                a: u64_at(s, 8),
+                b: u64_at(s, 16),
+                c: u64_at(s, 24),
+                dst: u64_at(s, 32),
+                count: u32_at(s, 40),
+                n: u32_at(s, 44),
+                k: u32_at(s, 48),
+                param: u32_at(s, 52),
+            };
+            run_kernel(access, kernel, &args)?;
+            done.kernel = true;
+        }
+        _ => return Err(Stop::error(QueueError::BadOpcode, 0)),
+    }
+    Ok(done)
+}
+
+fn run_kernel(access: &mut Access<'_>, kernel: Kernel, args: &KernelArgs) -> Result<(), Stop> {
+    let shape = compute::shape(kernel, args).map_err(|_| Stop::error(QueueError::BadLength, 0))?;
+    let addrs = [args.a, args.b, args.c];
+    for (&va, &len) in addrs.iter().zip(&shape.inputs) {
+        if len > 0 && shape.aligned_inputs {
+            aligned(va, 4)?;
+        }
+    }
+    if shape.output > 0 {
+        aligned(args.dst, 4)?;
+    }
+    let mut inputs: [Vec<u8>; 3] = Default::default();
+    for ((buf, &va), &len) in inputs.iter_mut().zip(&addrs).zip(&shape.inputs) {
+        *buf = vec![0; len];
+        access.read(va, buf)?;
+    }
+    let out = compute::run(kernel, args, &inputs[0], &inputs[1], &inputs[2]);
+    access.write(args.dst, &out)
+}
+
+/// The DPA of a VRAM offset, for tests and tools that build commands.
+pub const fn vram_dpa(offset: u64) -> u64 {
+    offset | dpa::VRAM
+}

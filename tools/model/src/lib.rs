@@ -1,0 +1,21 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Device model of the Vela PCIe accelerator.
+//!
+//! The hardware it implements is specified in `Documentation/hardware/`;
+//! [`regs`] is the register map that specification describes.
+
+mod bar0;
+pub mod cli;
+pub mod compute;
+pub mod config;
+pub mod device;
+pub mod dma;
+pub mod engine;
+pub mod fabric;
+pub mod inject;
+pub mod mem;
+pub mod mmu;
+pub mod regs;
+pub mod rig;
+pub mod run;
+pub mod server;

@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: GPL-2.0
+//! An in-process driver for the model: register access, queue setup, command
+//! encoding and system memory, with no transport in between. The tests, the
+//! fuzz loop and the benchmark drive devices through it, the way a kernel
+//! driver would through BAR0.
+
+use std::fs::File;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::sync::Arc;
+
+use vfio_bindings::bindings::vfio::{VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD};
+use vm_memory::mmap::MmapRegion;
+use vm_memory::FileOffset;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::compute::KernelArgs;
+use crate::config::{COMMAND_BUS_MASTER, COMMAND_MEMORY};
+use crate::device::{Device, DeviceOptions};
+use crate::fabric::Fabric;
+use crate::mem::{self, Vram};
+use crate::regs::{self, cmd, queue, Kernel};
+
+/// Where the rig's system memory sits on the bus.
+pub const RAM_BASE: u64 = 0x1_0000_0000;
+
+/// A device with its config space set up (BARs, bus master, MSI-X),
+/// interrupt eventfds installed, and a block of system memory mapped for DMA.
+pub struct Rig {
+    pub dev: Arc<Device>,
+    pub irqs: Vec<EventFd>,
+    ram: MmapRegion<()>,
+    pub ram_size: u64,
+}
+
+#[derive(Debug)]
+pub struct RigError(pub String);
+
+impl std::fmt::Display for RigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::error::Error for RigError {}
+
+fn rig_err(e: impl std::fmt::Display) -> RigError {
+    RigError(e.to_string())
+}
+
+fn eventfd_file(e: &EventFd) -> Result<File, RigError> {
+    let dup = e.try_clone().map_err(rig_err)?;
+    // SAFETY: `into_raw_fd` hands over sole ownership of the duplicated descriptor.
+    Ok(unsafe { File::from_raw_fd(dup.into_raw_fd()) })
+}
+
+impl Rig {
+    pub fn new(opts: DeviceOptions) -> Result<Self, RigError> {
+        Self::on_fabric(opts, &Fabric::new(), 0xe000_0000)
+    }
+
+    /// `bar2` is where the rig places the device's BAR2 on the bus.
+    pub fn on_fabric(
+        opts: DeviceOptions,
+        fabric: &Arc<Fabric>,
+        bar2: u64,
+    ) -> Result<Self, RigError> {
+        let dev = Device::on_fabric(opts, fabric).map_err(rig_err)?;
+        let ram_size = 16 << 20;
+        // The same memfd the device maps, as QEMU shares guest RAM.
+        let ram_fd = Vram::new(ram_size).map_err(rig_err)?;
+        let fd = ram_fd.fd().ok_or_else(|| RigError("no memfd".into()))?;
+        // SAFETY: `fd` is open while `ram_fd` lives; dup gives an owned copy.
+        let dup = unsafe { libc::dup(fd) };
+        if dup < 0 {
+            return Err(RigError("dup failed".into()));
+        }
+        // SAFETY: `dup` is a fresh descriptor owned by nobody else.
+        let file = unsafe { File::from_raw_fd(dup) };
+        let mine = file.try_clone().map_err(rig_err)?;
+        dev.dma_map(RAM_BASE, ram_size, Some(file), 0)
+            .map_err(rig_err)?;
+        let ram =
+            MmapRegion::from_file(FileOffset::new(mine, 0), ram_size as usize).map_err(rig_err)?;
+
+        let cfg = vfio_bindings::bindings::vfio::VFIO_PCI_CONFIG_REGION_INDEX;
+        let w32 = |off: u64, v: u32| dev.region_write(cfg, off, &v.to_le_bytes());
+        w32(0x10, 0xfe00_0000).map_err(rig_err)?;
+        w32(0x18, bar2 as u32).map_err(rig_err)?;
+        w32(0x1c, (bar2 >> 32) as u32).map_err(rig_err)?;
+        w32(0x04, u32::from(COMMAND_MEMORY | COMMAND_BUS_MASTER)).map_err(rig_err)?;
+        dev.region_write(
+            cfg,
+            regs::pci::CAP_MSIX as u64 + 2,
+            &0x8000u16.to_le_bytes(),
+        )
+        .map_err(rig_err)?;
+
+        let nvec = dev.msix_vectors();
+        let irqs: Vec<EventFd> = (0..nvec)
+            .map(|_| EventFd::new(EFD_NONBLOCK))
+            .collect::<Result<_, _>>()
+            .map_err(rig_err)?;
+        let files = irqs
+            .iter()
+            .map(eventfd_file)
+            .collect::<Result<Vec<_>, _>>()?;
+        dev.set_msix(
+            VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+            0,
+            nvec,
+            files,
+        )
+        .map_err(rig_err)?;
+        let rig = Self {
+            dev,
+            irqs,
+            ram,
+            ram_size,
+        };
+        rig.w(regs::INT_MASK, 0);
+        Ok(rig)
+    }
+
+    pub fn r(&self, reg: u32) -> u32 {
+        self.dev.bar0_read(reg)
+    }
+
+    pub fn w(&self, reg: u32, v: u32) {
+        self.dev.bar0_write(reg, v, u32::MAX);
+    }
+
+    pub fn qr(&self, q: usize, off: u32) -> u32 {
+        self.r(regs::QUEUE_BASE + regs::QUEUE_STRIDE * q as u32 + off)
+    }
+
+    pub fn qw(&self, q: usize, off: u32, v: u32) {
+        self.w(regs::QUEUE_BASE + regs::QUEUE_STRIDE * q as u32 + off, v);
+    }
+
+    pub fn cr(&self, c: usize, off: u32) -> u32 {
+        self.r(regs::CTX_BASE + regs::CTX_STRIDE * c as u32 + off)
+    }
+
+    pub fn cw(&self, c: usize, off: u32, v: u32) {
+        self.w(regs::CTX_BASE + regs::CTX_STRIDE * c as u32 + off, v);
+    }
+
+    /// Interrupts delivered on `vector` since the last call.
+    pub fn irq_count(&self, vector: usize) -> u64 {
+        self.irqs
+            .get(vector)
+            .and_then(|e| e.read().ok())
+            .unwrap_or(0)
+    }
+
+    /// Program queue `q` with a ring at DPA `ring` of `1 << log2` slots, bound
+    /// to context `ctx`, and enable it.
+    pub fn setup_queue(&self, q: usize, ring: u64, log2: u32, ctx: usize) {
+        self.qw(q, queue::CONTROL, queue::CONTROL_RESET);
+        self.qw(q, queue::RING_BASE_LO, ring as u32);
+        self.qw(q, queue::RING_BASE_HI, (ring >> 32) as u32);
+        self.qw(q, queue::RING_SIZE, log2);
+        self.qw(q, queue::CONTEXT, ctx as u32);
+        self.qw(q, queue::CONTROL, queue::CONTROL_ENABLE);
+    }
+
+    /// Write commands at the queue's tail and ring the doorbell.
+    pub fn submit(&self, q: usize, cmds: &[[u8; cmd::SIZE]]) -> Result<(), RigError> {
+        let ring = u64::from(self.qr(q, queue::RING_BASE_LO))
+            | u64::from(self.qr(q, queue::RING_BASE_HI)) << 32;
+        let slots = 1u32 << self.qr(q, queue::RING_SIZE);
+        let mut tail = self.qr(q, queue::TAIL);
+        for c in cmds {
+            self.dpa_write(ring + u64::from(tail) * cmd::SIZE as u64, c)?;
+            tail = (tail + 1) % slots;
+        }
+        self.qw(q, queue::DOORBELL, tail);
+        Ok(())
+    }
+
+    /// Write bytes at a DPA the rig can reach: VRAM or its system memory.
+    pub fn dpa_write(&self, addr: u64, data: &[u8]) -> Result<(), RigError> {
+        if addr & regs::dpa::VRAM != 0 {
+            return self
+                .dev
+                .vram
+                .write(addr & regs::dpa::OFFSET_MASK, data)
+                .map_err(rig_err);
+        }
+        let off = addr
+            .checked_sub(RAM_BASE)
+            .ok_or_else(|| RigError(format!("{addr:#x} is not rig memory")))?;
+        mem::slice(&self.ram, off, data.len())
+            .map_err(rig_err)?
+            .copy_from(data);
+        Ok(())
+    }
+
+    pub fn dpa_read(&self, addr: u64, data: &mut [u8]) -> Result<(), RigError> {
+        if addr & regs::dpa::VRAM != 0 {
+            return self
+                .dev
+                .vram
+                .read(addr & regs::dpa::OFFSET_MASK, data)
+                .map_err(rig_err);
+        }
+        let off = addr
+            .checked_sub(RAM_BASE)
+            .ok_or_else(|| RigError(format!("{addr:#x} is not rig memory")))?;
+        mem::slice(&self.ram, off, data.len())
+            .map_err(rig_err)?
+            .copy_to(data);
+        Ok(())
+    }
+
+    pub fn dpa_read_u64(&self, addr: u64) -> Result<u64, RigError> {
+        let mut b = [0; 8];
+        self.dpa_read(addr, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+}
+
+/// Command encoders, byte for byte as commands.rst lays them out.
+pub mod encode {
+    use super::*;
+
+    fn header(opcode: u8, interrupt: bool) -> [u8; cmd::SIZE] {
+        let mut c = [0u8; cmd::SIZE];
+        let h = u32::from(opcode) | if interrupt { cmd::FLAG_INTERRUPT } else { 0 };
+        c[0..4].copy_from_slice(&h.to_le_bytes());
+        c
+    }
+
+    fn put64(c: &mut [u8; cmd::SIZE], off: usize, v: u64) {
+        c[off..off + 8].copy_from_slice(&v.to_le_bytes());
+    }
+
+    fn put32(c: &mut [u8; cmd::SIZE], off: usize, v: u32) {
+        c[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn nop(interrupt: bool) -> [u8; cmd::SIZE] {
+        header(cmd::NOP, interrupt)
+    }
+
+    pub fn fence(addr: u64, value: u64, interrupt: bool) -> [u8; cmd::SIZE] {
+        let mut c = header(cmd::FENCE, interrupt);
+        put64(&mut c, 8, addr);
+        put64(&mut c, 16, value);
+        c
+    }
+
+    pub fn copy(src: u64, dst: u64, len: u64) -> [u8; cmd::SIZE] {
+        let mut c = header(cmd::COPY, false);
+        put64(&mut c, 8, src);
+        put64(&mut c, 16, dst);
+        put64(&mut c, 24, len);
+        c
+    }
+
+    pub fn fill(dst: u64, len: u64, pattern: u32) -> [u8; cmd::SIZE] {
+        let mut c = header(cmd::FILL, false);
+        put32(&mut c, 4, pattern);
+        put64(&mut c, 8, dst);
+        put64(&mut c, 16, len);
+        c
+    }
+
+    pub fn kernel(k: Kernel, a: &KernelArgs) -> [u8; cmd::SIZE] {
+        let mut c = header(cmd::KERNEL, false);
+        put32(&mut c, 4, k as u32);
+        put64(&mut c, 8, a.a);
+        put64(&mut c, 16, a.b);
+        put64(&mut c, 24, a.c);
+        put64(&mut c, 32, a.dst);
+        put32(&mut c, 40, a.count);
+        put32(&mut c, 44, a.n);
+        put32(&mut c, 48, a.k);
+        put32(&mut c, 52, a.param);
+        c
+    }
+}

@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Process setup: build the devices, create every socket, serve them.
+
+use std::sync::Arc;
+use std::thread;
+
+use crate::cli::{self, Command};
+use crate::device::Device;
+use crate::server;
+
+#[derive(Debug)]
+pub enum RunError {
+    Cli(cli::CliError),
+    Device(String),
+    Socket(String),
+    Serve(String),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cli(e) => write!(f, "{e}"),
+            Self::Device(m) | Self::Socket(m) | Self::Serve(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+pub fn main<I: IntoIterator<Item = String>>(args: I) -> Result<(), RunError> {
+    let args = match cli::parse(args).map_err(RunError::Cli)? {
+        Command::Help => {
+            println!("{}", cli::USAGE);
+            return Ok(());
+        }
+        Command::Serve(args) => args,
+    };
+
+    let mut devices = Vec::new();
+    for spec in &args.devices {
+        let dev = Device::new(spec.opts.clone())
+            .map_err(|e| RunError::Device(format!("{}: {e}", spec.socket.display())))?;
+        devices.push(dev);
+    }
+    let mut servers = Vec::new();
+    for (spec, dev) in args.devices.iter().zip(&devices) {
+        let s = server::listen(dev, &spec.socket)
+            .map_err(|e| RunError::Socket(format!("{}: {e}", spec.socket.display())))?;
+        servers.push(s);
+    }
+
+    let handles: Vec<_> = servers
+        .into_iter()
+        .zip(devices)
+        .zip(&args.devices)
+        .map(|((srv, dev), spec)| {
+            let name = spec.socket.display().to_string();
+            thread::spawn(move || serve_one(&name, srv, dev))
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(e),
+            Err(_) => failures.push("a device thread panicked".to_string()),
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(RunError::Serve(failures.join("; ")))
+    }
+}
+
+fn serve_one(name: &str, srv: vfio_user::Server, dev: Arc<Device>) -> Result<(), String> {
+    log::info!("{name}: waiting for a client");
+    let _engine = dev.start_engine();
+    server::serve(&srv, dev.clone()).map_err(|e| format!("{name}: {e}"))?;
+    log::info!("{name}: client disconnected");
+    Ok(())
+}
+
+struct StderrLogger(log::LevelFilter);
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= self.0
+    }
+
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            eprintln!("vela-model: {}: {}", r.level(), r.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// `VELA_MODEL_LOG=error|warn|info|debug|trace`, default `warn`.
+pub fn init_logging() {
+    let level = std::env::var("VELA_MODEL_LOG")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(log::LevelFilter::Warn);
+    let logger = Box::leak(Box::new(StderrLogger(level)));
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(level);
+    }
+}

@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The vfio-user face of a device: region and IRQ tables and the backend.
+
+use std::fs::File;
+use std::mem::size_of;
+use std::path::Path;
+use std::sync::Arc;
+
+use vfio_bindings::bindings::vfio::{
+    vfio_region_info, vfio_region_sparse_mmap_area, VFIO_IRQ_INFO_EVENTFD,
+    VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR2_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX,
+    VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS, VFIO_REGION_INFO_FLAG_MMAP,
+    VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
+};
+use vfio_user::{
+    DmaMapFlags, DmaUnmapFlags, IrqInfo, Server, ServerBackend, ServerRegion, SparseArea,
+};
+
+use crate::device::Device;
+use crate::regs;
+
+/// The transport calls into the device through this.
+pub struct Backend(pub Arc<Device>);
+
+impl ServerBackend for Backend {
+    fn region_read(&mut self, region: u32, offset: u64, data: &mut [u8]) -> std::io::Result<()> {
+        self.0.region_read(region, offset, data).map_err(|e| {
+            log::warn!("{e}");
+            e.into()
+        })
+    }
+
+    fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.0.region_write(region, offset, data).map_err(|e| {
+            log::warn!("{e}");
+            e.into()
+        })
+    }
+
+    fn dma_map(
+        &mut self,
+        _flags: DmaMapFlags,
+        offset: u64,
+        address: u64,
+        size: u64,
+        fd: Option<File>,
+    ) -> std::io::Result<()> {
+        log::debug!("DMA map {address:#x}+{size:#x} at fd offset {offset:#x}");
+        self.0.dma_map(address, size, fd, offset).map_err(|e| {
+            log::warn!("{e}");
+            e.into()
+        })
+    }
+
+    fn dma_unmap(&mut self, _flags: DmaUnmapFlags, address: u64, size: u64) -> std::io::Result<()> {
+        self.0.dma_unmap(address, size);
+        Ok(())
+    }
+
+    fn reset(&mut self) -> std::io::Result<()> {
+        self.0.function_reset();
+        Ok(())
+    }
+
+    fn set_irqs(
+        &mut self,
+        index: u32,
+        flags: u32,
+        start: u32,
+        count: u32,
+        fds: Vec<File>,
+    ) -> std::io::Result<()> {
+        if index != VFIO_PCI_MSIX_IRQ_INDEX {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "only MSI-X is implemented",
+            );
+            return Err(e);
+        }
+        self.0.set_msix(flags, start, count, fds).map_err(|e| {
+            log::warn!("{e}");
+            e.into()
+        })
+    }
+}
+
+/// Regions in vfio-pci index order: the transport looks them up by position.
+pub fn regions(dev: &Device) -> Vec<ServerRegion> {
+    (0..VFIO_PCI_NUM_REGIONS)
+        .map(|index| {
+            let mut info = vfio_region_info {
+                argsz: size_of::<vfio_region_info>() as u32,
+                index,
+                ..Default::default()
+            };
+            let rw = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
+            let mut sparse_areas = Vec::new();
+            let mut mmap_fd = None;
+            match index {
+                VFIO_PCI_BAR0_REGION_INDEX => {
+                    info.flags = rw;
+                    info.size = regs::pci::BAR0_SIZE;
+                }
+                VFIO_PCI_BAR2_REGION_INDEX => {
+                    info.flags = rw | VFIO_REGION_INFO_FLAG_MMAP;
+                    info.size = dev.vram.size();
+                    // The client maps the fd at `info.offset`; the whole BAR is one area.
+                    info.offset = 0;
+                    sparse_areas.push(SparseArea {
+                        area: vfio_region_sparse_mmap_area {
+                            offset: 0,
+                            size: dev.vram.size(),
+                        },
+                    });
+                    mmap_fd = dev.vram.fd();
+                }
+                VFIO_PCI_CONFIG_REGION_INDEX => {
+                    info.flags = rw;
+                    info.size = regs::pci::CONFIG_SIZE as u64;
+                }
+                _ => {}
+            }
+            ServerRegion {
+                region_info: info,
+                sparse_areas,
+                mmap_fd,
+            }
+        })
+        .collect()
+}
+
+/// MSI-X only: no INTx pin, no MSI.
+pub fn irqs(dev: &Device) -> Vec<IrqInfo> {
+    (0..VFIO_PCI_NUM_IRQS)
+        .map(|index| match index {
+            VFIO_PCI_MSIX_IRQ_INDEX => IrqInfo {
+                index,
+                flags: VFIO_IRQ_INFO_EVENTFD,
+                count: dev.msix_vectors(),
+            },
+            _ => IrqInfo {
+                index,
+                flags: 0,
+                count: 0,
+            },
+        })
+        .collect()
+}
+
+/// Create the listening socket. Separate from serving so that every socket of
+/// a multi-device run exists before any client is expected to connect.
+pub fn listen(dev: &Device, path: &Path) -> Result<Server, vfio_user::Error> {
+    Server::new(path, true, irqs(dev), regions(dev))
+}
+
+/// Serve one connection to completion.
+pub fn serve(server: &Server, dev: Arc<Device>) -> Result<(), vfio_user::Error> {
+    let mut backend = Backend(dev);
+    server.run(&mut backend)
+}

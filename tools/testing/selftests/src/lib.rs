@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Helpers for Vela's kselftest-style tests: TAP output, the expectations the harness passes
+//! in, and access to the device nodes.
+
+use std::{fs, io, path::PathBuf};
+
+/// A TAP 13 producer. Every check prints one result line; `finish` exits with kselftest's
+/// convention (0 all passed, 1 some failed).
+pub struct Tap {
+    planned: usize,
+    n: usize,
+    failed: usize,
+}
+
+impl Tap {
+    pub fn new(planned: usize) -> Self {
+        println!("TAP version 13");
+        println!("1..{planned}");
+        Self {
+            planned,
+            n: 0,
+            failed: 0,
+        }
+    }
+
+    /// Records one result; `detail` is printed as a diagnostic when it failed.
+    pub fn check(&mut self, ok: bool, desc: &str, detail: impl std::fmt::Display) -> bool {
+        self.n += 1;
+        if ok {
+            println!("ok {} - {desc}", self.n);
+        } else {
+            self.failed += 1;
+            println!("not ok {} - {desc}", self.n);
+            println!("# {detail}");
+        }
+        ok
+    }
+
+    /// Checks that `got` equals `want`.
+    pub fn eq<T: PartialEq + std::fmt::Debug>(&mut self, got: T, want: T, desc: &str) -> bool {
+        let ok = got == want;
+        self.check(ok, desc, format_args!("got {got:?}, want {want:?}"))
+    }
+
+    /// Checks that `r` failed with `errno`.
+    pub fn errno<T: std::fmt::Debug>(&mut self, r: io::Result<T>, errno: i32, desc: &str) -> bool {
+        let got = r.as_ref().err().and_then(|e| e.raw_os_error());
+        let ok = got == Some(errno);
+        self.check(ok, desc, format_args!("got {r:?}, want errno {errno}"))
+    }
+
+    /// Checks that `r` succeeded and returns its value.
+    pub fn ok<T>(&mut self, r: io::Result<T>, desc: &str) -> Option<T> {
+        match r {
+            Ok(v) => {
+                self.check(true, desc, "");
+                Some(v)
+            }
+            Err(e) => {
+                self.check(false, desc, e);
+                None
+            }
+        }
+    }
+
+    pub fn skip(&mut self, desc: &str, why: &str) {
+        self.n += 1;
+        println!("ok {} - {desc} # SKIP {why}", self.n);
+    }
+
+    pub fn diag(&self, msg: impl std::fmt::Display) {
+        println!("# {msg}");
+    }
+
+    /// Prints the totals and exits. Results that were planned but never reached are failures.
+    pub fn finish(self) -> ! {
+        let mut failed = self.failed;
+        for i in self.n + 1..=self.planned {
+            failed += 1;
+            println!("not ok {i} - (not reached)");
+        }
+        println!("# {} tests, {} failed", self.planned.max(self.n), failed);
+        std::process::exit(i32::from(failed != 0));
+    }
+}
+
+/// Reads an expectation the harness exported (for example `VELA_EXPECT_VRAM_MIB`).
+pub fn expect(name: &str) -> Option<u64> {
+    std::env::var(format!("VELA_EXPECT_{name}")).ok()?.parse().ok()
+}
+
+/// The PCI functions that are Vela devices, as sysfs paths, sorted.
+pub fn vela_pci_devices() -> io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/sys/bus/pci/devices")? {
+        let p = e?.path();
+        let vendor = fs::read_to_string(p.join("vendor")).unwrap_or_default();
+        let device = fs::read_to_string(p.join("device")).unwrap_or_default();
+        if vendor.trim() == format!("{:#06x}", vela_uapi::PCI_VENDOR_VELA)
+            && device.trim() == format!("{:#06x}", vela_uapi::PCI_DEVICE_VELA)
+        {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The accel node of a bound Vela PCI device (`/dev/accel/accelN`).
+pub fn accel_node(pci: &std::path::Path) -> io::Result<PathBuf> {
+    for e in fs::read_dir(pci.join("accel"))? {
+        let name = e?.file_name();
+        return Ok(PathBuf::from("/dev/accel").join(name));
+    }
+    Err(io::Error::new(io::ErrorKind::NotFound, "no accel node"))
+}
+
+/// Runs a command, returning an error that carries its output when it fails.
+pub fn run(cmd: &str, args: &[&str]) -> io::Result<()> {
+    let out = std::process::Command::new(cmd).args(args).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "{cmd} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )))
+    }
+}
