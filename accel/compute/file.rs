@@ -2,7 +2,11 @@
 
 //! An open `/dev/accel/accelN` and the ioctls it serves.
 
-use kernel::{drm, prelude::*, uaccess::UserSlice};
+use kernel::{
+    drm,
+    prelude::*,
+    uaccess::{UserPtr, UserSlice},
+};
 
 use super::{
     driver::{VelaDevice, VelaDriver},
@@ -34,7 +38,8 @@ impl File {
         match query::size_check(args.size, len)? {
             query::SizeCheck::AskedForSize => {}
             query::SizeCheck::Fits => {
-                let mut out = UserSlice::new(args.data.into(), bytes.len()).writer();
+                let ptr = UserPtr::from_addr(usize::try_from(args.data)?);
+                let mut out = UserSlice::new(ptr, bytes.len()).writer();
                 out.write_slice(bytes)?;
             }
         }

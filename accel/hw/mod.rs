@@ -23,23 +23,14 @@ const BAR_VRAM: u32 = 2;
 
 pub(crate) type Bar0 = pci::Bar<'static, { regs::BAR0_SIZE }>;
 
-/// Where VRAM appears on the bus.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct VramAperture {
-    /// Bus address of BAR2.
-    pub(crate) start: u64,
-    /// Length of BAR2; VRAM may be smaller.
-    pub(crate) len: u64,
-}
-
 /// One Vela device, as the frontends see it.
 pub(crate) struct Core {
     pub(crate) pdev: ARef<pci::Device>,
     /// Revoked when the device is unbound, so a frontend that outlives the binding (an open
     /// file, say) can no longer reach the hardware.
+    #[expect(dead_code, reason = "the queue and interrupt code uses BAR0 after probe")]
     pub(crate) bar0: Devres<Bar0>,
     pub(crate) identity: Identity,
-    pub(crate) vram: VramAperture,
 }
 
 impl Core {
@@ -49,12 +40,9 @@ impl Core {
         pdev.set_master();
 
         let bar0 = pdev.iomap_region_sized::<{ regs::BAR0_SIZE }>(BAR_REGS, c"vela-regs")?;
-        let vram = VramAperture {
-            start: pdev.resource_start(BAR_VRAM)?,
-            len: pdev.resource_len(BAR_VRAM)?,
-        };
+        let vram_start = pdev.resource_start(BAR_VRAM)?;
         let raw = identity::RawIdentity::read(&bar0);
-        let identity = Identity::check(raw, vram.len).inspect_err(|e| {
+        let identity = Identity::check(raw, pdev.resource_len(BAR_VRAM)?).inspect_err(|e| {
             dev_err!(
                 pdev,
                 "not a usable Vela device (id {:#x} version {:#x}): {:?}\n",
@@ -74,24 +62,24 @@ impl Core {
 
         dev_info!(
             pdev,
-            "Vela v{}.{} serial {}: {} MiB VRAM, {} queues, {} engines, caps {:#x}\n",
+            "Vela v{}.{} serial {}: {} MiB VRAM at {:#x}, {} queues, {} engines, caps {:#x}\n",
             identity.major,
             identity.minor,
             identity.serial,
             identity.vram_size >> 20,
+            vram_start,
             identity.queues,
             identity.engines,
             identity.caps
         );
 
-        Arc::new(
+        Ok(Arc::new(
             Self {
                 pdev: pdev.into(),
                 bar0: bar0.into_devres()?,
                 identity,
-                vram,
             },
             GFP_KERNEL,
-        )
+        )?)
     }
 }

@@ -13,9 +13,14 @@ impl bindgen::callbacks::ParseCallbacks for ZeroCopy {
         // zerocopy's IntoBytes derive refuses a struct with implicit padding, which makes every
         // uapi struct's "no hidden padding" rule a compile-time check.
         if info.name.starts_with("drm_vela_") && info.kind == bindgen::callbacks::TypeKind::Struct {
-            ["zerocopy::FromBytes", "zerocopy::IntoBytes", "zerocopy::Immutable", "zerocopy::KnownLayout"]
-                .map(String::from)
-                .to_vec()
+            [
+                "zerocopy::FromBytes",
+                "zerocopy::IntoBytes",
+                "zerocopy::Immutable",
+                "zerocopy::KnownLayout",
+            ]
+            .map(String::from)
+            .to_vec()
         } else {
             vec![]
         }

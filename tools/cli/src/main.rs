@@ -20,7 +20,11 @@ fn caps(c: u64) -> String {
         (vela_uapi::DRM_VELA_CAP_P2P, "p2p"),
         (vela_uapi::DRM_VELA_CAP_FAULT_INJECT, "fault-inject"),
     ];
-    let s: Vec<&str> = names.iter().filter(|(b, _)| c & u64::from(*b) != 0).map(|(_, n)| *n).collect();
+    let s: Vec<&str> = names
+        .iter()
+        .filter(|(b, _)| c & u64::from(*b) != 0)
+        .map(|(_, n)| *n)
+        .collect();
     if s.is_empty() {
         "-".into()
     } else {
@@ -32,9 +36,13 @@ fn caps(c: u64) -> String {
 fn info() -> ExitCode {
     let mut rows = Vec::new();
     for node in accel_nodes() {
-        let Ok(f) = fs::File::open(&node) else { continue };
+        let Ok(f) = fs::File::open(&node) else {
+            continue;
+        };
         // Other accel drivers' nodes answer QUERY with an error (or a different ioctl); skip.
-        let Ok(q) = vela_uapi::query_device(&f) else { continue };
+        let Ok(q) = vela_uapi::query_device(&f) else {
+            continue;
+        };
         rows.push([
             node.display().to_string(),
             format!("{:04x}:{:04x} rev {}", q.vendor_id, q.device_id, q.revision),
@@ -50,7 +58,9 @@ fn info() -> ExitCode {
         eprintln!("vela: no Vela device found (is vela.ko loaded?)");
         return ExitCode::FAILURE;
     }
-    let head = ["DEVICE", "PCI ID", "HW", "SERIAL", "VRAM", "QUEUES", "ENGINES", "CAPS"];
+    let head = [
+        "DEVICE", "PCI ID", "HW", "SERIAL", "VRAM", "QUEUES", "ENGINES", "CAPS",
+    ];
     let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
@@ -58,7 +68,11 @@ fn info() -> ExitCode {
         }
     }
     let line = |cells: Vec<&str>| {
-        let s: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<0$}", w[i])).collect();
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<0$}", w[i]))
+            .collect();
         println!("{}", s.join("  ").trim_end());
     };
     line(head.to_vec());

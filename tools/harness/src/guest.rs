@@ -17,10 +17,7 @@ const GUEST_BINS: &[&str] = &["vela", "vela-probe-test", "vela-query-test"];
 pub(crate) const KUNIT_SUITES: &[&str] = &["vela_identity", "vela_query"];
 
 /// The guest test list: (name, command). Each prints TAP on stdout.
-const CHECK_TESTS: &[(&str, &str)] = &[
-    ("probe", "vela-probe-test"),
-    ("query", "vela-query-test"),
-];
+const CHECK_TESTS: &[(&str, &str)] = &[("probe", "vela-probe-test"), ("query", "vela-query-test")];
 
 fn expectations(devices: &[model::DeviceSpec]) -> String {
     // The tests compare what the driver reports with what the model was started with.
@@ -90,12 +87,19 @@ fn script(mode: Mode, devices: &[model::DeviceSpec]) -> String {
 }
 
 /// Makes the run directory and fills the share.
-pub(crate) fn prepare(paths: &Paths, mode: Mode, devices: &[model::DeviceSpec]) -> Result<PathBuf, String> {
+pub(crate) fn prepare(
+    paths: &Paths,
+    mode: Mode,
+    devices: &[model::DeviceSpec],
+) -> Result<PathBuf, String> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
-    let run_dir = paths.work.join("run").join(format!("{}-{stamp}", std::process::id()));
+    let run_dir = paths
+        .work
+        .join("run")
+        .join(format!("{}-{stamp}", std::process::id()));
     let share = run_dir.join("share");
     let err = |what: &str, e: std::io::Error| format!("{what}: {e}");
     fs::create_dir_all(share.join("bin")).map_err(|e| err("run dir", e))?;
@@ -104,7 +108,8 @@ pub(crate) fn prepare(paths: &Paths, mode: Mode, devices: &[model::DeviceSpec]) 
     fs::copy(&ko, share.join("vela.ko")).map_err(|e| err(&ko.display().to_string(), e))?;
     for b in GUEST_BINS {
         let src = paths.bin.join(b);
-        fs::copy(&src, share.join("bin").join(b)).map_err(|e| err(&src.display().to_string(), e))?;
+        fs::copy(&src, share.join("bin").join(b))
+            .map_err(|e| err(&src.display().to_string(), e))?;
     }
     let init = share.join("init.sh");
     fs::write(&init, script(mode, devices)).map_err(|e| err("init.sh", e))?;
@@ -124,8 +129,10 @@ pub(crate) fn collect(run_dir: &Path, mode: Mode) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if mode == Mode::Check {
         for (name, _) in CHECK_TESTS {
-            let tap = fs::read_to_string(results.join(format!("{name}.tap")))
-                .unwrap_or_else(|_| format!("TAP version 13\n1..1\nnot ok 1 - {name} did not run\n"));
+            let tap =
+                fs::read_to_string(results.join(format!("{name}.tap"))).unwrap_or_else(|_| {
+                    format!("TAP version 13\n1..1\nnot ok 1 - {name} did not run\n")
+                });
             out.push((name.to_string(), tap));
         }
     }

@@ -110,7 +110,10 @@ fn main() -> ExitCode {
     match run(&paths, &opts) {
         Ok(report) => {
             println!("{}", report.render());
-            eprintln!("vela-harness: VM run took {:.1} s", start.elapsed().as_secs_f64());
+            eprintln!(
+                "vela-harness: VM run took {:.1} s",
+                start.elapsed().as_secs_f64()
+            );
             if report.is_success() {
                 ExitCode::SUCCESS
             } else {
@@ -145,7 +148,11 @@ fn run(paths: &Paths, opts: &Options) -> Result<judge::Report, String> {
         for suite in guest::KUNIT_SUITES {
             let prefix = format!("kunit/{suite}/");
             if !report.results.iter().any(|r| r.name.starts_with(&prefix)) {
-                add_failure(&mut report, &format!("kunit/{suite}"), "suite did not run".into());
+                add_failure(
+                    &mut report,
+                    &format!("kunit/{suite}"),
+                    "suite did not run".into(),
+                );
             }
         }
     }

@@ -53,7 +53,11 @@ pub(crate) fn socket_path(run_dir: &Path, dev: &DeviceSpec) -> PathBuf {
 }
 
 /// Starts the model and waits until every device's socket is listening.
-pub(crate) fn start(paths: &Paths, run_dir: &Path, devices: &[DeviceSpec]) -> Result<Models, String> {
+pub(crate) fn start(
+    paths: &Paths,
+    run_dir: &Path,
+    devices: &[DeviceSpec],
+) -> Result<Models, String> {
     let exe = paths.bin.join("vela-model");
     let log = File::create(run_dir.join("model.log")).map_err(|e| format!("model log: {e}"))?;
     let log2 = log.try_clone().map_err(|e| format!("model log: {e}"))?;

@@ -139,7 +139,16 @@ pub(crate) fn boot(
     let args = qemu_args(paths, run_dir, devices);
     std::fs::write(run_dir.join("qemu.args"), args.join("\n")).map_err(|e| e.to_string())?;
     let mut child = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-euc", CHROOT_SCRIPT, "sh"])
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "/bin/sh",
+            "-euc",
+            CHROOT_SCRIPT,
+            "sh",
+        ])
         .arg(&paths.root)
         .arg(&paths.work)
         .args(&args)
@@ -152,8 +161,20 @@ pub(crate) fn boot(
     let serial = Arc::new(Mutex::new(Vec::<u8>::new()));
     let mut readers = Vec::new();
     for (stream, echo) in [
-        (child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), verbose),
-        (child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>), true),
+        (
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            verbose,
+        ),
+        (
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            true,
+        ),
     ] {
         let Some(mut stream) = stream else { continue };
         let serial = Arc::clone(&serial);

@@ -5,14 +5,26 @@
 use std::path::PathBuf;
 
 use crate::device::DeviceOptions;
+use crate::inject::Knob;
 
 pub const USAGE: &str = "\
-usage: vela-model --socket PATH [--vram-mib N] [--serial N] [--queues N]
-       vela-model --device socket=PATH[,vram-mib=N][,serial=N][,queues=N] [--device ...]
+usage: vela-model --socket PATH [--vram-mib N] [--serial N] [--queues N] [OPTIONS]
+       vela-model --device socket=PATH[,vram-mib=N][,serial=N][,queues=N] [--device ...] [OPTIONS]
+       vela-model bench [--vram-mib N]
 
 Creates one listening vfio-user socket per device, then serves one
 connection on each; exits 0 when every client has disconnected.
-Devices served by one process reach each other's VRAM (peer-to-peer).";
+Devices served by one process reach each other's VRAM (peer-to-peer).
+
+OPTIONS
+  --control PATH   control socket for fault injection and status (one line
+                   per request: [dev=N] VERB)
+  --inject KNOB    arm a fault on every device at start; repeatable. KNOB is
+                   hang-engine=copy|compute, fail-dma[=N], drop-irq[=N],
+                   corrupt-fence[=N], mmu-fault[=N]
+
+bench prints copy-engine VRAM->VRAM bandwidth against host memcpy and the
+doorbell -> fence -> interrupt latency, measured in-process.";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceSpec {
@@ -23,11 +35,14 @@ pub struct DeviceSpec {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Args {
     pub devices: Vec<DeviceSpec>,
+    pub control: Option<PathBuf>,
+    pub inject: Vec<Knob>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Serve(Args),
+    Bench { vram_size: u64 },
     Help,
 }
 
@@ -91,8 +106,31 @@ fn device_spec(s: &str, index: usize) -> Result<DeviceSpec, CliError> {
     Ok(DeviceSpec { socket, opts })
 }
 
+fn parse_bench(mut it: impl Iterator<Item = String>) -> Result<Command, CliError> {
+    let mut vram_size = 256 << 20;
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--vram-mib" => {
+                let v = it
+                    .next()
+                    .ok_or_else(|| CliError("--vram-mib needs a value".into()))?;
+                vram_size = vram_mib(&v)?;
+            }
+            "--help" | "-h" => return Ok(Command::Help),
+            _ => return err(format!("bench: unknown argument '{a}'")),
+        }
+    }
+    Ok(Command::Bench { vram_size })
+}
+
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliError> {
-    let mut it = args.into_iter();
+    let mut it = args.into_iter().peekable();
+    if it.peek().map(String::as_str) == Some("bench") {
+        it.next();
+        return parse_bench(it);
+    }
+    let mut control = None;
+    let mut inject = Vec::new();
     let mut top = DeviceOptions::default();
     let mut top_socket = None;
     let mut top_used = false;
@@ -131,6 +169,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
                 let v = value()?;
                 extra.push(v);
             }
+            "--control" => control = Some(PathBuf::from(value()?)),
+            "--inject" => inject.push(Knob::parse(&value()?).map_err(CliError)?),
             _ => return err(format!("unknown argument '{a}'\n{USAGE}")),
         }
     }
@@ -152,7 +192,17 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
             return err(format!("socket {} given twice", d.socket.display()));
         }
     }
-    Ok(Command::Serve(Args { devices }))
+    if control
+        .as_ref()
+        .is_some_and(|c| devices.iter().any(|d| &d.socket == c))
+    {
+        return err("the control socket cannot be a device socket");
+    }
+    Ok(Command::Serve(Args {
+        devices,
+        control,
+        inject,
+    }))
 }
 
 #[cfg(test)]
@@ -216,6 +266,35 @@ mod tests {
         assert!(p("--device vram-mib=64").is_err());
         assert!(p("--device socket=/a --device socket=/a").is_err());
         assert!(p("--serial 1").is_err());
+        assert!(p("--socket /a --inject explode").is_err());
+        assert!(p("--socket /a --control /a").is_err());
+        assert!(p("bench --bogus").is_err());
         assert_eq!(p("--help").unwrap(), Command::Help);
+    }
+
+    #[test]
+    fn extensions() {
+        match p("--socket /a --control /c --inject fail-dma=2 --inject hang-engine=copy").unwrap() {
+            Command::Serve(a) => {
+                assert_eq!(a.control, Some(PathBuf::from("/c")));
+                assert_eq!(
+                    a.inject,
+                    vec![Knob::FailDma(2), Knob::Hang(crate::regs::Engine::Copy)]
+                );
+            }
+            c => panic!("{c:?}"),
+        }
+        assert_eq!(
+            p("bench").unwrap(),
+            Command::Bench {
+                vram_size: 256 << 20
+            }
+        );
+        assert_eq!(
+            p("bench --vram-mib 64").unwrap(),
+            Command::Bench {
+                vram_size: 64 << 20
+            }
+        );
     }
 }

@@ -418,6 +418,12 @@ impl Device {
         self.work.notify_all();
     }
 
+    /// Wake the engine from outside (the control socket unhung an engine).
+    pub fn wake(&self) {
+        let mut st = self.lock();
+        self.kick(&mut st);
+    }
+
     pub fn counter(&self, c: Counter) -> u64 {
         self.lock().counters[c as usize]
     }

@@ -8,6 +8,7 @@ mod bar0;
 pub mod cli;
 pub mod compute;
 pub mod config;
+pub mod control;
 pub mod device;
 pub mod dma;
 pub mod engine;

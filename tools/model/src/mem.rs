@@ -187,7 +187,7 @@ pub fn lookup(maps: &[DmaMapping], addr: u64) -> Option<(&Backing, u64, u64)> {
     let idx = maps.partition_point(|m| m.addr <= addr).checked_sub(1)?;
     let m = &maps[idx];
     let off = addr - m.addr;
-    (off < m.size).then_some((&m.backing, off, m.size - off))
+    (off < m.size).then(|| (&m.backing, off, m.size - off))
 }
 
 fn overlaps(a: u64, alen: u64, b: u64, blen: u64) -> bool {

@@ -250,7 +250,7 @@ pub mod cmd {
     /// Largest element count of an element-wise or reduction kernel.
     pub const MAX_ELEMENTS: u32 = 1 << 24;
     /// Largest M * N * K of one MATMUL_F32.
-    pub const MAX_MATMUL_WORK: u64 = 1 << 30;
+    pub const MAX_MATMUL_WORK: u64 = 1 << 28;
 }
 
 /// Compute kernels (KERNEL command, dword 1).

@@ -87,7 +87,10 @@ impl Tap {
 
 /// Reads an expectation the harness exported (for example `VELA_EXPECT_VRAM_MIB`).
 pub fn expect(name: &str) -> Option<u64> {
-    std::env::var(format!("VELA_EXPECT_{name}")).ok()?.parse().ok()
+    std::env::var(format!("VELA_EXPECT_{name}"))
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// The PCI functions that are Vela devices, as sysfs paths, sorted.
@@ -109,11 +112,10 @@ pub fn vela_pci_devices() -> io::Result<Vec<PathBuf>> {
 
 /// The accel node of a bound Vela PCI device (`/dev/accel/accelN`).
 pub fn accel_node(pci: &std::path::Path) -> io::Result<PathBuf> {
-    for e in fs::read_dir(pci.join("accel"))? {
-        let name = e?.file_name();
-        return Ok(PathBuf::from("/dev/accel").join(name));
+    match fs::read_dir(pci.join("accel"))?.next() {
+        Some(e) => Ok(PathBuf::from("/dev/accel").join(e?.file_name())),
+        None => Err(io::Error::new(io::ErrorKind::NotFound, "no accel node")),
     }
-    Err(io::Error::new(io::ErrorKind::NotFound, "no accel node"))
 }
 
 /// Runs a command, returning an error that carries its output when it fails.

@@ -11,7 +11,9 @@ const CYCLES: usize = 3;
 const DRIVER: &str = "/sys/bus/pci/drivers/vela";
 
 fn module_path() -> String {
-    std::env::args().nth(1).unwrap_or_else(|| "/run/vela/vela.ko".into())
+    std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "/run/vela/vela.ko".into())
 }
 
 fn bound_to_vela(pci: &Path) -> bool {
@@ -28,7 +30,8 @@ fn all_working(devs: &[std::path::PathBuf]) -> Result<(), String> {
         }
         let node = accel_node(d).map_err(|e| format!("{}: {e}", d.display()))?;
         let f = fs::File::open(&node).map_err(|e| format!("{}: {e}", node.display()))?;
-        let q = vela_uapi::query_device(&f).map_err(|e| format!("QUERY on {}: {e}", node.display()))?;
+        let q =
+            vela_uapi::query_device(&f).map_err(|e| format!("QUERY on {}: {e}", node.display()))?;
         if q.vendor_id != u32::from(vela_uapi::PCI_VENDOR_VELA) {
             return Err(format!("QUERY vendor {:#x}", q.vendor_id));
         }
@@ -40,60 +43,107 @@ fn main() {
     let mut t = Tap::new(10 + 2 * CYCLES);
     let devs = vela_pci_devices().unwrap_or_default();
     let want = expect("DEVICES").unwrap_or(1) as usize;
-    t.eq(devs.len(), want, "the Vela PCI functions the model serves are enumerated");
+    t.eq(
+        devs.len(),
+        want,
+        "the Vela PCI functions the model serves are enumerated",
+    );
     let Some(first) = devs.first().cloned() else {
         t.finish();
     };
     t.eq(
-        fs::read_to_string(first.join("class")).unwrap_or_default().trim(),
+        fs::read_to_string(first.join("class"))
+            .unwrap_or_default()
+            .trim(),
         "0x120000",
         "class is processing accelerator",
     );
 
     let ko = module_path();
     t.ok(run("insmod", &[&ko]), "insmod vela.ko");
-    t.check(Path::new("/sys/module/vela").exists(), "module is live", "no /sys/module/vela");
-    t.check(devs.iter().all(|d| bound_to_vela(d)), "every Vela device is bound", "unbound device");
+    t.check(
+        Path::new("/sys/module/vela").exists(),
+        "module is live",
+        "no /sys/module/vela",
+    );
+    t.check(
+        devs.iter().all(|d| bound_to_vela(d)),
+        "every Vela device is bound",
+        "unbound device",
+    );
     let node = accel_node(&first);
-    t.check(node.is_ok(), "accel node registered in sysfs", format_args!("{node:?}"));
+    t.check(
+        node.is_ok(),
+        "accel node registered in sysfs",
+        format_args!("{node:?}"),
+    );
     let is_chr = node
         .as_ref()
         .ok()
         .and_then(|n| fs::metadata(n).ok())
         .is_some_and(|m| std::os::unix::fs::FileTypeExt::is_char_device(&m.file_type()));
-    t.check(is_chr, "/dev/accel/accelN is a character device", format_args!("{node:?}"));
+    t.check(
+        is_chr,
+        "/dev/accel/accelN is a character device",
+        format_args!("{node:?}"),
+    );
     let r = all_working(&devs);
     t.check(r.is_ok(), "QUERY answers after load", format_args!("{r:?}"));
 
-    let bdf = first.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let bdf = first
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     for i in 0..CYCLES {
         let unbound = fs::write(format!("{DRIVER}/unbind"), &bdf).is_ok()
             && !bound_to_vela(&first)
             && accel_node(&first).is_err();
-        let rebound = fs::write(format!("{DRIVER}/bind"), &bdf).is_ok() && all_working(&devs).is_ok();
+        let rebound =
+            fs::write(format!("{DRIVER}/bind"), &bdf).is_ok() && all_working(&devs).is_ok();
         t.check(
             unbound && rebound,
-            &format!("unbind/bind cycle {}: node goes away and comes back working", i + 1),
-            format_args!("unbound {unbound} rebound {rebound}: {:?}", all_working(&devs)),
+            &format!(
+                "unbind/bind cycle {}: node goes away and comes back working",
+                i + 1
+            ),
+            format_args!(
+                "unbound {unbound} rebound {rebound}: {:?}",
+                all_working(&devs)
+            ),
         );
     }
 
     for i in 0..CYCLES {
         let removed = run("rmmod", &["vela"]);
-        let gone = removed.is_ok() && !Path::new("/sys/module/vela").exists() && !bound_to_vela(&first);
+        let gone =
+            removed.is_ok() && !Path::new("/sys/module/vela").exists() && !bound_to_vela(&first);
         let loaded = run("insmod", &[&ko]);
         let back = loaded.is_ok() && all_working(&devs).is_ok();
         t.check(
             gone && back,
-            &format!("rmmod/insmod cycle {}: driver leaves and comes back working", i + 1),
-            format_args!("rmmod {removed:?} insmod {loaded:?} working {:?}", all_working(&devs)),
+            &format!(
+                "rmmod/insmod cycle {}: driver leaves and comes back working",
+                i + 1
+            ),
+            format_args!(
+                "rmmod {removed:?} insmod {loaded:?} working {:?}",
+                all_working(&devs)
+            ),
         );
     }
 
     // A second insmod of a loaded module must fail cleanly, not double-register.
     let again = run("insmod", &[&ko]);
-    t.check(again.is_err(), "insmod of a loaded module is refused", "it succeeded");
+    t.check(
+        again.is_err(),
+        "insmod of a loaded module is refused",
+        "it succeeded",
+    );
     let r = all_working(&devs);
-    t.check(r.is_ok(), "devices still work after the refused insmod", format_args!("{r:?}"));
+    t.check(
+        r.is_ok(),
+        "devices still work after the refused insmod",
+        format_args!("{r:?}"),
+    );
     t.finish();
 }

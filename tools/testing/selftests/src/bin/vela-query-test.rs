@@ -58,14 +58,28 @@ fn main() {
     t.eq(a.size, REPLY, "reply size is reported");
 
     // The identity itself.
-    let q = t.ok(u::query_device(&f), "QUERY_DEVICE").unwrap_or_default();
+    let q = t
+        .ok(u::query_device(&f), "QUERY_DEVICE")
+        .unwrap_or_default();
     t.eq(q.vendor_id, 0x1f5a, "vendor id");
     t.eq(q.device_id, 0x0001, "device id");
     t.eq(q.hw_version >> 16, 1, "hardware interface major version 1");
     let vram = expect("VRAM_MIB").map(|m| m << 20);
-    t.eq(Some(q.vram_size), vram, "VRAM size is what the model was started with");
-    t.eq(Some(u64::from(q.serial)), expect("SERIAL"), "serial is the model's");
-    t.eq(Some(u64::from(q.num_queues)), expect("QUEUES"), "queue count is the model's");
+    t.eq(
+        Some(q.vram_size),
+        vram,
+        "VRAM size is what the model was started with",
+    );
+    t.eq(
+        Some(u64::from(q.serial)),
+        expect("SERIAL"),
+        "serial is the model's",
+    );
+    t.eq(
+        Some(u64::from(q.num_queues)),
+        expect("QUEUES"),
+        "queue count is the model's",
+    );
     t.check(q.num_engines >= 1, "at least one engine", q.num_engines);
     t.eq(q.caps & !0x1f, 0, "no reserved capability bits");
     t.eq(q.pad, 0, "reply padding is zero");
@@ -83,7 +97,11 @@ fn main() {
     // Malformed arguments.
     let mut reply = drm_vela_query_device::default();
     let ptr = &mut reply as *mut _ as u64;
-    t.errno(u::query(&f, &mut device_args(ptr, REPLY - 1)), EINVAL, "short buffer: EINVAL");
+    t.errno(
+        u::query(&f, &mut device_args(ptr, REPLY - 1)),
+        EINVAL,
+        "short buffer: EINVAL",
+    );
     let mut a = device_args(ptr, REPLY);
     a.query = 0xdead;
     t.errno(u::query(&f, &mut a), EINVAL, "unknown query id: EINVAL");
@@ -93,8 +111,16 @@ fn main() {
     let mut a = device_args(ptr, REPLY);
     a.pad = 1;
     t.errno(u::query(&f, &mut a), EINVAL, "non-zero padding: EINVAL");
-    t.errno(u::query(&f, &mut device_args(0, REPLY)), EFAULT, "NULL data: EFAULT");
-    t.errno(u::query(&f, &mut device_args(0x10, REPLY)), EFAULT, "unmapped data: EFAULT");
+    t.errno(
+        u::query(&f, &mut device_args(0, REPLY)),
+        EFAULT,
+        "NULL data: EFAULT",
+    );
+    t.errno(
+        u::query(&f, &mut device_args(0x10, REPLY)),
+        EFAULT,
+        "unmapped data: EFAULT",
+    );
     t.errno(
         u::query(&f, &mut device_args(u64::MAX - 8, REPLY)),
         EFAULT,
@@ -103,6 +129,10 @@ fn main() {
 
     // An ioctl number past the driver's table is refused by the DRM core.
     let mut buf = [0u8; 24];
-    t.errno(raw_ioctl(&f, iowr(0x40 + 0x3f, 24), &mut buf), EINVAL, "unknown ioctl: EINVAL");
+    t.errno(
+        raw_ioctl(&f, iowr(0x40 + 0x3f, 24), &mut buf),
+        EINVAL,
+        "unknown ioctl: EINVAL",
+    );
     t.finish();
 }

@@ -1,0 +1,293 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Page walks through real tables in VRAM, faults that stop one context, and
+//! peer-to-peer between two devices on one fabric.
+
+use vela_model::device::DeviceOptions;
+use vela_model::engine::vram_dpa;
+use vela_model::fabric::Fabric;
+use vela_model::regs::{self, ctx, int, pte, queue, Counter, FaultReason, QueueError};
+use vela_model::rig::{encode, Rig, RAM_BASE};
+
+const ROOT: u64 = 0x1_0000;
+const L1: u64 = 0x1_1000;
+const L0: u64 = 0x1_2000;
+const VA: u64 = 0x4000_0000;
+const FENCE_ADDR: u64 = RAM_BASE + 0x8000;
+
+fn opts() -> DeviceOptions {
+    DeviceOptions {
+        vram_size: 64 << 20,
+        serial: 1,
+        queues: 4,
+    }
+}
+
+fn set_pte(r: &Rig, table: u64, index: u64, entry: u64) {
+    r.dpa_write(vram_dpa(table + index * 8), &entry.to_le_bytes())
+        .unwrap();
+}
+
+/// Context 1 maps:
+/// - VA + 0x0000: 4 KiB RW  -> VRAM 0x10_0000
+/// - VA + 0x1000: 4 KiB RO  -> system memory RAM_BASE + 0x2000
+/// - VA + 0x20_0000: 2 MiB RW -> VRAM 0x20_0000
+fn mmu_rig() -> Rig {
+    let r = Rig::new(opts()).unwrap();
+    let rw = pte::VALID | pte::READ | pte::WRITE;
+    set_pte(&r, ROOT, 1, pte::VALID | pte::VRAM | L1);
+    set_pte(&r, L1, 0, pte::VALID | pte::VRAM | L0);
+    set_pte(&r, L1, 1, rw | pte::HUGE | pte::VRAM | 0x20_0000);
+    set_pte(&r, L0, 0, rw | pte::VRAM | 0x10_0000);
+    set_pte(&r, L0, 1, pte::VALID | pte::READ | (RAM_BASE + 0x2000));
+    r.cw(1, ctx::PT_BASE_LO, ROOT as u32);
+    r.cw(1, ctx::PT_BASE_HI, (vram_dpa(ROOT) >> 32) as u32);
+    r.cw(1, ctx::CONTROL, ctx::CONTROL_ENABLE);
+    r.setup_queue(0, vram_dpa(0), 4, 1);
+    r.setup_queue(1, vram_dpa(0x400), 4, 1);
+    r.setup_queue(2, vram_dpa(0x800), 4, 2);
+    r
+}
+
+#[test]
+fn translated_fill_and_copy_across_pages() {
+    let r = mmu_rig();
+    r.dpa_write(RAM_BASE + 0x2000, &[0x5a; 4096]).unwrap();
+    r.submit(
+        0,
+        &[
+            encode::fill(VA, 4096, 0x1111_1111),
+            // Crosses from the RW page into the RO page as a source.
+            encode::copy(VA + 0x800, VA + 0x20_0000, 4096),
+            encode::fence(VA + 0x20_1000, 77, false),
+        ],
+    )
+    .unwrap();
+    r.dev.run_until_idle();
+    assert_eq!(r.qr(0, queue::STATUS) & queue::STATUS_ERROR, 0);
+    assert_eq!(r.cr(1, ctx::FAULT_STATUS), 0);
+    let mut out = vec![0; 4096];
+    r.dpa_read(vram_dpa(0x20_0000), &mut out).unwrap();
+    assert!(out[..0x800].iter().all(|&b| b == 0x11));
+    assert!(out[0x800..].iter().all(|&b| b == 0x5a));
+    assert_eq!(r.dpa_read_u64(vram_dpa(0x20_1000)).unwrap(), 77);
+    assert!(r.dev.counter(Counter::PageWalks) >= 4);
+}
+
+#[test]
+fn fault_stops_only_its_context_and_resumes_after_clear() {
+    let r = mmu_rig();
+    r.submit(
+        0,
+        &[encode::fence(VA + 0x1008, 5, true), encode::nop(false)],
+    )
+    .unwrap();
+    r.dev.run_until_idle();
+    let fs = r.cr(1, ctx::FAULT_STATUS);
+    assert_ne!(fs & ctx::FAULT_VALID, 0);
+    assert_ne!(fs & ctx::FAULT_WRITE, 0);
+    assert_eq!(
+        fs >> ctx::FAULT_REASON_SHIFT & 0xf,
+        FaultReason::WriteProtect as u32
+    );
+    assert_eq!(fs >> ctx::FAULT_LEVEL_SHIFT & 0x3, 0);
+    assert_eq!(fs >> ctx::FAULT_QUEUE_SHIFT & 0xf, 0);
+    assert_eq!(r.cr(1, ctx::FAULT_ADDR_LO), (VA + 0x1008) as u32);
+    assert_eq!(r.r(regs::CTX_FAULT_SUMMARY), 1 << 1);
+    assert_ne!(r.r(regs::INT_STATUS) & int::MMU_FAULT, 0);
+    assert_eq!(r.irq_count(regs::VECTOR_ERROR), 1);
+    assert_eq!(r.qr(0, queue::HEAD), 0);
+    assert_ne!(r.qr(0, queue::STATUS) & queue::STATUS_FAULT_STOPPED, 0);
+    assert_eq!(
+        r.qr(0, queue::STATUS) & queue::STATUS_ERROR,
+        0,
+        "a fault is not an error"
+    );
+
+    // Queue 1 shares context 1: it is stopped too. Queue 2 (context 2, no
+    // translation) runs on.
+    r.submit(1, &[encode::nop(false)]).unwrap();
+    r.submit(2, &[encode::fence(FENCE_ADDR, 3, false)]).unwrap();
+    r.dev.run_until_idle();
+    assert_eq!(r.qr(1, queue::HEAD), 0);
+    assert_eq!(r.dpa_read_u64(FENCE_ADDR).unwrap(), 3);
+
+    // Fix the mapping, clear the fault: the faulting command runs again.
+    set_pte(
+        &r,
+        L0,
+        1,
+        pte::VALID | pte::READ | pte::WRITE | (RAM_BASE + 0x2000),
+    );
+    r.cw(
+        1,
+        ctx::CONTROL,
+        ctx::CONTROL_ENABLE | ctx::CONTROL_INVALIDATE | ctx::CONTROL_FAULT_CLEAR,
+    );
+    assert_eq!(r.cr(1, ctx::FAULT_STATUS), 0);
+    r.dev.run_until_idle();
+    assert_eq!(r.dpa_read_u64(RAM_BASE + 0x2008).unwrap(), 5);
+    assert_eq!(r.qr(0, queue::HEAD), 2);
+    assert_eq!(r.qr(1, queue::HEAD), 1);
+    assert_eq!(r.irq_count(regs::queue_vector(0)), 1);
+}
+
+#[test]
+fn second_fault_sets_overflow() {
+    let r = mmu_rig();
+    r.submit(0, &[encode::fence(VA + 0x40_0000, 1, false)])
+        .unwrap();
+    r.dev.run_until_idle();
+    let fs = r.cr(1, ctx::FAULT_STATUS);
+    assert_eq!(
+        fs >> ctx::FAULT_REASON_SHIFT & 0xf,
+        FaultReason::NotPresent as u32
+    );
+    assert_eq!(fs >> ctx::FAULT_LEVEL_SHIFT & 0x3, 1);
+    // Reset queue 0 (dropping its work) and fault again from queue 1 before clearing.
+    r.qw(0, queue::CONTROL, queue::CONTROL_RESET);
+    r.cw(
+        1,
+        ctx::CONTROL,
+        ctx::CONTROL_ENABLE | ctx::CONTROL_FAULT_CLEAR,
+    );
+    r.submit(1, &[encode::copy(1 << 40, VA, 8)]).unwrap();
+    r.dev.run_until_idle();
+    let fs = r.cr(1, ctx::FAULT_STATUS);
+    assert_eq!(
+        fs >> ctx::FAULT_REASON_SHIFT & 0xf,
+        FaultReason::AddressSize as u32
+    );
+    assert_eq!(fs >> ctx::FAULT_QUEUE_SHIFT & 0xf, 1);
+    assert_eq!(fs & ctx::FAULT_WRITE, 0);
+    // Resubmitting on queue 1 faults again: only OVERFLOW changes.
+    r.cw(1, ctx::CONTROL, ctx::CONTROL_ENABLE);
+    r.qw(
+        1,
+        queue::CONTROL,
+        queue::CONTROL_RESET | queue::CONTROL_ENABLE,
+    );
+    r.submit(1, &[encode::fence(VA + 0x1000, 1, false)])
+        .unwrap();
+    r.dev.run_until_idle();
+    assert_eq!(
+        r.cr(1, ctx::FAULT_STATUS) & ctx::FAULT_OVERFLOW,
+        0,
+        "stopped context runs nothing"
+    );
+    assert_eq!(r.dev.counter(Counter::MmuFaults), 2);
+}
+
+#[test]
+fn page_tables_in_unreachable_memory_fault() {
+    let r = mmu_rig();
+    r.cw(3, ctx::PT_BASE_LO, 0x7000_0000);
+    r.cw(3, ctx::CONTROL, ctx::CONTROL_ENABLE);
+    r.setup_queue(3, vram_dpa(0xc00), 2, 3);
+    r.submit(3, &[encode::fence(0, 1, false)]).unwrap();
+    r.dev.run_until_idle();
+    let fs = r.cr(3, ctx::FAULT_STATUS);
+    assert_eq!(
+        fs >> ctx::FAULT_REASON_SHIFT & 0xf,
+        FaultReason::TableBusError as u32
+    );
+    assert_eq!(fs >> ctx::FAULT_LEVEL_SHIFT & 0x3, 2);
+}
+
+const BAR2_A: u64 = 0x80_0000_0000;
+const BAR2_B: u64 = 0x90_0000_0000;
+
+fn pair() -> (Rig, Rig) {
+    let fabric = Fabric::new();
+    let a = Rig::on_fabric(opts(), &fabric, BAR2_A).unwrap();
+    let b = Rig::on_fabric(
+        DeviceOptions {
+            serial: 2,
+            ..opts()
+        },
+        &fabric,
+        BAR2_B,
+    )
+    .unwrap();
+    a.setup_queue(0, vram_dpa(0), 4, 0);
+    (a, b)
+}
+
+#[test]
+fn p2p_copy_reaches_the_peer_vram() {
+    let (a, b) = pair();
+    a.dpa_write(vram_dpa(0x1000), b"to the peer").unwrap();
+    b.dpa_write(vram_dpa(0x3000), b"from the peer").unwrap();
+    a.submit(
+        0,
+        &[
+            encode::copy(vram_dpa(0x1000), BAR2_B + 0x2000, 11),
+            encode::copy(BAR2_B + 0x3000, vram_dpa(0x4000), 13),
+        ],
+    )
+    .unwrap();
+    a.dev.run_until_idle();
+    assert_eq!(a.qr(0, queue::STATUS) & queue::STATUS_ERROR, 0);
+    let mut out = [0; 11];
+    b.dpa_read(vram_dpa(0x2000), &mut out).unwrap();
+    assert_eq!(&out, b"to the peer");
+    let mut out = [0; 13];
+    a.dpa_read(vram_dpa(0x4000), &mut out).unwrap();
+    assert_eq!(&out, b"from the peer");
+    assert_eq!(a.dev.counter(Counter::P2pBytes), 24);
+    assert_eq!(b.dev.counter(Counter::P2pBytes), 0);
+
+    // Own BAR2 loops back to own VRAM and is not P2P.
+    a.submit(0, &[encode::copy(BAR2_A + 0x1000, vram_dpa(0x5000), 11)])
+        .unwrap();
+    a.dev.run_until_idle();
+    a.dpa_read(vram_dpa(0x5000), &mut out[..11]).unwrap();
+    assert_eq!(&out[..11], b"to the peer");
+    assert_eq!(a.dev.counter(Counter::P2pBytes), 24);
+}
+
+#[test]
+fn p2p_through_page_tables_and_decode_off() {
+    let (a, b) = pair();
+    // Context 1 of A maps VA 0 onto B's BAR2 + 0x10_0000 (a bus address).
+    set_pte(&a, ROOT, 0, pte::VALID | pte::VRAM | L1);
+    set_pte(&a, L1, 0, pte::VALID | pte::VRAM | L0);
+    set_pte(
+        &a,
+        L0,
+        0,
+        pte::VALID | pte::READ | pte::WRITE | (BAR2_B + 0x10_0000),
+    );
+    a.cw(1, ctx::PT_BASE_LO, ROOT as u32);
+    a.cw(1, ctx::PT_BASE_HI, (vram_dpa(ROOT) >> 32) as u32);
+    a.cw(1, ctx::CONTROL, ctx::CONTROL_ENABLE);
+    a.setup_queue(1, vram_dpa(0x400), 4, 1);
+    a.submit(1, &[encode::fill(0x10, 16, 0xfeed_f00d)]).unwrap();
+    a.dev.run_until_idle();
+    let mut out = [0; 4];
+    b.dpa_read(vram_dpa(0x10_0010), &mut out).unwrap();
+    assert_eq!(u32::from_le_bytes(out), 0xfeed_f00d);
+
+    // B turns memory decode off: its window disappears from the fabric.
+    let cfg = vfio_bindings::bindings::vfio::VFIO_PCI_CONFIG_REGION_INDEX;
+    b.dev.region_write(cfg, 4, &4u16.to_le_bytes()).unwrap();
+    a.submit(0, &[encode::fill(BAR2_B, 4, 1)]).unwrap();
+    a.dev.run_until_idle();
+    assert_eq!(
+        a.qr(0, queue::STATUS) >> 8 & 0xff,
+        QueueError::DmaError as u32
+    );
+    // A range running off the end of the peer's window stops at the edge.
+    b.dev.region_write(cfg, 4, &6u16.to_le_bytes()).unwrap();
+    a.qw(
+        0,
+        queue::CONTROL,
+        queue::CONTROL_RESET | queue::CONTROL_ENABLE,
+    );
+    a.submit(0, &[encode::fill(BAR2_B + (64 << 20) - 8, 16, 1)])
+        .unwrap();
+    a.dev.run_until_idle();
+    assert_eq!(
+        a.qr(0, queue::ERROR_ADDR_LO) as u64,
+        (BAR2_B + (64 << 20)) & 0xffff_ffff
+    );
+}
