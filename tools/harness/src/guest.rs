@@ -58,8 +58,8 @@ if [ -w /sys/kernel/debug/kmemleak ]; then
 fi
 echo "@DONE@"
 sync
-echo o > /proc/sysrq-trigger
-sleep 30
+# Synchronous: init must not run on (and exit) while the 9p root goes away.
+exec /bin/busybox poweroff -f
 "#;
 
 const DEMO: &str = r#"

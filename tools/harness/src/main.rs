@@ -131,8 +131,9 @@ fn main() -> ExitCode {
 fn run(paths: &Paths, opts: &Options) -> Result<judge::Report, String> {
     let devices = model::default_topology();
     let run_dir = guest::prepare(paths, opts.mode, &devices)?;
+    let accel = vm::pick_accel(paths, &run_dir);
     let models = model::start(paths, &run_dir, &devices)?;
-    let outcome = vm::boot(paths, &run_dir, &devices, opts.timeout, opts.verbose);
+    let outcome = vm::boot(paths, &run_dir, &devices, accel, opts.timeout, opts.verbose);
     drop(models);
     let outcome = outcome?;
     let taps = guest::collect(&run_dir, opts.mode);

@@ -43,13 +43,86 @@ mount --bind "$W" "$R/cache"
 exec chroot "$R" /usr/bin/env -i PATH=/usr/bin:/bin:/usr/sbin:/sbin qemu-system-x86_64 "$@"
 "#;
 
-fn accel() -> &'static str {
-    // This machine's /dev/kvm cannot run a stock kernel (see Documentation/testing.rst), so
-    // KVM is opt-in.
-    match std::env::var("VELA_ACCEL").as_deref() {
-        Ok("kvm") => "kvm",
-        _ => "tcg",
+/// The accelerator QEMU uses: `tcg` or `kvm`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Accel {
+    Tcg,
+    Kvm,
+}
+
+impl Accel {
+    fn name(self) -> &'static str {
+        match self {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        }
     }
+}
+
+/// Picks the accelerator. Some machines' `/dev/kvm` (a paravirtual KVM) cannot run a stock
+/// kernel: the decompressor hangs or an instruction fails to emulate. So TCG is the default
+/// and KVM is used only where a probe boot of this very kernel with KVM reached userspace and
+/// powered off. The verdict is cached next to the kernel, keyed by its build stamp.
+/// `VELA_ACCEL=tcg|kvm` overrides the probe.
+pub(crate) fn pick_accel(paths: &Paths, run_dir: &Path) -> Accel {
+    match std::env::var("VELA_ACCEL").as_deref() {
+        Ok("kvm") => return Accel::Kvm,
+        Ok("tcg") => return Accel::Tcg,
+        _ => {}
+    }
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        return Accel::Tcg;
+    }
+    let stamp = std::fs::read_to_string(paths.work.join("linux/.vela-stamp")).unwrap_or_default();
+    let cache = paths.work.join("kvm-probe");
+    if let Ok(c) = std::fs::read_to_string(&cache) {
+        if let Some((s, verdict)) = c.rsplit_once(' ') {
+            if s.trim() == stamp.trim() {
+                return if verdict.trim() == "kvm" {
+                    Accel::Kvm
+                } else {
+                    Accel::Tcg
+                };
+            }
+        }
+    }
+    let probe_dir = run_dir.join("kvm-probe");
+    let works = std::fs::create_dir_all(probe_dir.join("share"))
+        .and_then(|_| {
+            std::fs::write(
+                probe_dir.join("share/init.sh"),
+                format!("#!/bin/sh\necho {DONE_MARKER}\nexec /bin/busybox poweroff -f\n"),
+            )
+        })
+        .ok()
+        .and_then(|_| {
+            boot(
+                paths,
+                &probe_dir,
+                &[],
+                Accel::Kvm,
+                Duration::from_secs(60),
+                false,
+            )
+            .ok()
+        })
+        .is_some_and(|o| o.finished);
+    let accel = if works { Accel::Kvm } else { Accel::Tcg };
+    eprintln!(
+        "vela-harness: KVM probe: {}",
+        if works {
+            "KVM works, using it"
+        } else {
+            "KVM cannot boot this kernel, using TCG"
+        }
+    );
+    let _ = std::fs::write(&cache, format!("{} {}\n", stamp.trim(), accel.name()));
+    accel
 }
 
 /// Two Vela slots and the NIC behind one PCIe switch (peer-to-peer distance OK), and a root
@@ -70,7 +143,7 @@ fn topology_args() -> Vec<String> {
     .collect()
 }
 
-fn qemu_args(paths: &Paths, run_dir: &Path, devices: &[DeviceSpec]) -> Vec<String> {
+fn qemu_args(paths: &Paths, run_dir: &Path, devices: &[DeviceSpec], accel: Accel) -> Vec<String> {
     let kernel = paths.in_root(&paths.work.join("linux/arch/x86/boot/bzImage"));
     let share = paths.in_root(&run_dir.join("share"));
     let cmdline = [
@@ -87,7 +160,7 @@ fn qemu_args(paths: &Paths, run_dir: &Path, devices: &[DeviceSpec]) -> Vec<Strin
     .join(" ");
     let mut a: Vec<String> = vec![
         "-machine".into(),
-        format!("q35,accel={},memory-backend=mem", accel()),
+        format!("q35,accel={},memory-backend=mem", accel.name()),
         "-cpu".into(),
         "max".into(),
         "-smp".into(),
@@ -133,10 +206,11 @@ pub(crate) fn boot(
     paths: &Paths,
     run_dir: &Path,
     devices: &[DeviceSpec],
+    accel: Accel,
     timeout: Duration,
     verbose: bool,
 ) -> Result<Outcome, String> {
-    let args = qemu_args(paths, run_dir, devices);
+    let args = qemu_args(paths, run_dir, devices, accel);
     std::fs::write(run_dir.join("qemu.args"), args.join("\n")).map_err(|e| e.to_string())?;
     let mut child = Command::new("unshare")
         .args([

@@ -268,6 +268,12 @@ impl Device {
             VFIO_PCI_CONFIG_REGION_INDEX => {
                 self.lock().config.read(offset, data).map_err(|_| bad())
             }
+            // A 64-bit access is two 32-bit ones, low dword first.
+            VFIO_PCI_BAR0_REGION_INDEX if len == 8 && offset & 7 == 0 => {
+                let (lo, hi) = data.split_at_mut(4);
+                self.region_read(region, offset, lo)?;
+                self.region_read(region, offset + 4, hi)
+            }
             VFIO_PCI_BAR0_REGION_INDEX => {
                 let (reg, len) = bar0_access(offset, len).ok_or_else(bad)?;
                 let v = self.bar0_read(reg);
@@ -296,6 +302,10 @@ impl Device {
                     self.port.set_bar2(st.config.bar2());
                 }
                 Ok(())
+            }
+            VFIO_PCI_BAR0_REGION_INDEX if data.len() == 8 && offset & 7 == 0 => {
+                self.region_write(region, offset, &data[..4])?;
+                self.region_write(region, offset + 4, &data[4..])
             }
             VFIO_PCI_BAR0_REGION_INDEX => {
                 let (reg, len) = bar0_access(offset, data.len()).ok_or_else(bad)?;
@@ -470,7 +480,14 @@ impl Device {
         offset: u64,
     ) -> Result<(), DeviceError> {
         match fd {
-            Some(file) => Ok(self.sysmem.map(addr, size, file, offset)?),
+            // A mapping the model cannot use is memory the device cannot
+            // reach (its DMA there fails), not a reason to fail the client.
+            Some(file) => {
+                if let Err(e) = self.sysmem.map(addr, size, file, offset) {
+                    log::warn!("DMA map {addr:#x}+{size:#x}: {e}; the device cannot reach it");
+                }
+                Ok(())
+            }
             // Without an fd the client would expect DMA_READ/DMA_WRITE
             // messages, which the transport cannot send: such memory is unreachable.
             None => {
@@ -650,7 +667,16 @@ mod tests {
         let d = dev();
         let bar0 = VFIO_PCI_BAR0_REGION_INDEX;
         let mut b = [0; 8];
-        assert!(d.region_read(bar0, 0, &mut b).is_err());
+        assert!(
+            d.region_read(bar0, 4, &mut b).is_err(),
+            "unaligned 64-bit access"
+        );
+        assert!(d.region_read(bar0, 0, &mut b[..3]).is_err());
+        assert!(
+            d.region_read(bar0, 0, &mut b[..]).is_ok(),
+            "aligned 64-bit access splits"
+        );
+        assert_eq!(&b[..4], b"VELA");
         assert!(d.region_read(bar0, 0x1_0000, &mut b[..4]).is_err());
         assert!(d.region_read(bar0, 0x3, &mut b[..2]).is_err());
         assert!(d.region_write(bar0, u64::MAX, &b[..4]).is_err());

@@ -5,6 +5,7 @@
 //! [`regs`] is the register map that specification describes.
 
 mod bar0;
+pub mod bench;
 pub mod cli;
 pub mod compute;
 pub mod config;

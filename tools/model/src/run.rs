@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::thread;
 
 use crate::cli::{self, Command};
+use crate::control;
 use crate::device::Device;
+use crate::fabric::Fabric;
 use crate::server;
 
 #[derive(Debug)]
@@ -33,14 +35,29 @@ pub fn main<I: IntoIterator<Item = String>>(args: I) -> Result<(), RunError> {
             println!("{}", cli::USAGE);
             return Ok(());
         }
+        Command::Bench { vram_size } => {
+            let report =
+                crate::bench::run(vram_size).map_err(|e| RunError::Device(e.to_string()))?;
+            println!("{report}");
+            return Ok(());
+        }
         Command::Serve(args) => args,
     };
 
+    // One fabric for the process: every device can reach every other's BAR2.
+    let fabric = Fabric::new();
     let mut devices = Vec::new();
     for spec in &args.devices {
-        let dev = Device::new(spec.opts.clone())
+        let dev = Device::on_fabric(spec.opts.clone(), &fabric)
             .map_err(|e| RunError::Device(format!("{}: {e}", spec.socket.display())))?;
         devices.push(dev);
+    }
+    for knob in &args.inject {
+        devices.iter().for_each(|d| d.inject.apply(*knob));
+    }
+    if let Some(path) = &args.control {
+        control::spawn(path, devices.clone())
+            .map_err(|e| RunError::Socket(format!("{}: {e}", path.display())))?;
     }
     let mut servers = Vec::new();
     for (spec, dev) in args.devices.iter().zip(&devices) {
@@ -59,8 +76,12 @@ pub fn main<I: IntoIterator<Item = String>>(args: I) -> Result<(), RunError> {
         })
         .collect();
     let mut failures = Vec::new();
-    for h in handles {
-        match h.join() {
+    let joined: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+    if let Some(path) = &args.control {
+        let _ = std::fs::remove_file(path);
+    }
+    for h in joined {
+        match h {
             Ok(Ok(())) => {}
             Ok(Err(e)) => failures.push(e),
             Err(_) => failures.push("a device thread panicked".to_string()),

@@ -187,7 +187,7 @@ fn action(rng: &mut Rng, r: &Rig) {
             // Page tables: random entries in a table area of VRAM, and a context on it.
             let entry = rng.next() & (pte::ADDR_MASK | 0x1f) | pick(&[0u64, 1 << 4, 0], rng);
             let _ = r.dpa_write(
-                vram_dpa(0x8_0000 + rng.below(3 * 4096) & !7),
+                vram_dpa((0x8_0000 + rng.below(3 * 4096)) & !7),
                 &entry.to_le_bytes(),
             );
             let c = rng.below(16) as usize;

@@ -68,3 +68,73 @@ fn serves_config_bar0_and_mappable_vram() {
     drop(c);
     t.join().unwrap().unwrap();
 }
+
+#[test]
+fn dma_and_msix_over_the_socket() {
+    use std::os::fd::AsRawFd;
+    use vela_model::engine::vram_dpa;
+    use vela_model::regs::{self, queue};
+    use vela_model::rig::encode;
+    use vfio_bindings::bindings::vfio::{
+        VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_PCI_MSIX_IRQ_INDEX,
+    };
+    use vmm_sys_util::eventfd::EventFd;
+
+    let path = socket_path("dma");
+    let dev = Device::new(DeviceOptions {
+        vram_size: 16 << 20,
+        serial: 1,
+        queues: 1,
+    })
+    .unwrap();
+    let srv = server::listen(&dev, &path).unwrap();
+    let d = dev.clone();
+    let _engine = dev.start_engine();
+    let t = thread::spawn(move || server::serve(&srv, d));
+    let mut c = Client::new(&path).unwrap();
+
+    // Guest RAM: a memfd, as QEMU's memory-backend-memfd.
+    let ram = vela_model::mem::Vram::new(1 << 20).unwrap();
+    let gpa = 0x4000_0000u64;
+    c.dma_map(0, gpa, 1 << 20, ram.fd().unwrap()).unwrap();
+
+    let cfg = VFIO_PCI_CONFIG_REGION_INDEX;
+    let bar0 = VFIO_PCI_BAR0_REGION_INDEX;
+    c.region_write(cfg, 0x04, &6u16.to_le_bytes()).unwrap();
+    c.region_write(cfg, 0x82, &0x8000u16.to_le_bytes()).unwrap();
+    let irq = EventFd::new(0).unwrap();
+    c.set_irqs(
+        VFIO_PCI_MSIX_IRQ_INDEX,
+        VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+        1,
+        1,
+        &[irq.as_raw_fd()],
+    )
+    .unwrap();
+
+    let w = |c: &mut Client, reg: u32, v: u32| {
+        c.region_write(bar0, u64::from(reg), &v.to_le_bytes())
+            .unwrap()
+    };
+    let qreg = |off: u32| regs::QUEUE_BASE + off;
+    dev.vram
+        .write(0, &encode::fence(gpa + 0x100, 0xfeed, true))
+        .unwrap();
+    w(&mut c, regs::INT_MASK, 0);
+    w(
+        &mut c,
+        qreg(queue::RING_BASE_HI),
+        (vram_dpa(0) >> 32) as u32,
+    );
+    w(&mut c, qreg(queue::RING_SIZE), 2);
+    w(&mut c, qreg(queue::CONTROL), queue::CONTROL_ENABLE);
+    w(&mut c, qreg(queue::DOORBELL), 1);
+
+    assert_eq!(irq.read().unwrap(), 1, "completion interrupt on vector 1");
+    let mut fence = [0; 8];
+    ram.read(0x100, &mut fence).unwrap();
+    assert_eq!(u64::from_le_bytes(fence), 0xfeed);
+
+    drop(c);
+    t.join().unwrap().unwrap();
+}

@@ -21,22 +21,35 @@ pub fn parse_kunit(serial_log: &str) -> Vec<TestResult> {
     let kernel_only = recs.iter().any(|r| r.timestamped);
     let mut results = Vec::new();
     let mut doc: Option<Parser> = None;
+    // KUnit prints an empty document (`1..0`, no directive) at boot when no built-in suite
+    // exists. That is no test at all, not a skipped one.
+    let mut empty_doc = false;
+    let finish = |p: Parser, empty: bool, results: &mut Vec<TestResult>| {
+        if !empty {
+            results.extend(p.finish());
+        }
+    };
     for rec in recs.iter().filter(|r| r.timestamped || !kernel_only) {
         if rec.body.starts_with("KTAP version ") {
             if let Some(done) = doc.take() {
-                results.extend(done.finish());
+                finish(done, empty_doc, &mut results);
             }
             doc = Some(Parser::new(ROOT));
+            empty_doc = false;
+        } else if doc.is_some() && rec.body.trim_end() == "1..0" {
+            empty_doc = true;
         }
         if let Some(parser) = doc.as_mut() {
             parser.feed(rec.body);
             if parser.is_complete() {
-                results.extend(doc.take().map(Parser::finish).unwrap_or_default());
+                if let Some(done) = doc.take() {
+                    finish(done, empty_doc, &mut results);
+                }
             }
         }
     }
     if let Some(done) = doc {
-        results.extend(done.finish());
+        finish(done, empty_doc, &mut results);
     }
     results
 }
@@ -52,6 +65,12 @@ mod tests {
 
     fn named(items: &[(&str, Status)]) -> Vec<(String, Status)> {
         items.iter().map(|(n, s)| (n.to_string(), *s)).collect()
+    }
+
+    #[test]
+    fn empty_boot_document_is_no_test() {
+        let log = "[    9.6] KTAP version 1\n[    9.6] 1..0\n[   10.0] random: crng init done\n";
+        assert!(parse_kunit(log).is_empty());
     }
 
     #[test]

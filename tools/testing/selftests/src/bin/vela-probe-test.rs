@@ -40,7 +40,7 @@ fn all_working(devs: &[std::path::PathBuf]) -> Result<(), String> {
 }
 
 fn main() {
-    let mut t = Tap::new(10 + 2 * CYCLES);
+    let mut t = Tap::new();
     let devs = vela_pci_devices().unwrap_or_default();
     let want = expect("DEVICES").unwrap_or(1) as usize;
     t.eq(

@@ -38,7 +38,7 @@ fn iowr(nr: u32, size: usize) -> u64 {
 }
 
 fn main() {
-    let mut t = Tap::new(24);
+    let mut t = Tap::new();
     let Some(pci) = vela_pci_devices().ok().and_then(|d| d.into_iter().next()) else {
         t.check(false, "a Vela device exists", "none found");
         t.finish();
