@@ -52,7 +52,7 @@ impl Paths {
 struct Options {
     mode: Mode,
     timeout: Duration,
-    verbose: bool,
+    echo: vm::Echo,
 }
 
 fn usage() -> ExitCode {
@@ -77,12 +77,15 @@ fn parse_args() -> Option<Options> {
     let mut opts = Options {
         mode,
         timeout: Duration::from_secs(900),
-        verbose: mode == Mode::Demo,
+        echo: match mode {
+            Mode::Demo => vm::Echo::Guest,
+            Mode::Check => vm::Echo::Quiet,
+        },
     };
     while let Some(a) = args.next() {
         match a.as_str() {
             "--timeout" => opts.timeout = Duration::from_secs(args.next()?.parse().ok()?),
-            "--verbose" => opts.verbose = true,
+            "--verbose" => opts.echo = vm::Echo::All,
             _ => return None,
         }
     }
@@ -133,7 +136,7 @@ fn run(paths: &Paths, opts: &Options) -> Result<judge::Report, String> {
     let run_dir = guest::prepare(paths, opts.mode, &devices)?;
     let accel = vm::pick_accel(paths, &run_dir);
     let models = model::start(paths, &run_dir, &devices)?;
-    let outcome = vm::boot(paths, &run_dir, &devices, accel, opts.timeout, opts.verbose);
+    let outcome = vm::boot(paths, &run_dir, &devices, accel, opts.timeout, opts.echo);
     drop(models);
     let outcome = outcome?;
     let taps = guest::collect(&run_dir, opts.mode);

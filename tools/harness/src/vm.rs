@@ -14,6 +14,40 @@ use std::{
 
 use crate::{model, model::DeviceSpec, Paths};
 
+/// How much of the console to echo while the VM runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Echo {
+    /// Nothing (the report comes at the end).
+    Quiet,
+    /// Guest output and the kernel lines that matter: Vela's, and anything alarming.
+    Guest,
+    /// Every byte.
+    All,
+}
+
+impl Echo {
+    fn wants(self, line: &str) -> bool {
+        match self {
+            Echo::Quiet => false,
+            Echo::All => true,
+            Echo::Guest => {
+                !line.starts_with('[')
+                    || [
+                        "vela",
+                        "WARNING",
+                        "BUG",
+                        "Oops",
+                        "panic",
+                        "Call Trace",
+                        "error",
+                    ]
+                    .iter()
+                    .any(|k| line.contains(k))
+            }
+        }
+    }
+}
+
 /// What the guest prints as its last line when it ran its whole test list.
 pub(crate) const DONE_MARKER: &str = "VELA-GUEST-DONE";
 
@@ -107,7 +141,7 @@ pub(crate) fn pick_accel(paths: &Paths, run_dir: &Path) -> Accel {
                 &[],
                 Accel::Kvm,
                 Duration::from_secs(60),
-                false,
+                Echo::Quiet,
             )
             .ok()
         })
@@ -208,7 +242,7 @@ pub(crate) fn boot(
     devices: &[DeviceSpec],
     accel: Accel,
     timeout: Duration,
-    verbose: bool,
+    echo: Echo,
 ) -> Result<Outcome, String> {
     let args = qemu_args(paths, run_dir, devices, accel);
     std::fs::write(run_dir.join("qemu.args"), args.join("\n")).map_err(|e| e.to_string())?;
@@ -234,36 +268,33 @@ pub(crate) fn boot(
 
     let serial = Arc::new(Mutex::new(Vec::<u8>::new()));
     let mut readers = Vec::new();
-    for (stream, echo) in [
-        (
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            verbose,
-        ),
-        (
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            true,
-        ),
-    ] {
+    let streams: [(Option<Box<dyn Read + Send>>, Echo); 2] = [
+        (child.stdout.take().map(|s| Box::new(s) as _), echo),
+        (child.stderr.take().map(|s| Box::new(s) as _), Echo::All),
+    ];
+    for (stream, echo) in streams {
         let Some(mut stream) = stream else { continue };
         let serial = Arc::clone(&serial);
         readers.push(thread::spawn(move || {
             let mut buf = [0u8; 4096];
+            let mut line = Vec::new();
             while let Ok(n) = stream.read(&mut buf) {
                 if n == 0 {
                     break;
                 }
-                if echo {
-                    let _ = std::io::stdout().write_all(&buf[..n]);
-                    let _ = std::io::stdout().flush();
-                }
                 if let Ok(mut s) = serial.lock() {
                     s.extend_from_slice(&buf[..n]);
+                }
+                for &b in &buf[..n] {
+                    line.push(b);
+                    if b == b'\n' {
+                        let text = String::from_utf8_lossy(&line).replace('\r', "");
+                        if echo.wants(&text) {
+                            let _ = std::io::stdout().write_all(text.as_bytes());
+                            let _ = std::io::stdout().flush();
+                        }
+                        line.clear();
+                    }
                 }
             }
         }));

@@ -478,12 +478,13 @@ impl Device {
         size: u64,
         fd: Option<File>,
         offset: u64,
+        writable: bool,
     ) -> Result<(), DeviceError> {
         match fd {
             // A mapping the model cannot use is memory the device cannot
             // reach (its DMA there fails), not a reason to fail the client.
             Some(file) => {
-                if let Err(e) = self.sysmem.map(addr, size, file, offset) {
+                if let Err(e) = self.sysmem.map(addr, size, file, offset, writable) {
                     log::warn!("DMA map {addr:#x}+{size:#x}: {e}; the device cannot reach it");
                 }
                 Ok(())
@@ -491,7 +492,7 @@ impl Device {
             // Without an fd the client would expect DMA_READ/DMA_WRITE
             // messages, which the transport cannot send: such memory is unreachable.
             None => {
-                log::warn!(
+                log::debug!(
                     "DMA map {addr:#x}+{size:#x} without an fd: not reachable by the device"
                 );
                 Ok(())

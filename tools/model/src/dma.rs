@@ -67,8 +67,8 @@ impl<'a> Access<'a> {
     }
 
     /// Resolve a DPA to memory: (backing, offset, bytes available, via a peer).
-    pub fn resolve(&self, addr: u64) -> Option<(Backing, u64, u64, bool)> {
-        resolve(self.dev, &self.sys, self.bus_master, addr)
+    pub fn resolve(&self, addr: u64, write: bool) -> Option<(Backing, u64, u64, bool)> {
+        resolve(self.dev, &self.sys, self.bus_master, addr, write)
     }
 
     fn translate(&mut self, va: u64, write: bool) -> Result<(u64, u64), Stop> {
@@ -89,7 +89,7 @@ impl<'a> Access<'a> {
         self.stats.page_walks += 1;
         let (dev, sys, bm) = (self.dev, &self.sys, self.bus_master);
         let read_pte = |a: u64| {
-            let (b, off, avail, _) = resolve(dev, sys, bm, a)?;
+            let (b, off, avail, _) = resolve(dev, sys, bm, a, false)?;
             if avail < 8 {
                 return None;
             }
@@ -111,7 +111,7 @@ impl<'a> Access<'a> {
                 return Err(fail());
             }
         }
-        let Some((backing, offset, avail, peer)) = self.resolve(addr) else {
+        let Some((backing, offset, avail, peer)) = self.resolve(addr, write) else {
             self.stats.dma_errors += 1;
             return Err(fail());
         };
@@ -212,6 +212,7 @@ fn resolve(
     sys: &SysMemSnapshot,
     bus_master: bool,
     addr: u64,
+    write: bool,
 ) -> Option<(Backing, u64, u64, bool)> {
     if addr & dpa::VRAM != 0 {
         let off = addr & dpa::OFFSET_MASK;
@@ -225,5 +226,8 @@ fn resolve(
     let peer = dev.fabric.route(addr, |hit| {
         hit.map(|h| (h.backing().clone(), h.offset, h.avail, h.port.id != own))
     });
-    peer.or_else(|| mem::lookup(sys, addr).map(|(b, off, avail)| (b.clone(), off, avail, false)))
+    peer.or_else(|| {
+        let (m, off) = mem::lookup(sys, addr)?;
+        (m.writable || !write).then(|| (m.backing.clone(), off, m.size - off, false))
+    })
 }

@@ -139,7 +139,7 @@ impl Device {
 
 /// Rings are addressed by DPA and never translated.
 fn read_ring(access: &Access<'_>, addr: u64, slot: &mut [u8; cmd::SIZE]) -> bool {
-    let Some((b, off, avail, _)) = access.resolve(addr) else {
+    let Some((b, off, avail, _)) = access.resolve(addr, false) else {
         return false;
     };
     if avail < cmd::SIZE as u64 {

@@ -61,6 +61,21 @@ pub fn slice(
     backing.get_slice(off, len).map_err(|_| err)
 }
 
+/// A memfd of `size` bytes: what VRAM is, and what a VMM shares guest RAM as.
+pub fn memfd(size: u64) -> Result<File, MemError> {
+    let name = c"vela-memory";
+    // SAFETY: `name` is a valid NUL-terminated string and memfd_create
+    // takes no other pointers; the result is checked before use.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(MemError::Memfd(std::io::Error::last_os_error()));
+    }
+    // SAFETY: memfd_create returned a fresh descriptor that nothing else owns.
+    let file = unsafe { File::from_raw_fd(fd) };
+    file.set_len(size).map_err(MemError::Memfd)?;
+    Ok(file)
+}
+
 /// Device-local memory behind BAR2.
 pub struct Vram {
     region: Backing,
@@ -69,16 +84,7 @@ pub struct Vram {
 
 impl Vram {
     pub fn new(size: u64) -> Result<Self, MemError> {
-        let name = c"vela-vram";
-        // SAFETY: `name` is a valid NUL-terminated string and memfd_create
-        // takes no other pointers; the result is checked before use.
-        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(MemError::Memfd(std::io::Error::last_os_error()));
-        }
-        // SAFETY: memfd_create returned a fresh descriptor that nothing else owns.
-        let file = unsafe { File::from_raw_fd(fd) };
-        file.set_len(size).map_err(MemError::Memfd)?;
+        let file = memfd(size)?;
         let len = usize::try_from(size).map_err(|_| MemError::OutOfRange {
             offset: 0,
             len: size,
@@ -116,10 +122,13 @@ impl Vram {
 }
 
 /// One DMA mapping of system memory handed over by the client.
+#[derive(Clone)]
 pub struct DmaMapping {
     pub addr: u64,
     pub size: u64,
     pub backing: Backing,
+    /// The client allowed device writes (DMA_MAP WRITE flag).
+    pub writable: bool,
 }
 
 /// The host's DMA mappings for one device, keyed by bus address.
@@ -134,29 +143,41 @@ pub struct SysMem {
 pub type SysMemSnapshot = Arc<Vec<DmaMapping>>;
 
 impl SysMem {
-    pub fn map(&self, addr: u64, size: u64, file: File, file_offset: u64) -> Result<(), MemError> {
+    /// Map `size` bytes of `file` at `file_offset` as bus range `addr`. A
+    /// read-only mapping is mapped read-only, so device writes to it are
+    /// refused rather than faulting the model.
+    pub fn map(
+        &self,
+        addr: u64,
+        size: u64,
+        file: File,
+        file_offset: u64,
+        writable: bool,
+    ) -> Result<(), MemError> {
         let len = usize::try_from(size).map_err(|_| MemError::BadMapping { addr, size })?;
         if len == 0 || addr.checked_add(size).is_none() {
             return Err(MemError::BadMapping { addr, size });
         }
-        let region = MmapRegion::from_file(FileOffset::new(file, file_offset), len)
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        let fo = Some(FileOffset::new(file, file_offset));
+        let region = MmapRegion::build(fo, len, prot, libc::MAP_SHARED)
             .map_err(|e| MemError::Mmap(e.to_string()))?;
         let mapping = DmaMapping {
             addr,
             size,
             backing: Arc::new(region),
+            writable,
         };
         let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
-        let mut next: Vec<DmaMapping> = Vec::with_capacity(maps.len() + 1);
-        for m in maps.iter() {
-            if !overlaps(m.addr, m.size, addr, size) {
-                next.push(DmaMapping {
-                    addr: m.addr,
-                    size: m.size,
-                    backing: m.backing.clone(),
-                });
-            }
-        }
+        let mut next: Vec<DmaMapping> = maps
+            .iter()
+            .filter(|m| !overlaps(m.addr, m.size, addr, size))
+            .cloned()
+            .collect();
         next.push(mapping);
         next.sort_by_key(|m| m.addr);
         *maps = Arc::new(next);
@@ -168,13 +189,13 @@ impl SysMem {
         let next: Vec<DmaMapping> = maps
             .iter()
             .filter(|m| !overlaps(m.addr, m.size, addr, size))
-            .map(|m| DmaMapping {
-                addr: m.addr,
-                size: m.size,
-                backing: m.backing.clone(),
-            })
+            .cloned()
             .collect();
         *maps = Arc::new(next);
+    }
+
+    pub fn unmap_all(&self) {
+        *self.maps.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Vec::new());
     }
 
     pub fn snapshot(&self) -> SysMemSnapshot {
@@ -182,12 +203,12 @@ impl SysMem {
     }
 }
 
-/// Find the mapping holding `addr`: its backing, the offset in it and the bytes left.
-pub fn lookup(maps: &[DmaMapping], addr: u64) -> Option<(&Backing, u64, u64)> {
+/// Find the mapping holding `addr`, and the offset of `addr` in it.
+pub fn lookup(maps: &[DmaMapping], addr: u64) -> Option<(&DmaMapping, u64)> {
     let idx = maps.partition_point(|m| m.addr <= addr).checked_sub(1)?;
     let m = &maps[idx];
     let off = addr - m.addr;
-    (off < m.size).then(|| (&m.backing, off, m.size - off))
+    (off < m.size).then_some((m, off))
 }
 
 fn overlaps(a: u64, alen: u64, b: u64, blen: u64) -> bool {
@@ -195,18 +216,11 @@ fn overlaps(a: u64, alen: u64, b: u64, blen: u64) -> bool {
 }
 
 #[cfg(test)]
-pub mod tests {
+mod tests {
     use super::*;
 
-    /// A memfd standing in for guest RAM, as QEMU's memory-backend-memfd gives.
-    pub fn guest_ram(size: u64) -> File {
-        let ram = Vram::new(size).unwrap();
-        let fd = ram.fd().unwrap();
-        // SAFETY: `fd` is open for as long as `ram` lives; dup gives an owned copy.
-        let dup = unsafe { libc::dup(fd) };
-        assert!(dup >= 0);
-        // SAFETY: `dup` is a fresh descriptor owned by nobody else.
-        unsafe { File::from_raw_fd(dup) }
+    fn guest_ram(size: u64) -> File {
+        memfd(size).unwrap()
     }
 
     #[test]
@@ -223,12 +237,12 @@ pub mod tests {
     #[test]
     fn sysmem_lookup_and_unmap() {
         let s = SysMem::default();
-        s.map(0x10_0000, 0x10_0000, guest_ram(0x20_0000), 0x10_0000)
+        s.map(0x10_0000, 0x10_0000, guest_ram(0x20_0000), 0x10_0000, true)
             .unwrap();
         let snap = s.snapshot();
         assert!(lookup(&snap, 0xf_ffff).is_none());
-        let (_, off, left) = lookup(&snap, 0x10_0010).unwrap();
-        assert_eq!((off, left), (0x10, 0xf_fff0));
+        let (m, off) = lookup(&snap, 0x10_0010).unwrap();
+        assert_eq!((off, m.size - off), (0x10, 0xf_fff0));
         assert!(lookup(&snap, 0x20_0000).is_none());
         s.unmap(0x10_0000, 0x10_0000);
         assert!(lookup(&s.snapshot(), 0x10_0010).is_none());
@@ -236,6 +250,10 @@ pub mod tests {
             lookup(&snap, 0x10_0010).is_some(),
             "old snapshots stay valid"
         );
-        assert!(s.map(0, 0, guest_ram(4096), 0).is_err());
+        assert!(s.map(0, 0, guest_ram(4096), 0, true).is_err());
+        s.map(0, 4096, guest_ram(4096), 0, false).unwrap();
+        assert!(!lookup(&s.snapshot(), 8).unwrap().0.writable);
+        s.unmap_all();
+        assert!(lookup(&s.snapshot(), 8).is_none());
     }
 }

@@ -17,7 +17,7 @@ use crate::compute::KernelArgs;
 use crate::config::{COMMAND_BUS_MASTER, COMMAND_MEMORY};
 use crate::device::{Device, DeviceOptions};
 use crate::fabric::Fabric;
-use crate::mem::{self, Vram};
+use crate::mem;
 use crate::regs::{self, cmd, queue, Kernel};
 
 /// Where the rig's system memory sits on the bus.
@@ -66,18 +66,10 @@ impl Rig {
     ) -> Result<Self, RigError> {
         let dev = Device::on_fabric(opts, fabric).map_err(rig_err)?;
         let ram_size = 16 << 20;
-        // The same memfd the device maps, as QEMU shares guest RAM.
-        let ram_fd = Vram::new(ram_size).map_err(rig_err)?;
-        let fd = ram_fd.fd().ok_or_else(|| RigError("no memfd".into()))?;
-        // SAFETY: `fd` is open while `ram_fd` lives; dup gives an owned copy.
-        let dup = unsafe { libc::dup(fd) };
-        if dup < 0 {
-            return Err(RigError("dup failed".into()));
-        }
-        // SAFETY: `dup` is a fresh descriptor owned by nobody else.
-        let file = unsafe { File::from_raw_fd(dup) };
+        // One memfd mapped by the device and by the rig, as QEMU shares guest RAM.
+        let file = mem::memfd(ram_size).map_err(rig_err)?;
         let mine = file.try_clone().map_err(rig_err)?;
-        dev.dma_map(RAM_BASE, ram_size, Some(file), 0)
+        dev.dma_map(RAM_BASE, ram_size, Some(file), 0, true)
             .map_err(rig_err)?;
         let ram =
             MmapRegion::from_file(FileOffset::new(mine, 0), ram_size as usize).map_err(rig_err)?;

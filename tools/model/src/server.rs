@@ -9,8 +9,8 @@ use std::sync::Arc;
 use vfio_bindings::bindings::vfio::{
     vfio_region_info, vfio_region_sparse_mmap_area, VFIO_IRQ_INFO_EVENTFD,
     VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR2_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX,
-    VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS, VFIO_REGION_INFO_FLAG_MMAP,
-    VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
+    VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS,
+    VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
 };
 use vfio_user::{
     DmaMapFlags, DmaUnmapFlags, IrqInfo, Server, ServerBackend, ServerRegion, SparseArea,
@@ -39,21 +39,28 @@ impl ServerBackend for Backend {
 
     fn dma_map(
         &mut self,
-        _flags: DmaMapFlags,
+        flags: DmaMapFlags,
         offset: u64,
         address: u64,
         size: u64,
         fd: Option<File>,
     ) -> std::io::Result<()> {
         log::debug!("DMA map {address:#x}+{size:#x} at fd offset {offset:#x}");
-        self.0.dma_map(address, size, fd, offset).map_err(|e| {
-            log::warn!("{e}");
-            e.into()
-        })
+        let writable = flags.contains(DmaMapFlags::WRITE);
+        self.0
+            .dma_map(address, size, fd, offset, writable)
+            .map_err(|e| {
+                log::warn!("{e}");
+                e.into()
+            })
     }
 
-    fn dma_unmap(&mut self, _flags: DmaUnmapFlags, address: u64, size: u64) -> std::io::Result<()> {
-        self.0.dma_unmap(address, size);
+    fn dma_unmap(&mut self, flags: DmaUnmapFlags, address: u64, size: u64) -> std::io::Result<()> {
+        if flags.contains(DmaUnmapFlags::UNMAP_ALL) {
+            self.0.sysmem.unmap_all();
+        } else {
+            self.0.dma_unmap(address, size);
+        }
         Ok(())
     }
 
@@ -70,6 +77,11 @@ impl ServerBackend for Backend {
         count: u32,
         fds: Vec<File>,
     ) -> std::io::Result<()> {
+        if index == VFIO_PCI_ERR_IRQ_INDEX && count <= 1 {
+            // The client's error-recovery hook: accepted so it can register,
+            // but the device reports errors through vector 0, never here.
+            return Ok(());
+        }
         if index != VFIO_PCI_MSIX_IRQ_INDEX {
             let e = std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -129,7 +141,7 @@ pub fn regions(dev: &Device) -> Vec<ServerRegion> {
         .collect()
 }
 
-/// MSI-X only: no INTx pin, no MSI.
+/// MSI-X, plus an error index that is never signalled: no INTx pin, no MSI.
 pub fn irqs(dev: &Device) -> Vec<IrqInfo> {
     (0..VFIO_PCI_NUM_IRQS)
         .map(|index| match index {
@@ -137,6 +149,11 @@ pub fn irqs(dev: &Device) -> Vec<IrqInfo> {
                 index,
                 flags: VFIO_IRQ_INFO_EVENTFD,
                 count: dev.msix_vectors(),
+            },
+            VFIO_PCI_ERR_IRQ_INDEX => IrqInfo {
+                index,
+                flags: VFIO_IRQ_INFO_EVENTFD,
+                count: 1,
             },
             _ => IrqInfo {
                 index,

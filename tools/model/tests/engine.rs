@@ -415,3 +415,23 @@ fn global_reset_and_flr() {
         "FLR clears counters, then counts itself"
     );
 }
+
+#[test]
+fn read_only_system_memory_refuses_writes() {
+    let r = rig_with_queues();
+    let ro = 0x2_0000_0000u64;
+    let file = vela_model::mem::memfd(1 << 20).unwrap();
+    r.dev.dma_map(ro, 1 << 20, Some(file), 0, false).unwrap();
+    r.submit(
+        0,
+        &[
+            encode::copy(ro, vram_dpa(0x1000), 64),
+            encode::fence(ro + 8, 1, false),
+        ],
+    )
+    .unwrap();
+    r.dev.run_until_idle();
+    assert_eq!(r.qr(0, queue::HEAD), 1, "reading is fine");
+    assert_eq!(error_code(&r, 0), QueueError::DmaError as u32);
+    assert_eq!(r.qr(0, queue::ERROR_ADDR_LO), (ro + 8) as u32);
+}

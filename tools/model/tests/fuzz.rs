@@ -237,7 +237,7 @@ fn action(rng: &mut Rng, r: &Rig) {
             let addr = pick(&[RAM_BASE, 0x2000_0000, rng.next()], rng);
             let size = pick(&[0u64, 4096, 1 << 20, u64::MAX], rng);
             dev.dma_unmap(addr, size);
-            let _ = dev.dma_map(addr, size, None, 0);
+            let _ = dev.dma_map(addr, size, None, 0, true);
         }
         _ => {
             if rng.below(8) == 0 {
