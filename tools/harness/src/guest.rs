@@ -11,13 +11,23 @@ use std::{
 use crate::{model, vm::DONE_MARKER, Mode, Paths};
 
 /// The guest binaries the harness ships into the VM.
-const GUEST_BINS: &[&str] = &["vela", "vela-probe-test", "vela-query-test"];
+const GUEST_BINS: &[&str] = &[
+    "vela",
+    "vela-bar0-smoke",
+    "vela-probe-test",
+    "vela-query-test",
+];
 
 /// KUnit suites vela.ko carries; each must report when the module loads.
 pub(crate) const KUNIT_SUITES: &[&str] = &["vela_identity", "vela_query"];
 
 /// The guest test list: (name, command). Each prints TAP on stdout.
-const CHECK_TESTS: &[(&str, &str)] = &[("probe", "vela-probe-test"), ("query", "vela-query-test")];
+const CHECK_TESTS: &[(&str, &str)] = &[
+    // Before vela.ko loads: the test drives the device from userspace.
+    ("bar0-smoke", "vela-bar0-smoke"),
+    ("probe", "vela-probe-test"),
+    ("query", "vela-query-test"),
+];
 
 fn expectations(devices: &[model::DeviceSpec]) -> String {
     // The tests compare what the driver reports with what the model was started with.

@@ -3,6 +3,7 @@
 //! `regs`; this file only says what reading and writing them does.
 
 use crate::device::{Device, State};
+use crate::irq::source_vector;
 use crate::regs::{
     self, counter_control, ctx, device_control, device_status, int, queue, Counter, QueueError,
 };
@@ -94,9 +95,19 @@ impl Device {
     /// `mask` selects the bytes the access carried; other bytes keep their value.
     pub fn bar0_write(&self, reg: u32, value: u32, mask: u32) {
         let mut st = self.lock();
+        // A reset completes only once no command it aborts is still writing.
+        let ones = value & mask;
+        match block(&st, reg) {
+            Block::Queue(q, queue::CONTROL) if ones & queue::CONTROL_RESET != 0 => {
+                st = self.quiesce(st, |i| i == q);
+            }
+            Block::Other if reg == regs::DEVICE_CONTROL && ones & device_control::RESET != 0 => {
+                st = self.quiesce(st, |_| true);
+            }
+            _ => {}
+        }
         let st = &mut *st;
         let merge = |old: u32| (old & !mask) | (value & mask);
-        let ones = value & mask;
         match block(st, reg) {
             Block::Queue(q, off) => return self.queue_write(st, q, off, merge, ones),
             Block::Context(c, off) => return self.context_write(st, c, off, merge, ones),
@@ -132,11 +143,7 @@ impl Device {
     fn resend(&self, st: &mut State, sources: u32) {
         let mut sent = 0u64;
         for bit in (0..32).filter(|b| sources & (1 << b) != 0) {
-            let vector = if int::QUEUE_MASK & (1 << bit) != 0 {
-                regs::queue_vector(bit as usize)
-            } else {
-                regs::VECTOR_ERROR
-            };
+            let vector = source_vector(bit);
             // Both error sources share vector 0: one message covers them.
             if sent & (1 << vector) == 0 {
                 sent |= 1 << vector;

@@ -75,6 +75,7 @@ fn serve_client(devices: &[Arc<Device>], stream: UnixStream) -> std::io::Result<
 
 /// Create the control socket and serve it on a background thread.
 pub fn spawn(path: &Path, devices: Vec<Arc<Device>>) -> std::io::Result<()> {
+    crate::server::clear_stale_socket(path);
     let listener = UnixListener::bind(path)?;
     std::thread::spawn(move || {
         for stream in listener.incoming() {

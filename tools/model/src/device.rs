@@ -7,10 +7,8 @@
 //! or returned as errors to the transport.
 
 use std::fs::File;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use vfio_bindings::bindings::vfio::{
     VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR2_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX,
@@ -50,12 +48,14 @@ pub enum DeviceError {
         offset: u64,
         len: usize,
     },
+    BadIrqs(String),
 }
 
 impl std::fmt::Display for DeviceError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::BadOptions(m) => write!(f, "invalid device options: {m}"),
+            Self::BadIrqs(m) => write!(f, "unsupported MSI-X SET_IRQS: {m}"),
             Self::Mem(e) => write!(f, "{e}"),
             Self::BadRegion {
                 region,
@@ -202,8 +202,10 @@ pub struct Device {
     pub fabric: Arc<Fabric>,
     pub port: Arc<Port>,
     state: Mutex<State>,
-    work: Condvar,
-    stop: AtomicBool,
+    pub(crate) work: Condvar,
+    /// Signalled whenever a command finishes, for `quiesce`.
+    pub(crate) idle: Condvar,
+    pub(crate) stop: AtomicBool,
 }
 
 impl Device {
@@ -238,6 +240,7 @@ impl Device {
             fabric: fabric.clone(),
             port,
             work: Condvar::new(),
+            idle: Condvar::new(),
             stop: AtomicBool::new(false),
         }))
     }
@@ -297,6 +300,7 @@ impl Device {
                 let mut st = self.lock();
                 let effect = st.config.write(offset, data).map_err(|_| bad())?;
                 if effect.flr {
+                    let mut st = self.quiesce(st, |_| true);
                     self.function_reset_locked(&mut st);
                 } else if effect.bars_changed {
                     self.port.set_bar2(st.config.bar2());
@@ -330,15 +334,38 @@ impl Device {
     /// Global reset (DEVICE_CONTROL.RESET): BAR0 state to reset values; VRAM
     /// keeps its contents, config space and counters are untouched.
     pub fn reset(&self) {
-        let mut st = self.lock();
+        let mut st = self.quiesce(self.lock(), |_| true);
         self.reset_locked(&mut st);
     }
 
     /// Function level reset (FLR, or the client's DEVICE_RESET): the global
     /// reset plus config space, counters and the MSI-X table.
     pub fn function_reset(&self) {
-        let mut st = self.lock();
+        let mut st = self.quiesce(self.lock(), |_| true);
         self.function_reset_locked(&mut st);
+    }
+
+    /// Wait until no command of the selected queues is executing, so that a
+    /// reset of them is complete when it returns: nothing it aborted writes
+    /// memory afterwards. The engine never starts a command while the lock
+    /// is held, and a hung engine has none in flight, so this ends.
+    pub(crate) fn quiesce<'a>(
+        &self,
+        mut st: MutexGuard<'a, State>,
+        selected: impl Fn(usize) -> bool,
+    ) -> MutexGuard<'a, State> {
+        while st
+            .queues
+            .iter()
+            .enumerate()
+            .any(|(i, q)| q.busy && selected(i))
+        {
+            st = match self.idle.wait(st) {
+                Ok(g) => g,
+                Err(e) => e.into_inner(),
+            };
+        }
+        st
     }
 
     fn function_reset_locked(&self, st: &mut State) {
@@ -364,35 +391,6 @@ impl Device {
         st.next_queue = 0;
         self.inject.unhang();
         st.count(Counter::Resets, 1);
-    }
-
-    /// Raise interrupt sources: set their status bits and send the messages
-    /// of the unmasked ones (see interrupts.rst, "Message rules").
-    pub(crate) fn raise(&self, st: &mut State, sources: u32) {
-        let sources = sources & st.valid_sources();
-        st.int_status |= sources;
-        for bit in (0..32).filter(|b| sources & (1 << b) != 0) {
-            if st.int_mask & (1 << bit) != 0 {
-                st.count(Counter::InterruptsSuppressed, 1);
-            } else {
-                self.send(st, source_vector(bit));
-            }
-        }
-    }
-
-    /// Send one MSI-X message. Masking inside the MSI-X capability (function
-    /// mask, per-vector mask, PBA) belongs to the client, which emulates the
-    /// table; the device checks what it can see: enable and bus master.
-    pub(crate) fn send(&self, st: &mut State, vector: usize) {
-        let deliverable = st.config.msix_enabled() && st.config.bus_master();
-        let fd = st.vectors.get(vector).and_then(|v| v.as_ref());
-        match fd {
-            Some(fd) if deliverable && !self.inject.take_drop_irq() => {
-                signal(fd);
-                st.count(Counter::InterruptsSent, 1);
-            }
-            _ => st.count(Counter::InterruptsSuppressed, 1),
-        }
     }
 
     pub(crate) fn queue_error(&self, st: &mut State, q: usize, code: QueueError, addr: u64) {
@@ -438,40 +436,6 @@ impl Device {
         self.lock().counters[c as usize]
     }
 
-    /// Execute commands until no queue can make progress. For tests and
-    /// benchmarks that want the engine synchronous.
-    pub fn run_until_idle(&self) {
-        while self.step() {}
-    }
-
-    /// Run the engine on a thread of its own until the handle is dropped.
-    pub fn start_engine(self: &Arc<Self>) -> EngineThread {
-        self.stop.store(false, Ordering::Release);
-        let dev = self.clone();
-        let handle = std::thread::spawn(move || dev.engine_loop());
-        EngineThread {
-            dev: self.clone(),
-            handle: Some(handle),
-        }
-    }
-
-    fn engine_loop(&self) {
-        while !self.stop.load(Ordering::Acquire) {
-            if self.step() {
-                continue;
-            }
-            let mut st = self.lock();
-            if !st.kick && !self.stop.load(Ordering::Acquire) {
-                // The timeout bounds how late a hung engine notices it was unhung.
-                st = match self.work.wait_timeout(st, Duration::from_millis(20)) {
-                    Ok((g, _)) => g,
-                    Err(e) => e.into_inner().0,
-                };
-            }
-            st.kick = false;
-        }
-    }
-
     pub fn dma_map(
         &self,
         addr: u64,
@@ -500,100 +464,8 @@ impl Device {
         }
     }
 
-    /// VFIO_DEVICE_SET_IRQS for the MSI-X index: install or remove eventfds.
-    ///
-    /// QEMU sends a run of valid eventfds with one fd per vector, and a run of
-    /// vectors to disable with no fds at all; DATA_NONE with count 0 disables
-    /// every vector, with a count it fires those vectors (a loopback test).
-    pub fn set_msix(
-        &self,
-        flags: u32,
-        start: u32,
-        count: u32,
-        fds: Vec<File>,
-    ) -> Result<(), DeviceError> {
-        use vfio_bindings::bindings::vfio::{
-            VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE,
-        };
-        let bad = || {
-            DeviceError::BadOptions(format!(
-                "SET_IRQS flags {flags:#x} start {start} count {count} fds {}",
-                fds.len()
-            ))
-        };
-        let mut st = self.lock();
-        let n = st.vectors.len();
-        let (start, count) = (start as usize, count as usize);
-        if flags & VFIO_IRQ_SET_ACTION_TRIGGER == 0 {
-            // MASK/UNMASK do not apply to MSI-X.
-            return Err(bad());
-        }
-        if flags & VFIO_IRQ_SET_DATA_NONE != 0 && count == 0 {
-            st.vectors.iter_mut().for_each(|v| *v = None);
-            return Ok(());
-        }
-        let end = start
-            .checked_add(count)
-            .filter(|&e| e <= n)
-            .ok_or_else(bad)?;
-        if flags & VFIO_IRQ_SET_DATA_EVENTFD != 0 {
-            if fds.is_empty() {
-                st.vectors[start..end].iter_mut().for_each(|v| *v = None);
-            } else if fds.len() == count {
-                for (slot, fd) in st.vectors[start..end].iter_mut().zip(fds) {
-                    *slot = Some(fd);
-                }
-            } else {
-                return Err(bad());
-            }
-            return Ok(());
-        }
-        if flags & VFIO_IRQ_SET_DATA_NONE != 0 {
-            for v in start..end {
-                self.send(&mut st, v);
-            }
-            return Ok(());
-        }
-        Err(bad())
-    }
-
     pub fn dma_unmap(&self, addr: u64, size: u64) {
         self.sysmem.unmap(addr, size);
-    }
-}
-
-/// Write to an MSI-X eventfd. A full eventfd counter only means the
-/// interrupt is already pending, so errors are not interesting.
-pub fn signal(mut fd: &File) {
-    use std::io::Write;
-    let _ = fd.write(&1u64.to_le_bytes());
-}
-
-/// The MSI-X vector of an INT_STATUS bit.
-fn source_vector(bit: u32) -> usize {
-    if int::QUEUE_MASK & (1 << bit) != 0 {
-        regs::queue_vector(bit as usize)
-    } else {
-        regs::VECTOR_ERROR
-    }
-}
-
-/// Stops the device's engine thread when dropped.
-pub struct EngineThread {
-    dev: Arc<Device>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl Drop for EngineThread {
-    fn drop(&mut self) {
-        self.dev.stop.store(true, Ordering::Release);
-        {
-            let mut st = self.dev.lock();
-            self.dev.kick(&mut st);
-        }
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
     }
 }
 

@@ -39,6 +39,7 @@ pub struct Access<'a> {
     bus_master: bool,
     injected_dma_checked: bool,
     injected_fault_checked: bool,
+    walks: mmu::WalkCache,
     pub stats: Stats,
 }
 
@@ -62,6 +63,7 @@ impl<'a> Access<'a> {
             bus_master,
             injected_dma_checked: false,
             injected_fault_checked: false,
+            walks: mmu::WalkCache::default(),
             stats: Stats::default(),
         }
     }
@@ -97,7 +99,8 @@ impl<'a> Access<'a> {
             mem::slice(&b, off, 8).ok()?.copy_to(&mut e[..]);
             Some(u64::from_le_bytes(e))
         };
-        let t = mmu::translate(va, write, self.pt_base, read_pte).map_err(Stop::Fault)?;
+        let t = mmu::translate_cached(va, write, self.pt_base, &mut self.walks, read_pte)
+            .map_err(Stop::Fault)?;
         Ok((t.dpa, t.span))
     }
 
@@ -115,7 +118,8 @@ impl<'a> Access<'a> {
             self.stats.dma_errors += 1;
             return Err(fail());
         };
-        let n = len.min(span).min(avail).min(MAX_CHUNK);
+        let want = len.min(avail).min(MAX_CHUNK);
+        let n = self.contiguous(va, addr, span, want, write);
         if peer {
             self.stats.p2p_bytes += n;
         }
@@ -124,6 +128,26 @@ impl<'a> Access<'a> {
             offset,
             len: n as usize,
         })
+    }
+
+    /// How many of `want` bytes from `va` map to consecutive DPAs from `addr`,
+    /// given the first page's `span`: one burst instead of one per page. A
+    /// page that faults ends the run quietly; the fault is reported when the
+    /// access gets there.
+    fn contiguous(&mut self, va: u64, addr: u64, span: u64, want: u64, write: bool) -> u64 {
+        let mut run = span.min(want);
+        while run < want {
+            let Some(next_va) = va.checked_add(run) else {
+                break;
+            };
+            match self.translate(next_va, write) {
+                Ok((next, next_span)) if Some(next) == addr.checked_add(run) => {
+                    run = run.saturating_add(next_span).min(want);
+                }
+                _ => break,
+            }
+        }
+        run
     }
 
     fn advance(va: u64, done: u64) -> Result<u64, Stop> {

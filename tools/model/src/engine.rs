@@ -2,6 +2,11 @@
 //! The scheduler and the engines: pick a runnable queue, fetch its command,
 //! execute it without holding the register lock, then report the outcome.
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
 use crate::compute::{self, KernelArgs};
 use crate::device::{Device, State};
 use crate::dma::{Access, Stats, Stop};
@@ -43,6 +48,40 @@ fn engine_of(opcode: u8) -> Engine {
 }
 
 impl Device {
+    /// Execute commands until no queue can make progress. For tests and
+    /// benchmarks that want the engine synchronous.
+    pub fn run_until_idle(&self) {
+        while self.step() {}
+    }
+
+    /// Run the engine on a thread of its own until the handle is dropped.
+    pub fn start_engine(self: &Arc<Self>) -> EngineThread {
+        self.stop.store(false, Ordering::Release);
+        let dev = self.clone();
+        let handle = std::thread::spawn(move || dev.engine_loop());
+        EngineThread {
+            dev: self.clone(),
+            handle: Some(handle),
+        }
+    }
+
+    fn engine_loop(&self) {
+        while !self.stop.load(Ordering::Acquire) {
+            if self.step() {
+                continue;
+            }
+            let mut st = self.lock();
+            if !st.kick && !self.stop.load(Ordering::Acquire) {
+                // The timeout bounds how late a hung engine notices it was unhung.
+                st = match self.work.wait_timeout(st, Duration::from_millis(20)) {
+                    Ok((g, _)) => g,
+                    Err(e) => e.into_inner().0,
+                };
+            }
+            st.kick = false;
+        }
+    }
+
     /// Run one command of one queue. Returns false when no queue can run.
     pub fn step(&self) -> bool {
         let job = {
@@ -110,6 +149,7 @@ impl Device {
         st.count(Counter::DmaErrors, stats.dma_errors);
         st.count(Counter::P2pBytes, stats.p2p_bytes);
         let q = job.queue;
+        self.idle.notify_all();
         if st.queues[q].generation != job.generation {
             // The queue was reset while the command ran: its outcome is void.
             return;
@@ -262,4 +302,23 @@ fn run_kernel(access: &mut Access<'_>, kernel: Kernel, args: &KernelArgs) -> Res
 /// The DPA of a VRAM offset, for tests and tools that build commands.
 pub const fn vram_dpa(offset: u64) -> u64 {
     offset | dpa::VRAM
+}
+
+/// Stops the device's engine thread when dropped.
+pub struct EngineThread {
+    dev: Arc<Device>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Drop for EngineThread {
+    fn drop(&mut self) {
+        self.dev.stop.store(true, Ordering::Release);
+        {
+            let mut st = self.dev.lock();
+            self.dev.kick(&mut st);
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
 }

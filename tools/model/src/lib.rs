@@ -15,6 +15,7 @@ pub mod dma;
 pub mod engine;
 pub mod fabric;
 pub mod inject;
+pub mod irq;
 pub mod mem;
 pub mod mmu;
 pub mod regs;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Process setup: build the devices, create every socket, serve them.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
 
@@ -44,6 +45,7 @@ pub fn main<I: IntoIterator<Item = String>>(args: I) -> Result<(), RunError> {
         Command::Serve(args) => args,
     };
 
+    let signals = block_termination_signals();
     // One fabric for the process: every device can reach every other's BAR2.
     let fabric = Fabric::new();
     let mut devices = Vec::new();
@@ -55,15 +57,20 @@ pub fn main<I: IntoIterator<Item = String>>(args: I) -> Result<(), RunError> {
     for knob in &args.inject {
         devices.iter().for_each(|d| d.inject.apply(*knob));
     }
-    if let Some(path) = &args.control {
-        control::spawn(path, devices.clone())
-            .map_err(|e| RunError::Socket(format!("{}: {e}", path.display())))?;
-    }
     let mut servers = Vec::new();
     for (spec, dev) in args.devices.iter().zip(&devices) {
         let s = server::listen(dev, &spec.socket)
             .map_err(|e| RunError::Socket(format!("{}: {e}", spec.socket.display())))?;
         servers.push(s);
+    }
+    if let Some(path) = &args.control {
+        control::spawn(path, devices.clone())
+            .map_err(|e| RunError::Socket(format!("{}: {e}", path.display())))?;
+    }
+    let mut paths: Vec<PathBuf> = args.devices.iter().map(|d| d.socket.clone()).collect();
+    paths.extend(args.control.clone());
+    if let Some(set) = signals {
+        remove_on_termination(set, paths);
     }
 
     let handles: Vec<_> = servers
@@ -100,6 +107,40 @@ fn serve_one(name: &str, srv: vfio_user::Server, dev: Arc<Device>) -> Result<(),
     server::serve(&srv, dev.clone()).map_err(|e| format!("{name}: {e}"))?;
     log::info!("{name}: client disconnected");
     Ok(())
+}
+
+/// Block SIGTERM and SIGINT in this thread and, by inheritance, in every
+/// thread spawned after it, so that only the waiter below takes them.
+fn block_termination_signals() -> Option<libc::sigset_t> {
+    // SAFETY: an all-zero sigset_t is valid storage for sigemptyset, which
+    // initialises it; every pointer passed below points at a live local.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let blocked = unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) == 0
+    };
+    if !blocked {
+        log::warn!("cannot block SIGTERM: sockets stay behind if the model is killed");
+    }
+    blocked.then_some(set)
+}
+
+/// On SIGTERM or SIGINT, remove the sockets and exit 128 + signal, so a
+/// harness that kills the model leaves no socket files behind.
+fn remove_on_termination(set: libc::sigset_t, paths: Vec<PathBuf>) {
+    thread::spawn(move || {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set` and `sig` are valid for the duration of the call.
+        if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+            for p in &paths {
+                let _ = std::fs::remove_file(p);
+            }
+            std::process::exit(128 + sig);
+        }
+    });
 }
 
 struct StderrLogger(log::LevelFilter);

@@ -167,7 +167,24 @@ pub fn irqs(dev: &Device) -> Vec<IrqInfo> {
 /// Create the listening socket. Separate from serving so that every socket of
 /// a multi-device run exists before any client is expected to connect.
 pub fn listen(dev: &Device, path: &Path) -> Result<Server, vfio_user::Error> {
+    clear_stale_socket(path);
     Server::new(path, true, irqs(dev), regions(dev))
+}
+
+/// A model that was killed leaves its socket file behind, and binding over
+/// it would fail: remove a socket nobody listens on. Anything else at the
+/// path (a live socket, a regular file) is left for the bind to refuse.
+pub fn clear_stale_socket(path: &Path) {
+    use std::os::unix::fs::FileTypeExt;
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if !is_socket {
+        return;
+    }
+    let refused = std::os::unix::net::UnixStream::connect(path)
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused);
+    if refused && std::fs::remove_file(path).is_ok() {
+        log::info!("{}: removed a stale socket", path.display());
+    }
 }
 
 /// Serve one connection to completion.

@@ -126,3 +126,31 @@ fn bad_arguments_fail() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("--socket PATH"));
 }
+
+#[test]
+fn stale_socket_is_replaced_and_sigterm_cleans_up() {
+    let sock = tmp("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    assert!(sock.exists(), "a socket file left by a dead process");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vela-model"))
+        .args(["--socket", sock.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut c = loop {
+        if let Ok(c) = Client::new(&sock) {
+            break c;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "model never listened"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(serial(&mut c), 1);
+    // SAFETY: plain kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM));
+    assert!(!sock.exists());
+}

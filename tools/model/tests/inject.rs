@@ -146,6 +146,16 @@ fn reset_while_engine_runs_does_not_wedge() {
         }
         assert_eq!(r.qr(0, queue::HEAD), 0);
         assert_eq!(r.qr(0, queue::STATUS) & queue::STATUS_ENABLED, 0);
+        // Once the reset has returned, nothing it aborted writes memory.
+        let mut before = vec![0; 8 << 20];
+        r.dpa_read(vram_dpa(0x10_0000), &mut before).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        let mut after = vec![0; 8 << 20];
+        r.dpa_read(vram_dpa(0x10_0000), &mut after).unwrap();
+        assert!(
+            before == after,
+            "memory changed after reset in round {round}"
+        );
     }
     // Still serving after all that.
     r.w(regs::INT_MASK, 0);

@@ -1,0 +1,337 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The hardware without a driver: userspace maps BAR0 and BAR2 through sysfs, programs
+//! queue 0 with a ring in VRAM, and checks that a COPY moves the data, a FENCE with the
+//! INTERRUPT flag lands and raises the queue's interrupt, and a bad command stops the queue
+//! with the documented error until it is reset. Runs before vela.ko is loaded.
+
+use std::{
+    fs::{File, OpenOptions},
+    os::unix::fs::FileExt,
+    path::Path,
+    ptr::NonNull,
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use vela_selftests::{vela_pci_devices, Tap};
+
+// Register offsets and fields from Documentation/hardware/registers.rst and queues.rst.
+const INT_STATUS: usize = 0x40;
+const INT_MASK: usize = 0x44;
+const QUEUE_ERROR_SUMMARY: usize = 0x50;
+const COUNTER_LO: usize = 0x100;
+const COUNTER_CONTROL: usize = 0x180;
+const CNT_COMMANDS_COMPLETED: usize = 0;
+const CNT_FENCES_WRITTEN: usize = 3;
+const CNT_INTERRUPTS_SUPPRESSED: usize = 5;
+const CNT_DOORBELLS: usize = 6;
+const CNT_QUEUE_ERRORS: usize = 9;
+const Q0: usize = 0x1000;
+const Q_RING_BASE_LO: usize = Q0;
+const Q_RING_BASE_HI: usize = Q0 + 0x04;
+const Q_RING_SIZE: usize = Q0 + 0x08;
+const Q_CONTEXT: usize = Q0 + 0x0c;
+const Q_CONTROL: usize = Q0 + 0x10;
+const Q_STATUS: usize = Q0 + 0x14;
+const Q_HEAD: usize = Q0 + 0x18;
+const Q_DOORBELL: usize = Q0 + 0x20;
+const Q_COMPLETED: usize = Q0 + 0x24;
+const CONTROL_ENABLE: u32 = 1;
+const CONTROL_RESET: u32 = 2;
+const STATUS_ERROR: u32 = 1 << 1;
+const INT_QUEUE_ERROR: u32 = 1 << 16;
+const OP_COPY: u32 = 0x02;
+const OP_FENCE: u32 = 0x01;
+const FLAG_INTERRUPT: u32 = 1 << 8;
+const VRAM: u64 = 1 << 63;
+
+// VRAM layout of the test.
+const RING: usize = 0;
+const SRC: usize = 0x1_0000;
+const DST: usize = 0x2_0000;
+const FENCE: usize = 0x3_0000;
+const LEN: usize = 8192;
+
+/// A mapping of a sysfs PCI resource file; accesses are volatile and 32/64-bit wide.
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(path: &Path, len: usize) -> std::io::Result<Self> {
+        let f = OpenOptions::new().read(true).write(true).open(path)?;
+        // SAFETY: a fresh shared mapping of a file we opened; the kernel checks `len` against
+        // the resource size and fails the call if it does not fit.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        NonNull::new(p.cast())
+            .map(|ptr| Self { ptr, len })
+            .ok_or_else(|| std::io::Error::other("mmap returned NULL"))
+    }
+
+    fn at<T>(&self, off: usize) -> *mut T {
+        assert!(
+            off + std::mem::size_of::<T>() <= self.len
+                && off.is_multiple_of(std::mem::size_of::<T>())
+        );
+        // SAFETY: in bounds, as just checked.
+        unsafe { self.ptr.as_ptr().add(off).cast() }
+    }
+
+    fn r32(&self, off: usize) -> u32 {
+        // SAFETY: `at` returns an aligned in-bounds pointer into the live mapping.
+        unsafe { self.at::<u32>(off).read_volatile() }
+    }
+
+    fn w32(&self, off: usize, v: u32) {
+        // SAFETY: as in `r32`.
+        unsafe { self.at::<u32>(off).write_volatile(v) }
+    }
+
+    fn r64(&self, off: usize) -> u64 {
+        // SAFETY: as in `r32`.
+        unsafe { self.at::<u64>(off).read_volatile() }
+    }
+
+    fn w64(&self, off: usize, v: u64) {
+        // SAFETY: as in `r32`.
+        unsafe { self.at::<u64>(off).write_volatile(v) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping `new` made.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+fn counter(bar0: &Mapping, n: usize) -> u64 {
+    // The LO read latches the 64-bit value for the HI read.
+    let lo = bar0.r32(COUNTER_LO + 8 * n);
+    let hi = bar0.r32(COUNTER_LO + 8 * n + 4);
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+fn slot(vram: &Mapping, index: usize, words: &[u64; 8]) {
+    for (i, w) in words.iter().enumerate() {
+        vram.w64(RING + index * 64 + i * 8, *w);
+    }
+}
+
+fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        sleep(Duration::from_millis(1));
+    }
+    cond()
+}
+
+/// Memory decoding and bus mastering on, as a driver's pci_enable_device + set_master would.
+fn enable(pci: &Path) -> std::io::Result<()> {
+    std::fs::write(pci.join("enable"), "1")?;
+    let cfg = File::options()
+        .read(true)
+        .write(true)
+        .open(pci.join("config"))?;
+    let mut cmd = [0u8; 2];
+    cfg.read_exact_at(&mut cmd, 4)?;
+    let v = u16::from_le_bytes(cmd) | 0x6;
+    cfg.write_all_at(&v.to_le_bytes(), 4)
+}
+
+fn main() {
+    let mut t = Tap::new();
+    let Some(pci) = vela_pci_devices().ok().and_then(|d| d.into_iter().next()) else {
+        t.check(false, "a Vela device exists", "none");
+        t.finish();
+    };
+    t.check(
+        !pci.join("driver").exists(),
+        "no driver bound (the test owns the device)",
+        "bound",
+    );
+    t.ok(enable(&pci), "enable memory decoding and bus mastering");
+    let (bar0, vram) = match (
+        Mapping::new(&pci.join("resource0"), 0x10000),
+        Mapping::new(&pci.join("resource2"), 1 << 20),
+    ) {
+        (Ok(b), Ok(v)) => (b, v),
+        (b, v) => {
+            t.check(
+                false,
+                "map BAR0 and BAR2",
+                format_args!("{:?} {:?}", b.err(), v.err()),
+            );
+            t.finish();
+        }
+    };
+    t.eq(bar0.r32(0), 0x414c_4556, "BAR0 ID reads VELA");
+
+    bar0.w32(COUNTER_CONTROL, 1);
+    bar0.w32(INT_STATUS, u32::MAX);
+    // Masked: no MSI-X vector is set up without a driver, so the interrupt shows in INT_STATUS
+    // and in the INTERRUPTS_SUPPRESSED counter.
+    bar0.w32(INT_MASK, u32::MAX);
+
+    // Source pattern in VRAM, written by the CPU straight through BAR2.
+    for i in (0..LEN).step_by(8) {
+        vram.w64(
+            SRC + i,
+            0x0123_4567_89ab_cdef ^ (i as u64).wrapping_mul(0x9e37_79b9),
+        );
+        vram.w64(DST + i, 0);
+    }
+    vram.w64(FENCE, 0);
+
+    // 16-slot ring at VRAM offset 0, context 0 (no translation: addresses are DPAs).
+    bar0.w32(Q_CONTROL, CONTROL_RESET);
+    bar0.w32(Q_RING_BASE_LO, RING as u32);
+    bar0.w32(Q_RING_BASE_HI, (VRAM >> 32) as u32);
+    bar0.w32(Q_RING_SIZE, 4);
+    bar0.w32(Q_CONTEXT, 0);
+    bar0.w32(Q_CONTROL, CONTROL_ENABLE);
+    slot(
+        &vram,
+        0,
+        &[
+            u64::from(OP_COPY),
+            VRAM | SRC as u64,
+            VRAM | DST as u64,
+            LEN as u64,
+            0,
+            0,
+            0,
+            0,
+        ],
+    );
+    slot(
+        &vram,
+        1,
+        &[
+            u64::from(OP_FENCE | FLAG_INTERRUPT),
+            VRAM | FENCE as u64,
+            0x5eed_f00d,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ],
+    );
+    // Reading BAR0 back orders the BAR2 writes before the doorbell (queues.rst, Submitting).
+    let _ = bar0.r32(0);
+    bar0.w32(Q_DOORBELL, 2);
+
+    let fenced = wait_for(|| vram.r64(FENCE) == 0x5eed_f00d);
+    t.check(
+        fenced,
+        "FENCE value lands in VRAM",
+        format_args!("fence {:#x}", vram.r64(FENCE)),
+    );
+    let same = (0..LEN)
+        .step_by(8)
+        .all(|i| vram.r64(DST + i) == vram.r64(SRC + i));
+    t.check(
+        same,
+        "COPY moved 8 KiB VRAM -> VRAM intact",
+        "destination differs",
+    );
+    t.eq(bar0.r32(Q_HEAD), 2, "HEAD advanced past both commands");
+    t.eq(bar0.r32(Q_COMPLETED), 2, "COMPLETED counts both commands");
+    t.check(
+        bar0.r32(INT_STATUS) & 1 != 0,
+        "the FENCE raised INT_STATUS.QUEUE[0]",
+        format_args!("{:#x}", bar0.r32(INT_STATUS)),
+    );
+    t.eq(
+        counter(&bar0, CNT_COMMANDS_COMPLETED),
+        2,
+        "COMMANDS_COMPLETED counter",
+    );
+    t.eq(
+        counter(&bar0, CNT_FENCES_WRITTEN),
+        1,
+        "FENCES_WRITTEN counter",
+    );
+    t.eq(counter(&bar0, CNT_DOORBELLS), 1, "DOORBELLS counter");
+    t.check(
+        counter(&bar0, CNT_INTERRUPTS_SUPPRESSED) >= 1,
+        "the masked interrupt was counted",
+        counter(&bar0, CNT_INTERRUPTS_SUPPRESSED),
+    );
+    bar0.w32(INT_STATUS, 1);
+    t.eq(
+        bar0.r32(INT_STATUS) & 1,
+        0,
+        "INT_STATUS is write-1-to-clear",
+    );
+
+    // A bad opcode stops the queue with BAD_OPCODE and the error interrupt.
+    slot(&vram, 2, &[0x7f, 0, 0, 0, 0, 0, 0, 0]);
+    let _ = bar0.r32(0);
+    bar0.w32(Q_DOORBELL, 3);
+    let stopped = wait_for(|| bar0.r32(Q_STATUS) & STATUS_ERROR != 0);
+    let status = bar0.r32(Q_STATUS);
+    t.check(
+        stopped && (status >> 8) & 0xff == 1,
+        "bad opcode: queue error BAD_OPCODE",
+        format_args!("status {status:#x}"),
+    );
+    t.eq(bar0.r32(Q_HEAD), 2, "HEAD stays on the bad slot");
+    t.check(
+        bar0.r32(INT_STATUS) & INT_QUEUE_ERROR != 0,
+        "QUEUE_ERROR interrupt raised",
+        format_args!("{:#x}", bar0.r32(INT_STATUS)),
+    );
+    t.eq(
+        bar0.r32(QUEUE_ERROR_SUMMARY) & 1,
+        1,
+        "QUEUE_ERROR_SUMMARY names queue 0",
+    );
+    t.eq(counter(&bar0, CNT_QUEUE_ERRORS), 1, "QUEUE_ERRORS counter");
+
+    // Reset brings it back: a fresh submission works.
+    bar0.w32(Q_CONTROL, CONTROL_RESET);
+    t.eq(
+        bar0.r32(Q_STATUS) & STATUS_ERROR,
+        0,
+        "RESET clears the error",
+    );
+    vram.w64(FENCE, 0);
+    slot(
+        &vram,
+        0,
+        &[u64::from(OP_FENCE), VRAM | FENCE as u64, 7, 0, 0, 0, 0, 0],
+    );
+    bar0.w32(Q_CONTROL, CONTROL_ENABLE);
+    let _ = bar0.r32(0);
+    bar0.w32(Q_DOORBELL, 1);
+    t.check(
+        wait_for(|| vram.r64(FENCE) == 7),
+        "the queue runs again after RESET",
+        format_args!("fence {:#x}", vram.r64(FENCE)),
+    );
+
+    bar0.w32(Q_CONTROL, CONTROL_RESET);
+    bar0.w32(INT_STATUS, u32::MAX);
+    drop((bar0, vram));
+    let _ = std::fs::write(pci.join("enable"), "0");
+    t.finish();
+}
