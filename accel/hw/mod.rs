@@ -11,6 +11,7 @@
 //! The frontends (accel, vgpu) reach the device only through [`Core`].
 
 pub(crate) mod identity;
+pub(crate) mod irq;
 pub(crate) mod regs;
 
 use kernel::{devres::Devres, io::Io, pci, prelude::*, sync::aref::ARef, sync::Arc};
@@ -28,9 +29,9 @@ pub(crate) struct Core {
     pub(crate) pdev: ARef<pci::Device>,
     /// Revoked when the device is unbound, so a frontend that outlives the binding (an open
     /// file, say) can no longer reach the hardware.
-    #[expect(dead_code, reason = "the queue and interrupt code uses BAR0 after probe")]
     pub(crate) bar0: Devres<Bar0>,
     pub(crate) identity: Identity,
+    pub(crate) irq: irq::IrqState,
 }
 
 impl Core {
@@ -78,6 +79,7 @@ impl Core {
                 pdev: pdev.into(),
                 bar0: bar0.into_devres()?,
                 identity,
+                irq: irq::IrqState::new(),
             },
             GFP_KERNEL,
         )?)

@@ -69,3 +69,34 @@ register! {
         31:0 value;
     }
 }
+
+register! {
+    /// Pending interrupt sources; write 1 to clear (W1C).
+    pub(crate) INT_STATUS(u32) @ 0x0040 {
+        /// Queue N completed a command that carried the INTERRUPT flag (vector 1 + N).
+        15:0 queues;
+        /// A queue entered the error state (vector 0).
+        16:16 queue_error;
+        /// A context took an MMU fault (vector 0).
+        17:17 mmu_fault;
+    }
+
+    /// Interrupt sources that send no message; 1 = masked. Every source is masked at reset.
+    pub(crate) INT_MASK(u32) @ 0x0044 {
+        15:0 queues;
+        16:16 queue_error;
+        17:17 mmu_fault;
+    }
+
+    /// Raises a source as if its event happened (write 1 to set); for self-tests.
+    pub(crate) INT_TRIGGER(u32) @ 0x0048 {
+        15:0 queues;
+        16:16 queue_error;
+        17:17 mmu_fault;
+    }
+
+    /// Queues in the error state, one bit per queue.
+    pub(crate) QUEUE_ERROR_SUMMARY(u32) @ 0x0050 {
+        15:0 queues;
+    }
+}

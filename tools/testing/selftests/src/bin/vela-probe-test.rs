@@ -39,6 +39,20 @@ fn all_working(devs: &[std::path::PathBuf]) -> Result<(), String> {
     Ok(())
 }
 
+/// Sum of the per-CPU counts of the /proc/interrupts line named `name`, if there is one.
+fn interrupt_count(name: &str) -> Option<u64> {
+    let text = fs::read_to_string("/proc/interrupts").ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().last() == Some(name))?;
+    Some(
+        line.split_whitespace()
+            .skip(1)
+            .map_while(|w| w.parse::<u64>().ok())
+            .sum(),
+    )
+}
+
 fn main() {
     let mut t = Tap::new();
     let devs = vela_pci_devices().unwrap_or_default();
@@ -89,6 +103,20 @@ fn main() {
     );
     let r = all_working(&devs);
     t.check(r.is_ok(), "QUERY answers after load", format_args!("{r:?}"));
+    // Probe refuses a device whose MSI-X self-test interrupt does not arrive, and the message
+    // must have been counted on the queue 0 vector.
+    let q0 = interrupt_count("vela-queue0");
+    t.check(
+        q0.is_some_and(|n| n >= 1),
+        "MSI-X: the self-test interrupt reached vela-queue0",
+        format_args!("{q0:?}"),
+    );
+    let errs = interrupt_count("vela-errors");
+    t.eq(
+        errs,
+        Some(0),
+        "MSI-X: error vector registered, no error raised",
+    );
 
     let bdf = first
         .file_name()
