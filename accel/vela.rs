@@ -30,11 +30,18 @@ struct VelaPciDriver;
 struct VelaPci {
     core: Arc<hw::Core>,
     #[pin]
-    irq_errors: irq::Registration<hw::irq::ErrorIrq>,
-    #[pin]
-    irq_queue0: irq::Registration<hw::irq::QueueIrq>,
+    irq_errors: irq::ThreadedRegistration<hw::irq::ErrorIrq>,
+    irq_queues: KVec<Pin<KBox<irq::ThreadedRegistration<hw::irq::QueueIrq>>>>,
     _accel: ARef<compute::VelaDevice>,
 }
+
+/// `/proc/interrupts` names of the queue vectors.
+const QUEUE_IRQ_NAMES: [&CStr; 16] = [
+    c"vela-queue0", c"vela-queue1", c"vela-queue2", c"vela-queue3",
+    c"vela-queue4", c"vela-queue5", c"vela-queue6", c"vela-queue7",
+    c"vela-queue8", c"vela-queue9", c"vela-queue10", c"vela-queue11",
+    c"vela-queue12", c"vela-queue13", c"vela-queue14", c"vela-queue15",
+];
 
 kernel::pci_device_table!(
     PCI_TABLE,
@@ -60,17 +67,35 @@ impl pci::Driver for VelaPciDriver {
     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
         pin_init::pin_init_scope(move || {
             let core = hw::Core::probe(pdev)?;
-            // Vector 0: errors and faults; vector 1: queue 0. The 7.2 API hands out only the
-            // first and last vector of an allocation, so exactly two are asked for.
-            let vectors = pdev.alloc_irq_vectors(2, 2, pci::IrqTypes::default().with(pci::IrqType::MsiX))?;
+            let nqueues = u32::try_from(core.queues.len())?;
+            // Vector 0: errors and faults; vector 1 + N: queue N.
+            let msix = pci::IrqTypes::default().with(pci::IrqType::MsiX);
+            let vectors = pdev.alloc_irq_vectors(1 + nqueues, 1 + nqueues, msix)?;
+            let mut irq_queues = KVec::with_capacity(core.queues.len(), GFP_KERNEL)?;
+            for q in 0..nqueues {
+                let vector = pci::IrqVector::nth(&vectors, 1 + q).ok_or(EINVAL)?;
+                let name = QUEUE_IRQ_NAMES.get(q as usize).ok_or(EINVAL)?;
+                let handler = hw::irq::QueueIrq { core: core.clone(), queue: q };
+                irq_queues.push(
+                    KBox::pin_init(
+                        pdev.request_threaded_irq(vector, irq::Flags::TRIGGER_NONE, name, Ok::<_, Error>(handler)),
+                        GFP_KERNEL,
+                    )?,
+                    GFP_KERNEL,
+                )?;
+            }
             let accel = compute::register(pdev, core.clone())?;
             let errors = hw::irq::ErrorIrq(core.clone());
-            let queue0 = hw::irq::QueueIrq(core.clone());
             let selftest = core.clone();
             Ok(try_pin_init!(VelaPci {
                 core,
-                irq_errors <- pdev.request_irq(*vectors.start(), irq::Flags::TRIGGER_NONE, c"vela-errors", Ok::<_, Error>(errors)),
-                irq_queue0 <- pdev.request_irq(*vectors.end(), irq::Flags::TRIGGER_NONE, c"vela-queue0", Ok::<_, Error>(queue0)),
+                irq_errors <- pdev.request_threaded_irq(
+                    *vectors.start(),
+                    irq::Flags::TRIGGER_NONE,
+                    c"vela-errors",
+                    Ok::<_, Error>(errors),
+                ),
+                irq_queues,
                 _accel: accel,
             })
             .pin_chain(move |_| selftest.enable_interrupts(pdev.as_ref())))

@@ -38,6 +38,17 @@ impl drm::Driver for VelaDriver {
     kernel::declare_drm_ioctls! {
         uapi: crate::uapi;
         (VELA_QUERY, drm_vela_query, ioctl::RENDER_ALLOW, File::query),
+        (VELA_BO_CREATE, drm_vela_bo_create, ioctl::RENDER_ALLOW, File::bo_create),
+        (VELA_BO_INFO, drm_vela_bo_info, ioctl::RENDER_ALLOW, File::bo_info),
+        (VELA_BO_MMAP_OFFSET, drm_vela_bo_mmap_offset, ioctl::RENDER_ALLOW, File::bo_mmap_offset),
+        (VELA_VM_CREATE, drm_vela_vm_create, ioctl::RENDER_ALLOW, File::vm_create),
+        (VELA_VM_DESTROY, drm_vela_vm_destroy, ioctl::RENDER_ALLOW, File::vm_destroy),
+        (VELA_VM_BIND, drm_vela_vm_bind, ioctl::RENDER_ALLOW, File::vm_bind),
+        (VELA_VM_UNBIND, drm_vela_vm_unbind, ioctl::RENDER_ALLOW, File::vm_unbind),
+        (VELA_QUEUE_CREATE, drm_vela_queue_create, ioctl::RENDER_ALLOW, File::queue_create),
+        (VELA_QUEUE_DESTROY, drm_vela_queue_destroy, ioctl::RENDER_ALLOW, File::queue_destroy),
+        (VELA_SUBMIT, drm_vela_submit, ioctl::RENDER_ALLOW, File::submit),
+        (VELA_WAIT, drm_vela_wait, ioctl::RENDER_ALLOW, File::wait),
     }
 }
 

@@ -3,25 +3,73 @@
 //! An open `/dev/accel/accelN` and the ioctls it serves.
 
 use kernel::{
-    drm,
+    drm, new_mutex,
     prelude::*,
+    sync::{Arc, Mutex},
     uaccess::{UserPtr, UserSlice},
 };
 
 use super::{
     driver::{VelaDevice, VelaDriver},
-    query,
+    gem::{self, VelaObject},
+    query, submit,
+    vm::{UserQueue, Vm},
 };
+use crate::hw::queue::SLOT;
+use kernel::drm::gem::BaseObject;
 use crate::uapi;
 
-/// Per-open-file state.
-pub(crate) struct File;
+/// Per-open-file state: the VMs and queues this file created, by id (index + 1).
+#[pin_data]
+pub(crate) struct File {
+    #[pin]
+    objects: Mutex<Objects>,
+}
+
+/// Queues are listed first so they drop first: a queue stops its hardware queue before the
+/// VM it runs on can go.
+struct Objects {
+    queues: KVec<Option<Arc<UserQueue>>>,
+    vms: KVec<Option<Arc<Vm>>>,
+}
+
+/// Puts `item` in the first free slot and returns its id.
+fn insert<T>(table: &mut KVec<Option<T>>, item: T) -> Result<u32> {
+    let i = match table.iter().position(Option::is_none) {
+        Some(i) => {
+            table[i] = Some(item);
+            i
+        }
+        None => {
+            table.push(Some(item), GFP_KERNEL)?;
+            table.len() - 1
+        }
+    };
+    u32::try_from(i + 1).map_err(|_| ENOSPC)
+}
+
+fn slot<T>(table: &mut KVec<Option<T>>, id: u32) -> Result<&mut Option<T>> {
+    let i = usize::try_from(id).ok().and_then(|id| id.checked_sub(1)).ok_or(ENOENT)?;
+    match table.get_mut(i) {
+        Some(s) if s.is_some() => Ok(s),
+        _ => Err(ENOENT),
+    }
+}
+
+fn get<T: Clone>(table: &mut KVec<Option<T>>, id: u32) -> Result<T> {
+    slot(table, id)?.clone().ok_or(ENOENT)
+}
 
 impl drm::file::DriverFile for File {
     type Driver = VelaDriver;
 
     fn open(_dev: &VelaDevice) -> Result<Pin<KBox<Self>>> {
-        Ok(KBox::new(Self, GFP_KERNEL)?.into())
+        KBox::pin_init(
+            try_pin_init!(Self {
+                objects <- new_mutex!(Objects { queues: KVec::new(), vms: KVec::new() }),
+            }),
+            GFP_KERNEL,
+        )
     }
 }
 
@@ -32,7 +80,13 @@ impl File {
         args: &mut uapi::drm_vela_query,
         _file: &drm::File<File>,
     ) -> Result<u32> {
-        let reply = query::Reply::new(args, &dev.core.identity, dev.core.pdev.revision_id())?;
+        let core = &dev.core;
+        let reply = query::Reply::new(args, &core.identity, core.pdev.revision_id(), || {
+            query::MemoryFacts {
+                vram_size: core.vram.size(),
+                vram_free: core.vram.avail(),
+            }
+        })?;
         let bytes = reply.as_bytes();
         let len: u32 = bytes.len().try_into()?;
         match query::size_check(args.size, len)? {
@@ -44,6 +98,189 @@ impl File {
             }
         }
         args.size = len;
+        Ok(0)
+    }
+
+    /// BO_CREATE: allocates a buffer and returns a handle to it.
+    pub(crate) fn bo_create(
+        dev: &VelaDevice,
+        args: &mut uapi::drm_vela_bo_create,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        let bo = VelaObject::create(dev, args.size, args.flags)?;
+        args.handle = bo.create_handle(file)?;
+        Ok(0)
+    }
+
+    /// BO_INFO: reports a buffer's size, flags and placement.
+    pub(crate) fn bo_info(
+        _dev: &VelaDevice,
+        args: &mut uapi::drm_vela_bo_info,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if args.pad != 0 {
+            return Err(EINVAL);
+        }
+        let bo = gem::lookup(file, args.handle)?;
+        args.flags = bo.flags;
+        args.size = bo.size().try_into()?;
+        args.placement = uapi::DRM_VELA_PLACEMENT_VRAM;
+        Ok(0)
+    }
+
+    /// BO_MMAP_OFFSET: the offset at which mmap() on this file maps a CPU-visible buffer.
+    pub(crate) fn bo_mmap_offset(
+        _dev: &VelaDevice,
+        args: &mut uapi::drm_vela_bo_mmap_offset,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if args.pad != 0 {
+            return Err(EINVAL);
+        }
+        let bo = gem::lookup(file, args.handle)?;
+        if bo.flags & uapi::DRM_VELA_BO_CPU_VISIBLE == 0 {
+            return Err(EINVAL);
+        }
+        args.offset = bo.create_mmap_offset()?;
+        Ok(0)
+    }
+
+    fn objects(file: &drm::File<File>) -> kernel::sync::MutexGuard<'_, Objects> {
+        file.inner().get_ref().objects.lock()
+    }
+
+    /// VM_CREATE: a new GPU address space with its own MMU context.
+    pub(crate) fn vm_create(
+        dev: &VelaDevice,
+        args: &mut uapi::drm_vela_vm_create,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if args.flags != 0 {
+            return Err(EINVAL);
+        }
+        let vm = Vm::new(dev.core.clone())?;
+        args.vm_id = insert(&mut Self::objects(file).vms, vm)?;
+        Ok(0)
+    }
+
+    /// VM_DESTROY: drops a VM that has no queues left.
+    pub(crate) fn vm_destroy(
+        _dev: &VelaDevice,
+        args: &mut uapi::drm_vela_vm_destroy,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if args.pad != 0 {
+            return Err(EINVAL);
+        }
+        let mut objects = Self::objects(file);
+        let s = slot(&mut objects.vms, args.vm_id)?;
+        if s.as_ref().is_some_and(|vm| vm.queue_count() > 0) {
+            return Err(EBUSY);
+        }
+        let vm = s.take();
+        drop(objects);
+        drop(vm);
+        Ok(0)
+    }
+
+    /// VM_BIND: maps a range of a buffer into a VM.
+    pub(crate) fn vm_bind(
+        _dev: &VelaDevice,
+        args: &mut uapi::drm_vela_vm_bind,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if args.pad != 0 {
+            return Err(EINVAL);
+        }
+        let vm = get(&mut Self::objects(file).vms, args.vm_id)?;
+        let bo = gem::lookup(file, args.handle)?;
+        vm.bind(bo, args.va, args.bo_offset, args.size, args.flags)?;
+        Ok(0)
+    }
+
+    /// VM_UNBIND: removes one earlier bind.
+    pub(crate) fn vm_unbind(
+        _dev: &VelaDevice,
+        args: &mut uapi::drm_vela_vm_unbind,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if args.pad != 0 {
+            return Err(EINVAL);
+        }
+        let vm = get(&mut Self::objects(file).vms, args.vm_id)?;
+        vm.unbind(args.va, args.size)?;
+        Ok(0)
+    }
+
+    /// QUEUE_CREATE: a queue whose jobs run in a VM.
+    pub(crate) fn queue_create(
+        dev: &VelaDevice,
+        args: &mut uapi::drm_vela_queue_create,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if args.flags != 0 || args.pad != 0 {
+            return Err(EINVAL);
+        }
+        let vm = get(&mut Self::objects(file).vms, args.vm_id)?;
+        let queue = Arc::new(UserQueue::new(dev.core.clone(), vm)?, GFP_KERNEL)?;
+        args.queue_id = insert(&mut Self::objects(file).queues, queue)?;
+        Ok(0)
+    }
+
+    /// QUEUE_DESTROY: stops a queue, waiting a bounded time for its jobs.
+    pub(crate) fn queue_destroy(
+        _dev: &VelaDevice,
+        args: &mut uapi::drm_vela_queue_destroy,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if args.pad != 0 {
+            return Err(EINVAL);
+        }
+        let queue = slot(&mut Self::objects(file).queues, args.queue_id)?.take();
+        // Stopping may wait for the device; do it outside the file's lock.
+        drop(queue);
+        Ok(0)
+    }
+
+    /// SUBMIT: checks a job's commands and queues it.
+    pub(crate) fn submit(
+        _dev: &VelaDevice,
+        args: &mut uapi::drm_vela_submit,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if args.flags != 0 || args.pad != 0 {
+            return Err(EINVAL);
+        }
+        let count = usize::try_from(args.command_count)?;
+        if count == 0 || count > uapi::DRM_VELA_MAX_COMMANDS as usize {
+            return Err(EINVAL);
+        }
+        let queue = get(&mut Self::objects(file).queues, args.queue_id)?;
+        let mut commands = KVec::<[u8; SLOT]>::with_capacity(count, GFP_KERNEL)?;
+        let ptr = UserPtr::from_addr(usize::try_from(args.commands)?);
+        let mut reader = UserSlice::new(ptr, count * SLOT).reader();
+        for _ in 0..count {
+            let mut c = [0u8; SLOT];
+            reader.read_slice(&mut c)?;
+            submit::check_command(&c)?;
+            commands.push(c, GFP_KERNEL)?;
+        }
+        args.seqno = queue.submit(&commands)?;
+        Ok(0)
+    }
+
+    /// WAIT: waits for a job of a queue.
+    pub(crate) fn wait(
+        _dev: &VelaDevice,
+        args: &mut uapi::drm_vela_wait,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if args.flags != 0 || args.timeout_ns < 0 {
+            return Err(EINVAL);
+        }
+        let queue = get(&mut Self::objects(file).queues, args.queue_id)?;
+        let ms = u64::try_from(args.timeout_ns)?.div_ceil(1_000_000);
+        queue.wait(args.seqno, ms)?;
         Ok(0)
     }
 }

@@ -9,5 +9,7 @@ mod driver;
 mod file;
 mod gem;
 mod query;
+mod submit;
+mod vm;
 
 pub(crate) use driver::{register, VelaDevice};

@@ -11,6 +11,13 @@ use crate::{hw::Identity, uapi};
 /// A reply, ready to be copied out.
 pub(crate) enum Reply {
     Device(uapi::drm_vela_query_device),
+    Memory(uapi::drm_vela_query_memory),
+}
+
+/// The memory facts QUERY_MEMORY reports.
+pub(crate) struct MemoryFacts {
+    pub(crate) vram_size: u64,
+    pub(crate) vram_free: u64,
 }
 
 /// What the `size` field asked for.
@@ -37,7 +44,12 @@ pub(crate) fn size_check(offered: u32, needed: u32) -> Result<SizeCheck> {
 
 impl Reply {
     /// Validates `args` and builds the reply it asks for.
-    pub(crate) fn new(args: &uapi::drm_vela_query, id: &Identity, revision: u8) -> Result<Self> {
+    pub(crate) fn new(
+        args: &uapi::drm_vela_query,
+        id: &Identity,
+        revision: u8,
+        mem: impl FnOnce() -> MemoryFacts,
+    ) -> Result<Self> {
         if args.flags != 0 || args.pad != 0 {
             return Err(EINVAL);
         }
@@ -56,6 +68,15 @@ impl Reply {
                     pad: 0,
                 }))
             }
+            uapi::drm_vela_query_id_DRM_VELA_QUERY_MEMORY => {
+                let m = mem();
+                Ok(Self::Memory(uapi::drm_vela_query_memory {
+                    vram_size: m.vram_size,
+                    vram_free: m.vram_free,
+                    page_size: crate::hw::vram::PAGE,
+                    va_size: crate::hw::mmu::KERNEL_VA_BASE,
+                }))
+            }
             _ => Err(EINVAL),
         }
     }
@@ -63,6 +84,7 @@ impl Reply {
     pub(crate) fn as_bytes(&self) -> &[u8] {
         match self {
             Self::Device(d) => d.as_bytes(),
+            Self::Memory(m) => m.as_bytes(),
         }
     }
 }
@@ -92,8 +114,10 @@ mod tests {
 
     #[test]
     fn device_reply_carries_identity() -> Result {
-        let reply = Reply::new(&args(uapi::drm_vela_query_id_DRM_VELA_QUERY_DEVICE), &identity(), 3)?;
-        let Reply::Device(d) = reply;
+        let reply = Reply::new(&args(uapi::drm_vela_query_id_DRM_VELA_QUERY_DEVICE), &identity(), 3, mem)?;
+        let Reply::Device(d) = reply else {
+            return Err(EINVAL);
+        };
         assert_eq!(d.vendor_id, 0x1f5a);
         assert_eq!(d.revision, 3);
         assert_eq!(d.hw_version, 0x0001_0000);
@@ -104,6 +128,24 @@ mod tests {
         Ok(())
     }
 
+    fn mem() -> MemoryFacts {
+        MemoryFacts {
+            vram_size: 256 << 20,
+            vram_free: 200 << 20,
+        }
+    }
+
+    #[test]
+    fn memory_reply() -> Result {
+        let reply = Reply::new(&args(uapi::drm_vela_query_id_DRM_VELA_QUERY_MEMORY), &identity(), 0, mem)?;
+        let Reply::Memory(m) = reply else {
+            return Err(EINVAL);
+        };
+        assert_eq!((m.vram_size, m.vram_free, m.page_size), (256 << 20, 200 << 20, 4096));
+        assert_eq!(m.va_size, (1 << 39) - (1 << 30));
+        Ok(())
+    }
+
     fn reply_len() -> usize {
         core::mem::size_of::<uapi::drm_vela_query_device>()
     }
@@ -111,13 +153,13 @@ mod tests {
     #[test]
     fn rejects_unknown_query_flags_and_padding() {
         let id = identity();
-        assert!(Reply::new(&args(1000), &id, 0).is_err());
+        assert!(Reply::new(&args(1000), &id, 0, mem).is_err());
         let mut a = args(uapi::drm_vela_query_id_DRM_VELA_QUERY_DEVICE);
         a.flags = 1;
-        assert_eq!(Reply::new(&a, &id, 0).err(), Some(EINVAL));
+        assert_eq!(Reply::new(&a, &id, 0, mem).err(), Some(EINVAL));
         a.flags = 0;
         a.pad = 1;
-        assert_eq!(Reply::new(&a, &id, 0).err(), Some(EINVAL));
+        assert_eq!(Reply::new(&a, &id, 0, mem).err(), Some(EINVAL));
     }
 
     #[test]

@@ -2,11 +2,14 @@
 
 //! Interrupts. MSI-X vector 0 carries queue errors and MMU faults; vector 1 + N carries the
 //! completions of queue N (`Documentation/hardware/interrupts.rst`).
+//!
+//! The hard handlers only acknowledge the source; the work (reading fences, failing jobs,
+//! resetting queues) runs in the IRQ thread, where the queue locks may be taken.
 
 use kernel::{
     device::{Bound, Device},
     io::{poll::read_poll_timeout, Io},
-    irq::{Handler, IrqReturn},
+    irq::{IrqReturn, ThreadedHandler, ThreadedIrqReturn},
     prelude::*,
     sync::{
         atomic::{Atomic, Relaxed},
@@ -16,11 +19,12 @@ use kernel::{
 };
 
 use super::{regs, Core};
+use kernel::io::register::Array;
 
 /// Interrupt bookkeeping shared by the handlers and whoever waits on them.
 pub(crate) struct IrqState {
-    /// Completion interrupts of queue 0.
-    pub(crate) queue0: Atomic<u64>,
+    /// Completion interrupts per queue.
+    pub(crate) queue: [Atomic<u64>; regs::MAX_QUEUES],
     /// Error and fault interrupts.
     pub(crate) errors: Atomic<u64>,
 }
@@ -28,23 +32,36 @@ pub(crate) struct IrqState {
 impl IrqState {
     pub(crate) const fn new() -> Self {
         Self {
-            queue0: Atomic::new(0),
+            queue: [const { Atomic::new(0) }; regs::MAX_QUEUES],
             errors: Atomic::new(0),
         }
     }
 }
 
-/// Vector 1: completions of queue 0.
-pub(crate) struct QueueIrq(pub(crate) Arc<Core>);
+/// Vector 1 + N: completions of queue N.
+pub(crate) struct QueueIrq {
+    pub(crate) core: Arc<Core>,
+    pub(crate) queue: u32,
+}
 
-impl Handler for QueueIrq {
-    fn handle(&self, dev: &Device<Bound>) -> IrqReturn {
-        let Ok(bar) = self.0.bar0.access(dev) else {
-            return IrqReturn::None;
+impl ThreadedHandler for QueueIrq {
+    fn handle(&self, dev: &Device<Bound>) -> ThreadedIrqReturn {
+        let Ok(bar) = self.core.bar0.access(dev) else {
+            return ThreadedIrqReturn::None;
         };
-        // Acknowledge before counting: an event that lands after the write raises a new message.
-        bar.write_reg(regs::INT_STATUS::from_raw(1));
-        self.0.irq.queue0.add(1, Relaxed);
+        // Acknowledge before the thread reads the fence: a completion that lands after this
+        // write raises a new message, so none is lost.
+        bar.write_reg(regs::INT_STATUS::from_raw(1 << self.queue));
+        if let Some(n) = self.core.irq.queue.get(self.queue as usize) {
+            n.add(1, Relaxed);
+        }
+        ThreadedIrqReturn::WakeThread
+    }
+
+    fn handle_threaded(&self, _dev: &Device<Bound>) -> IrqReturn {
+        if let Some(q) = self.core.queues.get(self.queue as usize) {
+            q.complete(&self.core);
+        }
         IrqReturn::Handled
     }
 }
@@ -52,24 +69,49 @@ impl Handler for QueueIrq {
 /// Vector 0: queue errors and MMU faults.
 pub(crate) struct ErrorIrq(pub(crate) Arc<Core>);
 
-impl Handler for ErrorIrq {
-    fn handle(&self, dev: &Device<Bound>) -> IrqReturn {
+/// INT_STATUS bits that belong to vector 0.
+const ERROR_SOURCES: u32 = (1 << 16) | (1 << 17);
+
+impl ThreadedHandler for ErrorIrq {
+    fn handle(&self, dev: &Device<Bound>) -> ThreadedIrqReturn {
         let Ok(bar) = self.0.bar0.access(dev) else {
-            return IrqReturn::None;
+            return ThreadedIrqReturn::None;
         };
-        let status = bar.read(regs::INT_STATUS);
-        let mine = status.into_raw() & ERROR_SOURCES;
+        let mine = bar.read(regs::INT_STATUS).into_raw() & ERROR_SOURCES;
         if mine == 0 {
-            return IrqReturn::None;
+            return ThreadedIrqReturn::None;
         }
         bar.write_reg(regs::INT_STATUS::from_raw(mine));
         self.0.irq.errors.add(1, Relaxed);
+        ThreadedIrqReturn::WakeThread
+    }
+
+    fn handle_threaded(&self, dev: &Device<Bound>) -> IrqReturn {
+        let core = &self.0;
+        let Ok(bar) = core.bar0.access(dev) else {
+            return IrqReturn::None;
+        };
+        let errors = bar.read(regs::QUEUE_ERROR_SUMMARY).into_raw();
+        let faults = bar.read(regs::CTX_FAULT_SUMMARY).into_raw();
+        for q in core.queues.iter() {
+            let faulted = q.context().is_some_and(|c| faults & (1 << c) != 0);
+            if errors & (1 << q.index) != 0 || faulted {
+                dev_warn!(dev, "queue {}: {}; failing its pending jobs\n", q.index,
+                    if faulted { "MMU fault" } else { "command error" });
+                q.fail_pending(core);
+            }
+        }
+        // The faulting queues are reset; clear the records so the contexts run again.
+        for c in 0..regs::CONTEXTS {
+            if faults & (1 << c) != 0 {
+                if let Some(at) = regs::CTX_CONTROL::try_at(c) {
+                    bar.write(at, regs::CTX_CONTROL::zeroed().with_const_enable::<1>().with_const_fault_clear::<1>());
+                }
+            }
+        }
         IrqReturn::Handled
     }
 }
-
-/// INT_STATUS bits that belong to vector 0.
-const ERROR_SOURCES: u32 = (1 << 16) | (1 << 17);
 
 impl Core {
     /// Unmasks the sources the driver handles and proves that a message arrives: a triggered
@@ -77,13 +119,14 @@ impl Core {
     /// work is refused at probe rather than hanging its first job.
     pub(crate) fn enable_interrupts(&self, dev: &Device<Bound>) -> Result {
         let bar = self.bar0.access(dev)?;
+        let queues = (1u32 << self.queues.len()) - 1;
         bar.write_reg(regs::INT_STATUS::from_raw(u32::MAX));
-        bar.write_reg(regs::INT_MASK::from_raw(!(1 | ERROR_SOURCES)));
+        bar.write_reg(regs::INT_MASK::from_raw(!(queues | ERROR_SOURCES)));
 
-        let before = self.irq.queue0.load(Relaxed);
+        let before = self.irq.queue[0].load(Relaxed);
         bar.write_reg(regs::INT_TRIGGER::from_raw(1));
         read_poll_timeout(
-            || Ok(self.irq.queue0.load(Relaxed)),
+            || Ok(self.irq.queue[0].load(Relaxed)),
             |&n| n != before,
             Delta::from_millis(1),
             Delta::from_millis(1000),

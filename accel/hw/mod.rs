@@ -12,9 +12,18 @@
 
 pub(crate) mod identity;
 pub(crate) mod irq;
+pub(crate) mod mmu;
+pub(crate) mod queue;
 pub(crate) mod regs;
+pub(crate) mod vram;
 
-use kernel::{devres::Devres, io::Io, pci, prelude::*, sync::aref::ARef, sync::Arc};
+use kernel::{
+    devres::Devres,
+    io::{register::Array, Io},
+    new_mutex, pci,
+    prelude::*,
+    sync::{aref::ARef, Arc, Mutex},
+};
 
 pub(crate) use identity::Identity;
 
@@ -23,8 +32,11 @@ const BAR_REGS: u32 = 0;
 const BAR_VRAM: u32 = 2;
 
 pub(crate) type Bar0 = pci::Bar<'static, { regs::BAR0_SIZE }>;
+/// BAR2, all of VRAM; its size is only known at runtime.
+pub(crate) type Bar2 = pci::Bar<'static, 0>;
 
 /// One Vela device, as the frontends see it.
+#[pin_data]
 pub(crate) struct Core {
     pub(crate) pdev: ARef<pci::Device>,
     /// Revoked when the device is unbound, so a frontend that outlives the binding (an open
@@ -32,6 +44,22 @@ pub(crate) struct Core {
     pub(crate) bar0: Devres<Bar0>,
     pub(crate) identity: Identity,
     pub(crate) irq: irq::IrqState,
+    pub(crate) vram: vram::Vram,
+    /// CPU physical address of BAR2, where VRAM offset 0 appears.
+    pub(crate) vram_phys: u64,
+    /// The kernel's mapping of VRAM, for rings, fences and page tables.
+    bar2: Devres<Bar2>,
+    /// The hardware queues.
+    pub(crate) queues: KVec<Pin<KBox<queue::HwQueue>>>,
+    /// Which hardware queues and MMU contexts are taken, one bit each.
+    #[pin]
+    owners: Mutex<Owners>,
+}
+
+/// Allocation bitmaps of shared hardware.
+struct Owners {
+    queues: u32,
+    contexts: u32,
 }
 
 impl Core {
@@ -74,14 +102,113 @@ impl Core {
             identity.caps
         );
 
-        Ok(Arc::new(
-            Self {
+        let bar2 = pdev.iomap_region(BAR_VRAM, c"vela-vram")?.into_devres()?;
+        let mut queues = KVec::with_capacity(usize::from(identity.queues), GFP_KERNEL)?;
+        for i in 0..u32::from(identity.queues) {
+            queues.push(KBox::pin_init(queue::HwQueue::new(i), GFP_KERNEL)?, GFP_KERNEL)?;
+        }
+        Arc::pin_init(
+            try_pin_init!(Self {
                 pdev: pdev.into(),
                 bar0: bar0.into_devres()?,
                 identity,
                 irq: irq::IrqState::new(),
-            },
+                vram: vram::Vram::new(identity.vram_size)?,
+                vram_phys: vram_start,
+                bar2,
+                queues,
+                // Context 0 is the kernel's: translation off.
+                owners <- new_mutex!(Owners { queues: 0, contexts: 1 }),
+            }),
             GFP_KERNEL,
-        )?)
+        )
+    }
+}
+
+impl Core {
+    /// Runs `f` on BAR0 unless the device is gone. `f` runs under an RCU read lock: no sleeping.
+    pub(crate) fn with_bar0<R>(&self, f: impl FnOnce(&Bar0) -> Result<R>) -> Result<R> {
+        let bar = self.bar0.try_access().ok_or(ENODEV)?;
+        f(&bar)
+    }
+
+    pub(crate) fn vram_write64(&self, offset: u64, value: u64) -> Result {
+        let bar = self.bar2.try_access().ok_or(ENODEV)?;
+        bar.try_write64(value, usize::try_from(offset)?)
+    }
+
+    pub(crate) fn vram_read64(&self, offset: u64) -> Result<u64> {
+        let bar = self.bar2.try_access().ok_or(ENODEV)?;
+        bar.try_read64(usize::try_from(offset)?)
+    }
+
+    /// Writes `bytes` (a multiple of 8 long) at `offset`.
+    pub(crate) fn vram_write_bytes(&self, offset: u64, bytes: &[u8]) -> Result {
+        let bar = self.bar2.try_access().ok_or(ENODEV)?;
+        let base = usize::try_from(offset)?;
+        for (i, chunk) in bytes.chunks_exact(8).enumerate() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            bar.try_write64(u64::from_le_bytes(word), base + 8 * i)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn vram_fill(&self, offset: u64, len: u64, value: u64) -> Result {
+        let bar = self.bar2.try_access().ok_or(ENODEV)?;
+        let base = usize::try_from(offset)?;
+        for i in 0..usize::try_from(len / 8)? {
+            bar.try_write64(value, base + 8 * i)?;
+        }
+        Ok(())
+    }
+
+    /// Takes a free hardware queue and returns its index.
+    pub(crate) fn take_queue(&self) -> Result<u32> {
+        let mut o = self.owners.lock();
+        let i = (0..self.queues.len()).find(|&i| o.queues & (1 << i) == 0).ok_or(EBUSY)?;
+        o.queues |= 1 << i;
+        Ok(u32::try_from(i)?)
+    }
+
+    pub(crate) fn queue(&self, index: u32) -> Result<&queue::HwQueue> {
+        self.queues.get(index as usize).map(|q| &**q).ok_or(EINVAL)
+    }
+
+    pub(crate) fn put_queue(&self, index: u32) {
+        self.owners.lock().queues &= !(1 << index);
+    }
+
+    /// Takes a free MMU context and points it at `root_dpa` with translation on.
+    pub(crate) fn take_context(&self, root_dpa: u64) -> Result<u32> {
+        let mut o = self.owners.lock();
+        let c = (1..regs::CONTEXTS).find(|&c| o.contexts & (1 << c) == 0).ok_or(EBUSY)?;
+        self.with_bar0(|bar| {
+            bar.write(regs::CTX_PT_BASE_LO::try_at(c).ok_or(EINVAL)?, regs::CTX_PT_BASE_LO::from_raw(root_dpa as u32));
+            bar.write(regs::CTX_PT_BASE_HI::try_at(c).ok_or(EINVAL)?, regs::CTX_PT_BASE_HI::from_raw((root_dpa >> 32) as u32));
+            bar.write(regs::CTX_CONTROL::try_at(c).ok_or(EINVAL)?, regs::CTX_CONTROL::zeroed().with_const_enable::<1>().with_const_invalidate::<1>());
+            Ok(())
+        })?;
+        o.contexts |= 1 << c;
+        Ok(c as u32)
+    }
+
+    /// Turns the context off and frees it. Its queues must be stopped.
+    pub(crate) fn put_context(&self, c: u32) {
+        let _ = self.with_bar0(|bar| {
+            let at = regs::CTX_CONTROL::try_at(c as usize).ok_or(EINVAL)?;
+            bar.write(at, regs::CTX_CONTROL::zeroed().with_const_invalidate::<1>());
+            Ok(())
+        });
+        self.owners.lock().contexts &= !(1 << c);
+    }
+
+    /// Drops the context's cached translations (after an unmap, before the memory is reused).
+    pub(crate) fn invalidate(&self, c: u32) -> Result {
+        self.with_bar0(|bar| {
+            let at = regs::CTX_CONTROL::try_at(c as usize).ok_or(EINVAL)?;
+            bar.write(at, regs::CTX_CONTROL::zeroed().with_const_enable::<1>().with_const_invalidate::<1>());
+            Ok(())
+        })
     }
 }

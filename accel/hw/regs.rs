@@ -100,3 +100,82 @@ register! {
         15:0 queues;
     }
 }
+
+/// Number of queue register blocks BAR0 has room for.
+pub(crate) const MAX_QUEUES: usize = 16;
+/// Number of MMU contexts.
+pub(crate) const CONTEXTS: usize = 16;
+
+register! {
+    /// Context errors: queues stopped by an MMU fault, one bit per context.
+    pub(crate) CTX_FAULT_SUMMARY(u32) @ 0x0054 {
+        15:0 contexts;
+    }
+
+    /// Queue Q's ring base, bits 31:0 (a DPA; bit 63 selects VRAM).
+    pub(crate) Q_RING_BASE_LO(u32)[MAX_QUEUES, stride = 0x40] @ 0x1000 {
+        31:0 value;
+    }
+
+    /// Queue Q's ring base, bits 63:32.
+    pub(crate) Q_RING_BASE_HI(u32)[MAX_QUEUES, stride = 0x40] @ 0x1004 {
+        31:0 value;
+    }
+
+    /// Queue Q's ring size: 2^LOG2_SLOTS slots of 64 bytes.
+    pub(crate) Q_RING_SIZE(u32)[MAX_QUEUES, stride = 0x40] @ 0x1008 {
+        4:0 log2_slots;
+    }
+
+    /// The MMU context queue Q's commands use.
+    pub(crate) Q_CONTEXT(u32)[MAX_QUEUES, stride = 0x40] @ 0x100c {
+        3:0 context;
+    }
+
+    /// Queue Q's control.
+    pub(crate) Q_CONTROL(u32)[MAX_QUEUES, stride = 0x40] @ 0x1010 {
+        /// Run the queue.
+        0:0 enable;
+        /// Write 1: abort the queue; ENABLE, HEAD, TAIL and COMPLETED return to 0.
+        1:1 reset;
+    }
+
+    /// Queue Q's status.
+    pub(crate) Q_STATUS(u32)[MAX_QUEUES, stride = 0x40] @ 0x1014 {
+        0:0 idle;
+        1:1 error;
+        2:2 fault_stopped;
+        3:3 enabled;
+        15:8 error_code;
+    }
+
+    /// Queue Q's consumer index (the slot the device reads next).
+    pub(crate) Q_HEAD(u32)[MAX_QUEUES, stride = 0x40] @ 0x1018 {
+        15:0 slot;
+    }
+
+    /// Queue Q's doorbell: writing the new tail starts the commands before it.
+    pub(crate) Q_DOORBELL(u32)[MAX_QUEUES, stride = 0x40] @ 0x1020 {
+        15:0 tail;
+    }
+
+    /// Context C's root page table, bits 31:0 (a DPA).
+    pub(crate) CTX_PT_BASE_LO(u32)[CONTEXTS, stride = 0x20] @ 0x2000 {
+        31:0 value;
+    }
+
+    /// Context C's root page table, bits 63:32.
+    pub(crate) CTX_PT_BASE_HI(u32)[CONTEXTS, stride = 0x20] @ 0x2004 {
+        31:0 value;
+    }
+
+    /// Context C's control.
+    pub(crate) CTX_CONTROL(u32)[CONTEXTS, stride = 0x20] @ 0x2008 {
+        /// Translate the context's addresses through its page tables.
+        0:0 enable;
+        /// Write 1: clear the fault record and restart the context's queues.
+        1:1 fault_clear;
+        /// Write 1: drop cached translations.
+        2:2 invalidate;
+    }
+}

@@ -20,15 +20,28 @@ extern "C" {
 #endif
 
 #define DRM_VELA_QUERY			0x00
+#define DRM_VELA_BO_CREATE		0x01
+#define DRM_VELA_BO_INFO		0x02
+#define DRM_VELA_BO_MMAP_OFFSET		0x03
+#define DRM_VELA_VM_CREATE		0x04
+#define DRM_VELA_VM_DESTROY		0x05
+#define DRM_VELA_VM_BIND		0x06
+#define DRM_VELA_VM_UNBIND		0x07
+#define DRM_VELA_QUEUE_CREATE		0x08
+#define DRM_VELA_QUEUE_DESTROY		0x09
+#define DRM_VELA_SUBMIT			0x0a
+#define DRM_VELA_WAIT			0x0b
 
 /**
  * enum drm_vela_query_id - What &struct drm_vela_query asks for.
  *
  * @DRM_VELA_QUERY_DEVICE: the device identity and sizes, as a
  *	&struct drm_vela_query_device.
+ * @DRM_VELA_QUERY_MEMORY: VRAM use, as a &struct drm_vela_query_memory.
  */
 enum drm_vela_query_id {
 	DRM_VELA_QUERY_DEVICE = 0,
+	DRM_VELA_QUERY_MEMORY = 1,
 };
 
 /* Capability bits of &drm_vela_query_device.caps, as the hardware reports them. */
@@ -66,6 +79,22 @@ struct drm_vela_query_device {
 };
 
 /**
+ * struct drm_vela_query_memory - Reply to %DRM_VELA_QUERY_MEMORY.
+ *
+ * @vram_size: VRAM size in bytes.
+ * @vram_free: VRAM not allocated to buffers or to the kernel's own
+ *	structures (rings, page tables), in bytes.
+ * @page_size: allocation granule of buffers and binds, in bytes.
+ * @va_size: usable GPU virtual address space of a VM, in bytes.
+ */
+struct drm_vela_query_memory {
+	__u64 vram_size;
+	__u64 vram_free;
+	__u64 page_size;
+	__u64 va_size;
+};
+
+/**
  * struct drm_vela_query - Argument of %DRM_IOCTL_VELA_QUERY.
  *
  * @query: an &enum drm_vela_query_id.
@@ -84,14 +113,246 @@ struct drm_vela_query {
 	__u64 data;
 };
 
+/* Flags of &drm_vela_bo_create.flags. */
+/* Place the buffer in VRAM; without it, the buffer lives in system memory. */
+#define DRM_VELA_BO_VRAM		(1 << 0)
+/* The CPU may map the buffer (BO_MMAP_OFFSET + mmap). */
+#define DRM_VELA_BO_CPU_VISIBLE		(1 << 1)
+/* Never move the buffer out of VRAM (eviction, or export to a peer that cannot reach it). */
+#define DRM_VELA_BO_VRAM_ONLY		(1 << 2)
+#define DRM_VELA_BO_FLAGS		(DRM_VELA_BO_VRAM | DRM_VELA_BO_CPU_VISIBLE | \
+					 DRM_VELA_BO_VRAM_ONLY)
+
+/**
+ * struct drm_vela_bo_create - Argument of %DRM_IOCTL_VELA_BO_CREATE.
+ *
+ * @size: bytes; rounded up to the 4 KiB page. 0 or more than the memory
+ *	domain holds is -EINVAL; more than is free is -ENOMEM.
+ * @flags: DRM_VELA_BO_* flags. VRAM_ONLY without VRAM is -EINVAL.
+ * @handle: out: the GEM handle.
+ */
+struct drm_vela_bo_create {
+	__u64 size;
+	__u32 flags;
+	__u32 handle;
+};
+
+/**
+ * struct drm_vela_bo_info - Argument of %DRM_IOCTL_VELA_BO_INFO.
+ *
+ * @handle: the buffer.
+ * @flags: out: its DRM_VELA_BO_* creation flags.
+ * @size: out: its size in bytes (page-rounded).
+ * @placement: out: where it is now, a DRM_VELA_PLACEMENT_* value.
+ * @pad: must be zero.
+ */
+struct drm_vela_bo_info {
+	__u32 handle;
+	__u32 flags;
+	__u64 size;
+	__u32 placement;
+	__u32 pad;
+};
+
+#define DRM_VELA_PLACEMENT_SYSTEM	0
+#define DRM_VELA_PLACEMENT_VRAM		1
+
+/**
+ * struct drm_vela_bo_mmap_offset - Argument of %DRM_IOCTL_VELA_BO_MMAP_OFFSET.
+ *
+ * @handle: a CPU_VISIBLE buffer (else -EINVAL).
+ * @pad: must be zero.
+ * @offset: out: the offset to pass to mmap() on the accel fd. VRAM is
+ *	mapped write-combined through BAR2.
+ */
+struct drm_vela_bo_mmap_offset {
+	__u32 handle;
+	__u32 pad;
+	__u64 offset;
+};
+
+/**
+ * struct drm_vela_vm_create - Argument of %DRM_IOCTL_VELA_VM_CREATE.
+ *
+ * A VM is a GPU virtual address space: one device MMU context with its own
+ * page tables. Work submitted on a queue of the VM reaches only what is
+ * bound into it; anything else faults.
+ *
+ * @flags: must be zero.
+ * @vm_id: out: the VM.
+ */
+struct drm_vela_vm_create {
+	__u32 flags;
+	__u32 vm_id;
+};
+
+/**
+ * struct drm_vela_vm_destroy - Argument of %DRM_IOCTL_VELA_VM_DESTROY.
+ *
+ * @vm_id: the VM. Its queues must be destroyed first (-EBUSY otherwise).
+ * @pad: must be zero.
+ */
+struct drm_vela_vm_destroy {
+	__u32 vm_id;
+	__u32 pad;
+};
+
+/* Flags of &drm_vela_vm_bind.flags. */
+#define DRM_VELA_BIND_READ		(1 << 0)
+#define DRM_VELA_BIND_WRITE		(1 << 1)
+
+/**
+ * struct drm_vela_vm_bind - Argument of %DRM_IOCTL_VELA_VM_BIND.
+ *
+ * Maps [@bo_offset, @bo_offset + @size) of a buffer at @va. @va, @bo_offset
+ * and @size must be 4 KiB aligned (-EINVAL), inside the VM's address space
+ * and the buffer (-EINVAL), and must not overlap an existing mapping
+ * (-EEXIST).
+ *
+ * @vm_id: the VM.
+ * @handle: the buffer.
+ * @va: GPU virtual address.
+ * @bo_offset: offset into the buffer.
+ * @size: bytes.
+ * @flags: DRM_VELA_BIND_* access; at least READ.
+ * @pad: must be zero.
+ */
+struct drm_vela_vm_bind {
+	__u32 vm_id;
+	__u32 handle;
+	__u64 va;
+	__u64 bo_offset;
+	__u64 size;
+	__u32 flags;
+	__u32 pad;
+};
+
+/**
+ * struct drm_vela_vm_unbind - Argument of %DRM_IOCTL_VELA_VM_UNBIND.
+ *
+ * Removes the mapping that starts at @va and is @size long; a range that is
+ * not exactly one earlier bind is -ENOENT.
+ *
+ * @vm_id: the VM.
+ * @pad: must be zero.
+ * @va: start of the mapping.
+ * @size: its size.
+ */
+struct drm_vela_vm_unbind {
+	__u32 vm_id;
+	__u32 pad;
+	__u64 va;
+	__u64 size;
+};
+
+/**
+ * struct drm_vela_queue_create - Argument of %DRM_IOCTL_VELA_QUEUE_CREATE.
+ *
+ * @vm_id: the VM whose address space the queue's commands use.
+ * @flags: must be zero.
+ * @queue_id: out: the queue.
+ * @pad: must be zero.
+ */
+struct drm_vela_queue_create {
+	__u32 vm_id;
+	__u32 flags;
+	__u32 queue_id;
+	__u32 pad;
+};
+
+/**
+ * struct drm_vela_queue_destroy - Argument of %DRM_IOCTL_VELA_QUEUE_DESTROY.
+ *
+ * Waits for the queue's jobs to finish (or time out) first.
+ *
+ * @queue_id: the queue.
+ * @pad: must be zero.
+ */
+struct drm_vela_queue_destroy {
+	__u32 queue_id;
+	__u32 pad;
+};
+
+/* Size of one command, as Documentation/hardware/commands.rst defines them. */
+#define DRM_VELA_COMMAND_SIZE		64
+/* Most commands one SUBMIT may carry. */
+#define DRM_VELA_MAX_COMMANDS		1024
+
+/**
+ * struct drm_vela_submit - Argument of %DRM_IOCTL_VELA_SUBMIT.
+ *
+ * Queues one job: @command_count hardware commands (NOP, COPY, FILL, FENCE,
+ * KERNEL) whose addresses are VAs of the queue's VM. The kernel checks every
+ * command's opcode and reserved fields (-EINVAL) and appends the fence that
+ * reports the job done; the device MMU keeps the job inside its VM.
+ *
+ * @queue_id: the queue.
+ * @flags: must be zero.
+ * @commands: user pointer to @command_count commands of
+ *	DRM_VELA_COMMAND_SIZE bytes.
+ * @command_count: 1..DRM_VELA_MAX_COMMANDS.
+ * @pad: must be zero.
+ * @seqno: out: the job's sequence number on its queue, for WAIT.
+ */
+struct drm_vela_submit {
+	__u32 queue_id;
+	__u32 flags;
+	__u64 commands;
+	__u32 command_count;
+	__u32 pad;
+	__u64 seqno;
+};
+
+/**
+ * struct drm_vela_wait - Argument of %DRM_IOCTL_VELA_WAIT.
+ *
+ * Waits until job @seqno of the queue is done. Returns 0 when it completed,
+ * -ETIME when @timeout_ns passed first, -EIO when the job failed (a device
+ * error or an MMU fault in it or in a job queued with it), and -EINVAL for a
+ * seqno never submitted. Unknown VM and queue ids are -ENOENT in every ioctl.
+ *
+ * @queue_id: the queue.
+ * @flags: must be zero.
+ * @seqno: the job.
+ * @timeout_ns: relative timeout; 0 polls.
+ */
+struct drm_vela_wait {
+	__u32 queue_id;
+	__u32 flags;
+	__u64 seqno;
+	__s64 timeout_ns;
+};
+
 /*
- * The ioctl numbers as constants (not only macros) so that bindgen gives
+ * The ioctl numbers (not only macros) so that bindgen gives
  * them to Rust users, the driver among them. The enum is anonymous so the
  * constants keep their C names.
  */
 enum {
 	DRM_IOCTL_VELA_QUERY = DRM_IOWR(DRM_COMMAND_BASE + DRM_VELA_QUERY,
 					struct drm_vela_query),
+	DRM_IOCTL_VELA_BO_CREATE = DRM_IOWR(DRM_COMMAND_BASE + DRM_VELA_BO_CREATE,
+					    struct drm_vela_bo_create),
+	DRM_IOCTL_VELA_BO_INFO = DRM_IOWR(DRM_COMMAND_BASE + DRM_VELA_BO_INFO,
+					  struct drm_vela_bo_info),
+	DRM_IOCTL_VELA_BO_MMAP_OFFSET = DRM_IOWR(DRM_COMMAND_BASE + DRM_VELA_BO_MMAP_OFFSET,
+						 struct drm_vela_bo_mmap_offset),
+	DRM_IOCTL_VELA_VM_CREATE = DRM_IOWR(DRM_COMMAND_BASE + DRM_VELA_VM_CREATE,
+					    struct drm_vela_vm_create),
+	DRM_IOCTL_VELA_VM_DESTROY = DRM_IOWR(DRM_COMMAND_BASE + DRM_VELA_VM_DESTROY,
+					     struct drm_vela_vm_destroy),
+	DRM_IOCTL_VELA_VM_BIND = DRM_IOWR(DRM_COMMAND_BASE + DRM_VELA_VM_BIND,
+					  struct drm_vela_vm_bind),
+	DRM_IOCTL_VELA_VM_UNBIND = DRM_IOWR(DRM_COMMAND_BASE + DRM_VELA_VM_UNBIND,
+					    struct drm_vela_vm_unbind),
+	DRM_IOCTL_VELA_QUEUE_CREATE = DRM_IOWR(DRM_COMMAND_BASE + DRM_VELA_QUEUE_CREATE,
+					       struct drm_vela_queue_create),
+	DRM_IOCTL_VELA_QUEUE_DESTROY = DRM_IOWR(DRM_COMMAND_BASE + DRM_VELA_QUEUE_DESTROY,
+						struct drm_vela_queue_destroy),
+	DRM_IOCTL_VELA_SUBMIT = DRM_IOWR(DRM_COMMAND_BASE + DRM_VELA_SUBMIT,
+					 struct drm_vela_submit),
+	DRM_IOCTL_VELA_WAIT = DRM_IOWR(DRM_COMMAND_BASE + DRM_VELA_WAIT,
+				       struct drm_vela_wait),
 };
 
 #if defined(__cplusplus)

@@ -19,7 +19,14 @@ const GUEST_BINS: &[&str] = &[
 ];
 
 /// KUnit suites vela.ko carries; each must report when the module loads.
-pub(crate) const KUNIT_SUITES: &[&str] = &["vela_identity", "vela_query"];
+pub(crate) const KUNIT_SUITES: &[&str] = &[
+    "vela_identity",
+    "vela_query",
+    "vela_bo",
+    "vela_mmu",
+    "vela_submit",
+    "vela_vm",
+];
 
 /// The guest test list: (name, command). Each prints TAP on stdout.
 const CHECK_TESTS: &[(&str, &str)] = &[

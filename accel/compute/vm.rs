@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! GPU virtual address spaces and the queues that run in them.
+//!
+//! A [`Vm`] owns one MMU context and its page tables; what is bound into it is all a job on
+//! one of its queues can reach. A [`UserQueue`] owns one hardware queue while it exists.
+
+use kernel::{
+    drm::gem::{self, BaseObject},
+    new_mutex,
+    prelude::*,
+    sync::{aref::ARef, Arc, Mutex},
+};
+
+use super::gem::VelaObject;
+use crate::{
+    hw::{
+        mmu::{self, PageTables},
+        queue::{HwQueue, SLOT},
+        vram::{self, PAGE},
+        Core,
+    },
+    uapi,
+};
+
+/// One bind: a range of a buffer mapped at a VA. The buffer stays alive while it is bound.
+struct Binding {
+    va: u64,
+    size: u64,
+    _bo: ARef<gem::Object<VelaObject>>,
+}
+
+struct VmInner {
+    pt: PageTables,
+    bindings: KVec<Binding>,
+    /// Queues created on this VM and not destroyed yet.
+    queues: u32,
+}
+
+#[pin_data(PinnedDrop)]
+pub(crate) struct Vm {
+    core: Arc<Core>,
+    pub(crate) context: u32,
+    #[pin]
+    inner: Mutex<VmInner>,
+}
+
+/// VM_BIND's argument rules apart from the buffer, so KUnit can check them.
+pub(crate) fn check_bind(va: u64, bo_offset: u64, size: u64, flags: u32, bo_size: u64) -> Result {
+    const ACCESS: u32 = uapi::DRM_VELA_BIND_READ | uapi::DRM_VELA_BIND_WRITE;
+    if flags & !ACCESS != 0 || flags & uapi::DRM_VELA_BIND_READ == 0 {
+        return Err(EINVAL);
+    }
+    if size == 0 || va % PAGE != 0 || bo_offset % PAGE != 0 || size % PAGE != 0 {
+        return Err(EINVAL);
+    }
+    let va_end = va.checked_add(size).ok_or(EINVAL)?;
+    let bo_end = bo_offset.checked_add(size).ok_or(EINVAL)?;
+    if va_end > mmu::KERNEL_VA_BASE || bo_end > bo_size {
+        return Err(EINVAL);
+    }
+    Ok(())
+}
+
+impl Vm {
+    pub(crate) fn new(core: Arc<Core>) -> Result<Arc<Self>> {
+        let pt = PageTables::new(&core)?;
+        let context = core.take_context(pt.root_dpa())?;
+        Arc::pin_init(
+            try_pin_init!(Self {
+                core,
+                context,
+                inner <- new_mutex!(VmInner { pt, bindings: KVec::new(), queues: 0 }),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Maps `[bo_offset, bo_offset + size)` of `bo` at `va`.
+    pub(crate) fn bind(&self, bo: ARef<gem::Object<VelaObject>>, va: u64, bo_offset: u64, size: u64, flags: u32) -> Result {
+        check_bind(va, bo_offset, size, flags, u64::try_from(bo.size())?)?;
+        let mut pte_flags = mmu::READ;
+        if flags & uapi::DRM_VELA_BIND_WRITE != 0 {
+            pte_flags |= mmu::WRITE;
+        }
+        let mut inner = self.inner.lock();
+        let end = va + size;
+        if inner.bindings.iter().any(|b| va < b.va + b.size && b.va < end) {
+            return Err(EEXIST);
+        }
+        // Walk the buffer's VRAM runs and map the part of each that falls in the range.
+        let mut pos = 0u64;
+        let mut mapped = 0u64;
+        for (off, len) in vram::runs(&bo.vram) {
+            let run_end = pos + len;
+            if run_end > bo_offset && mapped < size {
+                let skip = bo_offset.saturating_sub(pos);
+                let n = (len - skip).min(size - mapped);
+                if let Err(e) = inner.pt.map(&self.core, va + mapped, off + skip, n, pte_flags) {
+                    // Take back what was mapped so far: no half-done bind.
+                    let _ = inner.pt.unmap(&self.core, va, mapped);
+                    let _ = self.core.invalidate(self.context);
+                    return Err(e);
+                }
+                mapped += n;
+            }
+            pos = run_end;
+        }
+        inner.bindings.push(Binding { va, size, _bo: bo }, GFP_KERNEL)?;
+        Ok(())
+    }
+
+    /// Removes the mapping that is exactly `[va, va + size)`.
+    pub(crate) fn unbind(&self, va: u64, size: u64) -> Result {
+        let mut inner = self.inner.lock();
+        let i = inner.bindings.iter().position(|b| b.va == va && b.size == size).ok_or(ENOENT)?;
+        inner.pt.unmap(&self.core, va, size)?;
+        // The device must not use a cached translation to the buffer once its reference goes.
+        self.core.invalidate(self.context)?;
+        inner.bindings.remove(i)?;
+        Ok(())
+    }
+
+    pub(crate) fn queue_count(&self) -> u32 {
+        self.inner.lock().queues
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Vm {
+    fn drop(self: Pin<&mut Self>) {
+        // Every queue of the VM is stopped by now (each holds a reference to it), so the
+        // context can go and, with it, the bindings' buffer references.
+        self.core.put_context(self.context);
+    }
+}
+
+/// A queue created by userspace: one hardware queue running on a VM.
+pub(crate) struct UserQueue {
+    core: Arc<Core>,
+    vm: Arc<Vm>,
+    /// Index of the hardware queue in `core.queues`.
+    index: u32,
+}
+
+impl UserQueue {
+    pub(crate) fn new(core: Arc<Core>, vm: Arc<Vm>) -> Result<Self> {
+        let index = core.take_queue()?;
+        match Self::start(&core, &vm, index) {
+            Ok(()) => Ok(Self { core, vm, index }),
+            Err(e) => {
+                core.put_queue(index);
+                Err(e)
+            }
+        }
+    }
+
+    fn start(core: &Core, vm: &Vm, index: u32) -> Result {
+        let hw = core.queue(index)?;
+        let fence = HwQueue::alloc_fence(core)?;
+        let fence_va = fence_va(index);
+        let mut inner = vm.inner.lock();
+        inner.pt.map(core, fence_va, fence.1.vram_offset, PAGE, mmu::READ | mmu::WRITE)?;
+        hw.start(core, vm.context, fence, fence_va)?;
+        inner.queues += 1;
+        Ok(())
+    }
+
+    pub(crate) fn submit(&self, commands: &[[u8; SLOT]]) -> Result<u64> {
+        self.core.queue(self.index)?.submit(&self.core, commands)
+    }
+
+    pub(crate) fn wait(&self, seqno: u64, timeout_ms: u64) -> Result {
+        self.core.queue(self.index)?.wait(seqno, timeout_ms)
+    }
+}
+
+/// Where queue `index` finds its fence slot in every VM: one page each in the kernel's VAs.
+fn fence_va(index: u32) -> u64 {
+    mmu::KERNEL_VA_BASE + PAGE * u64::from(index)
+}
+
+impl Drop for UserQueue {
+    fn drop(&mut self) {
+        if let Ok(hw) = self.core.queue(self.index) {
+            hw.stop(&self.core);
+        }
+        let mut inner = self.vm.inner.lock();
+        let _ = inner.pt.unmap(&self.core, fence_va(self.index), PAGE);
+        let _ = self.core.invalidate(self.vm.context);
+        inner.queues -= 1;
+        drop(inner);
+        self.core.put_queue(self.index);
+    }
+}
+
+#[kunit_tests(vela_vm)]
+mod tests {
+    use super::*;
+
+    const R: u32 = uapi::DRM_VELA_BIND_READ;
+    const RW: u32 = uapi::DRM_VELA_BIND_READ | uapi::DRM_VELA_BIND_WRITE;
+
+    #[test]
+    fn bind_rules() {
+        assert_eq!(check_bind(0x10_0000, 0, 0x1000, RW, 0x1000), Ok(()));
+        assert_eq!(check_bind(0, 0x1000, 0x1000, R, 0x2000), Ok(()));
+        // Alignment.
+        assert_eq!(check_bind(0x10_0800, 0, 0x1000, RW, 0x1000), Err(EINVAL));
+        assert_eq!(check_bind(0, 0x800, 0x1000, RW, 0x2000), Err(EINVAL));
+        assert_eq!(check_bind(0, 0, 0x1800, RW, 0x2000), Err(EINVAL));
+        // Sizes and ranges.
+        assert_eq!(check_bind(0, 0, 0, RW, 0x1000), Err(EINVAL));
+        assert_eq!(check_bind(0, 0x1000, 0x1000, RW, 0x1000), Err(EINVAL));
+        assert_eq!(check_bind(u64::MAX & !0xfff, 0, 0x2000, RW, 0x2000), Err(EINVAL));
+        assert_eq!(check_bind(mmu::KERNEL_VA_BASE, 0, 0x1000, RW, 0x1000), Err(EINVAL));
+        // Access flags.
+        assert_eq!(check_bind(0, 0, 0x1000, uapi::DRM_VELA_BIND_WRITE, 0x1000), Err(EINVAL));
+        assert_eq!(check_bind(0, 0, 0x1000, RW | 4, 0x1000), Err(EINVAL));
+    }
+}

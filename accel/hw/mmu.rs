@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Device page tables (`Documentation/hardware/mmu.rst`): three levels of 4 KiB tables with
+//! 512 64-bit entries, kept in VRAM and written through the kernel's BAR2 mapping.
+//!
+//! Glossary: a context is one hardware address space; a VA is an address in it; a PTE is one
+//! table entry; the leaf is the level 0 entry that maps a 4 KiB page.
+
+use kernel::prelude::*;
+
+use super::{
+    vram::{VramBlocks, PAGE},
+    Core,
+};
+
+/// VAs are 39 bits wide.
+pub(crate) const VA_BITS: u32 = 39;
+pub(crate) const VA_LIMIT: u64 = 1 << VA_BITS;
+/// The top 1 GiB of every VM belongs to the kernel (queue fence slots); binds stay below.
+pub(crate) const KERNEL_VA_BASE: u64 = VA_LIMIT - (1 << 30);
+
+const VALID: u64 = 1 << 0;
+pub(crate) const READ: u64 = 1 << 1;
+pub(crate) const WRITE: u64 = 1 << 2;
+const IN_VRAM: u64 = 1 << 4;
+const ADDR_MASK: u64 = ((1 << 52) - 1) & !(PAGE - 1);
+/// DPA bit 63: the address is a VRAM offset.
+pub(crate) const DPA_VRAM: u64 = 1 << 63;
+
+/// A 4 KiB table in VRAM.
+struct Table {
+    /// Which table: the level and the VA bits above what it covers.
+    key: u64,
+    offset: u64,
+    _vram: VramBlocks,
+}
+
+/// The page tables of one context.
+pub(crate) struct PageTables {
+    root: Table,
+    tables: KVec<Table>,
+}
+
+fn index(va: u64, level: u32) -> u64 {
+    (va >> (12 + 9 * level)) & 511
+}
+
+/// A PTE that points at VRAM offset `offset` with `flags`.
+fn pte(offset: u64, flags: u64) -> u64 {
+    VALID | IN_VRAM | (offset & ADDR_MASK) | flags
+}
+
+impl PageTables {
+    pub(crate) fn new(core: &Core) -> Result<Self> {
+        Ok(Self {
+            root: Self::new_table(core, u64::MAX)?,
+            tables: KVec::new(),
+        })
+    }
+
+    /// DPA of the root table, for `CTX_PT_BASE`.
+    pub(crate) fn root_dpa(&self) -> u64 {
+        DPA_VRAM | self.root.offset
+    }
+
+    fn new_table(core: &Core, key: u64) -> Result<Table> {
+        let vram = core.vram.alloc(PAGE, true)?;
+        let offset = super::vram::runs(&vram).next().map(|(o, _)| o).ok_or(ENOMEM)?;
+        // A fresh table maps nothing: the device must not see stale entries from a previous
+        // owner of this VRAM.
+        core.vram_fill(offset, PAGE, 0)?;
+        Ok(Table {
+            key,
+            offset,
+            _vram: vram,
+        })
+    }
+
+    /// The offset of the level `level` table covering `va`, made if missing (and `create`).
+    fn table(&mut self, core: &Core, va: u64, level: u32, create: bool) -> Result<Option<u64>> {
+        if level == 2 {
+            return Ok(Some(self.root.offset));
+        }
+        let key = (u64::from(level) << 60) | (va >> (12 + 9 * (level + 1)));
+        if let Some(t) = self.tables.iter().find(|t| t.key == key) {
+            return Ok(Some(t.offset));
+        }
+        if !create {
+            return Ok(None);
+        }
+        let Some(parent) = self.table(core, va, level + 1, true)? else {
+            return Ok(None);
+        };
+        let t = Self::new_table(core, key)?;
+        let offset = t.offset;
+        self.tables.push(t, GFP_KERNEL)?;
+        core.vram_write64(parent + 8 * index(va, level + 1), pte(offset, 0))?;
+        Ok(Some(offset))
+    }
+
+    /// Maps the 4 KiB pages `[va, va + len)` to VRAM from `vram_offset` on, with `flags`
+    /// (READ, WRITE). Adding entries where there were none needs no invalidation.
+    pub(crate) fn map(&mut self, core: &Core, va: u64, vram_offset: u64, len: u64, flags: u64) -> Result {
+        let mut off = 0;
+        while off < len {
+            let v = va + off;
+            let l0 = self.table(core, v, 0, true)?.ok_or(ENOMEM)?;
+            core.vram_write64(l0 + 8 * index(v, 0), pte(vram_offset + off, flags))?;
+            off += PAGE;
+        }
+        Ok(())
+    }
+
+    /// Clears the leaves of `[va, va + len)`. The caller invalidates the context's cached
+    /// translations before it reuses what was mapped.
+    pub(crate) fn unmap(&mut self, core: &Core, va: u64, len: u64) -> Result {
+        let mut off = 0;
+        while off < len {
+            let v = va + off;
+            if let Some(l0) = self.table(core, v, 0, false)? {
+                core.vram_write64(l0 + 8 * index(v, 0), 0)?;
+            }
+            off += PAGE;
+        }
+        Ok(())
+    }
+}
+
+#[kunit_tests(vela_mmu)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn va_indices() {
+        let va = (3u64 << 30) | (5 << 21) | (7 << 12) | 0x123;
+        assert_eq!((index(va, 2), index(va, 1), index(va, 0)), (3, 5, 7));
+        assert_eq!(index(VA_LIMIT - 1, 2), 511);
+    }
+
+    #[test]
+    fn pte_layout() {
+        let e = pte(0x1234_5000, READ | WRITE);
+        assert_eq!(e & 0xfff, VALID | READ | WRITE | IN_VRAM);
+        assert_eq!(e & ADDR_MASK, 0x1234_5000);
+        // Bits that are not page-aligned never leak into the address or flags.
+        assert_eq!(pte(0x1fff, 0) & !0x1f, 0x1000);
+    }
+}

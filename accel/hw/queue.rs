@@ -1,0 +1,287 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Hardware queues (`Documentation/hardware/queues.rst`): a ring of 64-byte commands in VRAM
+//! that the device consumes, and the fence slot its completions are reported in.
+//!
+//! Every job ends with a FENCE command carrying the INTERRUPT flag that writes the job's
+//! sequence number; the queue's MSI-X vector then wakes the waiters. A queue error or an MMU
+//! fault fails every job pending on the queue and resets it.
+
+use kernel::{
+    io::{register::Array, Io},
+    new_condvar, new_mutex,
+    prelude::*,
+    sync::{CondVar, Mutex},
+    time::{msecs_to_jiffies, Jiffies},
+};
+
+use super::{
+    mmu::DPA_VRAM,
+    regs,
+    vram::{self, VramBlocks, PAGE},
+    Core,
+};
+
+/// Size of a command slot.
+pub(crate) const SLOT: usize = 64;
+/// 4096 slots: 256 KiB of VRAM per active queue, room for several maximal jobs.
+const LOG2_SLOTS: u32 = 12;
+const SLOTS: u32 = 1 << LOG2_SLOTS;
+/// How long a submitter waits for ring space before giving up with EBUSY.
+const RING_FULL_TIMEOUT_MS: u32 = 5000;
+
+const OP_FENCE: u32 = 0x01;
+const FLAG_INTERRUPT: u32 = 1 << 8;
+
+/// Failed job ranges remembered for WAIT; older failures are forgotten.
+const FAILURES_KEPT: usize = 16;
+
+struct Active {
+    context: u32,
+    _ring: VramBlocks,
+    ring_offset: u64,
+    _fence: VramBlocks,
+    fence_offset: u64,
+    /// VA of the fence slot in the queue's context.
+    fence_va: u64,
+    /// Next slot to write.
+    tail: u32,
+}
+
+pub(crate) struct QueueState {
+    active: Option<Active>,
+    /// Sequence number of the last job submitted.
+    submitted: u64,
+    /// Every job up to this one is finished, well or not.
+    completed: u64,
+    /// Ranges of jobs that failed (inclusive).
+    failed: KVec<(u64, u64)>,
+}
+
+/// One hardware queue.
+#[pin_data]
+pub(crate) struct HwQueue {
+    pub(crate) index: u32,
+    #[pin]
+    state: Mutex<QueueState>,
+    #[pin]
+    done: CondVar,
+}
+
+/// Where a queue's fence slot lives, for mapping it into the queue's context.
+pub(crate) struct FenceSlot {
+    pub(crate) vram_offset: u64,
+}
+
+impl HwQueue {
+    pub(crate) fn new(index: u32) -> impl PinInit<Self> {
+        pin_init!(Self {
+            index,
+            state <- new_mutex!(QueueState {
+                active: None,
+                submitted: 0,
+                completed: 0,
+                failed: KVec::new(),
+            }),
+            done <- new_condvar!(),
+        })
+    }
+
+    /// Reserves the fence slot of a queue about to start; map it at `fence_va`, then `start`.
+    pub(crate) fn alloc_fence(core: &Core) -> Result<(VramBlocks, FenceSlot)> {
+        let fence = core.vram.alloc(PAGE, true)?;
+        let vram_offset = vram::runs(&fence).next().map(|(o, _)| o).ok_or(ENOMEM)?;
+        core.vram_fill(vram_offset, PAGE, 0)?;
+        Ok((fence, FenceSlot { vram_offset }))
+    }
+
+    /// Starts the queue on `context`, its fence slot mapped at `fence_va`.
+    pub(crate) fn start(
+        &self,
+        core: &Core,
+        context: u32,
+        fence: (VramBlocks, FenceSlot),
+        fence_va: u64,
+    ) -> Result {
+        let ring = core.vram.alloc(u64::from(SLOTS) * SLOT as u64, true)?;
+        let ring_offset = vram::runs(&ring).next().map(|(o, _)| o).ok_or(ENOMEM)?;
+        let mut st = self.state.lock();
+        if st.active.is_some() {
+            return Err(EBUSY);
+        }
+        let i = self.index as usize;
+        let ring_dpa = DPA_VRAM | ring_offset;
+        core.with_bar0(|bar| {
+            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
+            bar.write(regs::Q_RING_BASE_LO::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_LO::from_raw(ring_dpa as u32));
+            bar.write(regs::Q_RING_BASE_HI::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_HI::from_raw((ring_dpa >> 32) as u32));
+            bar.write(regs::Q_RING_SIZE::try_at(i).ok_or(EINVAL)?, regs::Q_RING_SIZE::from_raw(LOG2_SLOTS));
+            bar.write(regs::Q_CONTEXT::try_at(i).ok_or(EINVAL)?, regs::Q_CONTEXT::from_raw(context));
+            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_enable::<1>());
+            Ok(())
+        })?;
+        st.active = Some(Active {
+            context,
+            _ring: ring,
+            ring_offset,
+            _fence: fence.0,
+            fence_offset: fence.1.vram_offset,
+            fence_va,
+            tail: 0,
+        });
+        st.submitted = 0;
+        st.completed = 0;
+        st.failed.clear();
+        Ok(())
+    }
+
+    /// Queues a job of `commands` (already checked) and returns its sequence number.
+    pub(crate) fn submit(&self, core: &Core, commands: &[[u8; SLOT]]) -> Result<u64> {
+        let needed = u32::try_from(commands.len() + 1)?;
+        if needed >= SLOTS {
+            return Err(EINVAL);
+        }
+        let mut st = self.state.lock();
+        let deadline = msecs_to_jiffies(RING_FULL_TIMEOUT_MS);
+        let mut waited: Jiffies = 0;
+        loop {
+            let tail = st.active.as_ref().ok_or(ENODEV)?.tail;
+            let head = core.with_bar0(|bar| {
+                Ok(bar.read(regs::Q_HEAD::try_at(self.index as usize).ok_or(EINVAL)?).slot().get())
+            })?;
+            let used = tail.wrapping_sub(u32::from(head)) % SLOTS;
+            if SLOTS - 1 - used >= needed {
+                break;
+            }
+            if waited >= deadline {
+                return Err(EBUSY);
+            }
+            // The ring drains as jobs complete; each completion interrupt wakes us.
+            let slice = msecs_to_jiffies(10);
+            if let kernel::sync::CondVarTimeoutResult::Signal { .. } =
+                self.done.wait_interruptible_timeout(&mut st, slice)
+            {
+                return Err(ERESTARTSYS);
+            }
+            waited += slice;
+        }
+
+        let seqno = st.submitted + 1;
+        let active = st.active.as_mut().ok_or(ENODEV)?;
+        let mut tail = active.tail;
+        for c in commands {
+            core.vram_write_bytes(active.ring_offset + u64::from(tail) * SLOT as u64, c)?;
+            tail = (tail + 1) % SLOTS;
+        }
+        let mut fence = [0u8; SLOT];
+        fence[0..4].copy_from_slice(&(OP_FENCE | FLAG_INTERRUPT).to_le_bytes());
+        fence[8..16].copy_from_slice(&active.fence_va.to_le_bytes());
+        fence[16..24].copy_from_slice(&seqno.to_le_bytes());
+        core.vram_write_bytes(active.ring_offset + u64::from(tail) * SLOT as u64, &fence)?;
+        tail = (tail + 1) % SLOTS;
+        active.tail = tail;
+        let i = self.index as usize;
+        core.with_bar0(|bar| {
+            // The read orders the ring writes through BAR2 before the doorbell.
+            let _ = bar.read(regs::ID);
+            bar.write(regs::Q_DOORBELL::try_at(i).ok_or(EINVAL)?, regs::Q_DOORBELL::from_raw(tail));
+            Ok(())
+        })?;
+        st.submitted = seqno;
+        Ok(seqno)
+    }
+
+    /// The MMU context the queue runs on, while it is active.
+    pub(crate) fn context(&self) -> Option<u32> {
+        self.state.lock().active.as_ref().map(|a| a.context)
+    }
+
+    /// Called from the queue's interrupt thread: reads the fence and wakes waiters.
+    pub(crate) fn complete(&self, core: &Core) {
+        let mut st = self.state.lock();
+        if let Some(a) = st.active.as_ref() {
+            if let Ok(done) = core.vram_read64(a.fence_offset) {
+                // A corrupt fence value must not complete jobs that were never submitted.
+                let done = done.min(st.submitted);
+                if done > st.completed {
+                    st.completed = done;
+                }
+            }
+        }
+        drop(st);
+        self.done.notify_all();
+    }
+
+    /// The queue stopped on an error or a fault: fail what is pending and restart it empty.
+    pub(crate) fn fail_pending(&self, core: &Core) {
+        let mut st = self.state.lock();
+        if st.completed < st.submitted {
+            let range = (st.completed + 1, st.submitted);
+            if st.failed.len() >= FAILURES_KEPT {
+                let _ = st.failed.remove(0);
+            }
+            let _ = st.failed.push(range, GFP_ATOMIC);
+            st.completed = st.submitted;
+        }
+        let i = self.index as usize;
+        let _ = core.with_bar0(|bar| {
+            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
+            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_enable::<1>());
+            Ok(())
+        });
+        if let Some(a) = st.active.as_mut() {
+            a.tail = 0;
+        }
+        drop(st);
+        self.done.notify_all();
+    }
+
+    /// Waits for job `seqno`: Ok when it completed, EIO when it failed, ETIME on timeout.
+    pub(crate) fn wait(&self, seqno: u64, timeout_ms: u64) -> Result {
+        let mut st = self.state.lock();
+        if seqno == 0 || seqno > st.submitted {
+            return Err(EINVAL);
+        }
+        let budget = msecs_to_jiffies(u32::try_from(timeout_ms).unwrap_or(u32::MAX));
+        let mut left: Jiffies = budget;
+        loop {
+            if st.completed >= seqno {
+                return if st.failed.iter().any(|&(lo, hi)| lo <= seqno && seqno <= hi) {
+                    Err(EIO)
+                } else {
+                    Ok(())
+                };
+            }
+            if left == 0 {
+                return Err(ETIME);
+            }
+            match self.done.wait_interruptible_timeout(&mut st, left) {
+                kernel::sync::CondVarTimeoutResult::Signal { .. } => return Err(ERESTARTSYS),
+                kernel::sync::CondVarTimeoutResult::Timeout => left = 0,
+                kernel::sync::CondVarTimeoutResult::Woken { jiffies } => left = jiffies,
+            }
+        }
+    }
+
+    /// Stops the queue: waits up to a second for its jobs, then aborts whatever is left. The
+    /// device writes nothing for an aborted queue once the reset write returns, so its VRAM can
+    /// be freed afterwards.
+    pub(crate) fn stop(&self, core: &Core) {
+        let last = self.state.lock().submitted;
+        if last > 0 {
+            let _ = self.wait(last, 1000);
+        }
+        let mut st = self.state.lock();
+        let i = self.index as usize;
+        let _ = core.with_bar0(|bar| {
+            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
+            Ok(())
+        });
+        if st.completed < st.submitted {
+            st.completed = st.submitted;
+        }
+        st.active = None;
+        drop(st);
+        self.done.notify_all();
+    }
+}

@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The VRAM allocator: a buddy allocator over the device's memory, in 4 KiB chunks.
+
+use kernel::{
+    gpu::buddy::{AllocatedBlocks, GpuBuddy, GpuBuddyAllocFlags, GpuBuddyAllocMode, GpuBuddyParams},
+    prelude::*,
+    ptr::Alignment,
+    sizes::SZ_4K,
+};
+
+/// The smallest unit of VRAM: the device MMU's small page.
+pub(crate) const PAGE: u64 = SZ_4K as u64;
+
+pub(crate) struct Vram {
+    buddy: GpuBuddy,
+}
+
+/// VRAM blocks owned by one user (a buffer, a ring, a page table); freed on drop.
+pub(crate) type VramBlocks = Pin<KBox<AllocatedBlocks>>;
+
+impl Vram {
+    pub(crate) fn new(size: u64) -> Result<Self> {
+        Ok(Self {
+            buddy: GpuBuddy::new(GpuBuddyParams {
+                base_offset: 0,
+                size,
+                chunk_size: Alignment::new::<SZ_4K>(),
+            })?,
+        })
+    }
+
+    /// Allocates `size` bytes (a multiple of [`PAGE`]). `contiguous` asks for one run, which
+    /// rings and page tables need. Running out of VRAM is `ENOMEM`, whatever the allocator
+    /// calls it.
+    pub(crate) fn alloc(&self, size: u64, contiguous: bool) -> Result<VramBlocks> {
+        if size == 0 || size % PAGE != 0 || size > self.buddy.size() {
+            return Err(EINVAL);
+        }
+        let flags = if contiguous {
+            GpuBuddyAllocFlags::from(kernel::gpu::buddy::GpuBuddyAllocFlag::Contiguous)
+        } else {
+            GpuBuddyAllocFlags::default()
+        };
+        KBox::pin_init(
+            self.buddy
+                .alloc_blocks(GpuBuddyAllocMode::Simple, size, Alignment::new::<SZ_4K>(), flags),
+            GFP_KERNEL,
+        )
+        .map_err(|e| if e == ENOSPC { ENOMEM } else { e })
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.buddy.size()
+    }
+
+    pub(crate) fn avail(&self) -> u64 {
+        self.buddy.avail()
+    }
+}
+
+/// The (VRAM offset, length) runs of an allocation, in the order the buffer uses them.
+pub(crate) fn runs(blocks: &AllocatedBlocks) -> impl Iterator<Item = (u64, u64)> + '_ {
+    blocks.iter().map(|b| (b.offset(), b.size()))
+}
