@@ -88,7 +88,13 @@ ls -l /dev/accel/
 vela info
 "#;
 
-fn script(mode: Mode, devices: &[model::DeviceSpec]) -> String {
+fn extra_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn script(mode: Mode, devices: &[model::DeviceSpec], extra: &[PathBuf]) -> String {
     let mut s = String::from(PROLOGUE);
     s.push_str(&expectations(devices));
     match mode {
@@ -99,6 +105,10 @@ fn script(mode: Mode, devices: &[model::DeviceSpec]) -> String {
             }
         }
     }
+    for e in extra {
+        let name = extra_name(e);
+        s.push_str(&format!("run {name} /run/vela/bin/{name}\n"));
+    }
     s.push_str(&EPILOGUE.replace("@DONE@", DONE_MARKER));
     s
 }
@@ -108,6 +118,7 @@ pub(crate) fn prepare(
     paths: &Paths,
     mode: Mode,
     devices: &[model::DeviceSpec],
+    extra: &[PathBuf],
 ) -> Result<PathBuf, String> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -128,8 +139,12 @@ pub(crate) fn prepare(
         fs::copy(&src, share.join("bin").join(b))
             .map_err(|e| err(&src.display().to_string(), e))?;
     }
+    for e in extra {
+        fs::copy(e, share.join("bin").join(extra_name(e)))
+            .map_err(|er| err(&e.display().to_string(), er))?;
+    }
     let init = share.join("init.sh");
-    fs::write(&init, script(mode, devices)).map_err(|e| err("init.sh", e))?;
+    fs::write(&init, script(mode, devices, extra)).map_err(|e| err("init.sh", e))?;
     set_executable(&init)?;
     Ok(run_dir)
 }
@@ -141,7 +156,7 @@ fn set_executable(p: &Path) -> Result<(), String> {
 
 /// The TAP each guest test wrote, by test name. A test that never ran yields no entry; the
 /// judge counts the missing ones from the test list.
-pub(crate) fn collect(run_dir: &Path, mode: Mode) -> Vec<(String, String)> {
+pub(crate) fn collect(run_dir: &Path, mode: Mode, extra: &[PathBuf]) -> Vec<(String, String)> {
     let results = run_dir.join("share/results");
     let mut out = Vec::new();
     if mode == Mode::Check {
@@ -152,6 +167,12 @@ pub(crate) fn collect(run_dir: &Path, mode: Mode) -> Vec<(String, String)> {
                 });
             out.push((name.to_string(), tap));
         }
+    }
+    for e in extra {
+        let name = extra_name(e);
+        let tap = fs::read_to_string(results.join(format!("{name}.tap")))
+            .unwrap_or_else(|_| format!("TAP version 13\n1..1\nnot ok 1 - {name} did not run\n"));
+        out.push((name, tap));
     }
     out
 }

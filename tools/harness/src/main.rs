@@ -51,13 +51,15 @@ impl Paths {
 
 struct Options {
     mode: Mode,
+    /// Extra guest test binaries (`--extra PATH`), run after the test list; for development.
+    extra: Vec<PathBuf>,
     timeout: Duration,
     echo: vm::Echo,
 }
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: vela-harness run|check [--timeout SECS] [--verbose]\n\
+        "usage: vela-harness run|check [--timeout SECS] [--verbose] [--extra GUEST-TEST-BIN]...\n\
          \n\
          run    boot a VM with the Vela device, load the driver, show it working\n\
          check  run every guest test and judge the kernel log\n\
@@ -76,6 +78,7 @@ fn parse_args() -> Option<Options> {
     };
     let mut opts = Options {
         mode,
+        extra: Vec::new(),
         timeout: Duration::from_secs(900),
         echo: match mode {
             Mode::Demo => vm::Echo::Guest,
@@ -86,6 +89,7 @@ fn parse_args() -> Option<Options> {
         match a.as_str() {
             "--timeout" => opts.timeout = Duration::from_secs(args.next()?.parse().ok()?),
             "--verbose" => opts.echo = vm::Echo::All,
+            "--extra" => opts.extra.push(PathBuf::from(args.next()?)),
             _ => return None,
         }
     }
@@ -133,13 +137,13 @@ fn main() -> ExitCode {
 
 fn run(paths: &Paths, opts: &Options) -> Result<judge::Report, String> {
     let devices = model::default_topology();
-    let run_dir = guest::prepare(paths, opts.mode, &devices)?;
+    let run_dir = guest::prepare(paths, opts.mode, &devices, &opts.extra)?;
     let accel = vm::pick_accel(paths, &run_dir);
     let models = model::start(paths, &run_dir, &devices)?;
     let outcome = vm::boot(paths, &run_dir, &devices, accel, opts.timeout, opts.echo);
     drop(models);
     let outcome = outcome?;
-    let taps = guest::collect(&run_dir, opts.mode);
+    let taps = guest::collect(&run_dir, opts.mode, &opts.extra);
     let mut report = judge::judge(&outcome.serial, &taps);
     if outcome.timed_out {
         add_failure(&mut report, "vm/timed-out", outcome.tail(30));
