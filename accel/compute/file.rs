@@ -192,6 +192,7 @@ impl File {
         if args.pad != 0 {
             return Err(EINVAL);
         }
+        super::vm::check_bind_args(args.va, args.bo_offset, args.size, args.flags)?;
         let vm = get(&mut Self::objects(file).vms, args.vm_id)?;
         let bo = gem::lookup(file, args.handle)?;
         vm.bind(bo, args.va, args.bo_offset, args.size, args.flags)?;
@@ -255,7 +256,6 @@ impl File {
         if count == 0 || count > uapi::DRM_VELA_MAX_COMMANDS as usize {
             return Err(EINVAL);
         }
-        let queue = get(&mut Self::objects(file).queues, args.queue_id)?;
         let mut commands = KVec::<[u8; SLOT]>::with_capacity(count, GFP_KERNEL)?;
         let ptr = UserPtr::from_addr(usize::try_from(args.commands)?);
         let mut reader = UserSlice::new(ptr, count * SLOT).reader();
@@ -265,6 +265,8 @@ impl File {
             submit::check_command(&c)?;
             commands.push(c, GFP_KERNEL)?;
         }
+        // Argument errors (EFAULT, EINVAL) come before an unknown id, as in every ioctl.
+        let queue = get(&mut Self::objects(file).queues, args.queue_id)?;
         args.seqno = queue.submit(&commands)?;
         Ok(0)
     }

@@ -92,19 +92,26 @@ impl VelaObject {
     }
 }
 
-/// BO_CREATE's argument rules, apart from the allocation, so KUnit can check them.
+/// BO_CREATE's argument rules, apart from the allocation, so KUnit can check them. Malformed
+/// arguments are EINVAL whatever the placement; only a well-formed request for system memory
+/// gets EOPNOTSUPP.
 pub(crate) fn check_create(size: u64, flags: u32, vram_size: u64) -> Result {
     if flags & !uapi::DRM_VELA_BO_FLAGS != 0 {
         return Err(EINVAL);
     }
-    if flags & uapi::DRM_VELA_BO_VRAM_ONLY != 0 && flags & uapi::DRM_VELA_BO_VRAM == 0 {
+    let vram = flags & uapi::DRM_VELA_BO_VRAM != 0;
+    if flags & uapi::DRM_VELA_BO_VRAM_ONLY != 0 && !vram {
         return Err(EINVAL);
     }
-    if flags & uapi::DRM_VELA_BO_VRAM == 0 {
-        // System-memory buffers are not implemented yet; say so rather than pretend.
+    if size == 0 || size.checked_next_multiple_of(vram::PAGE).is_none() {
+        return Err(EINVAL);
+    }
+    if !vram {
+        // System-memory buffers need DMA mappings made from ioctl context, which the kernel
+        // crate cannot give a DRM driver yet (Documentation/driver.rst).
         return Err(EOPNOTSUPP);
     }
-    if size == 0 || size > vram_size {
+    if size > vram_size {
         return Err(EINVAL);
     }
     Ok(())
@@ -135,5 +142,7 @@ mod tests {
         assert_eq!(check_create(4096, VRAM | (1 << 31), 256 * MIB), Err(EINVAL));
         assert_eq!(check_create(4096, uapi::DRM_VELA_BO_VRAM_ONLY, 256 * MIB), Err(EINVAL));
         assert_eq!(check_create(4096, uapi::DRM_VELA_BO_CPU_VISIBLE, 256 * MIB), Err(EOPNOTSUPP));
+        assert_eq!(check_create(0, 0, 256 * MIB), Err(EINVAL));
+        assert_eq!(check_create(u64::MAX, 0, 256 * MIB), Err(EINVAL));
     }
 }

@@ -45,8 +45,9 @@ pub(crate) struct Vm {
     inner: Mutex<VmInner>,
 }
 
-/// VM_BIND's argument rules apart from the buffer, so KUnit can check them.
-pub(crate) fn check_bind(va: u64, bo_offset: u64, size: u64, flags: u32, bo_size: u64) -> Result {
+/// VM_BIND's argument rules that need no object: access flags, alignment, and the range
+/// inside the VM's user address space. Checked before any id is looked up.
+pub(crate) fn check_bind_args(va: u64, bo_offset: u64, size: u64, flags: u32) -> Result {
     const ACCESS: u32 = uapi::DRM_VELA_BIND_READ | uapi::DRM_VELA_BIND_WRITE;
     if flags & !ACCESS != 0 || flags & uapi::DRM_VELA_BIND_READ == 0 {
         return Err(EINVAL);
@@ -55,8 +56,17 @@ pub(crate) fn check_bind(va: u64, bo_offset: u64, size: u64, flags: u32, bo_size
         return Err(EINVAL);
     }
     let va_end = va.checked_add(size).ok_or(EINVAL)?;
-    let bo_end = bo_offset.checked_add(size).ok_or(EINVAL)?;
-    if va_end > mmu::KERNEL_VA_BASE || bo_end > bo_size {
+    bo_offset.checked_add(size).ok_or(EINVAL)?;
+    if va_end > mmu::KERNEL_VA_BASE {
+        return Err(EINVAL);
+    }
+    Ok(())
+}
+
+/// The rest of VM_BIND's rules, once the buffer is known.
+pub(crate) fn check_bind(va: u64, bo_offset: u64, size: u64, flags: u32, bo_size: u64) -> Result {
+    check_bind_args(va, bo_offset, size, flags)?;
+    if bo_offset + size > bo_size {
         return Err(EINVAL);
     }
     Ok(())
@@ -213,6 +223,7 @@ mod tests {
         assert_eq!(check_bind(0, 0, 0, RW, 0x1000), Err(EINVAL));
         assert_eq!(check_bind(0, 0x1000, 0x1000, RW, 0x1000), Err(EINVAL));
         assert_eq!(check_bind(u64::MAX & !0xfff, 0, 0x2000, RW, 0x2000), Err(EINVAL));
+        assert_eq!(check_bind_args(0, u64::MAX & !0xfff, 0x2000, RW), Err(EINVAL));
         assert_eq!(check_bind(mmu::KERNEL_VA_BASE, 0, 0x1000, RW, 0x1000), Err(EINVAL));
         // Access flags.
         assert_eq!(check_bind(0, 0, 0x1000, uapi::DRM_VELA_BIND_WRITE, 0x1000), Err(EINVAL));

@@ -126,9 +126,12 @@ struct drm_vela_query {
 /**
  * struct drm_vela_bo_create - Argument of %DRM_IOCTL_VELA_BO_CREATE.
  *
- * @size: bytes; rounded up to the 4 KiB page. 0 or more than the memory
- *	domain holds is -EINVAL; more than is free is -ENOMEM.
- * @flags: DRM_VELA_BO_* flags. VRAM_ONLY without VRAM is -EINVAL.
+ * @size: bytes; rounded up to the 4 KiB page. 0, a size whose rounding
+ *	overflows, or more than the memory domain holds is -EINVAL; more than
+ *	is free is -ENOMEM.
+ * @flags: DRM_VELA_BO_* flags. VRAM_ONLY without VRAM is -EINVAL. System
+ *	memory placement (no VRAM flag) is not supported yet: a well-formed
+ *	request for it fails with -EOPNOTSUPP.
  * @handle: out: the GEM handle.
  */
 struct drm_vela_bo_create {
@@ -176,7 +179,8 @@ struct drm_vela_bo_mmap_offset {
  *
  * A VM is a GPU virtual address space: one device MMU context with its own
  * page tables. Work submitted on a queue of the VM reaches only what is
- * bound into it; anything else faults.
+ * bound into it; anything else faults. The device has 15 contexts for
+ * VMs, shared by every process; when all are taken this fails with -EBUSY.
  *
  * @flags: must be zero.
  * @vm_id: out: the VM.
@@ -205,9 +209,11 @@ struct drm_vela_vm_destroy {
  * struct drm_vela_vm_bind - Argument of %DRM_IOCTL_VELA_VM_BIND.
  *
  * Maps [@bo_offset, @bo_offset + @size) of a buffer at @va. @va, @bo_offset
- * and @size must be 4 KiB aligned (-EINVAL), inside the VM's address space
- * and the buffer (-EINVAL), and must not overlap an existing mapping
- * (-EEXIST).
+ * and @size must be 4 KiB aligned and @size non-zero (-EINVAL), inside the
+ * VM's user address space, [0, &drm_vela_query_memory.va_size), and inside
+ * the buffer (-EINVAL), and must not overlap an existing mapping (-EEXIST).
+ * The VAs above va_size (the top 1 GiB of the 39-bit space) are the
+ * kernel's. Argument errors are reported before unknown ids.
  *
  * @vm_id: the VM.
  * @handle: the buffer.
@@ -247,6 +253,9 @@ struct drm_vela_vm_unbind {
 
 /**
  * struct drm_vela_queue_create - Argument of %DRM_IOCTL_VELA_QUEUE_CREATE.
+ *
+ * Each queue takes one of the device's hardware queues until it is
+ * destroyed; when all are taken, by any process, this fails with -EBUSY.
  *
  * @vm_id: the VM whose address space the queue's commands use.
  * @flags: must be zero.

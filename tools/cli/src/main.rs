@@ -4,6 +4,10 @@
 
 use std::{fs, path::PathBuf, process::ExitCode};
 
+mod args;
+mod bench;
+mod cmd;
+
 fn accel_nodes() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir("/dev/accel")
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
@@ -82,12 +86,56 @@ fn info() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+const USAGE: &str = "\
+usage: vela [--device /dev/accel/accelN] COMMAND [OPTIONS]
+  info                                   list Vela devices
+  alloc --size N [--count C] [--vram] [--cpu-visible] [--vram-only]
+                                         create buffers and show what BO_INFO says
+  fill  --size N [--pattern P] [--vram] [--offset O] [--len L]
+                                         FILL a buffer on the device, verify through a mapping
+  read  --size N [--vram] [--pattern P] [--offset O] [--len L]
+                                         hexdump a buffer (after a device FILL with P if given)
+  run KERNEL --count N [--n N] [--k K] [--param P] [--seed S] [--system]
+                                         run a compute kernel on device buffers and compare
+                                         with the CPU reference; KERNEL: add_f32 mul_f32
+                                         fma_f32 add_u32 mul_u32 fma_u32 sum_f32 sum_u32
+                                         crc32c matmul_f32
+  bench [--seconds S] [--mib M] [--live N] [--max-seconds T]
+                                         bandwidth, submit latency and allocation ratios
+Sizes take K/M/G suffixes or 0x hex.";
+
 fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
-        Some("info") | None => info(),
-        _ => {
-            eprintln!("usage: vela info");
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let args = match args::Args::parse(raw, cmd::SWITCHES) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("vela: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let sub = args.positional.first().map(String::as_str);
+    let r = match sub {
+        Some("info") | None => return info(),
+        Some("alloc") => cmd::alloc(&args),
+        Some("fill") => cmd::fill(&args),
+        Some("read") => cmd::read(&args),
+        Some("run") => cmd::run(&args),
+        Some("bench") => bench::bench(&args),
+        Some("help") => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => Err(cmd::Fail::Usage(format!("unknown command {other}"))),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(cmd::Fail::Usage(m)) => {
+            eprintln!("vela: {m}\n{USAGE}");
             ExitCode::from(2)
+        }
+        Err(cmd::Fail::Error(m)) => {
+            eprintln!("vela: {m}");
+            ExitCode::FAILURE
         }
     }
 }

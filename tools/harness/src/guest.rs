@@ -16,6 +16,10 @@ const GUEST_BINS: &[&str] = &[
     "vela-bar0-smoke",
     "vela-probe-test",
     "vela-query-test",
+    "vela-bo-test",
+    "vela-vm-test",
+    "vela-submit-test",
+    "vela-fuzz",
 ];
 
 /// KUnit suites vela.ko carries; each must report when the module loads.
@@ -34,6 +38,11 @@ const CHECK_TESTS: &[(&str, &str)] = &[
     ("bar0-smoke", "vela-bar0-smoke"),
     ("probe", "vela-probe-test"),
     ("query", "vela-query-test"),
+    ("bo", "vela-bo-test"),
+    ("vm", "vela-vm-test"),
+    ("submit", "vela-submit-test"),
+    // A fixed seed makes a failure reproducible; several processes race on one device.
+    ("fuzz", "vela-fuzz --calls 100000 --procs 4 --seed 1"),
 ];
 
 fn expectations(devices: &[model::DeviceSpec]) -> String {

@@ -123,3 +123,83 @@ pub fn run(cmd: &str, args: &[&str]) -> io::Result<()> {
         )))
     }
 }
+
+/// The errno for a handle, VM id or queue id that names nothing. `vela_accel.h` does not
+/// document it; this is DRM's convention (a failed GEM handle or object id lookup is
+/// `-ENOENT`, as in Xe, Panthor and others), kept in one place so the tests follow the
+/// header if it ever says otherwise.
+pub const ENOENT_BAD_ID: i32 = libc::ENOENT;
+
+/// Opens the first Vela device, or ends the test with a failed check (never a silent pass).
+pub fn open_device(t: &mut Tap) -> vela_runtime::Device {
+    let node = vela_pci_devices()
+        .ok()
+        .and_then(|d| d.into_iter().next())
+        .map(|pci| accel_node(&pci));
+    let r = match node {
+        Some(Ok(p)) => vela_runtime::Device::open(p),
+        Some(Err(e)) => {
+            t.check(false, "the Vela device has an accel node", e);
+            std::mem::take(t).finish();
+        }
+        None => vela_runtime::Device::first(),
+    };
+    match r {
+        Ok(d) => {
+            t.check(true, "open the Vela accel node", "");
+            d
+        }
+        Err(e) => {
+            t.check(false, "open the Vela accel node", e);
+            std::mem::take(t).finish();
+        }
+    }
+}
+
+/// A runtime result as a bare-errno `io::Result`, for [`Tap::errno`].
+pub fn io<T>(r: vela_runtime::Result<T>) -> io::Result<T> {
+    r.map_err(|e| match e.errno() {
+        Some(n) => io::Error::from_raw_os_error(n),
+        None => io::Error::other(e.to_string()),
+    })
+}
+
+/// A runtime result with the runtime's full message, for [`Tap::ok`].
+pub fn msg<T>(r: vela_runtime::Result<T>) -> io::Result<T> {
+    r.map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// A page mapped with no access: a pointer into it is valid-looking but faults (EFAULT).
+pub struct NoAccessPage(*mut libc::c_void);
+
+impl NoAccessPage {
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: a fresh anonymous mapping; nothing is replaced.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(Self(p))
+        }
+    }
+
+    pub fn addr(&self) -> u64 {
+        self.0 as u64
+    }
+}
+
+impl Drop for NoAccessPage {
+    fn drop(&mut self) {
+        // SAFETY: unmaps the page `new` mapped.
+        unsafe { libc::munmap(self.0, 4096) };
+    }
+}

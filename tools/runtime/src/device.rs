@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! An open Vela accel node.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd},
+    path::{Path, PathBuf},
+};
+
+use crate::{Error, Result};
+
+/// What QUERY_DEVICE reports.
+pub type DeviceInfo = vela_uapi::drm_vela_query_device;
+
+/// An open `/dev/accel/accelN` that answered QUERY_DEVICE as a Vela device.
+#[derive(Debug)]
+pub struct Device {
+    file: File,
+    path: PathBuf,
+    info: DeviceInfo,
+}
+
+impl Device {
+    /// Opens `path` and checks it is a Vela device.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|source| Error::Open {
+                path: path.clone(),
+                source,
+            })?;
+        // Another accel driver's node rejects (or misreads) our ioctl number; either way the
+        // answer decides whether this is ours.
+        let info = vela_uapi::query_device(&file).map_err(|e| Error::NotVela {
+            path: path.clone(),
+            why: format!("DRM_IOCTL_VELA_QUERY(DEVICE) failed: {e}"),
+        })?;
+        if info.vendor_id != u32::from(vela_uapi::PCI_VENDOR_VELA) {
+            return Err(Error::NotVela {
+                path,
+                why: format!("PCI vendor {:#06x}", info.vendor_id),
+            });
+        }
+        Ok(Self { file, path, info })
+    }
+
+    /// Opens `/dev/accel/accel{index}`.
+    pub fn open_index(index: u32) -> Result<Self> {
+        Self::open(format!("/dev/accel/accel{index}"))
+    }
+
+    /// Every accel node, sorted by minor number.
+    pub fn nodes() -> Vec<PathBuf> {
+        let mut v: Vec<(u32, PathBuf)> = fs::read_dir("/dev/accel")
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let n = name.strip_prefix("accel")?.parse().ok()?;
+                        Some((n, e.path()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// Every Vela device that can be opened; nodes of other drivers are skipped.
+    pub fn all() -> Vec<Self> {
+        Self::nodes()
+            .into_iter()
+            .filter_map(|p| Self::open(p).ok())
+            .collect()
+    }
+
+    /// The first Vela device, or `VELA_DEVICE` from the environment when it is set.
+    pub fn first() -> Result<Self> {
+        if let Some(p) = std::env::var_os("VELA_DEVICE") {
+            return Self::open(p);
+        }
+        Self::all().into_iter().next().ok_or(Error::NoDevice)
+    }
+
+    /// The identity and sizes read at open.
+    pub fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    /// Asks the kernel again (the identity is fixed, but this proves the node still answers).
+    pub fn query(&self) -> Result<DeviceInfo> {
+        vela_uapi::query_device(&self.file)
+            .map_err(|e| crate::Error::ioctl(crate::Ioctl::Query, "query=DEVICE".into(), e))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn vram_size(&self) -> u64 {
+        self.info.vram_size
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl AsRawFd for Device {
+    fn as_raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
+impl AsFd for Device {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
