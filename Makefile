@@ -3,6 +3,7 @@
 # Vela. Two commands do everything on a fresh machine:
 #   make run    boot a VM with the Vela accelerator, load the driver, show it working
 #   make check  every test: host tests, lints, and the guest tests in the VM
+#   make bench  benchmarks: the device model on the host, the driver in the VM
 #
 # vela.ko itself is built by kbuild from Kbuild; everything the build makes
 # goes to $(VELA_CACHE), outside the work tree.
@@ -48,8 +49,10 @@ check:
 	$(MAKE) lint
 	$(MAKE) vm-test
 
-bench: tools
+# The device model's own benchmark (host), then the driver's in the VM.
+bench: module tools
 	$(BIN)/vela-model bench
+	$(BIN)/vela-harness bench
 
 clean:
 	cd tools && $(CARGO) clean

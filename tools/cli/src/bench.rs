@@ -126,7 +126,7 @@ fn bench_bandwidth(dev: &Device, mib: u64, budget: Duration) -> Result<f64, Fail
 fn bench_latency(dev: &Device, budget: Duration) -> Result<f64, Fail> {
     let vm = Vm::create(dev)?;
     let q = Queue::create(&vm)?;
-    let probe = Buffer::create(dev, 4096, BufferFlags::NONE)?;
+    let probe = Buffer::create(dev, 4096, BufferFlags::VRAM)?;
     let nop = [Command::nop()];
     q.run(&nop, TIMEOUT)?;
     let mut jobs = Vec::new();

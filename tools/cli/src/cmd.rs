@@ -58,11 +58,12 @@ fn size(a: &Args) -> Result<u64, Fail> {
         .ok_or_else(|| Fail::Usage("--size is required".into()))
 }
 
+/// VRAM unless `--system` asks for system memory (which the driver does not support yet).
 fn placement(a: &Args) -> BufferFlags {
-    if a.flag("vram") {
-        BufferFlags::VRAM
-    } else {
+    if a.flag("system") {
         BufferFlags::NONE
+    } else {
+        BufferFlags::VRAM
     }
 }
 

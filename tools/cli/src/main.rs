@@ -89,11 +89,11 @@ fn info() -> ExitCode {
 const USAGE: &str = "\
 usage: vela [--device /dev/accel/accelN] COMMAND [OPTIONS]
   info                                   list Vela devices
-  alloc --size N [--count C] [--vram] [--cpu-visible] [--vram-only]
+  alloc --size N [--count C] [--system] [--cpu-visible] [--vram-only]
                                          create buffers and show what BO_INFO says
-  fill  --size N [--pattern P] [--vram] [--offset O] [--len L]
+  fill  --size N [--pattern P] [--system] [--offset O] [--len L]
                                          FILL a buffer on the device, verify through a mapping
-  read  --size N [--vram] [--pattern P] [--offset O] [--len L]
+  read  --size N [--system] [--pattern P] [--offset O] [--len L]
                                          hexdump a buffer (after a device FILL with P if given)
   run KERNEL --count N [--n N] [--k K] [--param P] [--seed S] [--system]
                                          run a compute kernel on device buffers and compare

@@ -89,12 +89,22 @@ exec /bin/busybox poweroff -f
 "#;
 
 const DEMO: &str = r#"
-echo "VELA-GUEST: lspci"
+echo "VELA-GUEST: the device on the PCIe switch"
 lspci -nn -d 1f5a: ; lspci -tv | head -20
+echo "VELA-GUEST: insmod vela.ko"
 insmod /run/vela/vela.ko
-dmesg | grep -i vela
 ls -l /dev/accel/
 vela info
+echo "VELA-GUEST: a compute kernel on the device, checked against the CPU"
+vela run fma_f32 --count 65536
+vela run crc32c --count 1048576
+vela run matmul_f32 --count 64 --n 64 --k 64
+"#;
+
+const BENCH: &str = r#"
+insmod /run/vela/vela.ko
+vela info
+vela bench --seconds 2 --live 100000 --max-seconds 600
 "#;
 
 fn extra_name(p: &Path) -> String {
@@ -108,6 +118,7 @@ fn script(mode: Mode, devices: &[model::DeviceSpec], extra: &[PathBuf]) -> Strin
     s.push_str(&expectations(devices));
     match mode {
         Mode::Demo => s.push_str(DEMO),
+        Mode::Bench => s.push_str(BENCH),
         Mode::Check => {
             for (name, cmd) in CHECK_TESTS {
                 s.push_str(&format!("run {name} {cmd}\n"));

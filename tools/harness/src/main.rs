@@ -26,6 +26,8 @@ pub(crate) enum Mode {
     Demo,
     /// `make check`: every guest test.
     Check,
+    /// `make bench`: the guest benchmarks (`vela bench`).
+    Bench,
 }
 
 /// Where things are; everything the build makes lives under `cache`.
@@ -63,6 +65,7 @@ fn usage() -> ExitCode {
          \n\
          run    boot a VM with the Vela device, load the driver, show it working\n\
          check  run every guest test and judge the kernel log\n\
+         bench  run the guest benchmarks (vela bench)\n\
          \n\
          Environment: VELA_CACHE (default /var/cache/vela), VELA_ACCEL (tcg|kvm, default tcg)"
     );
@@ -74,6 +77,7 @@ fn parse_args() -> Option<Options> {
     let mode = match args.next()?.as_str() {
         "run" => Mode::Demo,
         "check" => Mode::Check,
+        "bench" => Mode::Bench,
         _ => return None,
     };
     let mut opts = Options {
@@ -81,7 +85,7 @@ fn parse_args() -> Option<Options> {
         extra: Vec::new(),
         timeout: Duration::from_secs(900),
         echo: match mode {
-            Mode::Demo => vm::Echo::Guest,
+            Mode::Demo | Mode::Bench => vm::Echo::Guest,
             Mode::Check => vm::Echo::Quiet,
         },
     };
@@ -136,7 +140,7 @@ fn main() -> ExitCode {
 }
 
 fn run(paths: &Paths, opts: &Options) -> Result<judge::Report, String> {
-    let devices = model::default_topology();
+    let devices = model::topology(opts.mode);
     let run_dir = guest::prepare(paths, opts.mode, &devices, &opts.extra)?;
     let accel = vm::pick_accel(paths, &run_dir);
     let models = model::start(paths, &run_dir, &devices)?;

@@ -24,12 +24,18 @@ pub(crate) struct DeviceSpec {
     pub(crate) port: &'static str,
 }
 
-/// The devices of the standard test VM. The guest tests get the same values through the
-/// environment and check that the driver reports them.
-pub(crate) fn default_topology() -> Vec<DeviceSpec> {
+/// The devices of the test VM. The guest tests get the same values through the environment
+/// and check that the driver reports them. Benchmarks get 1 GiB of VRAM, so that 100k live
+/// 4 KiB buffers fit.
+pub(crate) fn topology(mode: crate::Mode) -> Vec<DeviceSpec> {
+    let vram_mib = if mode == crate::Mode::Bench {
+        1024
+    } else {
+        256
+    };
     vec![DeviceSpec {
         name: "vela0",
-        vram_mib: 256,
+        vram_mib,
         serial: 1,
         queues: 4,
         port: "sw0_dn0",
