@@ -181,7 +181,7 @@ impl UserQueue {
     }
 
     pub(crate) fn wait(&self, seqno: u64, timeout_ms: u64) -> Result {
-        self.core.queue(self.index)?.wait(seqno, timeout_ms)
+        self.core.queue(self.index)?.wait(&self.core, seqno, timeout_ms)
     }
 }
 

@@ -70,7 +70,7 @@ impl ThreadedHandler for QueueIrq {
 pub(crate) struct ErrorIrq(pub(crate) Arc<Core>);
 
 /// INT_STATUS bits that belong to vector 0.
-const ERROR_SOURCES: u32 = (1 << 16) | (1 << 17);
+pub(crate) const ERROR_SOURCES: u32 = (1 << 16) | (1 << 17);
 
 impl ThreadedHandler for ErrorIrq {
     fn handle(&self, dev: &Device<Bound>) -> ThreadedIrqReturn {

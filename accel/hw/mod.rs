@@ -54,12 +54,17 @@ pub(crate) struct Core {
     /// Which hardware queues and MMU contexts are taken, one bit each.
     #[pin]
     owners: Mutex<Owners>,
+    /// Serializes device resets.
+    #[pin]
+    recovery: Mutex<()>,
 }
 
-/// Allocation bitmaps of shared hardware.
+/// Allocation bitmaps of shared hardware, and what a global reset must restore.
 struct Owners {
     queues: u32,
     contexts: u32,
+    /// Root page table DPA of each taken context.
+    roots: [u64; regs::CONTEXTS],
 }
 
 impl Core {
@@ -118,7 +123,8 @@ impl Core {
                 bar2,
                 queues,
                 // Context 0 is the kernel's: translation off.
-                owners <- new_mutex!(Owners { queues: 0, contexts: 1 }),
+                owners <- new_mutex!(Owners { queues: 0, contexts: 1, roots: [0; regs::CONTEXTS] }),
+                recovery <- new_mutex!(()),
             }),
             GFP_KERNEL,
         )
@@ -190,6 +196,7 @@ impl Core {
             Ok(())
         })?;
         o.contexts |= 1 << c;
+        o.roots[c] = root_dpa;
         Ok(c as u32)
     }
 
@@ -210,5 +217,59 @@ impl Core {
             bar.write(at, regs::CTX_CONTROL::zeroed().with_const_enable::<1>().with_const_invalidate::<1>());
             Ok(())
         })
+    }
+}
+
+impl Core {
+    /// Recovers from a hung queue: a global reset (the only thing that clears a hung engine),
+    /// then contexts, interrupt masks and queues are programmed again. Queue `guilty` loses its
+    /// pending jobs; the other queues' pending commands run again.
+    pub(crate) fn recover(&self, guilty: u32) {
+        let _serial = self.recovery.lock();
+        dev_warn!(self.pdev, "queue {} hung: resetting the device\n", guilty);
+        let heads: KVec<u32> = {
+            let mut v = KVec::new();
+            for q in self.queues.iter() {
+                if v.push(q.head(self), GFP_KERNEL).is_err() {
+                    break;
+                }
+            }
+            v
+        };
+        let _ = self.with_bar0(|bar| {
+            bar.write_reg(regs::DEVICE_CONTROL::zeroed().with_const_reset::<1>());
+            Ok(())
+        });
+        let ready = kernel::io::poll::read_poll_timeout(
+            || self.with_bar0(|bar| Ok(bar.read(regs::DEVICE_STATUS).ready().get() != 0)),
+            |&ready| ready,
+            kernel::time::Delta::from_millis(1),
+            kernel::time::Delta::from_millis(1000),
+        );
+        if ready.is_err() {
+            dev_err!(self.pdev, "device not ready after reset\n");
+        }
+        let (contexts, roots) = {
+            let o = self.owners.lock();
+            (o.contexts, o.roots)
+        };
+        let queues = (1u32 << self.queues.len()) - 1;
+        let _ = self.with_bar0(|bar| {
+            for c in 1..regs::CONTEXTS {
+                if contexts & (1 << c) != 0 {
+                    let root = roots[c];
+                    bar.write(regs::CTX_PT_BASE_LO::try_at(c).ok_or(EINVAL)?, regs::CTX_PT_BASE_LO::from_raw(root as u32));
+                    bar.write(regs::CTX_PT_BASE_HI::try_at(c).ok_or(EINVAL)?, regs::CTX_PT_BASE_HI::from_raw((root >> 32) as u32));
+                    bar.write(regs::CTX_CONTROL::try_at(c).ok_or(EINVAL)?, regs::CTX_CONTROL::zeroed().with_const_enable::<1>());
+                }
+            }
+            bar.write_reg(regs::INT_STATUS::from_raw(u32::MAX));
+            bar.write_reg(regs::INT_MASK::from_raw(!(queues | irq::ERROR_SOURCES)));
+            Ok(())
+        });
+        for (i, q) in self.queues.iter().enumerate() {
+            let head = heads.get(i).copied().unwrap_or(0);
+            q.restart(self, head, q.index == guilty);
+        }
     }
 }

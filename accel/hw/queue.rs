@@ -12,7 +12,7 @@ use kernel::{
     new_condvar, new_mutex,
     prelude::*,
     sync::{CondVar, Mutex},
-    time::{msecs_to_jiffies, Jiffies},
+    time::{msecs_to_jiffies, Delta, Instant, Jiffies, Monotonic},
 };
 
 use super::{
@@ -35,6 +35,10 @@ const FLAG_INTERRUPT: u32 = 1 << 8;
 
 /// Failed job ranges remembered for WAIT; older failures are forgotten.
 const FAILURES_KEPT: usize = 16;
+/// A queue with pending jobs whose completion count has not moved for this long is hung.
+pub(crate) const JOB_TIMEOUT_MS: i64 = 2000;
+/// How often a waiter looks at the fence itself: a dropped interrupt costs at most this.
+const POLL_MS: u32 = 50;
 
 struct Active {
     context: u32,
@@ -56,6 +60,15 @@ pub(crate) struct QueueState {
     completed: u64,
     /// Ranges of jobs that failed (inclusive).
     failed: KVec<(u64, u64)>,
+    /// When `completed` last moved, or the queue went from idle to busy.
+    progress: Instant<Monotonic>,
+}
+
+/// What a waiter found.
+enum Waited {
+    Done(Result),
+    /// No progress for [`JOB_TIMEOUT_MS`]: the caller resets the device.
+    Hung,
 }
 
 /// One hardware queue.
@@ -82,6 +95,7 @@ impl HwQueue {
                 submitted: 0,
                 completed: 0,
                 failed: KVec::new(),
+                progress: Instant::now(),
             }),
             done <- new_condvar!(),
         })
@@ -187,6 +201,10 @@ impl HwQueue {
             bar.write(regs::Q_DOORBELL::try_at(i).ok_or(EINVAL)?, regs::Q_DOORBELL::from_raw(tail));
             Ok(())
         })?;
+        if st.completed == st.submitted {
+            // The hang clock starts when the queue gets work, not when it last had some.
+            st.progress = Instant::now();
+        }
         st.submitted = seqno;
         Ok(seqno)
     }
@@ -196,18 +214,24 @@ impl HwQueue {
         self.state.lock().active.as_ref().map(|a| a.context)
     }
 
-    /// Called from the queue's interrupt thread: reads the fence and wakes waiters.
-    pub(crate) fn complete(&self, core: &Core) {
-        let mut st = self.state.lock();
+    /// Reads the fence into `st`. A corrupt fence value must not complete jobs that were never
+    /// submitted, so it is clamped.
+    fn read_fence(core: &Core, st: &mut QueueState) {
         if let Some(a) = st.active.as_ref() {
             if let Ok(done) = core.vram_read64(a.fence_offset) {
-                // A corrupt fence value must not complete jobs that were never submitted.
                 let done = done.min(st.submitted);
                 if done > st.completed {
                     st.completed = done;
+                    st.progress = Instant::now();
                 }
             }
         }
+    }
+
+    /// Called from the queue's interrupt thread: reads the fence and wakes waiters.
+    pub(crate) fn complete(&self, core: &Core) {
+        let mut st = self.state.lock();
+        Self::read_fence(core, &mut st);
         drop(st);
         self.done.notify_all();
     }
@@ -236,31 +260,111 @@ impl HwQueue {
         self.done.notify_all();
     }
 
-    /// Waits for job `seqno`: Ok when it completed, EIO when it failed, ETIME on timeout.
-    pub(crate) fn wait(&self, seqno: u64, timeout_ms: u64) -> Result {
+    /// Waits for job `seqno`: Ok when it completed, EIO when it failed, ETIME on timeout. A
+    /// queue that makes no progress for [`JOB_TIMEOUT_MS`] is declared hung and the device is
+    /// reset ([`Core::recover`]), which fails this queue's pending jobs.
+    pub(crate) fn wait(&self, core: &Core, seqno: u64, timeout_ms: u64) -> Result {
+        let start = Instant::<Monotonic>::now();
+        loop {
+            match self.wait_step(core, seqno, timeout_ms, start)? {
+                Waited::Done(r) => return r,
+                Waited::Hung => core.recover(self.index),
+            }
+        }
+    }
+
+    fn wait_step(&self, core: &Core, seqno: u64, timeout_ms: u64, start: Instant<Monotonic>) -> Result<Waited> {
         let mut st = self.state.lock();
         if seqno == 0 || seqno > st.submitted {
             return Err(EINVAL);
         }
-        let budget = msecs_to_jiffies(u32::try_from(timeout_ms).unwrap_or(u32::MAX));
-        let mut left: Jiffies = budget;
+        let budget = Delta::from_millis(i64::try_from(timeout_ms).unwrap_or(i64::MAX));
         loop {
+            // Look at the fence ourselves too: an interrupt may have been lost.
+            Self::read_fence(core, &mut st);
             if st.completed >= seqno {
-                return if st.failed.iter().any(|&(lo, hi)| lo <= seqno && seqno <= hi) {
-                    Err(EIO)
-                } else {
-                    Ok(())
-                };
+                let failed = st.failed.iter().any(|&(lo, hi)| lo <= seqno && seqno <= hi);
+                return Ok(Waited::Done(if failed { Err(EIO) } else { Ok(()) }));
             }
-            if left == 0 {
-                return Err(ETIME);
+            if st.progress.elapsed() > Delta::from_millis(JOB_TIMEOUT_MS) {
+                return Ok(Waited::Hung);
             }
-            match self.done.wait_interruptible_timeout(&mut st, left) {
-                kernel::sync::CondVarTimeoutResult::Signal { .. } => return Err(ERESTARTSYS),
-                kernel::sync::CondVarTimeoutResult::Timeout => left = 0,
-                kernel::sync::CondVarTimeoutResult::Woken { jiffies } => left = jiffies,
+            let elapsed = start.elapsed();
+            if elapsed >= budget {
+                return Ok(Waited::Done(Err(ETIME)));
+            }
+            if let kernel::sync::CondVarTimeoutResult::Signal { .. } =
+                self.done.wait_interruptible_timeout(&mut st, msecs_to_jiffies(POLL_MS))
+            {
+                return Err(ERESTARTSYS);
             }
         }
+    }
+
+    /// Before a global reset: where the device stopped reading this queue's ring.
+    pub(crate) fn head(&self, core: &Core) -> u32 {
+        let i = self.index as usize;
+        core.with_bar0(|bar| Ok(u32::from(bar.read(regs::Q_HEAD::try_at(i).ok_or(EINVAL)?).slot().get())))
+            .unwrap_or(0)
+    }
+
+    /// After a global reset: programs the queue again. A `guilty` queue's pending jobs fail; an
+    /// innocent queue's pending commands, from `head` on, move to the start of the ring and
+    /// run again, so its jobs complete as if nothing happened.
+    pub(crate) fn restart(&self, core: &Core, head: u32, guilty: bool) {
+        let mut st = self.state.lock();
+        Self::read_fence(core, &mut st);
+        let Some(active) = st.active.as_ref() else {
+            return;
+        };
+        let (ring, context, tail) = (active.ring_offset, active.context, active.tail);
+        let pending = tail.wrapping_sub(head) % SLOTS;
+        let mut new_tail = 0;
+        if !guilty && st.completed < st.submitted && pending > 0 {
+            // Copy through a buffer: the source and destination slots may overlap.
+            let mut slots = KVec::<[u8; SLOT]>::new();
+            let ok = (0..pending).all(|k| {
+                let from = ring + u64::from((head + k) % SLOTS) * SLOT as u64;
+                let mut c = [0u8; SLOT];
+                let read = c.chunks_exact_mut(8).enumerate().all(|(w, chunk)| {
+                    core.vram_read64(from + 8 * w as u64).map(|v| chunk.copy_from_slice(&v.to_le_bytes())).is_ok()
+                });
+                read && slots.push(c, GFP_KERNEL).is_ok()
+            });
+            if ok {
+                for (k, c) in slots.iter().enumerate() {
+                    let _ = core.vram_write_bytes(ring + (k * SLOT) as u64, c);
+                }
+                new_tail = pending;
+            }
+        }
+        if new_tail == 0 && st.completed < st.submitted {
+            let range = (st.completed + 1, st.submitted);
+            if st.failed.len() >= FAILURES_KEPT {
+                let _ = st.failed.remove(0);
+            }
+            let _ = st.failed.push(range, GFP_KERNEL);
+            st.completed = st.submitted;
+        }
+        if let Some(a) = st.active.as_mut() {
+            a.tail = new_tail;
+        }
+        st.progress = Instant::now();
+        let i = self.index as usize;
+        let ring_dpa = DPA_VRAM | ring;
+        let _ = core.with_bar0(|bar| {
+            bar.write(regs::Q_RING_BASE_LO::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_LO::from_raw(ring_dpa as u32));
+            bar.write(regs::Q_RING_BASE_HI::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_HI::from_raw((ring_dpa >> 32) as u32));
+            bar.write(regs::Q_RING_SIZE::try_at(i).ok_or(EINVAL)?, regs::Q_RING_SIZE::from_raw(LOG2_SLOTS));
+            bar.write(regs::Q_CONTEXT::try_at(i).ok_or(EINVAL)?, regs::Q_CONTEXT::from_raw(context));
+            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_enable::<1>());
+            if new_tail > 0 {
+                bar.write(regs::Q_DOORBELL::try_at(i).ok_or(EINVAL)?, regs::Q_DOORBELL::from_raw(new_tail));
+            }
+            Ok(())
+        });
+        drop(st);
+        self.done.notify_all();
     }
 
     /// Stops the queue: waits up to a second for its jobs, then aborts whatever is left. The
@@ -269,7 +373,7 @@ impl HwQueue {
     pub(crate) fn stop(&self, core: &Core) {
         let last = self.state.lock().submitted;
         if last > 0 {
-            let _ = self.wait(last, 1000);
+            let _ = self.wait(core, last, 1000);
         }
         let mut st = self.state.lock();
         let i = self.index as usize;

@@ -179,3 +179,22 @@ register! {
         2:2 invalidate;
     }
 }
+
+register! {
+    /// Device-wide commands.
+    pub(crate) DEVICE_CONTROL(u32) @ 0x0030 {
+        /// Write 1: global reset (queues, contexts, interrupt state; VRAM and counters kept).
+        0:0 reset;
+    }
+
+    /// Device-wide status.
+    pub(crate) DEVICE_STATUS(u32) @ 0x0034 {
+        /// The device accepts register writes (0 while a reset is in progress).
+        0:0 ready;
+    }
+
+    /// Queue Q's completed-command count.
+    pub(crate) Q_COMPLETED(u32)[MAX_QUEUES, stride = 0x40] @ 0x1024 {
+        31:0 count;
+    }
+}

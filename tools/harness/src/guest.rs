@@ -20,6 +20,7 @@ const GUEST_BINS: &[&str] = &[
     "vela-vm-test",
     "vela-submit-test",
     "vela-fuzz",
+    "vela-reliability-test",
 ];
 
 /// KUnit suites vela.ko carries; each must report when the module loads.
@@ -43,6 +44,8 @@ const CHECK_TESTS: &[(&str, &str)] = &[
     ("submit", "vela-submit-test"),
     // A fixed seed makes a failure reproducible; several processes race on one device.
     ("fuzz", "vela-fuzz --calls 100000 --procs 4 --seed 1"),
+    // Faults injected into the model through the harness's control bridge.
+    ("reliability", "vela-reliability-test"),
 ];
 
 fn expectations(devices: &[model::DeviceSpec]) -> String {

@@ -144,7 +144,14 @@ fn run(paths: &Paths, opts: &Options) -> Result<judge::Report, String> {
     let run_dir = guest::prepare(paths, opts.mode, &devices, &opts.extra)?;
     let accel = vm::pick_accel(paths, &run_dir);
     let models = model::start(paths, &run_dir, &devices)?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let bridge = {
+        let (dir, stop) = (run_dir.clone(), stop.clone());
+        std::thread::spawn(move || model::bridge(dir, stop))
+    };
     let outcome = vm::boot(paths, &run_dir, &devices, accel, opts.timeout, opts.echo);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = bridge.join();
     drop(models);
     let outcome = outcome?;
     let taps = guest::collect(&run_dir, opts.mode, &opts.extra);

@@ -58,6 +58,47 @@ pub(crate) fn socket_path(run_dir: &Path, dev: &DeviceSpec) -> PathBuf {
     run_dir.join(format!("{}.sock", dev.name))
 }
 
+pub(crate) fn control_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("control.sock")
+}
+
+/// Forwards fault-injection requests from the guest to the model's control socket.
+///
+/// The guest cannot reach the host's sockets; it writes `share/inject/req-ID` (one line,
+/// `[dev=N] VERB` as in Documentation/hardware/model.rst) and waits for `rep-ID`, the model's
+/// one-line answer. Stops when `stop` is set.
+pub(crate) fn bridge(run_dir: PathBuf, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = run_dir.join("share/inject");
+    let _ = std::fs::create_dir_all(&dir);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_prefix("req-") else {
+                continue;
+            };
+            let request = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let _ = std::fs::remove_file(e.path());
+            let reply = std::os::unix::net::UnixStream::connect(control_path(&run_dir))
+                .and_then(|mut s| {
+                    writeln!(s, "{}", request.trim())?;
+                    let mut line = String::new();
+                    BufReader::new(s).read_line(&mut line)?;
+                    Ok(line)
+                })
+                .unwrap_or_else(|e| format!("error: control socket: {e}\n"));
+            let tmp = dir.join(format!("tmp-{id}"));
+            if std::fs::write(&tmp, reply).is_ok() {
+                let _ = std::fs::rename(&tmp, dir.join(format!("rep-{id}")));
+            }
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
+
 /// Starts the model and waits until every device's socket is listening.
 pub(crate) fn start(
     paths: &Paths,
@@ -77,6 +118,8 @@ pub(crate) fn start(
             d.queues
         ));
     }
+    // Guest tests inject faults through this socket (see `bridge`).
+    cmd.arg("--control").arg(control_path(run_dir));
     let child = cmd
         .stdin(Stdio::null())
         .stdout(log)

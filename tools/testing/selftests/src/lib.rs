@@ -203,3 +203,40 @@ impl Drop for NoAccessPage {
         unsafe { libc::munmap(self.0, 4096) };
     }
 }
+
+/// Asks the device model to arm a fault (`hang-engine=copy`, `drop-irq=1`, ...; see
+/// Documentation/hardware/model.rst), through the harness: the guest cannot reach the model's
+/// control socket, so it leaves a request file in the shared directory and waits for the reply
+/// the harness writes next to it. Returns the model's reply line (`ok ...`).
+pub fn inject(verb: &str) -> io::Result<String> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = std::path::Path::new("/run/vela/inject");
+    fs::create_dir_all(dir)?;
+    let id = format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    // Write then rename, so the harness never reads half a request.
+    let tmp = dir.join(format!("new-{id}"));
+    fs::write(&tmp, format!("{verb}\n"))?;
+    fs::rename(&tmp, dir.join(format!("req-{id}")))?;
+    let reply = dir.join(format!("rep-{id}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if let Ok(r) = fs::read_to_string(&reply) {
+            let _ = fs::remove_file(&reply);
+            let r = r.trim().to_string();
+            return if r.starts_with("ok") {
+                Ok(r)
+            } else {
+                Err(io::Error::other(r))
+            };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Err(io::Error::new(
+        io::ErrorKind::TimedOut,
+        "no reply from the harness",
+    ))
+}
