@@ -506,32 +506,39 @@ fn main() {
             EFAULT,
             "SUBMIT commands in a PROT_NONE page: EFAULT",
         );
-        // The first command readable, the rest running into the no-access page.
-        // SAFETY: mmap of a fresh anonymous page right below, if the kernel gives it.
-        let below = unsafe {
+        // The first command readable, the second in a no-access page right after it: two
+        // anonymous pages with the second made PROT_NONE.
+        // SAFETY: a fresh private anonymous mapping of two pages, owned here.
+        let pair = unsafe {
             libc::mmap(
-                (page.addr() - 4096) as *mut libc::c_void,
-                4096,
+                std::ptr::null_mut(),
+                8192,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
                 0,
             )
         };
-        if below != libc::MAP_FAILED && below as u64 == page.addr() - 4096 {
-            // A zero-filled anonymous page: its last slot reads as a NOP.
+        // SAFETY: changes the protection of the second page of the mapping made above.
+        let guarded = pair != libc::MAP_FAILED
+            && unsafe { libc::mprotect(pair.cast::<u8>().add(4096).cast(), 4096, libc::PROT_NONE) }
+                == 0;
+        t.check(
+            guarded,
+            "map a page followed by a no-access page",
+            "mmap/mprotect failed",
+        );
+        if guarded {
+            // A zero-filled page: its last slot reads as a NOP.
             t.errno(
-                submit_raw(&dev, qid, page.addr() - 64, 2, 0, 0),
+                submit_raw(&dev, qid, pair as u64 + 4096 - 64, 2, 0, 0),
                 EFAULT,
                 "SUBMIT commands running into an unmapped page: EFAULT",
             );
-            // SAFETY: unmaps the page mapped above.
-            unsafe { libc::munmap(below, 4096) };
-        } else {
-            t.skip(
-                "SUBMIT commands running into an unmapped page",
-                "could not place a page below",
-            );
+        }
+        if pair != libc::MAP_FAILED {
+            // SAFETY: unmaps the two pages mapped above.
+            unsafe { libc::munmap(pair, 8192) };
         }
     }
     let mut bad: Vec<(Command, &str)> = Vec::new();
