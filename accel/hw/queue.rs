@@ -39,6 +39,9 @@ const FAILURES_KEPT: usize = 16;
 pub(crate) const JOB_TIMEOUT_MS: i64 = 2000;
 /// How often a waiter looks at the fence itself: a dropped interrupt costs at most this.
 const POLL_MS: u32 = 50;
+/// A waiter first spins this long on the fence: short jobs finish sooner than an interrupt,
+/// a thread wakeup and a reschedule take.
+const SPIN_US: i64 = 300;
 
 struct Active {
     context: u32,
@@ -50,6 +53,10 @@ struct Active {
     fence_va: u64,
     /// Next slot to write.
     tail: u32,
+    /// The device's read position as last seen; it only moves forward, so free space computed
+    /// from it is never overstated, and `Q_HEAD` (a trapped register) is read only when the
+    /// ring looks full.
+    head_seen: u32,
 }
 
 pub(crate) struct QueueState {
@@ -142,6 +149,7 @@ impl HwQueue {
             fence_offset: fence.1.vram_offset,
             fence_va,
             tail: 0,
+            head_seen: 0,
         });
         st.submitted = 0;
         st.completed = 0;
@@ -158,14 +166,21 @@ impl HwQueue {
         let mut st = self.state.lock();
         let deadline = msecs_to_jiffies(RING_FULL_TIMEOUT_MS);
         let mut waited: Jiffies = 0;
+        let mut fresh = false;
         loop {
-            let tail = st.active.as_ref().ok_or(ENODEV)?.tail;
-            let head = core.with_bar0(|bar| {
-                Ok(bar.read(regs::Q_HEAD::try_at(self.index as usize).ok_or(EINVAL)?).slot().get())
-            })?;
-            let used = tail.wrapping_sub(u32::from(head)) % SLOTS;
+            let active = st.active.as_mut().ok_or(ENODEV)?;
+            if fresh {
+                active.head_seen = u32::from(core.with_bar0(|bar| {
+                    Ok(bar.read(regs::Q_HEAD::try_at(self.index as usize).ok_or(EINVAL)?).slot().get())
+                })?);
+            }
+            let used = active.tail.wrapping_sub(active.head_seen) % SLOTS;
             if SLOTS - 1 - used >= needed {
                 break;
+            }
+            if !fresh {
+                fresh = true;
+                continue;
             }
             if waited >= deadline {
                 return Err(EBUSY);
@@ -195,9 +210,10 @@ impl HwQueue {
         tail = (tail + 1) % SLOTS;
         active.tail = tail;
         let i = self.index as usize;
+        // A read back of BAR2 orders the ring writes before the doorbell (queues.rst); unlike
+        // a BAR0 read it does not trap.
+        core.vram_read64(active.ring_offset)?;
         core.with_bar0(|bar| {
-            // The read orders the ring writes through BAR2 before the doorbell.
-            let _ = bar.read(regs::ID);
             bar.write(regs::Q_DOORBELL::try_at(i).ok_or(EINVAL)?, regs::Q_DOORBELL::from_raw(tail));
             Ok(())
         })?;
@@ -255,6 +271,7 @@ impl HwQueue {
         });
         if let Some(a) = st.active.as_mut() {
             a.tail = 0;
+            a.head_seen = 0;
         }
         drop(st);
         self.done.notify_all();
@@ -279,6 +296,11 @@ impl HwQueue {
             return Err(EINVAL);
         }
         let budget = Delta::from_millis(i64::try_from(timeout_ms).unwrap_or(i64::MAX));
+        let spin_until = Delta::from_micros(SPIN_US).min(budget);
+        while start.elapsed() < spin_until && st.completed < seqno {
+            Self::read_fence(core, &mut st);
+            core::hint::spin_loop();
+        }
         loop {
             // Look at the fence ourselves too: an interrupt may have been lost.
             Self::read_fence(core, &mut st);
@@ -348,6 +370,7 @@ impl HwQueue {
         }
         if let Some(a) = st.active.as_mut() {
             a.tail = new_tail;
+            a.head_seen = 0;
         }
         st.progress = Instant::now();
         let i = self.index as usize;

@@ -123,7 +123,7 @@ fn bench_bandwidth(dev: &Device, mib: u64, budget: Duration) -> Result<f64, Fail
     Ok(ratio)
 }
 
-fn bench_latency(dev: &Device, budget: Duration) -> Result<f64, Fail> {
+fn bench_latency(dev: &Device, budget: Duration, raw_ns: Option<u64>) -> Result<f64, Fail> {
     let vm = Vm::create(dev)?;
     let q = Queue::create(&vm)?;
     let probe = Buffer::create(dev, 4096, BufferFlags::VRAM)?;
@@ -158,6 +158,17 @@ fn bench_latency(dev: &Device, budget: Duration) -> Result<f64, Fail> {
         j.as_secs_f64() * 1e6,
         b.as_secs_f64() * 1e6
     );
+    // The baseline the issue names: the device's bare doorbell -> fence round trip, measured by
+    // vela-raw-roundtrip on the same device before the driver was loaded.
+    if let Some(raw) = raw_ns.filter(|&n| n > 0) {
+        let raw = Duration::from_nanos(raw);
+        let r = j.as_secs_f64() / raw.as_secs_f64();
+        println!(
+            "    vs the bare doorbell -> fence round trip {:.1} us: ratio {r:.2}, goal <= 2: {}",
+            raw.as_secs_f64() * 1e6,
+            verdict(r <= 2.0)
+        );
+    }
     Ok(ratio)
 }
 
@@ -259,7 +270,7 @@ fn bench_alloc(
 }
 
 pub fn bench(a: &Args) -> R {
-    let known = ["seconds", "mib", "live", "max-seconds", "device"];
+    let known = ["seconds", "mib", "live", "max-seconds", "device", "raw-ns"];
     let u = a.unknown(&known);
     if !u.is_empty() {
         return Err(Fail::Usage(format!("unknown option {}", u.join(" "))));
@@ -276,7 +287,7 @@ pub fn bench(a: &Args) -> R {
         dev.vram_size() >> 20
     );
     bench_bandwidth(&dev, mib, budget)?;
-    bench_latency(&dev, budget)?;
+    bench_latency(&dev, budget, a.num("raw-ns")?)?;
     bench_alloc(&dev, live, budget * 2, max)?;
     Ok(())
 }

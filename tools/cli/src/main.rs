@@ -100,7 +100,7 @@ usage: vela [--device /dev/accel/accelN] COMMAND [OPTIONS]
                                          with the CPU reference; KERNEL: add_f32 mul_f32
                                          fma_f32 add_u32 mul_u32 fma_u32 sum_f32 sum_u32
                                          crc32c matmul_f32
-  bench [--seconds S] [--mib M] [--live N] [--max-seconds T]
+  bench [--seconds S] [--mib M] [--live N] [--max-seconds T] [--raw-ns NS]
                                          bandwidth, submit latency and allocation ratios
 Sizes take K/M/G suffixes or 0x hex.";
 

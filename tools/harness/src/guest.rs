@@ -21,6 +21,7 @@ const GUEST_BINS: &[&str] = &[
     "vela-submit-test",
     "vela-fuzz",
     "vela-reliability-test",
+    "vela-raw-roundtrip",
 ];
 
 /// KUnit suites vela.ko carries; each must report when the module loads.
@@ -105,9 +106,11 @@ vela run matmul_f32 --count 64 --n 64 --k 64
 "#;
 
 const BENCH: &str = r#"
+# The device's bare round trip first, while no driver is bound: the baseline of (b).
+RAW=$(vela-raw-roundtrip | tee /dev/stderr | tail -n 1)
 insmod /run/vela/vela.ko
 vela info
-vela bench --seconds 2 --live 100000 --max-seconds 600
+vela bench --seconds 2 --live 100000 --max-seconds 600 --raw-ns "$RAW"
 "#;
 
 fn extra_name(p: &Path) -> String {

@@ -6,15 +6,14 @@
 //! with the documented error until it is reset. Runs before vela.ko is loaded.
 
 use std::{
-    fs::{File, OpenOptions},
-    os::unix::fs::FileExt,
-    path::Path,
-    ptr::NonNull,
     thread::sleep,
     time::{Duration, Instant},
 };
 
-use vela_selftests::{vela_pci_devices, Tap};
+use vela_selftests::{
+    bar::{enable, Mapping},
+    vela_pci_devices, Tap,
+};
 
 // Register offsets and fields from Documentation/hardware/registers.rst and queues.rst.
 const INT_STATUS: usize = 0x40;
@@ -53,72 +52,6 @@ const DST: usize = 0x2_0000;
 const FENCE: usize = 0x3_0000;
 const LEN: usize = 8192;
 
-/// A mapping of a sysfs PCI resource file; accesses are volatile and 32/64-bit wide.
-struct Mapping {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl Mapping {
-    fn new(path: &Path, len: usize) -> std::io::Result<Self> {
-        let f = OpenOptions::new().read(true).write(true).open(path)?;
-        // SAFETY: a fresh shared mapping of a file we opened; the kernel checks `len` against
-        // the resource size and fails the call if it does not fit.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                std::os::fd::AsRawFd::as_raw_fd(&f),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        NonNull::new(p.cast())
-            .map(|ptr| Self { ptr, len })
-            .ok_or_else(|| std::io::Error::other("mmap returned NULL"))
-    }
-
-    fn at<T>(&self, off: usize) -> *mut T {
-        assert!(
-            off + std::mem::size_of::<T>() <= self.len
-                && off.is_multiple_of(std::mem::size_of::<T>())
-        );
-        // SAFETY: in bounds, as just checked.
-        unsafe { self.ptr.as_ptr().add(off).cast() }
-    }
-
-    fn r32(&self, off: usize) -> u32 {
-        // SAFETY: `at` returns an aligned in-bounds pointer into the live mapping.
-        unsafe { self.at::<u32>(off).read_volatile() }
-    }
-
-    fn w32(&self, off: usize, v: u32) {
-        // SAFETY: as in `r32`.
-        unsafe { self.at::<u32>(off).write_volatile(v) }
-    }
-
-    fn r64(&self, off: usize) -> u64 {
-        // SAFETY: as in `r32`.
-        unsafe { self.at::<u64>(off).read_volatile() }
-    }
-
-    fn w64(&self, off: usize, v: u64) {
-        // SAFETY: as in `r32`.
-        unsafe { self.at::<u64>(off).write_volatile(v) }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping `new` made.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
-}
-
 fn counter(bar0: &Mapping, n: usize) -> u64 {
     // The LO read latches the 64-bit value for the HI read.
     let lo = bar0.r32(COUNTER_LO + 8 * n);
@@ -141,19 +74,6 @@ fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
         sleep(Duration::from_millis(1));
     }
     cond()
-}
-
-/// Memory decoding and bus mastering on, as a driver's pci_enable_device + set_master would.
-fn enable(pci: &Path) -> std::io::Result<()> {
-    std::fs::write(pci.join("enable"), "1")?;
-    let cfg = File::options()
-        .read(true)
-        .write(true)
-        .open(pci.join("config"))?;
-    let mut cmd = [0u8; 2];
-    cfg.read_exact_at(&mut cmd, 4)?;
-    let v = u16::from_le_bytes(cmd) | 0x6;
-    cfg.write_all_at(&v.to_le_bytes(), 4)
 }
 
 fn main() {
