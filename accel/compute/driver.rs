@@ -34,6 +34,7 @@ impl drm::Driver for VelaDriver {
 
     const INFO: drm::DriverInfo = INFO;
     const FEAT_COMPUTE_ACCEL: bool = true;
+    const FEAT_SYNCOBJ: bool = true;
 
     kernel::declare_drm_ioctls! {
         uapi: crate::uapi;

@@ -16,6 +16,10 @@ use super::{
     vm::{UserQueue, Vm},
 };
 use crate::hw::queue::SLOT;
+use kernel::{drm::syncobj::SyncObj, time::msecs_to_jiffies};
+
+/// How long SUBMIT waits for an in-syncobj's fence before giving up with ETIME.
+const IN_FENCE_TIMEOUT_MS: u32 = 30_000;
 use kernel::drm::gem::BaseObject;
 use crate::uapi;
 
@@ -256,6 +260,20 @@ impl File {
         if count == 0 || count > uapi::DRM_VELA_MAX_COMMANDS as usize {
             return Err(EINVAL);
         }
+        let nsync = usize::try_from(args.in_syncobj_count)?;
+        if nsync > uapi::DRM_VELA_MAX_IN_SYNCOBJS as usize {
+            return Err(EINVAL);
+        }
+        let mut in_handles = KVec::<u32>::with_capacity(nsync, GFP_KERNEL)?;
+        if nsync > 0 {
+            let ptr = UserPtr::from_addr(usize::try_from(args.in_syncobjs)?);
+            let mut reader = UserSlice::new(ptr, nsync * 4).reader();
+            for _ in 0..nsync {
+                let mut h = [0u8; 4];
+                reader.read_slice(&mut h)?;
+                in_handles.push(u32::from_le_bytes(h), GFP_KERNEL)?;
+            }
+        }
         let mut commands = KVec::<[u8; SLOT]>::with_capacity(count, GFP_KERNEL)?;
         let ptr = UserPtr::from_addr(usize::try_from(args.commands)?);
         let mut reader = UserSlice::new(ptr, count * SLOT).reader();
@@ -267,7 +285,26 @@ impl File {
         }
         // Argument errors (EFAULT, EINVAL) come before an unknown id, as in every ioctl.
         let queue = get(&mut Self::objects(file).queues, args.queue_id)?;
-        args.seqno = queue.submit(&commands)?;
+        let out = match args.out_syncobj {
+            0 => None,
+            h => Some(SyncObj::lookup(file, h)?),
+        };
+        let mut deps = KVec::with_capacity(in_handles.len(), GFP_KERNEL)?;
+        for &h in in_handles.iter() {
+            if let Some(f) = SyncObj::lookup(file, h)?.fence() {
+                deps.push(f, GFP_KERNEL)?;
+            }
+        }
+        // The job runs after its dependencies: wait for them here, interruptibly and bounded,
+        // before it is queued (a scheduler would queue it and wait in the background).
+        for f in deps.iter() {
+            f.wait(true, msecs_to_jiffies(IN_FENCE_TIMEOUT_MS))?;
+        }
+        let (seqno, fence) = queue.submit(&commands, out.is_some())?;
+        if let (Some(out), Some(fence)) = (out, fence) {
+            out.replace_fence(Some(fence.as_raw_fence()));
+        }
+        args.seqno = seqno;
         Ok(0)
     }
 

@@ -13,10 +13,11 @@ use kernel::{
 };
 
 use super::gem::VelaObject;
+use kernel::dma_fence::Fence;
 use crate::{
     hw::{
         mmu::{self, PageTables},
-        queue::{HwQueue, SLOT},
+        queue::{HwQueue, JobFence, SLOT},
         vram::{self, PAGE},
         Core,
     },
@@ -176,8 +177,12 @@ impl UserQueue {
         Ok(())
     }
 
-    pub(crate) fn submit(&self, commands: &[[u8; SLOT]]) -> Result<u64> {
-        self.core.queue(self.index)?.submit(&self.core, commands)
+    pub(crate) fn submit(
+        &self,
+        commands: &[[u8; SLOT]],
+        want_fence: bool,
+    ) -> Result<(u64, Option<ARef<Fence<JobFence>>>)> {
+        self.core.queue(self.index)?.submit(&self.core, commands, want_fence)
     }
 
     pub(crate) fn wait(&self, seqno: u64, timeout_ms: u64) -> Result {

@@ -8,10 +8,11 @@
 //! fault fails every job pending on the queue and resets it.
 
 use kernel::{
+    dma_fence::{Fence, FenceContext, FenceOps},
     io::{register::Array, Io},
     new_condvar, new_mutex,
     prelude::*,
-    sync::{CondVar, Mutex},
+    sync::{aref::ARef, CondVar, Mutex},
     time::{msecs_to_jiffies, Delta, Instant, Jiffies, Monotonic},
 };
 
@@ -43,7 +44,19 @@ const POLL_MS: u32 = 50;
 /// a thread wakeup and a reschedule take.
 const SPIN_US: i64 = 300;
 
+/// The fence of one job, for sync objects.
+pub(crate) struct JobFence;
+
+impl FenceOps for JobFence {
+    const DRIVER_NAME: &'static CStr = c"vela";
+    const TIMELINE_NAME: &'static CStr = c"vela-queue";
+}
+
 struct Active {
+    /// The dma_fence timeline of this run of the queue (sequence numbers restart at 1).
+    timeline: FenceContext,
+    /// Fences of pending jobs that asked for one, oldest first.
+    fences: KVec<(u64, ARef<Fence<JobFence>>)>,
     context: u32,
     _ring: VramBlocks,
     ring_offset: u64,
@@ -142,6 +155,8 @@ impl HwQueue {
             Ok(())
         })?;
         st.active = Some(Active {
+            timeline: FenceContext::new(),
+            fences: KVec::new(),
             context,
             _ring: ring,
             ring_offset,
@@ -157,8 +172,14 @@ impl HwQueue {
         Ok(())
     }
 
-    /// Queues a job of `commands` (already checked) and returns its sequence number.
-    pub(crate) fn submit(&self, core: &Core, commands: &[[u8; SLOT]]) -> Result<u64> {
+    /// Queues a job of `commands` (already checked) and returns its sequence number and, with
+    /// `want_fence`, the fence that signals when it is done.
+    pub(crate) fn submit(
+        &self,
+        core: &Core,
+        commands: &[[u8; SLOT]],
+        want_fence: bool,
+    ) -> Result<(u64, Option<ARef<Fence<JobFence>>>)> {
         let needed = u32::try_from(commands.len() + 1)?;
         if needed >= SLOTS {
             return Err(EINVAL);
@@ -197,6 +218,15 @@ impl HwQueue {
 
         let seqno = st.submitted + 1;
         let active = st.active.as_mut().ok_or(ENODEV)?;
+        // Made (and its slot reserved) before the job is written, so nothing can fail after
+        // the doorbell.
+        let job_fence = if want_fence {
+            let f = Fence::new(&active.timeline, seqno, JobFence)?;
+            active.fences.reserve(1, GFP_KERNEL)?;
+            Some(f)
+        } else {
+            None
+        };
         let mut tail = active.tail;
         for c in commands {
             core.vram_write_bytes(active.ring_offset + u64::from(tail) * SLOT as u64, c)?;
@@ -222,7 +252,11 @@ impl HwQueue {
             st.progress = Instant::now();
         }
         st.submitted = seqno;
-        Ok(seqno)
+        if let (Some(f), Some(a)) = (job_fence.as_ref(), st.active.as_mut()) {
+            // Cannot fail: the slot was reserved above.
+            let _ = a.fences.push((seqno, f.clone()), GFP_ATOMIC);
+        }
+        Ok((seqno, job_fence))
     }
 
     /// The MMU context the queue runs on, while it is active.
@@ -240,6 +274,22 @@ impl HwQueue {
                     st.completed = done;
                     st.progress = Instant::now();
                 }
+            }
+        }
+        Self::signal_fences(st);
+    }
+
+    /// Signals the dma_fences of every finished job: with EIO for the failed ones.
+    fn signal_fences(st: &mut QueueState) {
+        let (completed, failed) = (st.completed, &st.failed);
+        let Some(a) = st.active.as_mut() else { return };
+        let done = a.fences.iter().take_while(|(s, _)| *s <= completed).count();
+        for _ in 0..done {
+            let Ok((seqno, f)) = a.fences.remove(0) else { break };
+            if failed.iter().any(|&(lo, hi)| lo <= seqno && seqno <= hi) {
+                f.signal_error(EIO);
+            } else {
+                f.signal();
             }
         }
     }
@@ -273,6 +323,7 @@ impl HwQueue {
             a.tail = 0;
             a.head_seen = 0;
         }
+        Self::signal_fences(&mut st);
         drop(st);
         self.done.notify_all();
     }
@@ -372,6 +423,7 @@ impl HwQueue {
             a.tail = new_tail;
             a.head_seen = 0;
         }
+        Self::signal_fences(&mut st);
         st.progress = Instant::now();
         let i = self.index as usize;
         let ring_dpa = DPA_VRAM | ring;
@@ -405,8 +457,15 @@ impl HwQueue {
             Ok(())
         });
         if st.completed < st.submitted {
+            let range = (st.completed + 1, st.submitted);
+            if st.failed.len() >= FAILURES_KEPT {
+                let _ = st.failed.remove(0);
+            }
+            let _ = st.failed.push(range, GFP_KERNEL);
             st.completed = st.submitted;
         }
+        // Jobs aborted by the stop fail their fences rather than leave them unsignalled.
+        Self::signal_fences(&mut st);
         st.active = None;
         drop(st);
         self.done.notify_all();

@@ -286,6 +286,8 @@ struct drm_vela_queue_destroy {
 #define DRM_VELA_COMMAND_SIZE		64
 /* Most commands one SUBMIT may carry. */
 #define DRM_VELA_MAX_COMMANDS		1024
+/* Most sync objects one SUBMIT may wait for. */
+#define DRM_VELA_MAX_IN_SYNCOBJS	64
 
 /**
  * struct drm_vela_submit - Argument of %DRM_IOCTL_VELA_SUBMIT.
@@ -302,6 +304,16 @@ struct drm_vela_queue_destroy {
  * @command_count: 1..DRM_VELA_MAX_COMMANDS.
  * @pad: must be zero.
  * @seqno: out: the job's sequence number on its queue, for WAIT.
+ * @in_syncobjs: user pointer to @in_syncobj_count DRM sync object handles
+ *	(__u32); the job runs only after each one's current fence signalled.
+ * @in_syncobj_count: 0..DRM_VELA_MAX_IN_SYNCOBJS.
+ * @out_syncobj: a DRM sync object handle, or 0: it gets the job's fence, which
+ *	signals when the job completes, with -EIO when it failed.
+ *
+ * The sync object fields were appended after the first version of the
+ * struct: an older userspace passes a shorter struct, the DRM core zero-fills
+ * the rest, and zero means no sync objects. Unknown handles are -ENOENT,
+ * after every argument check.
  */
 struct drm_vela_submit {
 	__u32 queue_id;
@@ -310,6 +322,9 @@ struct drm_vela_submit {
 	__u32 command_count;
 	__u32 pad;
 	__u64 seqno;
+	__u64 in_syncobjs;
+	__u32 in_syncobj_count;
+	__u32 out_syncobj;
 };
 
 /**

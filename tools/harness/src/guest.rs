@@ -22,6 +22,7 @@ const GUEST_BINS: &[&str] = &[
     "vela-fuzz",
     "vela-reliability-test",
     "vela-raw-roundtrip",
+    "vela-syncobj-test",
 ];
 
 /// KUnit suites vela.ko carries; each must report when the module loads.
@@ -43,6 +44,7 @@ const CHECK_TESTS: &[(&str, &str)] = &[
     ("bo", "vela-bo-test"),
     ("vm", "vela-vm-test"),
     ("submit", "vela-submit-test"),
+    ("syncobj", "vela-syncobj-test"),
     // A fixed seed makes a failure reproducible; several processes race on one device.
     ("fuzz", "vela-fuzz --calls 100000 --procs 4 --seed 1"),
     // Faults injected into the model through the harness's control bridge.

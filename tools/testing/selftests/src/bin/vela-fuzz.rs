@@ -675,6 +675,7 @@ impl Child {
             command_count: count,
             pad,
             seqno: 0,
+            ..Default::default()
         };
         let res = raw::submit(&self.dev, &mut a);
         let args = format!(

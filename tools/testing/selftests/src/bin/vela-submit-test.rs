@@ -32,6 +32,7 @@ fn submit_raw(
         command_count: count,
         pad,
         seqno: 0,
+        ..Default::default()
     };
     raw::submit(dev, &mut a).map(|()| a.seqno)
 }
