@@ -121,6 +121,27 @@ impl HwQueue {
         })
     }
 
+    /// Points the queue at its ring and context and enables it (after a queue reset when
+    /// `reset`); a non-zero `tail` rings the doorbell for commands already in the ring.
+    fn program(&self, core: &Core, ring: u64, context: u32, reset: bool, tail: u32) -> Result {
+        let i = self.index as usize;
+        let ring_dpa = DPA_VRAM | ring;
+        core.with_bar0(|bar| {
+            if reset {
+                bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
+            }
+            bar.write(regs::Q_RING_BASE_LO::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_LO::from_raw(ring_dpa as u32));
+            bar.write(regs::Q_RING_BASE_HI::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_HI::from_raw((ring_dpa >> 32) as u32));
+            bar.write(regs::Q_RING_SIZE::try_at(i).ok_or(EINVAL)?, regs::Q_RING_SIZE::from_raw(LOG2_SLOTS));
+            bar.write(regs::Q_CONTEXT::try_at(i).ok_or(EINVAL)?, regs::Q_CONTEXT::from_raw(context));
+            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_enable::<1>());
+            if tail > 0 {
+                bar.write(regs::Q_DOORBELL::try_at(i).ok_or(EINVAL)?, regs::Q_DOORBELL::from_raw(tail));
+            }
+            Ok(())
+        })
+    }
+
     /// Reserves the fence slot of a queue about to start; map it at `fence_va`, then `start`.
     pub(crate) fn alloc_fence(core: &Core) -> Result<(VramBlocks, FenceSlot)> {
         let fence = core.vram.alloc(PAGE, true)?;
@@ -143,17 +164,7 @@ impl HwQueue {
         if st.active.is_some() {
             return Err(EBUSY);
         }
-        let i = self.index as usize;
-        let ring_dpa = DPA_VRAM | ring_offset;
-        core.with_bar0(|bar| {
-            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
-            bar.write(regs::Q_RING_BASE_LO::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_LO::from_raw(ring_dpa as u32));
-            bar.write(regs::Q_RING_BASE_HI::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_HI::from_raw((ring_dpa >> 32) as u32));
-            bar.write(regs::Q_RING_SIZE::try_at(i).ok_or(EINVAL)?, regs::Q_RING_SIZE::from_raw(LOG2_SLOTS));
-            bar.write(regs::Q_CONTEXT::try_at(i).ok_or(EINVAL)?, regs::Q_CONTEXT::from_raw(context));
-            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_enable::<1>());
-            Ok(())
-        })?;
+        self.program(core, ring_offset, context, true, 0)?;
         st.active = Some(Active {
             timeline: FenceContext::new(),
             fences: KVec::new(),
@@ -425,19 +436,7 @@ impl HwQueue {
         }
         Self::signal_fences(&mut st);
         st.progress = Instant::now();
-        let i = self.index as usize;
-        let ring_dpa = DPA_VRAM | ring;
-        let _ = core.with_bar0(|bar| {
-            bar.write(regs::Q_RING_BASE_LO::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_LO::from_raw(ring_dpa as u32));
-            bar.write(regs::Q_RING_BASE_HI::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_HI::from_raw((ring_dpa >> 32) as u32));
-            bar.write(regs::Q_RING_SIZE::try_at(i).ok_or(EINVAL)?, regs::Q_RING_SIZE::from_raw(LOG2_SLOTS));
-            bar.write(regs::Q_CONTEXT::try_at(i).ok_or(EINVAL)?, regs::Q_CONTEXT::from_raw(context));
-            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_enable::<1>());
-            if new_tail > 0 {
-                bar.write(regs::Q_DOORBELL::try_at(i).ok_or(EINVAL)?, regs::Q_DOORBELL::from_raw(new_tail));
-            }
-            Ok(())
-        });
+        let _ = self.program(core, ring, context, false, new_tail);
         drop(st);
         self.done.notify_all();
     }

@@ -329,4 +329,37 @@ pub mod bar {
         let v = u16::from_le_bytes(cmd) | 0x6;
         cfg.write_all_at(&v.to_le_bytes(), 4)
     }
+
+    /// BAR0 offsets, fields and command bits of queue 0, from Documentation/hardware/
+    /// (registers.rst, queues.rst, commands.rst), for tests that drive the device themselves.
+    pub mod regs {
+        pub const INT_STATUS: usize = 0x40;
+        pub const INT_MASK: usize = 0x44;
+        pub const QUEUE_ERROR_SUMMARY: usize = 0x50;
+        pub const COUNTER_LO: usize = 0x100;
+        pub const COUNTER_CONTROL: usize = 0x180;
+        pub const CNT_COMMANDS_COMPLETED: usize = 0;
+        pub const CNT_FENCES_WRITTEN: usize = 3;
+        pub const CNT_INTERRUPTS_SUPPRESSED: usize = 5;
+        pub const CNT_DOORBELLS: usize = 6;
+        pub const CNT_QUEUE_ERRORS: usize = 9;
+        pub const Q0: usize = 0x1000;
+        pub const Q_RING_BASE_LO: usize = Q0;
+        pub const Q_RING_BASE_HI: usize = Q0 + 0x04;
+        pub const Q_RING_SIZE: usize = Q0 + 0x08;
+        pub const Q_CONTEXT: usize = Q0 + 0x0c;
+        pub const Q_CONTROL: usize = Q0 + 0x10;
+        pub const Q_STATUS: usize = Q0 + 0x14;
+        pub const Q_HEAD: usize = Q0 + 0x18;
+        pub const Q_DOORBELL: usize = Q0 + 0x20;
+        pub const Q_COMPLETED: usize = Q0 + 0x24;
+        pub const CONTROL_ENABLE: u32 = 1;
+        pub const CONTROL_RESET: u32 = 2;
+        pub const STATUS_ERROR: u32 = 1 << 1;
+        pub const INT_QUEUE_ERROR: u32 = 1 << 16;
+        pub const OP_COPY: u32 = 0x02;
+        pub const OP_FENCE: u32 = 0x01;
+        pub const FLAG_INTERRUPT: u32 = 1 << 8;
+        pub const VRAM: u64 = 1 << 63;
+    }
 }

@@ -11,39 +11,9 @@ use std::{
 };
 
 use vela_selftests::{
-    bar::{enable, Mapping},
+    bar::{enable, regs::*, Mapping},
     vela_pci_devices, Tap,
 };
-
-// Register offsets and fields from Documentation/hardware/registers.rst and queues.rst.
-const INT_STATUS: usize = 0x40;
-const INT_MASK: usize = 0x44;
-const QUEUE_ERROR_SUMMARY: usize = 0x50;
-const COUNTER_LO: usize = 0x100;
-const COUNTER_CONTROL: usize = 0x180;
-const CNT_COMMANDS_COMPLETED: usize = 0;
-const CNT_FENCES_WRITTEN: usize = 3;
-const CNT_INTERRUPTS_SUPPRESSED: usize = 5;
-const CNT_DOORBELLS: usize = 6;
-const CNT_QUEUE_ERRORS: usize = 9;
-const Q0: usize = 0x1000;
-const Q_RING_BASE_LO: usize = Q0;
-const Q_RING_BASE_HI: usize = Q0 + 0x04;
-const Q_RING_SIZE: usize = Q0 + 0x08;
-const Q_CONTEXT: usize = Q0 + 0x0c;
-const Q_CONTROL: usize = Q0 + 0x10;
-const Q_STATUS: usize = Q0 + 0x14;
-const Q_HEAD: usize = Q0 + 0x18;
-const Q_DOORBELL: usize = Q0 + 0x20;
-const Q_COMPLETED: usize = Q0 + 0x24;
-const CONTROL_ENABLE: u32 = 1;
-const CONTROL_RESET: u32 = 2;
-const STATUS_ERROR: u32 = 1 << 1;
-const INT_QUEUE_ERROR: u32 = 1 << 16;
-const OP_COPY: u32 = 0x02;
-const OP_FENCE: u32 = 0x01;
-const FLAG_INTERRUPT: u32 = 1 << 8;
-const VRAM: u64 = 1 << 63;
 
 // VRAM layout of the test.
 const RING: usize = 0;

@@ -8,17 +8,10 @@
 use std::time::{Duration, Instant};
 
 use vela_selftests::{
-    bar::{enable, Mapping},
+    bar::{enable, regs::*, Mapping},
     vela_pci_devices,
 };
 
-const Q_RING_BASE_LO: usize = 0x1000;
-const Q_RING_BASE_HI: usize = 0x1004;
-const Q_RING_SIZE: usize = 0x1008;
-const Q_CONTEXT: usize = 0x100c;
-const Q_CONTROL: usize = 0x1010;
-const Q_DOORBELL: usize = 0x1020;
-const VRAM: u64 = 1 << 63;
 const LOG2_SLOTS: u32 = 8;
 const SLOTS: u32 = 1 << LOG2_SLOTS;
 const FENCE_AT: usize = 0x10000;
