@@ -35,6 +35,8 @@ impl drm::Driver for VelaDriver {
     const INFO: drm::DriverInfo = INFO;
     const FEAT_COMPUTE_ACCEL: bool = true;
     const FEAT_SYNCOBJ: bool = true;
+    // Open files pin vela.ko: rmmod fails with EBUSY while one is open.
+    const OWNER: Option<&'static kernel::ThisModule> = Some(&crate::THIS_MODULE);
 
     kernel::declare_drm_ioctls! {
         uapi: crate::uapi;

@@ -141,6 +141,27 @@ fn main() {
         );
     }
 
+    // An open file pins the module: unloading it now would leave the file pointing at freed
+    // code, so rmmod must be refused while it is open, and work once it is closed.
+    if let Ok(node) = accel_node(&first) {
+        if let Ok(f) = fs::File::open(&node) {
+            let busy = run("rmmod", &["vela"]);
+            t.check(
+                busy.is_err() && Path::new("/sys/module/vela").exists(),
+                "rmmod with an accel file open is refused",
+                format_args!("{busy:?}"),
+            );
+            let q = vela_uapi::query_device(&f);
+            t.check(
+                q.is_ok(),
+                "the open file still works after the refused rmmod",
+                format_args!("{q:?}"),
+            );
+        } else {
+            t.check(false, "open the accel node", "failed");
+        }
+    }
+
     for i in 0..CYCLES {
         let removed = run("rmmod", &["vela"]);
         let gone =
