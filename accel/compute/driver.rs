@@ -52,6 +52,7 @@ impl drm::Driver for VelaDriver {
         (VELA_QUEUE_DESTROY, drm_vela_queue_destroy, ioctl::RENDER_ALLOW, File::queue_destroy),
         (VELA_SUBMIT, drm_vela_submit, ioctl::RENDER_ALLOW, File::submit),
         (VELA_WAIT, drm_vela_wait, ioctl::RENDER_ALLOW, File::wait),
+        (VELA_BO_WAIT, drm_vela_bo_wait, ioctl::RENDER_ALLOW, File::bo_wait),
     }
 }
 

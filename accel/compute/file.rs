@@ -322,4 +322,21 @@ impl File {
         queue.wait(args.seqno, ms)?;
         Ok(0)
     }
+
+    /// BO_WAIT: waits until every job that used a buffer is done.
+    pub(crate) fn bo_wait(
+        _dev: &VelaDevice,
+        args: &mut uapi::drm_vela_bo_wait,
+        file: &drm::File<File>,
+    ) -> Result<u32> {
+        if args.flags != 0 || args.timeout_ns < 0 {
+            return Err(EINVAL);
+        }
+        let bo = gem::lookup(file, args.handle)?;
+        let ms = u64::try_from(args.timeout_ns)?.div_ceil(1_000_000);
+        let jiffies = msecs_to_jiffies(u32::try_from(ms).unwrap_or(u32::MAX));
+        // Read usage waits for readers and writers: all of the device's jobs.
+        bo.resv().wait(kernel::dma_resv::Usage::Read, true, jiffies)?;
+        Ok(0)
+    }
 }

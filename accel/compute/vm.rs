@@ -13,7 +13,7 @@ use kernel::{
 };
 
 use super::gem::VelaObject;
-use kernel::dma_fence::Fence;
+use kernel::{dma_fence::Fence, dma_resv::Usage};
 use crate::{
     hw::{
         mmu::{self, PageTables},
@@ -135,6 +135,18 @@ impl Vm {
     pub(crate) fn queue_count(&self) -> u32 {
         self.inner.lock().queues
     }
+
+    /// The buffers bound in the VM, each once: what a job on the VM may touch.
+    pub(crate) fn bound_objects(&self) -> Result<KVec<ARef<gem::Object<VelaObject>>>> {
+        let inner = self.inner.lock();
+        let mut out: KVec<ARef<gem::Object<VelaObject>>> = KVec::new();
+        for b in inner.bindings.iter() {
+            if !out.iter().any(|o| core::ptr::eq(&**o, &*b._bo)) {
+                out.push(b._bo.clone(), GFP_KERNEL)?;
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[pinned_drop]
@@ -177,12 +189,21 @@ impl UserQueue {
         Ok(())
     }
 
+    /// Queues a job. Its fence goes into the reservation object of every buffer bound in the
+    /// VM before it starts, so BO_WAIT (and anyone sharing a buffer) sees it.
     pub(crate) fn submit(
         &self,
         commands: &[[u8; SLOT]],
         want_fence: bool,
     ) -> Result<(u64, Option<ARef<Fence<JobFence>>>)> {
-        self.core.queue(self.index)?.submit(&self.core, commands, want_fence)
+        let bos = self.vm.bound_objects()?;
+        let want_fence = want_fence || !bos.is_empty();
+        self.core.queue(self.index)?.submit(&self.core, commands, want_fence, |f| {
+            for bo in bos.iter() {
+                bo.resv().add_fence(f.as_raw_fence(), Usage::Write)?;
+            }
+            Ok(())
+        })
     }
 
     pub(crate) fn wait(&self, seqno: u64, timeout_ms: u64) -> Result {

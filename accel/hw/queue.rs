@@ -185,11 +185,15 @@ impl HwQueue {
 
     /// Queues a job of `commands` (already checked) and returns its sequence number and, with
     /// `want_fence`, the fence that signals when it is done.
+    ///
+    /// `attach` is given the fence before the doorbell (to publish it in reservation objects);
+    /// if it fails, the job is not started, and its fence signals with the error SUBMIT returns.
     pub(crate) fn submit(
         &self,
         core: &Core,
         commands: &[[u8; SLOT]],
         want_fence: bool,
+        attach: impl FnOnce(&Fence<JobFence>) -> Result,
     ) -> Result<(u64, Option<ARef<Fence<JobFence>>>)> {
         let needed = u32::try_from(commands.len() + 1)?;
         if needed >= SLOTS {
@@ -249,6 +253,13 @@ impl HwQueue {
         fence[16..24].copy_from_slice(&seqno.to_le_bytes());
         core.vram_write_bytes(active.ring_offset + u64::from(tail) * SLOT as u64, &fence)?;
         tail = (tail + 1) % SLOTS;
+        if let Some(f) = job_fence.as_ref() {
+            if let Err(e) = attach(f) {
+                // The slots written past the old tail are simply written over later.
+                f.signal_error(e);
+                return Err(e);
+            }
+        }
         active.tail = tail;
         let i = self.index as usize;
         // A read back of BAR2 orders the ring writes before the doorbell (queues.rst); unlike

@@ -31,6 +31,7 @@ extern "C" {
 #define DRM_VELA_QUEUE_DESTROY		0x09
 #define DRM_VELA_SUBMIT			0x0a
 #define DRM_VELA_WAIT			0x0b
+#define DRM_VELA_BO_WAIT		0x0c
 
 /**
  * enum drm_vela_query_id - What &struct drm_vela_query asks for.
@@ -347,6 +348,25 @@ struct drm_vela_wait {
 	__s64 timeout_ns;
 };
 
+/**
+ * struct drm_vela_bo_wait - Argument of %DRM_IOCTL_VELA_BO_WAIT.
+ *
+ * Waits until every job that used the buffer is done: every SUBMIT adds its
+ * job's fence to the reservation object (dma_resv) of each buffer bound in
+ * the queue's VM, before the job starts. For the CPU before it reads a
+ * mapping, and for anyone that shares the buffer. Returns 0 when idle, -ETIME
+ * when @timeout_ns passed first (0 polls).
+ *
+ * @handle: the buffer.
+ * @flags: must be zero.
+ * @timeout_ns: relative timeout, not negative.
+ */
+struct drm_vela_bo_wait {
+	__u32 handle;
+	__u32 flags;
+	__s64 timeout_ns;
+};
+
 /*
  * The ioctl numbers (not only macros) so that bindgen gives
  * them to Rust users, the driver among them. The enum is anonymous so the
@@ -377,6 +397,8 @@ enum {
 					 struct drm_vela_submit),
 	DRM_IOCTL_VELA_WAIT = DRM_IOWR(DRM_COMMAND_BASE + DRM_VELA_WAIT,
 				       struct drm_vela_wait),
+	DRM_IOCTL_VELA_BO_WAIT = DRM_IOWR(DRM_COMMAND_BASE + DRM_VELA_BO_WAIT,
+					  struct drm_vela_bo_wait),
 };
 
 #if defined(__cplusplus)

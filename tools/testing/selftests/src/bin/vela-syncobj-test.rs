@@ -2,10 +2,12 @@
 
 //! SUBMIT with DRM sync objects: the out-syncobj gets a fence that signals when the job is
 //! done (with -EIO when it failed), and a job with in-syncobjs runs only after their fences.
+//! Implicit sync: every job's fence is in the reservation object of the buffers bound in its
+//! VM, and BO_WAIT waits for it.
 
 use std::{fs::File, os::fd::AsRawFd, time::Duration};
 
-use libc::{EFAULT, EINVAL, EIO, ENOENT};
+use libc::{EFAULT, EINVAL, EIO, ENOENT, ETIME};
 use vela_runtime::{raw, Access, Buffer, BufferFlags, Command, Device, Queue, Vm};
 use vela_selftests::{open_device, Tap};
 
@@ -362,6 +364,66 @@ fn main() {
         r.is_ok() && old[3] == after + 1,
         "SUBMIT with the original 32-byte struct",
         format_args!("{r:?} seqno {}", old[3]),
+    );
+
+    // 6. Implicit sync: a long job's fence is in its buffers' reservation objects.
+    let bo_wait = |h: u32, flags: u32, timeout_ns: i64| {
+        let mut a = vela_uapi::drm_vela_bo_wait {
+            handle: h,
+            flags,
+            timeout_ns,
+        };
+        ioctl(dev.file(), vela_uapi::DRM_IOCTL_VELA_BO_WAIT as u64, &mut a)
+    };
+    let Ok(loose) = Buffer::create(&dev, 4096, flags) else {
+        t.check(false, "an unbound buffer", "failed");
+        t.finish()
+    };
+    t.ok(bo_wait(mid.handle(), 0, 0), "BO_WAIT on an idle buffer: 0");
+    let long = submit(
+        &dev,
+        Submit {
+            q: q1.id(),
+            cmds: &fills,
+            ins: &[],
+            out: 0,
+        },
+    );
+    t.ok(long, "SUBMIT a long job on the VM");
+    t.errno(
+        bo_wait(mid.handle(), 0, 0),
+        ETIME,
+        "BO_WAIT polls a buffer the job uses: ETIME (busy)",
+    );
+    t.ok(
+        bo_wait(loose.handle(), 0, 0),
+        "a buffer bound nowhere is not busy",
+    );
+    t.ok(
+        bo_wait(mid.handle(), 0, 30_000_000_000),
+        "BO_WAIT until the job is done",
+    );
+    let done =
+        (0..16u64).all(|i| mmid.read_u32((i * MIB) as usize).ok() == Some(0xa5a5_0000 + i as u32));
+    t.check(
+        done,
+        "after BO_WAIT the CPU reads the job's final data",
+        "stale data",
+    );
+    t.errno(
+        bo_wait(mid.handle(), 1, 0),
+        EINVAL,
+        "BO_WAIT unknown flag: EINVAL",
+    );
+    t.errno(
+        bo_wait(mid.handle(), 0, -1),
+        EINVAL,
+        "BO_WAIT negative timeout: EINVAL",
+    );
+    t.errno(
+        bo_wait(0xdead, 0, 0),
+        ENOENT,
+        "BO_WAIT unknown handle: ENOENT",
     );
     t.finish()
 }
