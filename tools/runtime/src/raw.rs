@@ -116,8 +116,10 @@ mod tests {
         assert_eq!(size_of::<drm_vela_vm_unbind>(), 24);
         assert_eq!(size_of::<drm_vela_queue_create>(), 16);
         assert_eq!(size_of::<drm_vela_queue_destroy>(), 8);
-        assert_eq!(size_of::<drm_vela_submit>(), 32);
+        // 32 bytes in the first version; the sync object fields were appended (uapi.rst).
+        assert_eq!(size_of::<drm_vela_submit>(), 48);
         assert_eq!(size_of::<drm_vela_wait>(), 24);
+        assert_eq!(size_of::<vela_uapi::drm_vela_bo_wait>(), 16);
     }
 
     #[test]
