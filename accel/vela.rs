@@ -104,6 +104,9 @@ impl pci::Driver for VelaPciDriver {
 
     fn unbind<'bound>(pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
         this.core.disable_interrupts(pdev.as_ref());
+        // Buffers are mapped straight onto BAR2: once the device is gone its VRAM may be
+        // handed to someone else, so no old mapping may still reach it.
+        this._accel.unmap_all_mappings();
     }
 }
 

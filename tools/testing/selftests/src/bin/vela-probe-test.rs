@@ -141,6 +141,45 @@ fn main() {
         );
     }
 
+    // Unbind revokes CPU mappings of VRAM: a process that keeps one and touches it after the
+    // device went away gets SIGBUS instead of reaching memory the next owner will use.
+    let revoked = (|| -> Result<bool, String> {
+        let dev = vela_runtime::Device::open(accel_node(&first).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        let flags = vela_runtime::BufferFlags::VRAM | vela_runtime::BufferFlags::CPU_VISIBLE;
+        let bo = vela_runtime::Buffer::create(&dev, 4096, flags).map_err(|e| e.to_string())?;
+        let map = bo.map().map_err(|e| e.to_string())?;
+        map.write_u32(0, 0x1234_5678).map_err(|e| e.to_string())?;
+        fs::write(format!("{DRIVER}/unbind"), &bdf).map_err(|e| e.to_string())?;
+        // SAFETY: the child only reads the mapping and exits; the parent waits for it.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let _ = map.read_u32(0);
+            // SAFETY: leaving the forked child without running the parent's destructors.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let sigbus = libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGBUS;
+        drop(map);
+        drop(bo);
+        drop(dev);
+        fs::write(format!("{DRIVER}/bind"), &bdf).map_err(|e| e.to_string())?;
+        Ok(sigbus)
+    })();
+    t.check(
+        matches!(revoked, Ok(true)),
+        "unbind revokes VRAM mappings: a later access gets SIGBUS",
+        format_args!("{revoked:?}"),
+    );
+    let r = all_working(&devs);
+    t.check(
+        r.is_ok(),
+        "the device works again after the rebind",
+        format_args!("{r:?}"),
+    );
+
     // An open file pins the module: unloading it now would leave the file pointing at freed
     // code, so rmmod must be refused while it is open, and work once it is closed.
     if let Ok(node) = accel_node(&first) {
