@@ -90,7 +90,7 @@ impl File {
                 vram_size: core.vram.size(),
                 vram_free: core.vram.avail(),
             }
-        })?;
+        }, || core.counters())?;
         let bytes = reply.as_bytes();
         let len: u32 = bytes.len().try_into()?;
         match query::size_check(args.size, len)? {

@@ -12,6 +12,7 @@ use crate::{hw::Identity, uapi};
 pub(crate) enum Reply {
     Device(uapi::drm_vela_query_device),
     Memory(uapi::drm_vela_query_memory),
+    Counters(uapi::drm_vela_query_counters),
 }
 
 /// The memory facts QUERY_MEMORY reports.
@@ -49,6 +50,7 @@ impl Reply {
         id: &Identity,
         revision: u8,
         mem: impl FnOnce() -> MemoryFacts,
+        counters: impl FnOnce() -> Result<[u64; crate::hw::regs::COUNTERS]>,
     ) -> Result<Self> {
         if args.flags != 0 || args.pad != 0 {
             return Err(EINVAL);
@@ -77,6 +79,13 @@ impl Reply {
                     va_size: crate::hw::mmu::KERNEL_VA_BASE,
                 }))
             }
+            uapi::drm_vela_query_id_DRM_VELA_QUERY_COUNTERS => {
+                let mut reply = uapi::drm_vela_query_counters::default();
+                for (dst, src) in reply.counters.iter_mut().zip(counters()?) {
+                    *dst = src;
+                }
+                Ok(Self::Counters(reply))
+            }
             _ => Err(EINVAL),
         }
     }
@@ -85,6 +94,7 @@ impl Reply {
         match self {
             Self::Device(d) => d.as_bytes(),
             Self::Memory(m) => m.as_bytes(),
+            Self::Counters(c) => c.as_bytes(),
         }
     }
 }
@@ -114,7 +124,7 @@ mod tests {
 
     #[test]
     fn device_reply_carries_identity() -> Result {
-        let reply = Reply::new(&args(uapi::drm_vela_query_id_DRM_VELA_QUERY_DEVICE), &identity(), 3, mem)?;
+        let reply = Reply::new(&args(uapi::drm_vela_query_id_DRM_VELA_QUERY_DEVICE), &identity(), 3, mem, no_counters)?;
         let Reply::Device(d) = reply else {
             return Err(EINVAL);
         };
@@ -128,6 +138,22 @@ mod tests {
         Ok(())
     }
 
+    fn no_counters() -> Result<[u64; crate::hw::regs::COUNTERS]> {
+        Ok([7; crate::hw::regs::COUNTERS])
+    }
+
+    #[test]
+    fn counters_reply() -> Result {
+        let reply = Reply::new(&args(uapi::drm_vela_query_id_DRM_VELA_QUERY_COUNTERS), &identity(), 0, mem, no_counters)?;
+        let Reply::Counters(c) = reply else {
+            return Err(EINVAL);
+        };
+        assert_eq!(c.counters[12], 7);
+        assert_eq!(c.counters[13], 0);
+        assert_eq!(core::mem::size_of_val(&c), 128);
+        Ok(())
+    }
+
     fn mem() -> MemoryFacts {
         MemoryFacts {
             vram_size: 256 << 20,
@@ -137,7 +163,7 @@ mod tests {
 
     #[test]
     fn memory_reply() -> Result {
-        let reply = Reply::new(&args(uapi::drm_vela_query_id_DRM_VELA_QUERY_MEMORY), &identity(), 0, mem)?;
+        let reply = Reply::new(&args(uapi::drm_vela_query_id_DRM_VELA_QUERY_MEMORY), &identity(), 0, mem, no_counters)?;
         let Reply::Memory(m) = reply else {
             return Err(EINVAL);
         };
@@ -153,13 +179,13 @@ mod tests {
     #[test]
     fn rejects_unknown_query_flags_and_padding() {
         let id = identity();
-        assert!(Reply::new(&args(1000), &id, 0, mem).is_err());
+        assert!(Reply::new(&args(1000), &id, 0, mem, no_counters).is_err());
         let mut a = args(uapi::drm_vela_query_id_DRM_VELA_QUERY_DEVICE);
         a.flags = 1;
-        assert_eq!(Reply::new(&a, &id, 0, mem).err(), Some(EINVAL));
+        assert_eq!(Reply::new(&a, &id, 0, mem, no_counters).err(), Some(EINVAL));
         a.flags = 0;
         a.pad = 1;
-        assert_eq!(Reply::new(&a, &id, 0, mem).err(), Some(EINVAL));
+        assert_eq!(Reply::new(&a, &id, 0, mem, no_counters).err(), Some(EINVAL));
     }
 
     #[test]

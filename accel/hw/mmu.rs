@@ -22,6 +22,10 @@ pub(crate) const KERNEL_VA_BASE: u64 = VA_LIMIT - (1 << 30);
 const VALID: u64 = 1 << 0;
 pub(crate) const READ: u64 = 1 << 1;
 pub(crate) const WRITE: u64 = 1 << 2;
+/// Level 1 only: the entry maps a 2 MiB page.
+const HUGE: u64 = 1 << 3;
+/// Size of a huge page.
+pub(crate) const HUGE_PAGE: u64 = 2 << 20;
 const IN_VRAM: u64 = 1 << 4;
 const ADDR_MASK: u64 = ((1 << 52) - 1) & !(PAGE - 1);
 /// DPA bit 63: the address is a VRAM offset.
@@ -39,6 +43,13 @@ struct Table {
 pub(crate) struct PageTables {
     root: Table,
     tables: KVec<Table>,
+    /// The 2 MiB regions (VA >> 21) mapped by a huge level 1 entry.
+    huge: KVec<u64>,
+}
+
+/// Whether `[va, va + left)` can start with a 2 MiB page at VRAM offset `offset`.
+pub(crate) fn huge_fits(va: u64, offset: u64, left: u64) -> bool {
+    va % HUGE_PAGE == 0 && offset % HUGE_PAGE == 0 && left >= HUGE_PAGE
 }
 
 fn index(va: u64, level: u32) -> u64 {
@@ -55,6 +66,7 @@ impl PageTables {
         Ok(Self {
             root: Self::new_table(core, u64::MAX)?,
             tables: KVec::new(),
+            huge: KVec::new(),
         })
     }
 
@@ -98,12 +110,22 @@ impl PageTables {
         Ok(Some(offset))
     }
 
-    /// Maps the 4 KiB pages `[va, va + len)` to VRAM from `vram_offset` on, with `flags`
-    /// (READ, WRITE). Adding entries where there were none needs no invalidation.
+    /// Maps `[va, va + len)` to VRAM from `vram_offset` on, with `flags` (READ, WRITE): with
+    /// 2 MiB pages where both addresses are aligned and no 4 KiB table covers the region yet
+    /// (one walk instead of 512), 4 KiB pages elsewhere. Adding entries where there were none
+    /// needs no invalidation.
     pub(crate) fn map(&mut self, core: &Core, va: u64, vram_offset: u64, len: u64, flags: u64) -> Result {
         let mut off = 0;
         while off < len {
             let v = va + off;
+            if huge_fits(v, vram_offset + off, len - off) && self.table(core, v, 0, false)?.is_none() {
+                let l1 = self.table(core, v, 1, true)?.ok_or(ENOMEM)?;
+                self.huge.reserve(1, GFP_KERNEL)?;
+                core.vram_write64(l1 + 8 * index(v, 1), pte(vram_offset + off, flags | HUGE))?;
+                self.huge.push(v >> 21, GFP_KERNEL)?;
+                off += HUGE_PAGE;
+                continue;
+            }
             let l0 = self.table(core, v, 0, true)?.ok_or(ENOMEM)?;
             core.vram_write64(l0 + 8 * index(v, 0), pte(vram_offset + off, flags))?;
             off += PAGE;
@@ -117,6 +139,16 @@ impl PageTables {
         let mut off = 0;
         while off < len {
             let v = va + off;
+            if v % HUGE_PAGE == 0 && len - off >= HUGE_PAGE {
+                if let Some(i) = self.huge.iter().position(|&h| h == v >> 21) {
+                    if let Some(l1) = self.table(core, v, 1, false)? {
+                        core.vram_write64(l1 + 8 * index(v, 1), 0)?;
+                    }
+                    let _ = self.huge.remove(i);
+                    off += HUGE_PAGE;
+                    continue;
+                }
+            }
             if let Some(l0) = self.table(core, v, 0, false)? {
                 core.vram_write64(l0 + 8 * index(v, 0), 0)?;
             }
@@ -135,6 +167,16 @@ mod tests {
         let va = (3u64 << 30) | (5 << 21) | (7 << 12) | 0x123;
         assert_eq!((index(va, 2), index(va, 1), index(va, 0)), (3, 5, 7));
         assert_eq!(index(VA_LIMIT - 1, 2), 511);
+    }
+
+    #[test]
+    fn huge_page_choice() {
+        assert!(huge_fits(0, 0, HUGE_PAGE));
+        assert!(huge_fits(4 * HUGE_PAGE, 2 * HUGE_PAGE, 3 * HUGE_PAGE));
+        assert!(!huge_fits(PAGE, 0, 4 * HUGE_PAGE));
+        assert!(!huge_fits(0, PAGE, 4 * HUGE_PAGE));
+        assert!(!huge_fits(0, 0, HUGE_PAGE - PAGE));
+        assert_eq!(pte(HUGE_PAGE, READ | HUGE) & 0xfff, VALID | READ | HUGE | IN_VRAM);
     }
 
     #[test]

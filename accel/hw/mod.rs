@@ -273,3 +273,19 @@ impl Core {
         }
     }
 }
+
+impl Core {
+    /// Reads the event counters (`Documentation/hardware/registers.rst`, Counters).
+    pub(crate) fn counters(&self) -> Result<[u64; regs::COUNTERS]> {
+        self.with_bar0(|bar| {
+            let mut out = [0u64; regs::COUNTERS];
+            for (n, v) in out.iter_mut().enumerate() {
+                // LO first: the read latches the 64-bit value the HI read then returns.
+                let lo = bar.read(regs::COUNTER_LO::try_at(n).ok_or(EINVAL)?).into_raw();
+                let hi = bar.read(regs::COUNTER_HI::try_at(n).ok_or(EINVAL)?).into_raw();
+                *v = (u64::from(hi) << 32) | u64::from(lo);
+            }
+            Ok(out)
+        })
+    }
+}

@@ -198,3 +198,18 @@ register! {
         31:0 count;
     }
 }
+
+/// Number of hardware event counters.
+pub(crate) const COUNTERS: usize = 13;
+
+register! {
+    /// Counter N, bits 31:0; reading it latches the whole 64-bit value for `COUNTER_HI`.
+    pub(crate) COUNTER_LO(u32)[COUNTERS, stride = 8] @ 0x0100 {
+        31:0 value;
+    }
+
+    /// Counter N, bits 63:32 of the value the last `COUNTER_LO` read latched.
+    pub(crate) COUNTER_HI(u32)[COUNTERS, stride = 8] @ 0x0104 {
+        31:0 value;
+    }
+}

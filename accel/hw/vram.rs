@@ -6,7 +6,7 @@ use kernel::{
     gpu::buddy::{AllocatedBlocks, GpuBuddy, GpuBuddyAllocFlags, GpuBuddyAllocMode, GpuBuddyParams},
     prelude::*,
     ptr::Alignment,
-    sizes::SZ_4K,
+    sizes::{SZ_2M, SZ_4K},
 };
 
 /// The smallest unit of VRAM: the device MMU's small page.
@@ -37,6 +37,13 @@ impl Vram {
         if size == 0 || size % PAGE != 0 || size > self.buddy.size() {
             return Err(EINVAL);
         }
+        // Sizes made of whole 2 MiB pages get 2 MiB blocks, which are 2 MiB aligned, so the
+        // device MMU can map them with huge pages.
+        let min_block = if size % (2 << 20) == 0 {
+            Alignment::new::<SZ_2M>()
+        } else {
+            Alignment::new::<SZ_4K>()
+        };
         let flags = if contiguous {
             GpuBuddyAllocFlags::from(kernel::gpu::buddy::GpuBuddyAllocFlag::Contiguous)
         } else {
@@ -44,7 +51,7 @@ impl Vram {
         };
         KBox::pin_init(
             self.buddy
-                .alloc_blocks(GpuBuddyAllocMode::Simple, size, Alignment::new::<SZ_4K>(), flags),
+                .alloc_blocks(GpuBuddyAllocMode::Simple, size, min_block, flags),
             GFP_KERNEL,
         )
         .map_err(|e| if e == ENOSPC { ENOMEM } else { e })

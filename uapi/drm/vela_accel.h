@@ -39,10 +39,13 @@ extern "C" {
  * @DRM_VELA_QUERY_DEVICE: the device identity and sizes, as a
  *	&struct drm_vela_query_device.
  * @DRM_VELA_QUERY_MEMORY: VRAM use, as a &struct drm_vela_query_memory.
+ * @DRM_VELA_QUERY_COUNTERS: the device's event counters, as a
+ *	&struct drm_vela_query_counters.
  */
 enum drm_vela_query_id {
 	DRM_VELA_QUERY_DEVICE = 0,
 	DRM_VELA_QUERY_MEMORY = 1,
+	DRM_VELA_QUERY_COUNTERS = 2,
 };
 
 /* Capability bits of &drm_vela_query_device.caps, as the hardware reports them. */
@@ -93,6 +96,35 @@ struct drm_vela_query_memory {
 	__u64 vram_free;
 	__u64 page_size;
 	__u64 va_size;
+};
+
+/* Indices of &drm_vela_query_counters.counters, as the hardware numbers them. */
+#define DRM_VELA_COUNTER_COMMANDS_COMPLETED	0
+#define DRM_VELA_COUNTER_BYTES_WRITTEN		1
+#define DRM_VELA_COUNTER_KERNELS_EXECUTED	2
+#define DRM_VELA_COUNTER_FENCES_WRITTEN		3
+#define DRM_VELA_COUNTER_INTERRUPTS_SENT	4
+#define DRM_VELA_COUNTER_INTERRUPTS_SUPPRESSED	5
+#define DRM_VELA_COUNTER_DOORBELLS		6
+#define DRM_VELA_COUNTER_PAGE_WALKS		7
+#define DRM_VELA_COUNTER_MMU_FAULTS		8
+#define DRM_VELA_COUNTER_QUEUE_ERRORS		9
+#define DRM_VELA_COUNTER_DMA_ERRORS		10
+#define DRM_VELA_COUNTER_P2P_BYTES		11
+#define DRM_VELA_COUNTER_RESETS			12
+#define DRM_VELA_COUNTERS			13
+
+/**
+ * struct drm_vela_query_counters - Reply to %DRM_VELA_QUERY_COUNTERS.
+ *
+ * Device-wide, free-running 64-bit event counters (they count every
+ * process's work), indexed by DRM_VELA_COUNTER_*; entries past
+ * DRM_VELA_COUNTERS read zero.
+ *
+ * @counters: the values.
+ */
+struct drm_vela_query_counters {
+	__u64 counters[16];
 };
 
 /**

@@ -23,6 +23,7 @@ const GUEST_BINS: &[&str] = &[
     "vela-reliability-test",
     "vela-raw-roundtrip",
     "vela-syncobj-test",
+    "vela-mmu-test",
 ];
 
 /// KUnit suites vela.ko carries; each must report when the module loads.
@@ -45,6 +46,7 @@ const CHECK_TESTS: &[(&str, &str)] = &[
     ("vm", "vela-vm-test"),
     ("submit", "vela-submit-test"),
     ("syncobj", "vela-syncobj-test"),
+    ("mmu", "vela-mmu-test"),
     // A fixed seed makes a failure reproducible; several processes race on one device.
     ("fuzz", "vela-fuzz --calls 100000 --procs 4 --seed 1"),
     // Faults injected into the model through the harness's control bridge.

@@ -120,6 +120,7 @@ mod tests {
         assert_eq!(size_of::<drm_vela_submit>(), 48);
         assert_eq!(size_of::<drm_vela_wait>(), 24);
         assert_eq!(size_of::<vela_uapi::drm_vela_bo_wait>(), 16);
+        assert_eq!(size_of::<vela_uapi::drm_vela_query_counters>(), 128);
     }
 
     #[test]

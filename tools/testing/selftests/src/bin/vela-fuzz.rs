@@ -206,7 +206,9 @@ impl Child {
             2 => self.rng.next_u32(),
             _ => REPLY,
         };
-        let (data, ok_ptr) = self.pointer(u64::from(size.min(REPLY)));
+        // Valid pointers must hold the largest reply: the kernel writes up to the reply's size.
+        const MAX_REPLY: u32 = std::mem::size_of::<vela_uapi::drm_vela_query_counters>() as u32;
+        let (data, ok_ptr) = self.pointer(u64::from(size.min(MAX_REPLY)));
         let mut a = raw::drm_vela_query {
             query,
             flags,
@@ -220,6 +222,7 @@ impl Child {
         let reply = match query {
             0 => Some(REPLY),
             1 => Some(std::mem::size_of::<vela_uapi::drm_vela_query_memory>() as u32),
+            2 => Some(MAX_REPLY),
             _ => None,
         };
         let mut r = Rules::default();
