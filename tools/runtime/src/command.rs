@@ -326,3 +326,31 @@ mod tests {
         assert!(Command::copy(0, 0, 0).with_interrupt().is_well_formed());
     }
 }
+
+#[cfg(test)]
+mod spec_tests {
+    use super::Opcode;
+    use vela_model::regs::cmd;
+
+    #[test]
+    fn opcodes_are_the_models() {
+        let pairs = [
+            (Opcode::Nop, cmd::NOP),
+            (Opcode::Fence, cmd::FENCE),
+            (Opcode::Copy, cmd::COPY),
+            (Opcode::Fill, cmd::FILL),
+            (Opcode::Kernel, cmd::KERNEL),
+        ];
+        for (op, model) in pairs {
+            assert_eq!(op as u8, model, "{op:?}");
+            assert_eq!(Opcode::from_u8(model), Some(op));
+        }
+        for v in 0..=0xffu8 {
+            assert_eq!(
+                Opcode::from_u8(v).is_some(),
+                pairs.iter().any(|&(_, m)| m == v),
+                "opcode {v:#x}"
+            );
+        }
+    }
+}

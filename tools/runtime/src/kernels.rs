@@ -576,3 +576,26 @@ mod tests {
         assert!((0..1000).all(|_| (-8.0..8.0).contains(&a.f32())));
     }
 }
+
+#[cfg(test)]
+mod spec_tests {
+    use super::KernelId;
+    use vela_model::regs::Kernel;
+
+    #[test]
+    fn kernel_ids_are_the_models() {
+        for k in KernelId::ALL {
+            let model = Kernel::from_id(k as u32);
+            assert!(model.is_some(), "{k:?} is not a kernel of the hardware");
+            assert_eq!(model.map(|m| m as u32), Some(k as u32));
+        }
+        // And no hardware kernel is missing here.
+        for id in 0..=0xffu32 {
+            assert_eq!(
+                Kernel::from_id(id).is_some(),
+                KernelId::ALL.iter().any(|&k| k as u32 == id),
+                "id {id:#x}"
+            );
+        }
+    }
+}
