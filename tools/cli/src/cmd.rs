@@ -336,3 +336,37 @@ pub fn run(a: &Args) -> R {
         }
     }
 }
+
+/// `vela stats`: VRAM use (QUERY_MEMORY) and the device's counters (QUERY_COUNTERS).
+pub fn stats(a: &Args) -> R {
+    let dev = device(a)?;
+    let m = dev.memory()?;
+    println!(
+        "{}: VRAM {} MiB, {} MiB free ({} KiB pages); VM address space {} GiB",
+        dev.path().display(),
+        m.vram_size >> 20,
+        m.vram_free >> 20,
+        m.page_size >> 10,
+        m.va_size >> 30
+    );
+    let names = [
+        "commands completed",
+        "bytes written",
+        "kernels executed",
+        "fences written",
+        "interrupts sent",
+        "interrupts suppressed",
+        "doorbells",
+        "page walks",
+        "MMU faults",
+        "queue errors",
+        "DMA errors",
+        "peer-to-peer bytes",
+        "resets",
+    ];
+    let c = dev.counters()?;
+    for (name, v) in names.iter().zip(c) {
+        println!("  {name:<22} {v}");
+    }
+    Ok(())
+}

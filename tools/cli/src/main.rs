@@ -89,6 +89,7 @@ fn info() -> ExitCode {
 const USAGE: &str = "\
 usage: vela [--device /dev/accel/accelN] COMMAND [OPTIONS]
   info                                   list Vela devices
+  stats                                  VRAM use and the device's event counters
   alloc --size N [--count C] [--system] [--cpu-visible] [--vram-only]
                                          create buffers and show what BO_INFO says
   fill  --size N [--pattern P] [--system] [--offset O] [--len L]
@@ -121,6 +122,7 @@ fn main() -> ExitCode {
         Some("read") => cmd::read(&args),
         Some("run") => cmd::run(&args),
         Some("bench") => bench::bench(&args),
+        Some("stats") => cmd::stats(&args),
         Some("help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -107,6 +107,7 @@ echo "VELA-GUEST: a compute kernel on the device, checked against the CPU"
 vela run fma_f32 --count 65536
 vela run crc32c --count 1048576
 vela run matmul_f32 --count 64 --n 64 --k 64
+vela stats
 "#;
 
 const BENCH: &str = r#"

@@ -97,6 +97,39 @@ impl Device {
             .map_err(|e| crate::Error::ioctl(crate::Ioctl::Query, "query=DEVICE".into(), e))
     }
 
+    /// VRAM use and the VM address-space size (QUERY_MEMORY).
+    pub fn memory(&self) -> Result<vela_uapi::drm_vela_query_memory> {
+        let mut reply = vela_uapi::drm_vela_query_memory::default();
+        self.query_into(
+            vela_uapi::drm_vela_query_id_DRM_VELA_QUERY_MEMORY,
+            "MEMORY",
+            &mut reply,
+        )?;
+        Ok(reply)
+    }
+
+    /// The device's event counters, indexed by `DRM_VELA_COUNTER_*` (QUERY_COUNTERS).
+    pub fn counters(&self) -> Result<[u64; 16]> {
+        let mut reply = vela_uapi::drm_vela_query_counters::default();
+        self.query_into(
+            vela_uapi::drm_vela_query_id_DRM_VELA_QUERY_COUNTERS,
+            "COUNTERS",
+            &mut reply,
+        )?;
+        Ok(reply.counters)
+    }
+
+    fn query_into<T>(&self, id: u32, name: &str, reply: &mut T) -> Result<()> {
+        let mut a = vela_uapi::drm_vela_query {
+            query: id,
+            size: std::mem::size_of::<T>() as u32,
+            data: reply as *mut T as u64,
+            ..Default::default()
+        };
+        vela_uapi::query(&self.file, &mut a)
+            .map_err(|e| crate::Error::ioctl(crate::Ioctl::Query, format!("query={name}"), e))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
