@@ -175,7 +175,8 @@ fn main() {
     };
 
     // 1. The out-syncobj signals when the job is done.
-    let Ok(s) = syncobj(&dev) else {
+    // Three sync objects: one per part below.
+    let (Ok(s), Ok(s1), Ok(s2)) = (syncobj(&dev), syncobj(&dev), syncobj(&dev)) else {
         t.check(false, "SYNCOBJ_CREATE", "failed");
         t.finish()
     };
@@ -207,10 +208,6 @@ fn main() {
     // 2. Dependencies: job 1 fills `mid` in 16 commands (the engine interleaves queues a
     //    command at a time), job 2 on another queue copies `mid` to `dst` after job 1's fence.
     //    Without the dependency job 2 would copy a half-filled buffer.
-    let Ok(s1) = syncobj(&dev) else {
-        t.check(false, "SYNCOBJ_CREATE", "failed");
-        t.finish()
-    };
     let _ = mdst.fill(0, (16 * MIB) as usize, 0);
     // 60 passes of junk, then the final pattern: long enough (about 1 GiB of writes) that
     // job 2, submitted right after, would copy junk if it did not wait.
@@ -259,10 +256,6 @@ fn main() {
     );
 
     // 3. A failed job's fence signals with -EIO.
-    let Ok(s2) = syncobj(&dev) else {
-        t.check(false, "SYNCOBJ_CREATE", "failed");
-        t.finish()
-    };
     let unbound = bdst.va() + 64 * MIB;
     let r = submit(
         &dev,
