@@ -103,6 +103,10 @@ impl pci::Driver for VelaPciDriver {
     }
 
     fn unbind<'bound>(pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
+        // Peers lose VRAM first: no new mappings, then every importer drops its mappings, so
+        // nothing maps BAR2 once the device's resources go.
+        this.core.unbinding();
+        this._accel.exports.revoke_all();
         this.core.disable_interrupts(pdev.as_ref());
         // Buffers are mapped straight onto BAR2: once the device is gone its VRAM may be
         // handed to someone else, so no old mapping may still reach it.
@@ -116,4 +120,5 @@ kernel::module_pci_driver! {
     authors: ["Vela developers"],
     description: "Vela PCIe accelerator",
     license: "GPL v2",
+    imports_ns: ["DMA_BUF"],
 }

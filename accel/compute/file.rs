@@ -128,7 +128,10 @@ impl File {
         let bo = gem::lookup(file, args.handle)?;
         args.flags = bo.flags;
         args.size = bo.size().try_into()?;
-        args.placement = uapi::DRM_VELA_PLACEMENT_VRAM;
+        args.placement = match bo.backing {
+            gem::Backing::Vram(_) => uapi::DRM_VELA_PLACEMENT_VRAM,
+            gem::Backing::Import(_) => uapi::DRM_VELA_PLACEMENT_IMPORTED,
+        };
         Ok(0)
     }
 

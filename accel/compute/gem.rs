@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Buffer objects. A VRAM buffer owns its VRAM blocks from creation to its last reference;
-//! userspace maps it write-combined through BAR2.
+//! userspace maps it write-combined through BAR2. Buffers are shared as dma-bufs: exported
+//! peer-to-peer from BAR2, and imported from other exporters (`Documentation/driver.rst`,
+//! Sharing buffers).
 
 use kernel::{
+    dma_buf::{Attachment, DmaBuf, DynamicAttachment, Importer, Mapping, P2pRoute},
+    dma_resv::{ResvLocked, Usage},
     drm::{gem, gem::BaseObject, DeviceContext},
     mm::virt::VmaNew,
     page::PAGE_SIZE,
@@ -11,24 +15,63 @@ use kernel::{
     sync::aref::ARef,
 };
 
-use super::driver::{VelaDevice, VelaDriver};
+use super::{
+    driver::{VelaDevice, VelaDriver},
+    vm::ImportBinds,
+};
 use crate::{
     hw::vram::{self, VramBlocks},
     uapi,
 };
 
+/// What holds a buffer's bytes.
+pub(crate) enum Backing {
+    /// The device's own memory.
+    Vram(VramBlocks),
+    /// Another exporter's dma-buf, reached through a mapping made for this device.
+    Import(Pin<KBox<DynamicAttachment<ImportState>>>),
+}
+
 /// Driver data of a GEM object.
 #[pin_data]
 pub(crate) struct VelaObject {
-    /// DRM_VELA_BO_* creation flags.
+    /// DRM_VELA_BO_* creation flags (0 for imports).
     pub(crate) flags: u32,
-    /// The VRAM backing.
-    pub(crate) vram: VramBlocks,
+    pub(crate) backing: Backing,
 }
 
-/// A checked BO_CREATE request.
+/// A checked BO_CREATE request, or an import.
 pub(crate) struct BoArgs {
     pub(crate) flags: u32,
+    pub(crate) import: Option<Pin<KBox<DynamicAttachment<ImportState>>>>,
+}
+
+/// The exports of the driver: dma-bufs whose `ops` are these are this driver's own.
+static VELA_DMABUF_OPS: gem::DmabufOps<VelaObject> = gem::DmabufOps::new();
+
+/// How long an importer waits, when its mapping is invalidated, for this device's jobs that
+/// use the buffer before it removes the device's page table entries anyway (those jobs then
+/// fault, and fail).
+const INVALIDATE_WAIT_MS: u32 = 2000;
+
+/// An imported buffer's state: where it is bound, so that an invalidation can remove those
+/// page table entries. Guarded by the buffer's reservation lock.
+pub(crate) struct ImportState {
+    pub(crate) binds: ImportBinds,
+}
+
+impl Importer for ImportState {
+    fn invalidate_mappings(attach: &DynamicAttachment<Self>, locked: &ResvLocked<'_>) {
+        // Jobs of this device that use the buffer finish first where they can: their fences
+        // are in the shared reservation object.
+        let _ = locked.resv().wait(
+            Usage::Bookkeep,
+            false,
+            kernel::time::msecs_to_jiffies(INVALIDATE_WAIT_MS),
+        );
+        ImportBinds::unmap_all(attach, locked);
+        attach.unmap(locked);
+    }
 }
 
 impl gem::DriverObject for VelaObject {
@@ -40,18 +83,25 @@ impl gem::DriverObject for VelaObject {
         size: usize,
         args: Self::Args,
     ) -> impl PinInit<Self, Error> {
-        let vram = u64::try_from(size)
-            .map_err(|_| EINVAL)
-            .and_then(|size| dev.core.vram.alloc(size, false));
+        let backing = match args.import {
+            Some(attach) => Ok(Backing::Import(attach)),
+            None => u64::try_from(size)
+                .map_err(|_| EINVAL)
+                .and_then(|size| dev.core.vram.alloc(size, false))
+                .map(Backing::Vram),
+        };
         try_pin_init!(VelaObject {
             flags: args.flags,
-            vram: vram?,
+            backing: backing?,
         })
     }
 
     const HAS_MMAP: bool = true;
 
     fn mmap(obj: &gem::Object<Self>, vma: &VmaNew, offset: usize) -> Result {
+        let Backing::Vram(blocks) = &obj.backing else {
+            return Err(EINVAL);
+        };
         if obj.flags & uapi::DRM_VELA_BO_CPU_VISIBLE == 0 {
             return Err(EINVAL);
         }
@@ -59,7 +109,7 @@ impl gem::DriverObject for VelaObject {
         let (start, end) = (vma.start(), vma.end());
         let mut obj_pos: usize = 0;
         let mut addr = start;
-        for (vram_off, len) in vram::runs(&obj.vram) {
+        for (vram_off, len) in vram::runs(blocks) {
             let len = usize::try_from(len)?;
             let run_end = obj_pos.checked_add(len).ok_or(EINVAL)?;
             // The part of this run that falls inside [offset, offset + mapping length).
@@ -81,6 +131,61 @@ impl gem::DriverObject for VelaObject {
         }
         Ok(())
     }
+
+    const DMABUF_OPS: Option<&'static gem::DmabufOps<Self>> = Some(&VELA_DMABUF_OPS);
+
+    /// Peer-to-peer only: the importer's device must reach BAR2 (through a switch, or a host
+    /// bridge the kernel trusts), handle memory without pages, and give mappings back when
+    /// told to, so that unbind can revoke them. Others get `EOPNOTSUPP`: moving the buffer to
+    /// system memory for them is not implemented yet (`Documentation/driver.rst`).
+    fn dmabuf_attach(obj: &gem::Object<Self>, attach: &Attachment) -> Result {
+        let Backing::Vram(_) = &obj.backing else {
+            return Err(EOPNOTSUPP);
+        };
+        let core = &obj.dev().core;
+        if !attach.peer2peer() || !attach.revocable() {
+            return Err(EOPNOTSUPP);
+        }
+        match core.p2p_route(attach)? {
+            P2pRoute::Switch | P2pRoute::HostBridge => Ok(()),
+            P2pRoute::None => Err(EOPNOTSUPP),
+        }
+    }
+
+    /// VRAM buffers never move, so a pin has nothing to hold in place.
+    fn dmabuf_pin(_obj: &gem::Object<Self>, _attach: &Attachment) -> Result {
+        Ok(())
+    }
+
+    fn dmabuf_map(
+        obj: &gem::Object<Self>,
+        attach: &Attachment,
+        locked: &ResvLocked<'_>,
+        _dir: kernel::dma::DataDirection,
+    ) -> Result<Mapping> {
+        let Backing::Vram(blocks) = &obj.backing else {
+            return Err(EOPNOTSUPP);
+        };
+        let mut runs = KVec::new();
+        for r in vram::runs(blocks) {
+            runs.push(r, GFP_KERNEL)?;
+        }
+        obj.dev().core.map_vram_for(attach, locked, &runs)
+    }
+
+    fn dmabuf_exported(obj: &gem::Object<Self>, buf: &DmaBuf) {
+        obj.dev().exports.add(buf);
+    }
+
+    fn dmabuf_released(obj: &gem::Object<Self>, buf: &DmaBuf) {
+        obj.dev().exports.remove(buf);
+    }
+
+    fn import(dev: &VelaDevice, buf: &DmaBuf) -> Result<ARef<gem::Object<Self>>> {
+        let state = ImportState { binds: ImportBinds::new() };
+        let attach = DynamicAttachment::new(buf, dev.core.pdev.as_ref(), state)?;
+        gem::Object::<Self>::new_imported(dev, buf, BoArgs { flags: 0, import: Some(attach) })
+    }
 }
 
 impl VelaObject {
@@ -88,7 +193,7 @@ impl VelaObject {
     pub(crate) fn create(dev: &VelaDevice, size: u64, flags: u32) -> Result<ARef<gem::Object<Self>>> {
         check_create(size, flags, dev.core.vram.size())?;
         let size = usize::try_from(size.next_multiple_of(vram::PAGE)).map_err(|_| EINVAL)?;
-        gem::Object::<Self>::new(dev, size, BoArgs { flags })
+        gem::Object::<Self>::new(dev, size, BoArgs { flags, import: None })
     }
 }
 

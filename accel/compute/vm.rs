@@ -12,8 +12,13 @@ use kernel::{
     sync::{aref::ARef, Arc, Mutex},
 };
 
-use super::gem::VelaObject;
-use kernel::{dma_fence::Fence, dma_resv::Usage};
+use super::gem::{Backing, ImportState, VelaObject};
+use core::cell::UnsafeCell;
+use kernel::{
+    dma_buf::DynamicAttachment,
+    dma_fence::Fence,
+    dma_resv::{ResvLocked, Usage},
+};
 use crate::{
     hw::{
         mmu::{self, PageTables},
@@ -29,6 +34,74 @@ struct Binding {
     va: u64,
     size: u64,
     _bo: ARef<gem::Object<VelaObject>>,
+}
+
+/// One bind of an imported buffer, as the buffer remembers it so that an invalidation can
+/// remove the page table entries. `vm` is valid while the entry exists: a VM removes its
+/// entries (under the buffer's reservation lock) before it is freed.
+struct ImportBind {
+    vm: *const Vm,
+    va: u64,
+    size: u64,
+    bo_offset: u64,
+    pte_flags: u64,
+}
+
+/// Where an imported buffer is bound. Only touched with the buffer's reservation lock held.
+pub(crate) struct ImportBinds(UnsafeCell<KVec<ImportBind>>);
+
+// SAFETY: The list and the VMs it points to are only used under the buffer's reservation lock,
+// from whichever thread holds it; the VMs are `Sync`.
+unsafe impl Send for ImportBinds {}
+// SAFETY: See above.
+unsafe impl Sync for ImportBinds {}
+
+impl ImportBinds {
+    pub(crate) fn new() -> Self {
+        Self(UnsafeCell::new(KVec::new()))
+    }
+
+    /// Runs `f` on the list of `attach`'s buffer, whose reservation lock `locked` must be.
+    fn with<R>(
+        attach: &DynamicAttachment<ImportState>,
+        locked: &ResvLocked<'_>,
+        f: impl FnOnce(&mut KVec<ImportBind>) -> R,
+    ) -> Result<R> {
+        if !core::ptr::eq(locked.resv(), attach.buf().resv()) {
+            return Err(EINVAL);
+        }
+        // SAFETY: The buffer's reservation lock is held (checked above) and serializes every
+        // access; `f` cannot reach the list again (it gets the only reference).
+        Ok(f(unsafe { &mut *attach.data().binds.0.get() }))
+    }
+
+    /// Removes every page table entry of the buffer, in every VM (the exporter is moving or
+    /// revoking it). The binds stay: the next job on a VM maps the buffer again.
+    pub(crate) fn unmap_all(attach: &DynamicAttachment<ImportState>, locked: &ResvLocked<'_>) {
+        let _ = Self::with(attach, locked, |list| {
+            for b in list.iter() {
+                // SAFETY: Entries point to live VMs (see `ImportBind`); the lock is held.
+                let vm = unsafe { &*b.vm };
+                let mut inner = vm.inner.lock();
+                let _ = inner.pt.unmap(&vm.core, b.va, b.size);
+                let _ = vm.core.invalidate(vm.context);
+            }
+        });
+    }
+}
+
+/// The DMA ranges of an import's mapping, each a whole number of pages.
+fn import_runs(attach: &DynamicAttachment<ImportState>, locked: &ResvLocked<'_>) -> Result<KVec<(u64, u64)>> {
+    let sgt = attach.map(locked)?;
+    let mut runs = KVec::new();
+    for e in sgt.iter() {
+        let (addr, len) = (e.dma_address(), u64::try_from(e.dma_len())?);
+        if addr % PAGE != 0 || len % PAGE != 0 {
+            return Err(EINVAL);
+        }
+        runs.push((addr, len), GFP_KERNEL)?;
+    }
+    Ok(runs)
 }
 
 struct VmInner {
@@ -87,27 +160,27 @@ impl Vm {
         )
     }
 
-    /// Maps `[bo_offset, bo_offset + size)` of `bo` at `va`.
-    pub(crate) fn bind(&self, bo: ARef<gem::Object<VelaObject>>, va: u64, bo_offset: u64, size: u64, flags: u32) -> Result {
-        check_bind(va, bo_offset, size, flags, u64::try_from(bo.size())?)?;
-        let mut pte_flags = mmu::READ;
-        if flags & uapi::DRM_VELA_BIND_WRITE != 0 {
-            pte_flags |= mmu::WRITE;
-        }
-        let mut inner = self.inner.lock();
-        let end = va + size;
-        if inner.bindings.iter().any(|b| va < b.va + b.size && b.va < end) {
-            return Err(EEXIST);
-        }
-        // Walk the buffer's VRAM runs and map the part of each that falls in the range.
+    /// Maps `[bo_offset, bo_offset + size)` of the buffer whose storage is `runs` (addresses
+    /// and lengths in buffer order; VRAM offsets if `in_vram`, else bus addresses) at `va`.
+    /// All or nothing.
+    fn write_ptes(
+        &self,
+        inner: &mut VmInner,
+        runs: &[(u64, u64)],
+        in_vram: bool,
+        va: u64,
+        bo_offset: u64,
+        size: u64,
+        pte_flags: u64,
+    ) -> Result {
         let mut pos = 0u64;
         let mut mapped = 0u64;
-        for (off, len) in vram::runs(&bo.vram) {
+        for &(addr, len) in runs {
             let run_end = pos + len;
             if run_end > bo_offset && mapped < size {
                 let skip = bo_offset.saturating_sub(pos);
                 let n = (len - skip).min(size - mapped);
-                if let Err(e) = inner.pt.map(&self.core, va + mapped, off + skip, n, pte_flags) {
+                if let Err(e) = inner.pt.map(&self.core, va + mapped, addr + skip, n, pte_flags, in_vram) {
                     // Take back what was mapped so far: no half-done bind.
                     let _ = inner.pt.unmap(&self.core, va, mapped);
                     let _ = self.core.invalidate(self.context);
@@ -117,18 +190,105 @@ impl Vm {
             }
             pos = run_end;
         }
-        inner.bindings.push(Binding { va, size, _bo: bo }, GFP_KERNEL)?;
+        if mapped != size {
+            let _ = inner.pt.unmap(&self.core, va, mapped);
+            let _ = self.core.invalidate(self.context);
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+
+    /// Maps `[bo_offset, bo_offset + size)` of `bo` at `va`.
+    pub(crate) fn bind(&self, bo: ARef<gem::Object<VelaObject>>, va: u64, bo_offset: u64, size: u64, flags: u32) -> Result {
+        check_bind(va, bo_offset, size, flags, u64::try_from(bo.size())?)?;
+        let mut pte_flags = mmu::READ;
+        if flags & uapi::DRM_VELA_BIND_WRITE != 0 {
+            pte_flags |= mmu::WRITE;
+        }
+        let end = va + size;
+        let overlaps = |inner: &VmInner| inner.bindings.iter().any(|b| va < b.va + b.size && b.va < end);
+        match &bo.backing {
+            Backing::Vram(blocks) => {
+                let mut runs = KVec::new();
+                for r in vram::runs(blocks) {
+                    runs.push(r, GFP_KERNEL)?;
+                }
+                let mut inner = self.inner.lock();
+                if overlaps(&inner) {
+                    return Err(EEXIST);
+                }
+                inner.bindings.reserve(1, GFP_KERNEL)?;
+                self.write_ptes(&mut inner, &runs, true, va, bo_offset, size, pte_flags)?;
+                inner.bindings.push(Binding { va, size, _bo: bo.clone() }, GFP_KERNEL)?;
+            }
+            Backing::Import(attach) => {
+                // Lock order: the buffer's reservation lock, then the VM's.
+                let guard = attach.buf().resv().lock()?;
+                let runs = import_runs(attach, &guard)?;
+                ImportBinds::with(attach, &guard, |l| l.reserve(1, GFP_KERNEL))??;
+                let mut inner = self.inner.lock();
+                if overlaps(&inner) {
+                    return Err(EEXIST);
+                }
+                inner.bindings.reserve(1, GFP_KERNEL)?;
+                self.write_ptes(&mut inner, &runs, false, va, bo_offset, size, pte_flags)?;
+                inner.bindings.push(Binding { va, size, _bo: bo.clone() }, GFP_KERNEL)?;
+                let entry = ImportBind { vm: self, va, size, bo_offset, pte_flags };
+                ImportBinds::with(attach, &guard, |l| l.push(entry, GFP_KERNEL))??;
+            }
+        }
         Ok(())
     }
 
     /// Removes the mapping that is exactly `[va, va + size)`.
     pub(crate) fn unbind(&self, va: u64, size: u64) -> Result {
+        let bo = {
+            let inner = self.inner.lock();
+            let b = inner.bindings.iter().find(|b| b.va == va && b.size == size).ok_or(ENOENT)?;
+            b._bo.clone()
+        };
+        // An import's bind is also listed in the buffer, under its reservation lock, which
+        // comes before the VM's lock.
+        let guard = match &bo.backing {
+            Backing::Import(attach) => Some((attach, attach.buf().resv().lock()?)),
+            Backing::Vram(_) => None,
+        };
         let mut inner = self.inner.lock();
         let i = inner.bindings.iter().position(|b| b.va == va && b.size == size).ok_or(ENOENT)?;
         inner.pt.unmap(&self.core, va, size)?;
         // The device must not use a cached translation to the buffer once its reference goes.
         self.core.invalidate(self.context)?;
         inner.bindings.remove(i)?;
+        drop(inner);
+        if let Some((attach, g)) = &guard {
+            let me: *const Vm = self;
+            let _ = ImportBinds::with(attach, g, |l| l.retain(|b: &mut ImportBind| !(core::ptr::eq(b.vm, me) && b.va == va && b.size == size)));
+        }
+        Ok(())
+    }
+
+    /// Maps again the imported buffers whose mappings the exporter invalidated, in every VM
+    /// they are bound in, before a job of this VM runs. `ENODEV` if an exporter revoked one.
+    fn revalidate(&self, bos: &[ARef<gem::Object<VelaObject>>]) -> Result {
+        for bo in bos {
+            let Backing::Import(attach) = &bo.backing else {
+                continue;
+            };
+            let guard = attach.buf().resv().lock()?;
+            if attach.is_mapped(&guard) {
+                continue;
+            }
+            let runs = import_runs(attach, &guard)?;
+            ImportBinds::with(attach, &guard, |l| -> Result {
+                for b in l.iter() {
+                    // SAFETY: Entries point to live VMs (see `ImportBind`); the lock is held.
+                    let vm = unsafe { &*b.vm };
+                    let mut inner = vm.inner.lock();
+                    vm.write_ptes(&mut inner, &runs, false, b.va, b.bo_offset, b.size, b.pte_flags)?;
+                }
+                Ok(())
+            })??;
+        }
         Ok(())
     }
 
@@ -152,6 +312,17 @@ impl Vm {
 #[pinned_drop]
 impl PinnedDrop for Vm {
     fn drop(self: Pin<&mut Self>) {
+        // Imported buffers forget this VM before it goes (their lists point to it).
+        if let Ok(bos) = self.bound_objects() {
+            let me: *const Vm = &*self;
+            for bo in bos.iter() {
+                if let Backing::Import(attach) = &bo.backing {
+                    if let Ok(g) = attach.buf().resv().lock() {
+                        let _ = ImportBinds::with(attach, &g, |l| l.retain(|b: &mut ImportBind| !core::ptr::eq(b.vm, me)));
+                    }
+                }
+            }
+        }
         // Every queue of the VM is stopped by now (each holds a reference to it), so the
         // context can go and, with it, the bindings' buffer references.
         self.core.put_context(self.context);
@@ -182,10 +353,14 @@ impl UserQueue {
         let hw = core.queue(index)?;
         let fence = HwQueue::alloc_fence(core)?;
         let fence_va = fence_va(index);
-        let mut inner = vm.inner.lock();
-        inner.pt.map(core, fence_va, fence.1.vram_offset, PAGE, mmu::READ | mmu::WRITE)?;
-        hw.start(core, vm.context, fence, fence_va)?;
-        inner.queues += 1;
+        vm.inner.lock().pt.map(core, fence_va, fence.1.vram_offset, PAGE, mmu::READ | mmu::WRITE, true)?;
+        // Not under the VM's lock: a queue's lock is taken before reservation locks (jobs add
+        // their fences), which are taken before VM locks (invalidations).
+        if let Err(e) = hw.start(core, vm.context, fence, fence_va) {
+            let _ = vm.inner.lock().pt.unmap(core, fence_va, PAGE);
+            return Err(e);
+        }
+        vm.inner.lock().queues += 1;
         Ok(())
     }
 
@@ -197,6 +372,7 @@ impl UserQueue {
         want_fence: bool,
     ) -> Result<(u64, Option<ARef<Fence<JobFence>>>)> {
         let bos = self.vm.bound_objects()?;
+        self.vm.revalidate(&bos)?;
         let want_fence = want_fence || !bos.is_empty();
         self.core.queue(self.index)?.submit(&self.core, commands, want_fence, |f| {
             for bo in bos.iter() {

@@ -61,6 +61,11 @@ fn pte(offset: u64, flags: u64) -> u64 {
     VALID | IN_VRAM | (offset & ADDR_MASK) | flags
 }
 
+/// A PTE that points at bus address `addr` (system memory or a peer's BAR) with `flags`.
+fn pte_bus(addr: u64, flags: u64) -> u64 {
+    VALID | (addr & ADDR_MASK) | flags
+}
+
 impl PageTables {
     pub(crate) fn new(core: &Core) -> Result<Self> {
         Ok(Self {
@@ -114,20 +119,26 @@ impl PageTables {
     /// 2 MiB pages where both addresses are aligned and no 4 KiB table covers the region yet
     /// (one walk instead of 512), 4 KiB pages elsewhere. Adding entries where there were none
     /// needs no invalidation.
-    pub(crate) fn map(&mut self, core: &Core, va: u64, vram_offset: u64, len: u64, flags: u64) -> Result {
+    ///
+    /// Without `in_vram`, `vram_offset` is a bus address instead (the spec's VRAM = 0 entries).
+    pub(crate) fn map(&mut self, core: &Core, va: u64, vram_offset: u64, len: u64, flags: u64, in_vram: bool) -> Result {
+        let entry = |addr: u64, flags: u64| if in_vram { pte(addr, flags) } else { pte_bus(addr, flags) };
+        if !in_vram && (vram_offset & !ADDR_MASK) != 0 {
+            return Err(EINVAL);
+        }
         let mut off = 0;
         while off < len {
             let v = va + off;
             if huge_fits(v, vram_offset + off, len - off) && self.table(core, v, 0, false)?.is_none() {
                 let l1 = self.table(core, v, 1, true)?.ok_or(ENOMEM)?;
                 self.huge.reserve(1, GFP_KERNEL)?;
-                core.vram_write64(l1 + 8 * index(v, 1), pte(vram_offset + off, flags | HUGE))?;
+                core.vram_write64(l1 + 8 * index(v, 1), entry(vram_offset + off, flags | HUGE))?;
                 self.huge.push(v >> 21, GFP_KERNEL)?;
                 off += HUGE_PAGE;
                 continue;
             }
             let l0 = self.table(core, v, 0, true)?.ok_or(ENOMEM)?;
-            core.vram_write64(l0 + 8 * index(v, 0), pte(vram_offset + off, flags))?;
+            core.vram_write64(l0 + 8 * index(v, 0), entry(vram_offset + off, flags))?;
             off += PAGE;
         }
         Ok(())

@@ -57,6 +57,11 @@ pub(crate) struct Core {
     /// Serializes device resets.
     #[pin]
     recovery: Mutex<()>,
+    /// True from probe until unbind begins; see [`Core::with_bound`].
+    #[pin]
+    bound: Mutex<bool>,
+    /// BAR2 offered to peers for peer-to-peer DMA (`None` if the kernel cannot).
+    p2p: Option<Devres<pci::P2pProvider>>,
 }
 
 /// Allocation bitmaps of shared hardware, and what a global reset must restore.
@@ -108,6 +113,9 @@ impl Core {
         );
 
         let bar2 = pdev.iomap_region(BAR_VRAM, c"vela-vram")?.into_devres()?;
+        let p2p = pci::P2pProvider::new(pdev, BAR_VRAM)
+            .inspect_err(|e| dev_warn!(pdev, "no peer-to-peer DMA from VRAM: {:?}\n", e))
+            .ok();
         let mut queues = KVec::with_capacity(usize::from(identity.queues), GFP_KERNEL)?;
         for i in 0..u32::from(identity.queues) {
             queues.push(KBox::pin_init(queue::HwQueue::new(i), GFP_KERNEL)?, GFP_KERNEL)?;
@@ -125,6 +133,8 @@ impl Core {
                 // Context 0 is the kernel's: translation off.
                 owners <- new_mutex!(Owners { queues: 0, contexts: 1, roots: [0; regs::CONTEXTS] }),
                 recovery <- new_mutex!(()),
+                bound <- new_mutex!(true),
+                p2p,
             }),
             GFP_KERNEL,
         )
@@ -132,6 +142,51 @@ impl Core {
 }
 
 impl Core {
+    /// Runs `f` with proof that the device is bound, or fails with `ENODEV` once unbind began.
+    /// Unlike the BAR guards, `f` may sleep (allocate, map DMA).
+    fn with_bound<R>(&self, f: impl FnOnce(&kernel::device::Device<kernel::device::Bound>) -> Result<R>) -> Result<R> {
+        let bound = self.bound.lock();
+        if !*bound {
+            return Err(ENODEV);
+        }
+        // SAFETY: `bound` is cleared under this lock by `unbinding()`, which the driver's unbind
+        // callback calls before the driver core releases the device's resources and marks it
+        // unbound. It reads true under the lock, so the device stays bound until the lock is
+        // dropped at the end of this function, after `f` returns.
+        let dev = unsafe { self.pdev.as_ref().as_bound() };
+        f(dev)
+    }
+
+    /// Unbind has begun: from now on nothing new may be mapped for peers.
+    pub(crate) fn unbinding(&self) {
+        *self.bound.lock() = false;
+    }
+
+    /// How the importer of `attach` reaches this device's VRAM.
+    pub(crate) fn p2p_route(&self, attach: &kernel::dma_buf::Attachment) -> Result<kernel::dma_buf::P2pRoute> {
+        self.with_bound(|dev| {
+            let provider = self.p2p.as_ref().ok_or(EOPNOTSUPP)?.access(dev)?;
+            Ok(attach.p2p_route(provider))
+        })
+    }
+
+    /// Maps VRAM runs (offset, length) peer-to-peer for the importer of `attach`.
+    pub(crate) fn map_vram_for(
+        &self,
+        attach: &kernel::dma_buf::Attachment,
+        locked: &kernel::dma_resv::ResvLocked<'_>,
+        runs: &[(u64, u64)],
+    ) -> Result<kernel::dma_buf::Mapping> {
+        let mut ranges = KVec::with_capacity(runs.len(), GFP_KERNEL)?;
+        for &(off, len) in runs {
+            ranges.push((self.vram_phys.checked_add(off).ok_or(EINVAL)?, len), GFP_KERNEL)?;
+        }
+        self.with_bound(|dev| {
+            let provider = self.p2p.as_ref().ok_or(EOPNOTSUPP)?.access(dev)?;
+            kernel::dma_buf::Mapping::from_bar(attach, locked, provider, &ranges, kernel::dma::DataDirection::Bidirectional)
+        })
+    }
+
     /// Runs `f` on BAR0 unless the device is gone. `f` runs under an RCU read lock: no sleeping.
     pub(crate) fn with_bar0<R>(&self, f: impl FnOnce(&Bar0) -> Result<R>) -> Result<R> {
         let bar = self.bar0.try_access().ok_or(ENODEV)?;

@@ -192,6 +192,12 @@ struct drm_vela_bo_info {
 
 #define DRM_VELA_PLACEMENT_SYSTEM	0
 #define DRM_VELA_PLACEMENT_VRAM		1
+/*
+ * A dma-buf of another exporter (another Vela device, udmabuf, a dma-heap)
+ * imported with DRM_IOCTL_PRIME_FD_TO_HANDLE. Its flags read as 0; it has no
+ * BO_MMAP_OFFSET (map the dma-buf fd instead).
+ */
+#define DRM_VELA_PLACEMENT_IMPORTED	2
 
 /**
  * struct drm_vela_bo_mmap_offset - Argument of %DRM_IOCTL_VELA_BO_MMAP_OFFSET.

@@ -24,22 +24,28 @@ pub(crate) struct DeviceSpec {
     pub(crate) port: &'static str,
 }
 
-/// The devices of the test VM. The guest tests get the same values through the environment
-/// and check that the driver reports them. Benchmarks get 1 GiB of VRAM, so that 100k live
-/// 4 KiB buffers fit.
+/// The devices of the test VM: two behind one PCIe switch (peers: DMA between them is routed
+/// through the switch), and one on a root port of its own (no peer-to-peer path to the
+/// others). Tests that use one device take `vela0`, the first by PCI address. The guest tests
+/// get the same values through the environment and check that the driver reports them.
+/// Benchmarks get 1 GiB of VRAM, so that 100k live 4 KiB buffers fit.
 pub(crate) fn topology(mode: crate::Mode) -> Vec<DeviceSpec> {
     let vram_mib = if mode == crate::Mode::Bench {
         1024
     } else {
         256
     };
-    vec![DeviceSpec {
-        name: "vela0",
-        vram_mib,
-        serial: 1,
-        queues: 4,
-        port: "sw0_dn0",
-    }]
+    [("vela0", "sw0_dn0"), ("vela1", "sw0_dn1"), ("vela2", "rp1")]
+        .into_iter()
+        .zip(1..)
+        .map(|((name, port), serial)| DeviceSpec {
+            name,
+            vram_mib,
+            serial,
+            queues: 4,
+            port,
+        })
+        .collect()
 }
 
 /// The running model; killed when dropped.

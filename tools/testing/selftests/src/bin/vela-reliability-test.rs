@@ -175,8 +175,11 @@ fn main() {
     );
 
     // 5. A process that exits with a job in flight, its buffers mapped and bound.
+    // The child must use this very device (the one the faults went to), not whichever Vela
+    // node has the lowest minor.
     let child = std::process::Command::new(std::env::current_exe().unwrap_or_default())
         .arg("--exit-with-jobs")
+        .env("VELA_DEVICE", dev.path())
         .status();
     t.check(
         child.as_ref().is_ok_and(|s| s.success()),
