@@ -130,6 +130,7 @@ impl File {
         args.size = bo.size().try_into()?;
         args.placement = match bo.backing {
             gem::Backing::Vram(_) => uapi::DRM_VELA_PLACEMENT_VRAM,
+            gem::Backing::System(_) => uapi::DRM_VELA_PLACEMENT_SYSTEM,
             gem::Backing::Import(_) => uapi::DRM_VELA_PLACEMENT_IMPORTED,
         };
         Ok(0)

@@ -20,14 +20,22 @@ use super::{
     vm::ImportBinds,
 };
 use crate::{
-    hw::vram::{self, VramBlocks},
+    hw::{
+        sysmem::SysBacking,
+        vram::{self, VramBlocks},
+    },
     uapi,
 };
+
+/// The largest system-memory buffer: 4 GiB.
+pub(crate) const SYSTEM_MAX: u64 = 4 << 30;
 
 /// What holds a buffer's bytes.
 pub(crate) enum Backing {
     /// The device's own memory.
     Vram(VramBlocks),
+    /// System memory the device reaches by DMA.
+    System(SysBacking),
     /// Another exporter's dma-buf, reached through a mapping made for this device.
     Import(Pin<KBox<DynamicAttachment<ImportState>>>),
 }
@@ -85,6 +93,9 @@ impl gem::DriverObject for VelaObject {
     ) -> impl PinInit<Self, Error> {
         let backing = match args.import {
             Some(attach) => Ok(Backing::Import(attach)),
+            None if args.flags & uapi::DRM_VELA_BO_VRAM == 0 => {
+                SysBacking::new(&dev.core, size).map(Backing::System)
+            }
             None => u64::try_from(size)
                 .map_err(|_| EINVAL)
                 .and_then(|size| dev.core.vram.alloc(size, false))
@@ -99,12 +110,14 @@ impl gem::DriverObject for VelaObject {
     const HAS_MMAP: bool = true;
 
     fn mmap(obj: &gem::Object<Self>, vma: &VmaNew, offset: usize) -> Result {
-        let Backing::Vram(blocks) = &obj.backing else {
-            return Err(EINVAL);
-        };
         if obj.flags & uapi::DRM_VELA_BO_CPU_VISIBLE == 0 {
             return Err(EINVAL);
         }
+        let blocks = match &obj.backing {
+            Backing::Vram(blocks) => blocks,
+            Backing::System(sys) => return mmap_system(sys, vma, offset),
+            Backing::Import(_) => return Err(EINVAL),
+        };
         let core = &obj.dev().core;
         let (start, end) = (vma.start(), vma.end());
         let mut obj_pos: usize = 0;
@@ -188,6 +201,20 @@ impl gem::DriverObject for VelaObject {
     }
 }
 
+/// Maps system memory pages, cached (the device's DMA is coherent with the CPU caches).
+fn mmap_system(sys: &SysBacking, vma: &VmaNew, offset: usize) -> Result {
+    let first = offset / PAGE_SIZE;
+    let count = (vma.end() - vma.start()) / PAGE_SIZE;
+    if first.checked_add(count).is_none_or(|end| end * PAGE_SIZE > sys.mem.len()) {
+        return Err(EINVAL);
+    }
+    let mixed = vma.set_mixedmap();
+    for (i, page) in sys.mem.pages().skip(first).take(count).enumerate() {
+        mixed.vm_insert_page(vma.start() + i * PAGE_SIZE, &page)?;
+    }
+    Ok(())
+}
+
 impl VelaObject {
     /// Creates a buffer, checking the request as BO_CREATE documents.
     pub(crate) fn create(dev: &VelaDevice, size: u64, flags: u32) -> Result<ARef<gem::Object<Self>>> {
@@ -197,9 +224,7 @@ impl VelaObject {
     }
 }
 
-/// BO_CREATE's argument rules, apart from the allocation, so KUnit can check them. Malformed
-/// arguments are EINVAL whatever the placement; only a well-formed request for system memory
-/// gets EOPNOTSUPP.
+/// BO_CREATE's argument rules, apart from the allocation, so KUnit can check them.
 pub(crate) fn check_create(size: u64, flags: u32, vram_size: u64) -> Result {
     if flags & !uapi::DRM_VELA_BO_FLAGS != 0 {
         return Err(EINVAL);
@@ -211,12 +236,7 @@ pub(crate) fn check_create(size: u64, flags: u32, vram_size: u64) -> Result {
     if size == 0 || size.checked_next_multiple_of(vram::PAGE).is_none() {
         return Err(EINVAL);
     }
-    if !vram {
-        // System-memory buffers need DMA mappings made from ioctl context, which the kernel
-        // crate cannot give a DRM driver yet (Documentation/driver.rst).
-        return Err(EOPNOTSUPP);
-    }
-    if size > vram_size {
+    if size > if vram { vram_size } else { SYSTEM_MAX } {
         return Err(EINVAL);
     }
     Ok(())
@@ -246,7 +266,11 @@ mod tests {
         assert_eq!(check_create(u64::MAX, VRAM, 256 * MIB), Err(EINVAL));
         assert_eq!(check_create(4096, VRAM | (1 << 31), 256 * MIB), Err(EINVAL));
         assert_eq!(check_create(4096, uapi::DRM_VELA_BO_VRAM_ONLY, 256 * MIB), Err(EINVAL));
-        assert_eq!(check_create(4096, uapi::DRM_VELA_BO_CPU_VISIBLE, 256 * MIB), Err(EOPNOTSUPP));
+        // System memory: its own limit, not VRAM's.
+        assert_eq!(check_create(4096, uapi::DRM_VELA_BO_CPU_VISIBLE, 256 * MIB), Ok(()));
+        assert_eq!(check_create(512 * MIB, 0, 256 * MIB), Ok(()));
+        assert_eq!(check_create(SYSTEM_MAX, 0, 256 * MIB), Ok(()));
+        assert_eq!(check_create(SYSTEM_MAX + 4096, 0, 256 * MIB), Err(EINVAL));
         assert_eq!(check_create(0, 0, 256 * MIB), Err(EINVAL));
         assert_eq!(check_create(u64::MAX, 0, 256 * MIB), Err(EINVAL));
     }

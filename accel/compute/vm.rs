@@ -207,18 +207,26 @@ impl Vm {
         }
         let end = va + size;
         let overlaps = |inner: &VmInner| inner.bindings.iter().any(|b| va < b.va + b.size && b.va < end);
-        match &bo.backing {
+        let local = match &bo.backing {
             Backing::Vram(blocks) => {
                 let mut runs = KVec::new();
                 for r in vram::runs(blocks) {
                     runs.push(r, GFP_KERNEL)?;
                 }
+                Some((runs, true))
+            }
+            Backing::System(sys) => Some((sys.runs()?, false)),
+            Backing::Import(_) => None,
+        };
+        match &bo.backing {
+            Backing::Vram(_) | Backing::System(_) => {
+                let (runs, in_vram) = local.ok_or(EINVAL)?;
                 let mut inner = self.inner.lock();
                 if overlaps(&inner) {
                     return Err(EEXIST);
                 }
                 inner.bindings.reserve(1, GFP_KERNEL)?;
-                self.write_ptes(&mut inner, &runs, true, va, bo_offset, size, pte_flags)?;
+                self.write_ptes(&mut inner, &runs, in_vram, va, bo_offset, size, pte_flags)?;
                 inner.bindings.push(Binding { va, size, _bo: bo.clone() }, GFP_KERNEL)?;
             }
             Backing::Import(attach) => {
@@ -251,7 +259,7 @@ impl Vm {
         // comes before the VM's lock.
         let guard = match &bo.backing {
             Backing::Import(attach) => Some((attach, attach.buf().resv().lock()?)),
-            Backing::Vram(_) => None,
+            Backing::Vram(_) | Backing::System(_) => None,
         };
         let mut inner = self.inner.lock();
         let i = inner.bindings.iter().position(|b| b.va == va && b.size == size).ok_or(ENOENT)?;

@@ -15,6 +15,7 @@ pub(crate) mod irq;
 pub(crate) mod mmu;
 pub(crate) mod queue;
 pub(crate) mod regs;
+pub(crate) mod sysmem;
 pub(crate) mod vram;
 
 use kernel::{
@@ -57,9 +58,12 @@ pub(crate) struct Core {
     /// Serializes device resets.
     #[pin]
     recovery: Mutex<()>,
-    /// True from probe until unbind begins; see [`Core::with_bound`].
+    /// True from probe until unbind begins; see [`Core::with_bound_device`].
     #[pin]
     bound: Mutex<bool>,
+    /// Bytes of system memory held by this device's buffers (see `sysmem::BUDGET`).
+    #[pin]
+    pub(crate) sys_used: Mutex<u64>,
     /// BAR2 offered to peers for peer-to-peer DMA (`None` if the kernel cannot).
     p2p: Option<Devres<pci::P2pProvider>>,
 }
@@ -134,6 +138,7 @@ impl Core {
                 owners <- new_mutex!(Owners { queues: 0, contexts: 1, roots: [0; regs::CONTEXTS] }),
                 recovery <- new_mutex!(()),
                 bound <- new_mutex!(true),
+                sys_used <- new_mutex!(0),
                 p2p,
             }),
             GFP_KERNEL,
@@ -144,7 +149,7 @@ impl Core {
 impl Core {
     /// Runs `f` with proof that the device is bound, or fails with `ENODEV` once unbind began.
     /// Unlike the BAR guards, `f` may sleep (allocate, map DMA).
-    fn with_bound<R>(&self, f: impl FnOnce(&kernel::device::Device<kernel::device::Bound>) -> Result<R>) -> Result<R> {
+    pub(crate) fn with_bound_device<R>(&self, f: impl FnOnce(&kernel::device::Device<kernel::device::Bound>) -> Result<R>) -> Result<R> {
         let bound = self.bound.lock();
         if !*bound {
             return Err(ENODEV);
@@ -164,7 +169,7 @@ impl Core {
 
     /// How the importer of `attach` reaches this device's VRAM.
     pub(crate) fn p2p_route(&self, attach: &kernel::dma_buf::Attachment) -> Result<kernel::dma_buf::P2pRoute> {
-        self.with_bound(|dev| {
+        self.with_bound_device(|dev| {
             let provider = self.p2p.as_ref().ok_or(EOPNOTSUPP)?.access(dev)?;
             Ok(attach.p2p_route(provider))
         })
@@ -181,7 +186,7 @@ impl Core {
         for &(off, len) in runs {
             ranges.push((self.vram_phys.checked_add(off).ok_or(EINVAL)?, len), GFP_KERNEL)?;
         }
-        self.with_bound(|dev| {
+        self.with_bound_device(|dev| {
             let provider = self.p2p.as_ref().ok_or(EOPNOTSUPP)?.access(dev)?;
             kernel::dma_buf::Mapping::from_bar(attach, locked, provider, &ranges, kernel::dma::DataDirection::Bidirectional)
         })

@@ -161,15 +161,32 @@ fn main() {
         BufferFlags::VRAM | BufferFlags::CPU_VISIBLE,
         "VRAM",
     );
-    // System memory placement is documented as not supported yet: a well-formed request is
-    // refused with EOPNOTSUPP, and nothing is allocated.
-    for (flags, what) in [(CPU, "system CPU_VISIBLE"), (0, "system")] {
-        t.errno(
-            try_create(&dev, 64 << 10, flags),
-            libc::EOPNOTSUPP,
-            &format!("BO_CREATE {what}: EOPNOTSUPP until system memory is supported"),
+    // System memory: the same round trip through a cached mapping of the pages, and BO_INFO
+    // says where the buffer lives.
+    round_trip(&mut t, &dev, BufferFlags::CPU_VISIBLE, "system");
+    if let Ok(bo) = Buffer::create(&dev, 64 << 10, BufferFlags::NONE) {
+        t.eq(
+            bo.info().map(|i| i.placement).ok(),
+            Some(vela_runtime::Placement::System),
+            "BO_INFO of a system buffer: placement SYSTEM",
         );
     }
+    // Beyond the system-memory limit (4 GiB) is EINVAL; within it but beyond the device's
+    // budget (512 MiB) is ENOMEM, and nothing is left allocated.
+    t.errno(
+        try_create(&dev, (4 << 30) + 4096, CPU),
+        libc::EINVAL,
+        "BO_CREATE system beyond 4 GiB: EINVAL",
+    );
+    t.errno(
+        try_create(&dev, 1 << 30, 0),
+        libc::ENOMEM,
+        "BO_CREATE system beyond the 512 MiB budget: ENOMEM",
+    );
+    t.ok(
+        try_create(&dev, 256 << 20, 0),
+        "BO_CREATE system 256 MiB after the refused one (budget not leaked)",
+    );
 
     // Buffers are distinct memory.
     if let (Ok(a), Ok(b)) = (Buffer::vram(&dev, 4096), Buffer::vram(&dev, 4096)) {

@@ -265,9 +265,7 @@ impl Child {
         r.breaks(size == 0, EINVAL);
         r.breaks(size > u64::MAX - 4095, EINVAL);
         r.breaks(flags & 1 != 0 && size > self.vram, EINVAL);
-        // A well-formed request for system memory is refused until it is supported.
-        let system_only = r.errnos.is_empty() && flags & 1 == 0;
-        r.breaks(system_only, libc::EOPNOTSUPP);
+        r.breaks(flags & 1 == 0 && size > 4 << 30, EINVAL);
         let mut a = raw::drm_vela_bo_create {
             size,
             flags,

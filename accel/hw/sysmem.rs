@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! System memory the device reaches by DMA: the backing of buffers placed outside VRAM.
+//!
+//! The memory is one vmalloc allocation, shared (by reference count) between the CPU side
+//! (userspace mappings, copies) and its DMA mapping for the device, which is device-managed:
+//! it goes away at unbind even if a buffer outlives the device.
+
+use kernel::{
+    alloc::allocator::VmallocPageIter,
+    dma::DataDirection,
+    page::{AsPageIter, PAGE_SIZE},
+    prelude::*,
+    scatterlist::{Owned, SGTable},
+    sync::Arc,
+};
+
+use super::Core;
+
+/// How much system memory one device's buffers may hold: beyond it, BO_CREATE says ENOMEM
+/// rather than let userspace push the machine into the OOM killer.
+pub(crate) const BUDGET: u64 = 512 << 20;
+
+/// Zeroed, page-aligned system memory.
+pub(crate) struct SysMem {
+    buf: VVec<u8>,
+}
+
+impl SysMem {
+    /// Allocates `size` bytes (a multiple of the page size), zeroed: nothing a previous user
+    /// left in the pages may reach userspace or the device.
+    pub(crate) fn new(size: usize) -> Result<Arc<Self>> {
+        if size == 0 || size % PAGE_SIZE != 0 {
+            return Err(EINVAL);
+        }
+        // No allocation-failure splat: a large request that cannot be met is an ENOMEM for the
+        // caller, not a kernel problem.
+        let buf = VVec::from_elem(0u8, size, GFP_KERNEL | __GFP_NOWARN)?;
+        Ok(Arc::new(Self { buf }, GFP_KERNEL)?)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The pages, in order.
+    pub(crate) fn pages(&self) -> VmallocPageIter<'_> {
+        // SAFETY: `buf` is a vmalloc allocation (vmalloc memory is page aligned) of `len()`
+        // bytes, borrowed for the iterator's lifetime.
+        unsafe { VmallocPageIter::new(self.base(), self.buf.len()) }
+    }
+
+    fn base(&self) -> core::ptr::NonNull<u8> {
+        // A `VVec` of non-zero length has a real allocation.
+        core::ptr::NonNull::new(self.buf.as_ptr().cast_mut()).unwrap_or(core::ptr::NonNull::dangling())
+    }
+}
+
+/// What a DMA mapping owns: a reference to the memory, so the pages outlive the mapping.
+pub(crate) struct SysPages(Arc<SysMem>);
+
+impl AsPageIter for SysPages {
+    type Iter<'a> = VmallocPageIter<'a>;
+
+    fn page_iter(&mut self) -> VmallocPageIter<'_> {
+        self.0.pages()
+    }
+}
+
+/// System memory mapped for the device, counted against the device's [`BUDGET`].
+pub(crate) struct SysBacking {
+    pub(crate) mem: Arc<SysMem>,
+    sgt: Pin<KBox<SGTable<Owned<SysPages>>>>,
+    core: Arc<Core>,
+}
+
+impl SysBacking {
+    pub(crate) fn new(core: &Arc<Core>, size: usize) -> Result<Self> {
+        let bytes = u64::try_from(size)?;
+        {
+            let mut used = core.sys_used.lock();
+            *used = used.checked_add(bytes).filter(|&u| u <= BUDGET).ok_or(ENOMEM)?;
+        }
+        let made = SysMem::new(size).and_then(|mem| {
+            let pages = SysPages(mem.clone());
+            let sgt = core.with_bound_device(|dev| {
+                KBox::pin_init(SGTable::new(dev, pages, DataDirection::Bidirectional, GFP_KERNEL), GFP_KERNEL)
+            })?;
+            Ok((mem, sgt))
+        });
+        match made {
+            Ok((mem, sgt)) => Ok(Self { mem, sgt, core: core.clone() }),
+            Err(e) => {
+                *core.sys_used.lock() -= bytes;
+                Err(e)
+            }
+        }
+    }
+
+    /// The device's (bus address, length) runs, in buffer order.
+    pub(crate) fn runs(&self) -> Result<KVec<(u64, u64)>> {
+        let mut runs = KVec::new();
+        for e in self.sgt.iter() {
+            runs.push((e.dma_address(), u64::try_from(e.dma_len())?), GFP_KERNEL)?;
+        }
+        Ok(runs)
+    }
+}
+
+impl Drop for SysBacking {
+    fn drop(&mut self) {
+        *self.core.sys_used.lock() -= self.mem.len() as u64;
+    }
+}
