@@ -24,6 +24,8 @@ const GUEST_BINS: &[&str] = &[
     "vela-raw-roundtrip",
     "vela-syncobj-test",
     "vela-mmu-test",
+    "vela-prime-test",
+    "vela-prime-bench",
 ];
 
 /// KUnit suites vela.ko carries; each must report when the module loads.
@@ -51,6 +53,9 @@ const CHECK_TESTS: &[(&str, &str)] = &[
     ("fuzz", "vela-fuzz --calls 100000 --procs 4 --seed 1"),
     // Faults injected into the model through the harness's control bridge.
     ("reliability", "vela-reliability-test"),
+    // dma-buf sharing between the devices and with udmabuf and the system dma-heap. Last: it
+    // unbinds and rebinds a device.
+    ("prime", "vela-prime-test"),
 ];
 
 fn expectations(devices: &[model::DeviceSpec]) -> String {
@@ -116,6 +121,9 @@ RAW=$(vela-raw-roundtrip | tee /dev/stderr | tail -n 1)
 insmod /run/vela/vela.ko
 vela info
 vela bench --seconds 2 --live 100000 --max-seconds 600 --raw-ns "$RAW"
+# dma-buf sharing between the two devices below the switch: the export/import/bind cycle
+# against a system dma-heap buffer's, and P2P COPY bandwidth against local.
+vela-prime-bench --seconds 2
 "#;
 
 fn extra_name(p: &Path) -> String {

@@ -26,7 +26,7 @@ pub(crate) enum Mode {
     Demo,
     /// `make check`: every guest test.
     Check,
-    /// `make bench`: the guest benchmarks (`vela bench`).
+    /// `make bench`: the guest benchmarks (`vela bench`, `vela-prime-bench`).
     Bench,
 }
 
@@ -65,7 +65,7 @@ fn usage() -> ExitCode {
          \n\
          run    boot a VM with the Vela device, load the driver, show it working\n\
          check  run every guest test and judge the kernel log\n\
-         bench  run the guest benchmarks (vela bench)\n\
+         bench  run the guest benchmarks (vela bench, vela-prime-bench)\n\
          \n\
          Environment: VELA_CACHE (default /var/cache/vela), VELA_ACCEL (tcg|kvm, default tcg)"
     );

@@ -2,7 +2,11 @@
 
 //! GEM buffer objects.
 
-use std::{fmt, ops::BitOr};
+use std::{
+    fmt,
+    ops::BitOr,
+    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
+};
 
 use vela_uapi as u;
 
@@ -66,6 +70,9 @@ impl fmt::Display for BufferFlags {
 pub enum Placement {
     System,
     Vram,
+    /// A dma-buf of another exporter imported into this device (another Vela device, udmabuf,
+    /// a dma-heap): its flags read as 0 and it has no BO_MMAP_OFFSET.
+    Imported,
     /// A value this runtime does not know (a newer kernel).
     Other(u32),
 }
@@ -75,6 +82,7 @@ impl From<u32> for Placement {
         match v {
             u::DRM_VELA_PLACEMENT_SYSTEM => Placement::System,
             u::DRM_VELA_PLACEMENT_VRAM => Placement::Vram,
+            u::DRM_VELA_PLACEMENT_IMPORTED => Placement::Imported,
             o => Placement::Other(o),
         }
     }
@@ -88,7 +96,8 @@ pub struct BufferInfo {
     pub placement: Placement,
 }
 
-/// A GEM buffer object of a [`Device`]; the handle is closed on drop.
+/// A GEM buffer object of a [`Device`]; the handle is closed on drop (when the last `Buffer`
+/// holding it goes: see [`Buffer::import`]).
 #[derive(Debug)]
 pub struct Buffer<'d> {
     dev: &'d Device,
@@ -108,6 +117,7 @@ impl<'d> Buffer<'d> {
         raw::bo_create(dev, &mut a).map_err(|e| {
             Error::ioctl(Ioctl::BoCreate, format!("size={size:#x} flags={flags}"), e)
         })?;
+        dev.hold_handle(a.handle);
         let mut bo = Self {
             dev,
             handle: a.handle,
@@ -120,6 +130,74 @@ impl<'d> Buffer<'d> {
             bo.size = i.size;
         }
         Ok(bo)
+    }
+
+    /// Imports the dma-buf `dmabuf` into `dev` (DRM_IOCTL_PRIME_FD_TO_HANDLE); size and flags
+    /// are what BO_INFO then reports.
+    ///
+    /// The buffer can be bound and used by commands like a local one. A foreign dma-buf
+    /// (another device's, udmabuf, a dma-heap) reads as [`Placement::Imported`] with no flags
+    /// and cannot be mapped through the device (map the dma-buf fd instead). A dma-buf this
+    /// device exported comes back as the original object, with its placement, flags and
+    /// mapping. If this open file already holds a handle for the object (it exported it, or
+    /// imported it before), the kernel returns that same handle: both `Buffer`s then share it,
+    /// and it is closed when the last of them is dropped.
+    ///
+    /// The dma-buf fd can be closed right after; the buffer keeps the memory alive.
+    pub fn import(dev: &'d Device, dmabuf: impl AsFd) -> Result<Self> {
+        let fd = dmabuf.as_fd().as_raw_fd();
+        let mut a = raw::drm_prime_handle {
+            fd,
+            ..Default::default()
+        };
+        raw::prime_fd_to_handle(dev, &mut a).map_err(|e| {
+            Error::ioctl(
+                Ioctl::PrimeFdToHandle,
+                format!("device={} fd={fd}", dev.path().display()),
+                e,
+            )
+        })?;
+        dev.hold_handle(a.handle);
+        let mut bo = Self {
+            dev,
+            handle: a.handle,
+            size: 0,
+            flags: BufferFlags::NONE,
+        };
+        // On failure `bo` is dropped, which lets go of the handle.
+        let i = bo.info()?;
+        bo.size = i.size;
+        bo.flags = i.flags;
+        Ok(bo)
+    }
+
+    /// Exports the buffer as a dma-buf (DRM_IOCTL_PRIME_HANDLE_TO_FD, read-write and
+    /// close-on-exec). The fd can be passed to another device's [`Buffer::import`], or to any
+    /// other dma-buf importer; the buffer lives as long as the fd or an import holds it.
+    pub fn export(&self) -> Result<OwnedFd> {
+        let flags = raw::DRM_CLOEXEC | raw::DRM_RDWR;
+        let mut a = raw::drm_prime_handle {
+            handle: self.handle,
+            flags,
+            fd: -1,
+        };
+        let args = || {
+            format!(
+                "device={} handle={} flags=DRM_CLOEXEC|DRM_RDWR",
+                self.dev.path().display(),
+                self.handle
+            )
+        };
+        raw::prime_handle_to_fd(self.dev, &mut a)
+            .map_err(|e| Error::ioctl(Ioctl::PrimeHandleToFd, args(), e))?;
+        if a.fd < 0 {
+            return Err(Error::invalid(
+                "PRIME_HANDLE_TO_FD reply",
+                format!("{}: the kernel returned fd {}", args(), a.fd),
+            ));
+        }
+        // SAFETY: the kernel just installed this fd for us and nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(a.fd) })
     }
 
     /// A CPU-visible buffer in VRAM.
@@ -189,7 +267,9 @@ impl Drop for Buffer<'_> {
     fn drop(&mut self) {
         // Nothing useful can be done about a failure here: the handle is ours and valid, so
         // only a gone device could fail it, and then the handle dies with the file anyway.
-        let _ = raw::gem_close(self.dev, self.handle);
+        if self.dev.release_handle(self.handle) {
+            let _ = raw::gem_close(self.dev, self.handle);
+        }
     }
 }
 
@@ -212,6 +292,7 @@ mod tests {
     fn placement_from_raw() {
         assert_eq!(Placement::from(0), Placement::System);
         assert_eq!(Placement::from(1), Placement::Vram);
+        assert_eq!(Placement::from(2), Placement::Imported);
         assert_eq!(Placement::from(9), Placement::Other(9));
     }
 }

@@ -3,12 +3,14 @@
 //! An open Vela accel node.
 
 use std::{
+    collections::HashMap,
     fs::{self, File, OpenOptions},
     os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd},
     path::{Path, PathBuf},
+    sync::{Mutex, MutexGuard},
 };
 
-use crate::{Error, Result};
+use crate::{Buffer, Error, Result};
 
 /// What QUERY_DEVICE reports.
 pub type DeviceInfo = vela_uapi::drm_vela_query_device;
@@ -19,6 +21,10 @@ pub struct Device {
     file: File,
     path: PathBuf,
     info: DeviceInfo,
+    /// How many [`Buffer`]s hold each GEM handle of this file. A PRIME import of an object the
+    /// file already has a handle for returns that same handle (DRM's rule), so two `Buffer`s
+    /// can share one; the handle is closed when the last of them is dropped.
+    handles: Mutex<HashMap<u32, usize>>,
 }
 
 impl Device {
@@ -45,7 +51,12 @@ impl Device {
                 why: format!("PCI vendor {:#06x}", info.vendor_id),
             });
         }
-        Ok(Self { file, path, info })
+        Ok(Self {
+            file,
+            path,
+            info,
+            handles: Mutex::default(),
+        })
     }
 
     /// Opens `/dev/accel/accel{index}`.
@@ -128,6 +139,37 @@ impl Device {
         };
         vela_uapi::query(&self.file, &mut a)
             .map_err(|e| crate::Error::ioctl(crate::Ioctl::Query, format!("query={name}"), e))
+    }
+
+    /// Imports a dma-buf (of another Vela device, another open file of this one, udmabuf, a
+    /// dma-heap, ...); see [`Buffer::import`].
+    pub fn import(&self, dmabuf: impl AsFd) -> Result<Buffer<'_>> {
+        Buffer::import(self, dmabuf)
+    }
+
+    fn handle_table(&self) -> MutexGuard<'_, HashMap<u32, usize>> {
+        // Every update is one map operation; a panic elsewhere cannot leave it half done.
+        self.handles.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records one more [`Buffer`] holding `handle`.
+    pub(crate) fn hold_handle(&self, handle: u32) {
+        *self.handle_table().entry(handle).or_insert(0) += 1;
+    }
+
+    /// Drops one holder of `handle`; true when it was the last, so the handle must be closed.
+    pub(crate) fn release_handle(&self, handle: u32) -> bool {
+        let mut t = self.handle_table();
+        match t.get_mut(&handle) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            _ => {
+                t.remove(&handle);
+                true
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {

@@ -20,10 +20,12 @@ pub enum Ioctl {
     Submit,
     Wait,
     GemClose,
+    PrimeHandleToFd,
+    PrimeFdToHandle,
 }
 
 impl Ioctl {
-    pub const ALL: [Ioctl; 13] = [
+    pub const ALL: [Ioctl; 15] = [
         Ioctl::Query,
         Ioctl::BoCreate,
         Ioctl::BoInfo,
@@ -37,6 +39,8 @@ impl Ioctl {
         Ioctl::Submit,
         Ioctl::Wait,
         Ioctl::GemClose,
+        Ioctl::PrimeHandleToFd,
+        Ioctl::PrimeFdToHandle,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +58,8 @@ impl Ioctl {
             Ioctl::Submit => "DRM_IOCTL_VELA_SUBMIT",
             Ioctl::Wait => "DRM_IOCTL_VELA_WAIT",
             Ioctl::GemClose => "DRM_IOCTL_GEM_CLOSE",
+            Ioctl::PrimeHandleToFd => "DRM_IOCTL_PRIME_HANDLE_TO_FD",
+            Ioctl::PrimeFdToHandle => "DRM_IOCTL_PRIME_FD_TO_HANDLE",
         }
     }
 
@@ -62,7 +68,8 @@ impl Ioctl {
     /// for a lookup that found nothing.
     pub fn meaning(self, errno: i32) -> &'static str {
         use libc::{
-            EBUSY, EEXIST, EFAULT, EINVAL, EIO, ENODEV, ENOENT, ENOMEM, ENOTTY, EOPNOTSUPP, ETIME,
+            EBADF, EBUSY, EEXIST, EFAULT, EINVAL, EIO, EMFILE, ENODEV, ENOENT, ENOMEM, ENOTTY,
+            EOPNOTSUPP, ETIME,
         };
         match (self, errno) {
             (_, EFAULT) => "a user pointer in the arguments is not accessible",
@@ -79,7 +86,10 @@ impl Ioctl {
             (Ioctl::VmCreate, EBUSY) => "every MMU context of the device is taken (15 VMs)",
             (Ioctl::QueueCreate, EBUSY) => "every hardware queue of the device is taken",
             (Ioctl::BoInfo, EINVAL) => "non-zero pad",
-            (Ioctl::BoMmapOffset, EINVAL) => "the buffer is not CPU_VISIBLE, or non-zero pad",
+            (Ioctl::BoMmapOffset, EINVAL) => {
+                "the buffer is not CPU_VISIBLE, is an import of another device's or exporter's \
+                 dma-buf (map the dma-buf fd instead), or non-zero pad"
+            }
             (Ioctl::BoInfo | Ioctl::BoMmapOffset, ENOENT) => "no buffer with this handle",
             (Ioctl::VmCreate, EINVAL) => "non-zero flags",
             (Ioctl::VmDestroy, EINVAL) => "non-zero pad",
@@ -108,6 +118,19 @@ impl Ioctl {
                 "the job failed: a device error or MMU fault in it or in a job queued with it"
             }
             (Ioctl::GemClose, EINVAL) => "no buffer with this handle",
+            (Ioctl::PrimeHandleToFd, ENOENT) => "no buffer with this handle",
+            (Ioctl::PrimeHandleToFd, EINVAL) => "flags other than DRM_CLOEXEC | DRM_RDWR",
+            (Ioctl::PrimeHandleToFd, EOPNOTSUPP) => {
+                "the driver cannot export this buffer as a dma-buf"
+            }
+            (Ioctl::PrimeHandleToFd, EMFILE) => "the process has no free file descriptor",
+            (Ioctl::PrimeFdToHandle, EBADF) => "fd is not an open file descriptor",
+            (Ioctl::PrimeFdToHandle, EINVAL) => "fd is not a dma-buf",
+            (Ioctl::PrimeFdToHandle, EOPNOTSUPP) => {
+                "this device cannot reach the exporter's memory (no peer-to-peer path) and the \
+                 buffer cannot move to system memory (VRAM_ONLY, or migration unsupported), or \
+                 the driver does not import dma-bufs"
+            }
             (_, ENOMEM) => "out of kernel memory",
             _ => "error not documented for this ioctl",
         }
@@ -123,8 +146,8 @@ impl fmt::Display for Ioctl {
 /// The symbolic name of an errno, for messages.
 pub fn errno_name(errno: i32) -> &'static str {
     use libc::{
-        EACCES, EAGAIN, EBADF, EBUSY, EEXIST, EFAULT, EINTR, EINVAL, EIO, ENODEV, ENOENT, ENOMEM,
-        ENOSPC, ENOTTY, ENXIO, EOVERFLOW, EPERM, ERANGE, ETIME, ETIMEDOUT,
+        EACCES, EAGAIN, EBADF, EBUSY, EEXIST, EFAULT, EINTR, EINVAL, EIO, EMFILE, ENODEV, ENOENT,
+        ENOMEM, ENOSPC, ENOTTY, ENXIO, EOPNOTSUPP, EOVERFLOW, EPERM, ERANGE, ETIME, ETIMEDOUT,
     };
     match errno {
         EPERM => "EPERM",
@@ -147,6 +170,8 @@ pub fn errno_name(errno: i32) -> &'static str {
         ETIMEDOUT => "ETIMEDOUT",
         EOVERFLOW => "EOVERFLOW",
         ENXIO => "ENXIO",
+        EMFILE => "EMFILE",
+        EOPNOTSUPP => "EOPNOTSUPP",
         _ => "E?",
     }
 }
@@ -298,6 +323,9 @@ mod tests {
             (Ioctl::Wait, libc::ETIME),
             (Ioctl::Wait, libc::EIO),
             (Ioctl::Wait, libc::EINVAL),
+            (Ioctl::PrimeHandleToFd, libc::ENOENT),
+            (Ioctl::PrimeFdToHandle, libc::EOPNOTSUPP),
+            (Ioctl::PrimeFdToHandle, libc::EINVAL),
         ];
         for (i, e) in documented {
             let m = i.meaning(e);

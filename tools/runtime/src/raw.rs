@@ -85,6 +85,48 @@ ioctl_fn!(
     wait, DRM_IOCTL_VELA_WAIT, drm_vela_wait
 );
 
+/// `struct drm_prime_handle` from drm.h: the argument of both PRIME ioctls.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct drm_prime_handle {
+    pub handle: u32,
+    /// `DRM_CLOEXEC | DRM_RDWR` at most; only HANDLE_TO_FD reads it.
+    pub flags: u32,
+    pub fd: i32,
+}
+
+/// drm.h's `DRM_CLOEXEC` (`O_CLOEXEC`): the dma-buf fd HANDLE_TO_FD returns is close-on-exec.
+pub const DRM_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
+/// drm.h's `DRM_RDWR` (`O_RDWR`): the dma-buf fd can be mapped for writing.
+pub const DRM_RDWR: u32 = libc::O_RDWR as u32;
+
+/// `DRM_IOWR(nr, size)` of drm.h: direction read|write (3) in bits 31:30, type 'd'.
+const fn drm_iowr(nr: u32, size: usize) -> u32 {
+    (3 << 30) | ((size as u32) << 16) | ((b'd' as u32) << 8) | nr
+}
+
+/// `DRM_IOWR(0x2d, struct drm_prime_handle)`.
+pub const DRM_IOCTL_PRIME_HANDLE_TO_FD: u32 =
+    drm_iowr(0x2d, std::mem::size_of::<drm_prime_handle>());
+/// `DRM_IOWR(0x2e, struct drm_prime_handle)`.
+pub const DRM_IOCTL_PRIME_FD_TO_HANDLE: u32 =
+    drm_iowr(0x2e, std::mem::size_of::<drm_prime_handle>());
+
+/// `DRM_IOCTL_PRIME_HANDLE_TO_FD`: exports `arg.handle` as a dma-buf; the fd comes back in
+/// `arg.fd`, owned by the caller.
+pub fn prime_handle_to_fd(fd: &impl AsRawFd, arg: &mut drm_prime_handle) -> io::Result<()> {
+    // SAFETY: DRM_IOCTL_PRIME_HANDLE_TO_FD takes a `struct drm_prime_handle`, which
+    // `drm_prime_handle` mirrors.
+    unsafe { u::ioctl(fd, DRM_IOCTL_PRIME_HANDLE_TO_FD, arg) }
+}
+
+/// `DRM_IOCTL_PRIME_FD_TO_HANDLE`: imports the dma-buf `arg.fd`; the GEM handle comes back in
+/// `arg.handle` (the handle this file already has for the object, if it has one).
+pub fn prime_fd_to_handle(fd: &impl AsRawFd, arg: &mut drm_prime_handle) -> io::Result<()> {
+    // SAFETY: as in `prime_handle_to_fd`.
+    unsafe { u::ioctl(fd, DRM_IOCTL_PRIME_FD_TO_HANDLE, arg) }
+}
+
 /// `DRM_IOCTL_GEM_CLOSE`: drops a GEM handle of this file.
 pub fn gem_close(fd: &impl AsRawFd, handle: u32) -> io::Result<()> {
     let mut arg = drm_gem_close { handle, pad: 0 };
@@ -102,6 +144,16 @@ mod tests {
         // uses the generic ioctl encoding.
         assert_eq!(DRM_IOCTL_GEM_CLOSE, 0x4008_6409);
         assert_eq!(std::mem::size_of::<drm_gem_close>(), 8);
+    }
+
+    #[test]
+    fn prime_numbers_match_drm_h() {
+        // DRM_IOWR(0x2d / 0x2e, struct drm_prime_handle) as libdrm's drm.h gives them.
+        assert_eq!(DRM_IOCTL_PRIME_HANDLE_TO_FD, 0xc00c_642d);
+        assert_eq!(DRM_IOCTL_PRIME_FD_TO_HANDLE, 0xc00c_642e);
+        assert_eq!(std::mem::size_of::<drm_prime_handle>(), 12);
+        assert_eq!(DRM_CLOEXEC, 0o2000000);
+        assert_eq!(DRM_RDWR, 2);
     }
 
     #[test]

@@ -3,7 +3,12 @@
 //! Helpers for Vela's kselftest-style tests: TAP output, the expectations the harness passes
 //! in, and access to the device nodes.
 
-use std::{fs, io, path::PathBuf};
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+pub mod dmabuf;
 
 /// A TAP 13 producer. Every check prints one result line; the plan comes last (TAP allows
 /// it), so a test that dies half-way leaves no plan and the judge counts that as a failure.
@@ -108,6 +113,118 @@ pub fn accel_node(pci: &std::path::Path) -> io::Result<PathBuf> {
         Some(e) => Ok(PathBuf::from("/dev/accel").join(e?.file_name())),
         None => Err(io::Error::new(io::ErrorKind::NotFound, "no accel node")),
     }
+}
+
+/// A Vela PCI function, named by its place on the bus rather than by its accel minor (which
+/// can change when the driver is unbound and bound again).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PciDev {
+    /// `/sys/bus/pci/devices/BDF`.
+    pub sysfs: PathBuf,
+    /// Its bus address, `0000:03:00.0`.
+    pub bdf: String,
+    /// The PCI functions above it, from the root port down to its own port (bus addresses).
+    pub upstream: Vec<String>,
+}
+
+impl PciDev {
+    /// Resolves the sysfs symlink of `sysfs` (`/sys/devices/pci0000:00/0000:00:03.0/...`):
+    /// each path component between the host bridge and the device itself is a bridge above it.
+    pub fn new(sysfs: &Path) -> io::Result<Self> {
+        let real = fs::canonicalize(sysfs)?;
+        let bdf = sysfs
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let is_bdf = |s: &str| s.len() == 12 && s.as_bytes()[4] == b':' && s.contains('.');
+        let mut upstream: Vec<String> = real
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .filter(|c| is_bdf(c))
+            .collect();
+        if upstream.last() == Some(&bdf) {
+            upstream.pop();
+        }
+        Ok(Self {
+            sysfs: sysfs.to_path_buf(),
+            bdf,
+            upstream,
+        })
+    }
+
+    /// The accel node it has now (`/dev/accel/accelN`), if vela is bound to it.
+    pub fn node(&self) -> io::Result<PathBuf> {
+        accel_node(&self.sysfs)
+    }
+
+    /// Opens its accel node as a runtime device.
+    pub fn open(&self) -> Result<vela_runtime::Device, String> {
+        let node = self
+            .node()
+            .map_err(|e| format!("{}: no accel node: {e}", self.bdf))?;
+        vela_runtime::Device::open(&node).map_err(|e| format!("{}: {e}", self.bdf))
+    }
+
+    /// The switch upstream port it sits below, if it sits on a switch's downstream port
+    /// (root port -> upstream port -> downstream port -> device).
+    pub fn switch_upstream_port(&self) -> Option<&str> {
+        let n = self.upstream.len();
+        (n >= 3).then(|| self.upstream[n - 2].as_str())
+    }
+}
+
+/// The three Vela devices of the P2P topology (see tools/harness/src/model.rs): `a` and `b`
+/// below one PCIe switch upstream port (peers), `c` on a root port with no bridge in common
+/// with them (no peer-to-peer path). `a` is the lower bus address of the pair.
+#[derive(Clone, Debug)]
+pub struct P2pTopology {
+    pub a: PciDev,
+    pub b: PciDev,
+    pub c: PciDev,
+}
+
+/// Finds [`P2pTopology`] from sysfs; the error describes what was found instead.
+pub fn p2p_topology() -> Result<P2pTopology, String> {
+    let devs: Vec<PciDev> = vela_pci_devices()
+        .map_err(|e| format!("listing /sys/bus/pci/devices: {e}"))?
+        .iter()
+        .map(|p| PciDev::new(p))
+        .collect::<io::Result<_>>()
+        .map_err(|e| format!("resolving a Vela device's sysfs path: {e}"))?;
+    let describe = || {
+        devs.iter()
+            .map(|d| format!("{} below [{}]", d.bdf, d.upstream.join(" ")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let pair = devs.iter().enumerate().find_map(|(i, a)| {
+        let up = a.switch_upstream_port()?;
+        devs[i + 1..]
+            .iter()
+            .find(|b| b.switch_upstream_port() == Some(up) && b.upstream != a.upstream)
+            .map(|b| (a, b))
+    });
+    let Some((a, b)) = pair else {
+        return Err(format!(
+            "no two Vela devices below one PCIe switch upstream port: {}",
+            describe()
+        ));
+    };
+    let Some(c) = devs
+        .iter()
+        .find(|c| c.upstream.iter().all(|p| !a.upstream.contains(p)))
+    else {
+        return Err(format!(
+            "no Vela device without a bridge in common with {}: {}",
+            a.bdf,
+            describe()
+        ));
+    };
+    Ok(P2pTopology {
+        a: a.clone(),
+        b: b.clone(),
+        c: c.clone(),
+    })
 }
 
 /// Runs a command, returning an error that carries its output when it fails.
