@@ -128,11 +128,7 @@ impl File {
         let bo = gem::lookup(file, args.handle)?;
         args.flags = bo.flags;
         args.size = bo.size().try_into()?;
-        args.placement = match bo.backing {
-            gem::Backing::Vram(_) => uapi::DRM_VELA_PLACEMENT_VRAM,
-            gem::Backing::System(_) => uapi::DRM_VELA_PLACEMENT_SYSTEM,
-            gem::Backing::Import(_) => uapi::DRM_VELA_PLACEMENT_IMPORTED,
-        };
+        args.placement = VelaObject::placement(&bo)?;
         Ok(0)
     }
 

@@ -1,28 +1,36 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Buffer objects. A VRAM buffer owns its VRAM blocks from creation to its last reference;
-//! userspace maps it write-combined through BAR2. Buffers are shared as dma-bufs: exported
-//! peer-to-peer from BAR2, and imported from other exporters (`Documentation/driver.rst`,
-//! Sharing buffers).
+//! Buffer objects. A buffer's own memory is VRAM or system memory, and may move between them
+//! (to serve an importer that cannot reach VRAM); userspace mappings fault in whatever backs
+//! the buffer at the time. Buffers are shared as dma-bufs: exported peer-to-peer from BAR2 or
+//! from system memory, and imported from other exporters (`Documentation/driver.rst`, Sharing
+//! buffers).
 
+use core::cell::UnsafeCell;
 use kernel::{
     dma_buf::{Attachment, DmaBuf, DynamicAttachment, Importer, Mapping, P2pRoute},
-    dma_resv::{ResvLocked, Usage},
-    drm::{gem, gem::BaseObject, DeviceContext},
+    dma_resv::{DmaResv, ResvLocked, Usage},
+    drm::{
+        gem,
+        gem::{BaseObject, VmFault},
+        DeviceContext,
+    },
     mm::virt::VmaNew,
     page::PAGE_SIZE,
     prelude::*,
     sync::aref::ARef,
+    time::msecs_to_jiffies,
 };
 
 use super::{
     driver::{VelaDevice, VelaDriver},
-    vm::ImportBinds,
+    vm::Binds,
 };
 use crate::{
     hw::{
         sysmem::SysBacking,
         vram::{self, VramBlocks},
+        Core,
     },
     uapi,
 };
@@ -30,12 +38,82 @@ use crate::{
 /// The largest system-memory buffer: 4 GiB.
 pub(crate) const SYSTEM_MAX: u64 = 4 << 30;
 
+/// How long a move waits for the jobs that use a buffer, and an importer's invalidation for
+/// its device's jobs, before giving up (a move then fails with `EBUSY`; an invalidation
+/// removes the page table entries anyway, and those jobs fault).
+const IDLE_WAIT_MS: u32 = 2000;
+
+/// Where a buffer's own bytes are.
+pub(crate) enum Store {
+    Vram(VramBlocks),
+    System(SysBacking),
+}
+
+impl Store {
+    /// The (address, length) runs in buffer order, and whether the addresses are VRAM
+    /// offsets (else bus addresses).
+    pub(crate) fn runs(&self) -> Result<(KVec<(u64, u64)>, bool)> {
+        match self {
+            Store::Vram(blocks) => {
+                let mut runs = KVec::new();
+                for r in vram::runs(blocks) {
+                    runs.push(r, GFP_KERNEL)?;
+                }
+                Ok((runs, true))
+            }
+            Store::System(sys) => Ok((sys.runs()?, false)),
+        }
+    }
+}
+
+/// A buffer's own memory and what depends on where it is.
+pub(crate) struct LocalState {
+    pub(crate) store: Store,
+    /// Mappings of the system pages handed to importers: while there are any, the buffer
+    /// stays in system memory.
+    sys_maps: u32,
+    /// Pins by importers that cannot follow a move.
+    pins: u32,
+    /// In system memory because it moved out of VRAM: the next job brings it back.
+    moved: bool,
+    /// The dma-buf it is exported as (valid from `dmabuf_exported` to `dmabuf_released`).
+    export: Option<*const DmaBuf>,
+}
+
+/// A buffer's own memory. Guarded by the buffer's reservation lock.
+pub(crate) struct Local {
+    state: UnsafeCell<LocalState>,
+    pub(crate) binds: Binds,
+}
+
+// SAFETY: The state is only touched with the buffer's reservation lock held, from whichever
+// thread holds it; the dma-buf pointer is only used under that lock too.
+unsafe impl Send for Local {}
+// SAFETY: See above.
+unsafe impl Sync for Local {}
+
+impl Local {
+    /// Runs `f` on the state; `locked` must be the lock of `resv`, the buffer's reservation
+    /// object.
+    pub(crate) fn with<R>(
+        &self,
+        resv: &DmaResv,
+        locked: &ResvLocked<'_>,
+        f: impl FnOnce(&mut LocalState) -> R,
+    ) -> Result<R> {
+        if !core::ptr::eq(locked.resv(), resv) {
+            return Err(EINVAL);
+        }
+        // SAFETY: The reservation lock is held (checked), which serializes every access, and
+        // `f` gets the only reference.
+        Ok(f(unsafe { &mut *self.state.get() }))
+    }
+}
+
 /// What holds a buffer's bytes.
 pub(crate) enum Backing {
-    /// The device's own memory.
-    Vram(VramBlocks),
-    /// System memory the device reaches by DMA.
-    System(SysBacking),
+    /// The buffer's own memory.
+    Local(Local),
     /// Another exporter's dma-buf, reached through a mapping made for this device.
     Import(Pin<KBox<DynamicAttachment<ImportState>>>),
 }
@@ -57,29 +135,37 @@ pub(crate) struct BoArgs {
 /// The exports of the driver: dma-bufs whose `ops` are these are this driver's own.
 static VELA_DMABUF_OPS: gem::DmabufOps<VelaObject> = gem::DmabufOps::new();
 
-/// How long an importer waits, when its mapping is invalidated, for this device's jobs that
-/// use the buffer before it removes the device's page table entries anyway (those jobs then
-/// fault, and fail).
-const INVALIDATE_WAIT_MS: u32 = 2000;
-
 /// An imported buffer's state: where it is bound, so that an invalidation can remove those
-/// page table entries. Guarded by the buffer's reservation lock.
+/// page table entries.
 pub(crate) struct ImportState {
-    pub(crate) binds: ImportBinds,
+    pub(crate) binds: Binds,
 }
 
 impl Importer for ImportState {
     fn invalidate_mappings(attach: &DynamicAttachment<Self>, locked: &ResvLocked<'_>) {
         // Jobs of this device that use the buffer finish first where they can: their fences
         // are in the shared reservation object.
-        let _ = locked.resv().wait(
-            Usage::Bookkeep,
-            false,
-            kernel::time::msecs_to_jiffies(INVALIDATE_WAIT_MS),
-        );
-        ImportBinds::unmap_all(attach, locked);
+        let _ = locked.resv().wait(Usage::Bookkeep, false, msecs_to_jiffies(IDLE_WAIT_MS));
+        attach.data().binds.unmap_all(attach.buf().resv(), locked);
         attach.unmap(locked);
     }
+}
+
+impl VelaObject {
+    /// Where the buffer is bound.
+    pub(crate) fn binds(&self) -> &Binds {
+        match &self.backing {
+            Backing::Local(l) => &l.binds,
+            Backing::Import(a) => &a.data().binds,
+        }
+    }
+}
+
+/// Whether `attach`'s device reaches BAR2 peer-to-peer and can be revoked.
+fn p2p_ok(core: &Core, attach: &Attachment) -> bool {
+    attach.peer2peer()
+        && attach.revocable()
+        && matches!(core.p2p_route(attach), Ok(P2pRoute::Switch | P2pRoute::HostBridge))
 }
 
 impl gem::DriverObject for VelaObject {
@@ -93,13 +179,28 @@ impl gem::DriverObject for VelaObject {
     ) -> impl PinInit<Self, Error> {
         let backing = match args.import {
             Some(attach) => Ok(Backing::Import(attach)),
-            None if args.flags & uapi::DRM_VELA_BO_VRAM == 0 => {
-                SysBacking::new(&dev.core, size).map(Backing::System)
+            None => {
+                let store = if args.flags & uapi::DRM_VELA_BO_VRAM == 0 {
+                    SysBacking::new(&dev.core, size).map(Store::System)
+                } else {
+                    u64::try_from(size)
+                        .map_err(|_| EINVAL)
+                        .and_then(|size| dev.core.vram.alloc(size, false))
+                        .map(Store::Vram)
+                };
+                store.map(|store| {
+                    Backing::Local(Local {
+                        state: UnsafeCell::new(LocalState {
+                            store,
+                            sys_maps: 0,
+                            pins: 0,
+                            moved: false,
+                            export: None,
+                        }),
+                        binds: Binds::new(),
+                    })
+                })
             }
-            None => u64::try_from(size)
-                .map_err(|_| EINVAL)
-                .and_then(|size| dev.core.vram.alloc(size, false))
-                .map(Backing::Vram),
         };
         try_pin_init!(VelaObject {
             flags: args.flags,
@@ -108,111 +209,299 @@ impl gem::DriverObject for VelaObject {
     }
 
     const HAS_MMAP: bool = true;
+    const HAS_FAULT: bool = true;
 
-    fn mmap(obj: &gem::Object<Self>, vma: &VmaNew, offset: usize) -> Result {
+    /// Mappings fill in at fault time, from wherever the buffer is then. They are
+    /// write-combined: VRAM through BAR2 wants it, and for system pages it keeps the CPU
+    /// coherent with the device without cache maintenance when the buffer moves.
+    fn mmap(obj: &gem::Object<Self>, vma: &VmaNew, _offset: usize) -> Result {
         if obj.flags & uapi::DRM_VELA_BO_CPU_VISIBLE == 0 {
             return Err(EINVAL);
         }
-        let blocks = match &obj.backing {
-            Backing::Vram(blocks) => blocks,
-            Backing::System(sys) => return mmap_system(sys, vma, offset),
-            Backing::Import(_) => return Err(EINVAL),
+        let Backing::Local(_) = &obj.backing else {
+            return Err(EINVAL);
+        };
+        vma.set_page_prot_wc();
+        Ok(())
+    }
+
+    fn fault(obj: &gem::Object<Self>, vmf: &VmFault) -> Result {
+        let Backing::Local(local) = &obj.backing else {
+            return Err(EFAULT);
         };
         let core = &obj.dev().core;
-        let (start, end) = (vma.start(), vma.end());
-        let mut obj_pos: usize = 0;
-        let mut addr = start;
-        for (vram_off, len) in vram::runs(blocks) {
-            let len = usize::try_from(len)?;
-            let run_end = obj_pos.checked_add(len).ok_or(EINVAL)?;
-            // The part of this run that falls inside [offset, offset + mapping length).
-            if run_end > offset && addr < end {
-                let skip = offset.saturating_sub(obj_pos);
-                let n = (len - skip).min(end - addr);
-                let phys = core.vram_phys.checked_add(vram_off).ok_or(EINVAL)?;
-                let pfn = usize::try_from(phys)? / PAGE_SIZE + skip / PAGE_SIZE;
-                // SAFETY: the pfns are this buffer's own VRAM inside BAR2, device memory that
-                // the buffer owns until its last reference goes, and the mapping holds a
-                // reference (drm_gem_vm_open/close), so the VRAM cannot be reused under it.
-                unsafe { vma.remap_pfn_range_wc(addr, pfn, n)? };
-                addr += n;
+        let resv = obj.resv();
+        let guard = resv.lock()?;
+        local.with(resv, &guard, |st| -> Result {
+            // The faulting page first; then, best effort, the rest of the mapping up to 2 MiB
+            // on, so a linear walk takes one fault per 2 MiB rather than one per page.
+            let (_, end) = vmf.vma_range();
+            let first = vmf.address() & !(PAGE_SIZE - 1);
+            let last = end.min(first + (2 << 20));
+            let size = obj.size();
+            let mut addr = first;
+            while addr < last {
+                let off = vmf.object_offset(addr);
+                if off >= size {
+                    break;
+                }
+                let r = insert(core, &st.store, vmf, addr, off);
+                if addr == first {
+                    r?;
+                }
+                addr += PAGE_SIZE;
             }
-            obj_pos = run_end;
-        }
-        if addr != end {
-            return Err(EINVAL);
-        }
-        Ok(())
+            Ok(())
+        })?
     }
 
     const DMABUF_OPS: Option<&'static gem::DmabufOps<Self>> = Some(&VELA_DMABUF_OPS);
 
-    /// Peer-to-peer only: the importer's device must reach BAR2 (through a switch, or a host
-    /// bridge the kernel trusts), handle memory without pages, and give mappings back when
-    /// told to, so that unbind can revoke them. Others get `EOPNOTSUPP`: moving the buffer to
-    /// system memory for them is not implemented yet (`Documentation/driver.rst`).
+    /// Importers that reach BAR2 peer-to-peer (and can be revoked) get VRAM; others get system
+    /// memory, the buffer moving there when they map it, unless it is `VRAM_ONLY`: those
+    /// importers are refused here with `EOPNOTSUPP`.
     fn dmabuf_attach(obj: &gem::Object<Self>, attach: &Attachment) -> Result {
-        let Backing::Vram(_) = &obj.backing else {
+        let Backing::Local(_) = &obj.backing else {
             return Err(EOPNOTSUPP);
         };
         let core = &obj.dev().core;
-        if !attach.peer2peer() || !attach.revocable() {
+        if !core.is_bound() {
+            return Err(ENODEV);
+        }
+        if obj.flags & uapi::DRM_VELA_BO_VRAM_ONLY != 0 && !p2p_ok(core, attach) {
             return Err(EOPNOTSUPP);
         }
-        match core.p2p_route(attach)? {
-            P2pRoute::Switch | P2pRoute::HostBridge => Ok(()),
-            P2pRoute::None => Err(EOPNOTSUPP),
-        }
+        Ok(())
     }
 
-    /// VRAM buffers never move, so a pin has nothing to hold in place.
-    fn dmabuf_pin(_obj: &gem::Object<Self>, _attach: &Attachment) -> Result {
-        Ok(())
+    fn dmabuf_pin(obj: &gem::Object<Self>, _attach: &Attachment, locked: &ResvLocked<'_>) -> Result {
+        let Backing::Local(local) = &obj.backing else {
+            return Err(EOPNOTSUPP);
+        };
+        local.with(obj.resv(), locked, |st| st.pins += 1)
+    }
+
+    fn dmabuf_unpin(obj: &gem::Object<Self>, _attach: &Attachment, locked: &ResvLocked<'_>) {
+        if let Backing::Local(local) = &obj.backing {
+            let _ = local.with(obj.resv(), locked, |st| st.pins = st.pins.saturating_sub(1));
+        }
     }
 
     fn dmabuf_map(
         obj: &gem::Object<Self>,
         attach: &Attachment,
         locked: &ResvLocked<'_>,
-        _dir: kernel::dma::DataDirection,
+        dir: kernel::dma::DataDirection,
     ) -> Result<Mapping> {
-        let Backing::Vram(blocks) = &obj.backing else {
+        let Backing::Local(local) = &obj.backing else {
             return Err(EOPNOTSUPP);
         };
-        let mut runs = KVec::new();
-        for r in vram::runs(blocks) {
-            runs.push(r, GFP_KERNEL)?;
+        let core = &obj.dev().core;
+        let resv = obj.resv();
+        let p2p = p2p_ok(core, attach);
+        let in_vram = local.with(resv, locked, |st| matches!(st.store, Store::Vram(_)))?;
+        if in_vram && p2p {
+            let runs = local.with(resv, locked, |st| st.store.runs())??;
+            return core.map_vram_for(attach, locked, &runs.0);
         }
-        obj.dev().core.map_vram_for(attach, locked, &runs)
+        if in_vram {
+            // The importer cannot reach VRAM: the buffer moves to system memory for it.
+            migrate(obj, locked, false)?;
+        }
+        local.with(resv, locked, |st| -> Result<Mapping> {
+            let Store::System(sys) = &st.store else {
+                return Err(EBUSY);
+            };
+            // SAFETY: The pages stay with the buffer while the mapping exists: `sys_maps`
+            // keeps the buffer in system memory until the mapping comes back.
+            let m = unsafe { Mapping::from_pages(attach, locked, sys.mem.pages(), dir)? };
+            st.sys_maps += 1;
+            Ok(m)
+        })?
+    }
+
+    fn dmabuf_unmapped(obj: &gem::Object<Self>, _attach: &Attachment, mapping: &Mapping) {
+        if let (Backing::Local(local), true) = (&obj.backing, mapping.is_pages()) {
+            // Called with the reservation lock held (the unmap or detach path).
+            // SAFETY: The dma-buf core holds the lock around unmap and the glue around detach.
+            let locked = unsafe { ResvLocked::assume(obj.resv()) };
+            let _ = local.with(obj.resv(), &locked, |st| st.sys_maps = st.sys_maps.saturating_sub(1));
+        }
     }
 
     fn dmabuf_exported(obj: &gem::Object<Self>, buf: &DmaBuf) {
         obj.dev().exports.add(buf);
+        if let (Backing::Local(local), Ok(g)) = (&obj.backing, obj.resv().lock()) {
+            let _ = local.with(obj.resv(), &g, |st| st.export = Some(core::ptr::from_ref(buf)));
+        }
     }
 
     fn dmabuf_released(obj: &gem::Object<Self>, buf: &DmaBuf) {
+        if let (Backing::Local(local), Ok(g)) = (&obj.backing, obj.resv().lock()) {
+            let _ = local.with(obj.resv(), &g, |st| st.export = None);
+        }
         obj.dev().exports.remove(buf);
     }
 
     fn import(dev: &VelaDevice, buf: &DmaBuf) -> Result<ARef<gem::Object<Self>>> {
-        let state = ImportState { binds: ImportBinds::new() };
+        let state = ImportState { binds: Binds::new() };
         let attach = DynamicAttachment::new(buf, dev.core.pdev.as_ref(), state)?;
         gem::Object::<Self>::new_imported(dev, buf, BoArgs { flags: 0, import: Some(attach) })
     }
 }
 
-/// Maps system memory pages, cached (the device's DMA is coherent with the CPU caches).
-fn mmap_system(sys: &SysBacking, vma: &VmaNew, offset: usize) -> Result {
-    let first = offset / PAGE_SIZE;
-    let count = (vma.end() - vma.start()) / PAGE_SIZE;
-    if first.checked_add(count).is_none_or(|end| end * PAGE_SIZE > sys.mem.len()) {
-        return Err(EINVAL);
+/// Maps the page at buffer offset `off` of `store` at `addr`.
+fn insert(core: &Core, store: &Store, vmf: &VmFault, addr: usize, off: usize) -> Result {
+    match store {
+        Store::Vram(blocks) => {
+            let mut pos = 0usize;
+            for (vram_off, len) in vram::runs(blocks) {
+                let len = usize::try_from(len)?;
+                if off < pos + len {
+                    let phys = core.vram_phys.checked_add(vram_off + u64::try_from(off - pos)?).ok_or(EINVAL)?;
+                    let pfn = usize::try_from(phys)? / PAGE_SIZE;
+                    // A device that is gone may have its BAR reassigned: no new mappings of it.
+                    return core.with_bound_device(|_| {
+                        // SAFETY: The pfn is this buffer's VRAM inside BAR2, device memory the
+                        // buffer owns until it moves or goes; a move zaps the mappings first
+                        // (`unmap_user_mappings`), and unbind zaps every mapping of the device.
+                        unsafe { vmf.insert_pfn(addr, pfn) }
+                    });
+                }
+                pos += len;
+            }
+            Err(EFAULT)
+        }
+        Store::System(sys) => {
+            let page = sys.mem.pages().nth(off / PAGE_SIZE).ok_or(EFAULT)?;
+            vmf.insert_page(addr, &page)
+        }
     }
-    let mixed = vma.set_mixedmap();
-    for (i, page) in sys.mem.pages().skip(first).take(count).enumerate() {
-        mixed.vm_insert_page(vma.start() + i * PAGE_SIZE, &page)?;
+}
+
+/// Moves a buffer's bytes to VRAM (`to_vram`) or to system memory, with everything that
+/// points at them: CPU mappings are zapped (they fault back in), importers are told to drop
+/// their mappings, the PTEs of every bind are rewritten. Fails with `EBUSY` if the buffer is
+/// pinned, `VRAM_ONLY` (leaving VRAM), mapped as system pages (entering VRAM), or still in
+/// use after a bounded wait; `ENOMEM` if the destination is full. `locked` is the buffer's
+/// reservation lock.
+pub(crate) fn migrate(obj: &gem::Object<VelaObject>, locked: &ResvLocked<'_>, to_vram: bool) -> Result {
+    let Backing::Local(local) = &obj.backing else {
+        return Err(EINVAL);
+    };
+    let resv = obj.resv();
+    let core = &obj.dev().core;
+    let (done, export) = local.with(resv, locked, |st| -> Result<(bool, Option<*const DmaBuf>)> {
+        let in_vram = matches!(st.store, Store::Vram(_));
+        if in_vram == to_vram {
+            return Ok((true, None));
+        }
+        if st.pins > 0 || (!to_vram && obj.flags & uapi::DRM_VELA_BO_VRAM_ONLY != 0) || (to_vram && st.sys_maps > 0) {
+            return Err(EBUSY);
+        }
+        Ok((false, st.export))
+    })??;
+    if done {
+        return Ok(());
+    }
+    resv.wait(Usage::Bookkeep, false, msecs_to_jiffies(IDLE_WAIT_MS)).map_err(|_| EBUSY)?;
+    let size = obj.size();
+    let new = if to_vram {
+        Store::Vram(core.vram.alloc(u64::try_from(size)?, false)?)
+    } else {
+        Store::System(SysBacking::new(core, size)?)
+    };
+    // Nothing may keep using the old place: importers remap (under this lock they cannot
+    // map again before the move is done), CPU mappings fault in the new place.
+    if let Some(buf) = export {
+        // SAFETY: `export` is set until the dma-buf is released, which clears it under this
+        // lock, so the dma-buf is live.
+        unsafe { &*buf }.invalidate_mappings(locked)?;
+    }
+    obj.unmap_user_mappings();
+    local.with(resv, locked, |st| -> Result {
+        copy(core, &st.store, &new, size)?;
+        let old = core::mem::replace(&mut st.store, new);
+        let (runs, in_vram) = st.store.runs()?;
+        if let Err(e) = local.binds.remap_all(resv, locked, &runs, in_vram) {
+            // Put the old place back: the binds still point at it.
+            st.store = old;
+            return Err(e);
+        }
+        st.moved = !to_vram;
+        // `old` goes here, after every PTE points elsewhere and the TLBs were invalidated.
+        drop(old);
+        Ok(())
+    })?
+}
+
+/// Whether a buffer that moved out of VRAM may come back now.
+pub(crate) fn wants_vram(obj: &gem::Object<VelaObject>, locked: &ResvLocked<'_>) -> bool {
+    match &obj.backing {
+        Backing::Local(local) => local
+            .with(obj.resv(), locked, |st| st.moved && st.sys_maps == 0 && st.pins == 0)
+            .unwrap_or(false),
+        Backing::Import(_) => false,
+    }
+}
+
+/// Copies `size` bytes from `from` to `to` with the CPU.
+fn copy(core: &Core, from: &Store, to: &Store, size: usize) -> Result {
+    const CHUNK: usize = 64 << 10;
+    let mut buf = KVec::from_elem(0u8, CHUNK, GFP_KERNEL)?;
+    let mut off = 0usize;
+    while off < size {
+        let n = CHUNK.min(size - off);
+        read(core, from, off, &mut buf[..n])?;
+        write(core, to, off, &buf[..n])?;
+        off += n;
     }
     Ok(())
+}
+
+/// The VRAM offset of buffer offset `off`, and how many bytes are contiguous from there.
+fn vram_at(blocks: &VramBlocks, off: usize) -> Result<(u64, usize)> {
+    let mut pos = 0usize;
+    for (vram_off, len) in vram::runs(blocks) {
+        let len = usize::try_from(len)?;
+        if off < pos + len {
+            return Ok((vram_off + u64::try_from(off - pos)?, pos + len - off));
+        }
+        pos += len;
+    }
+    Err(EINVAL)
+}
+
+fn read(core: &Core, store: &Store, off: usize, out: &mut [u8]) -> Result {
+    match store {
+        Store::Vram(blocks) => {
+            let mut done = 0;
+            while done < out.len() {
+                let (at, n) = vram_at(blocks, off + done)?;
+                let n = n.min(out.len() - done);
+                core.vram_read_bytes(at, &mut out[done..done + n])?;
+                done += n;
+            }
+            Ok(())
+        }
+        Store::System(sys) => sys.mem.read(off, out),
+    }
+}
+
+fn write(core: &Core, store: &Store, off: usize, data: &[u8]) -> Result {
+    match store {
+        Store::Vram(blocks) => {
+            let mut done = 0;
+            while done < data.len() {
+                let (at, n) = vram_at(blocks, off + done)?;
+                let n = n.min(data.len() - done);
+                core.vram_write_bytes(at, &data[done..done + n])?;
+                done += n;
+            }
+            Ok(())
+        }
+        Store::System(sys) => sys.mem.write(off, data),
+    }
 }
 
 impl VelaObject {
@@ -221,6 +510,20 @@ impl VelaObject {
         check_create(size, flags, dev.core.vram.size())?;
         let size = usize::try_from(size.next_multiple_of(vram::PAGE)).map_err(|_| EINVAL)?;
         gem::Object::<Self>::new(dev, size, BoArgs { flags, import: None })
+    }
+
+    /// The buffer's placement, as BO_INFO reports it.
+    pub(crate) fn placement(obj: &gem::Object<Self>) -> Result<u32> {
+        match &obj.backing {
+            Backing::Import(_) => Ok(uapi::DRM_VELA_PLACEMENT_IMPORTED),
+            Backing::Local(local) => {
+                let g = obj.resv().lock()?;
+                local.with(obj.resv(), &g, |st| match st.store {
+                    Store::Vram(_) => uapi::DRM_VELA_PLACEMENT_VRAM,
+                    Store::System(_) => uapi::DRM_VELA_PLACEMENT_SYSTEM,
+                })
+            }
+        }
     }
 }
 

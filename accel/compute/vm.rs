@@ -12,18 +12,18 @@ use kernel::{
     sync::{aref::ARef, Arc, Mutex},
 };
 
-use super::gem::{Backing, ImportState, VelaObject};
+use super::gem::{self as vgem, Backing, ImportState, VelaObject};
 use core::cell::UnsafeCell;
 use kernel::{
     dma_buf::DynamicAttachment,
     dma_fence::Fence,
-    dma_resv::{ResvLocked, Usage},
+    dma_resv::{DmaResv, ResvLocked, Usage},
 };
 use crate::{
     hw::{
         mmu::{self, PageTables},
         queue::{HwQueue, JobFence, SLOT},
-        vram::{self, PAGE},
+        vram::PAGE,
         Core,
     },
     uapi,
@@ -36,10 +36,10 @@ struct Binding {
     _bo: ARef<gem::Object<VelaObject>>,
 }
 
-/// One bind of an imported buffer, as the buffer remembers it so that an invalidation can
+/// One bind, as the buffer remembers it so that a move or an invalidation can rewrite or
 /// remove the page table entries. `vm` is valid while the entry exists: a VM removes its
 /// entries (under the buffer's reservation lock) before it is freed.
-struct ImportBind {
+struct BufBind {
     vm: *const Vm,
     va: u64,
     size: u64,
@@ -47,46 +47,58 @@ struct ImportBind {
     pte_flags: u64,
 }
 
-/// Where an imported buffer is bound. Only touched with the buffer's reservation lock held.
-pub(crate) struct ImportBinds(UnsafeCell<KVec<ImportBind>>);
+/// Where a buffer is bound. Only touched with the buffer's reservation lock held.
+pub(crate) struct Binds(UnsafeCell<KVec<BufBind>>);
 
 // SAFETY: The list and the VMs it points to are only used under the buffer's reservation lock,
 // from whichever thread holds it; the VMs are `Sync`.
-unsafe impl Send for ImportBinds {}
+unsafe impl Send for Binds {}
 // SAFETY: See above.
-unsafe impl Sync for ImportBinds {}
+unsafe impl Sync for Binds {}
 
-impl ImportBinds {
+impl Binds {
     pub(crate) fn new() -> Self {
         Self(UnsafeCell::new(KVec::new()))
     }
 
-    /// Runs `f` on the list of `attach`'s buffer, whose reservation lock `locked` must be.
-    fn with<R>(
-        attach: &DynamicAttachment<ImportState>,
-        locked: &ResvLocked<'_>,
-        f: impl FnOnce(&mut KVec<ImportBind>) -> R,
-    ) -> Result<R> {
-        if !core::ptr::eq(locked.resv(), attach.buf().resv()) {
+    /// Runs `f` on the list; `locked` must be the lock of `resv`, the buffer's reservation
+    /// object.
+    fn with<R>(&self, resv: &DmaResv, locked: &ResvLocked<'_>, f: impl FnOnce(&mut KVec<BufBind>) -> R) -> Result<R> {
+        if !core::ptr::eq(locked.resv(), resv) {
             return Err(EINVAL);
         }
         // SAFETY: The buffer's reservation lock is held (checked above) and serializes every
-        // access; `f` cannot reach the list again (it gets the only reference).
-        Ok(f(unsafe { &mut *attach.data().binds.0.get() }))
+        // access; `f` gets the only reference.
+        Ok(f(unsafe { &mut *self.0.get() }))
     }
 
     /// Removes every page table entry of the buffer, in every VM (the exporter is moving or
     /// revoking it). The binds stay: the next job on a VM maps the buffer again.
-    pub(crate) fn unmap_all(attach: &DynamicAttachment<ImportState>, locked: &ResvLocked<'_>) {
-        let _ = Self::with(attach, locked, |list| {
+    pub(crate) fn unmap_all(&self, resv: &DmaResv, locked: &ResvLocked<'_>) {
+        let _ = self.with(resv, locked, |list| {
             for b in list.iter() {
-                // SAFETY: Entries point to live VMs (see `ImportBind`); the lock is held.
+                // SAFETY: Entries point to live VMs (see `BufBind`); the lock is held.
                 let vm = unsafe { &*b.vm };
                 let mut inner = vm.inner.lock();
                 let _ = inner.pt.unmap(&vm.core, b.va, b.size);
                 let _ = vm.core.invalidate(vm.context);
             }
         });
+    }
+
+    /// Points every bind at the buffer's new `runs`, in every VM, and drops the VMs' cached
+    /// translations of the old ones.
+    pub(crate) fn remap_all(&self, resv: &DmaResv, locked: &ResvLocked<'_>, runs: &[(u64, u64)], in_vram: bool) -> Result {
+        self.with(resv, locked, |list| -> Result {
+            for b in list.iter() {
+                // SAFETY: Entries point to live VMs (see `BufBind`); the lock is held.
+                let vm = unsafe { &*b.vm };
+                let mut inner = vm.inner.lock();
+                vm.write_ptes(&mut inner, runs, in_vram, b.va, b.bo_offset, b.size, b.pte_flags)?;
+                vm.core.invalidate(vm.context)?;
+            }
+            Ok(())
+        })?
     }
 }
 
@@ -102,6 +114,14 @@ fn import_runs(attach: &DynamicAttachment<ImportState>, locked: &ResvLocked<'_>)
         runs.push((addr, len), GFP_KERNEL)?;
     }
     Ok(runs)
+}
+
+/// Where `bo`'s bytes are for the device now: (runs, whether they are VRAM offsets).
+fn bo_runs(bo: &gem::Object<VelaObject>, locked: &ResvLocked<'_>) -> Result<(KVec<(u64, u64)>, bool)> {
+    match &bo.backing {
+        Backing::Local(local) => local.with(bo.resv(), locked, |st| st.store.runs())?,
+        Backing::Import(attach) => Ok((import_runs(attach, locked)?, false)),
+    }
 }
 
 struct VmInner {
@@ -206,45 +226,22 @@ impl Vm {
             pte_flags |= mmu::WRITE;
         }
         let end = va + size;
-        let overlaps = |inner: &VmInner| inner.bindings.iter().any(|b| va < b.va + b.size && b.va < end);
-        let local = match &bo.backing {
-            Backing::Vram(blocks) => {
-                let mut runs = KVec::new();
-                for r in vram::runs(blocks) {
-                    runs.push(r, GFP_KERNEL)?;
-                }
-                Some((runs, true))
-            }
-            Backing::System(sys) => Some((sys.runs()?, false)),
-            Backing::Import(_) => None,
-        };
-        match &bo.backing {
-            Backing::Vram(_) | Backing::System(_) => {
-                let (runs, in_vram) = local.ok_or(EINVAL)?;
-                let mut inner = self.inner.lock();
-                if overlaps(&inner) {
-                    return Err(EEXIST);
-                }
-                inner.bindings.reserve(1, GFP_KERNEL)?;
-                self.write_ptes(&mut inner, &runs, in_vram, va, bo_offset, size, pte_flags)?;
-                inner.bindings.push(Binding { va, size, _bo: bo.clone() }, GFP_KERNEL)?;
-            }
-            Backing::Import(attach) => {
-                // Lock order: the buffer's reservation lock, then the VM's.
-                let guard = attach.buf().resv().lock()?;
-                let runs = import_runs(attach, &guard)?;
-                ImportBinds::with(attach, &guard, |l| l.reserve(1, GFP_KERNEL))??;
-                let mut inner = self.inner.lock();
-                if overlaps(&inner) {
-                    return Err(EEXIST);
-                }
-                inner.bindings.reserve(1, GFP_KERNEL)?;
-                self.write_ptes(&mut inner, &runs, false, va, bo_offset, size, pte_flags)?;
-                inner.bindings.push(Binding { va, size, _bo: bo.clone() }, GFP_KERNEL)?;
-                let entry = ImportBind { vm: self, va, size, bo_offset, pte_flags };
-                ImportBinds::with(attach, &guard, |l| l.push(entry, GFP_KERNEL))??;
-            }
+        // Lock order: the buffer's reservation lock, then the VM's. Under it the buffer
+        // cannot move, so the PTEs and the buffer's list of binds agree.
+        let resv = bo.resv();
+        let guard = resv.lock()?;
+        let (runs, in_vram) = bo_runs(&bo, &guard)?;
+        bo.binds().with(resv, &guard, |l| l.reserve(1, GFP_KERNEL))??;
+        let mut inner = self.inner.lock();
+        if inner.bindings.iter().any(|b| va < b.va + b.size && b.va < end) {
+            return Err(EEXIST);
         }
+        inner.bindings.reserve(1, GFP_KERNEL)?;
+        self.write_ptes(&mut inner, &runs, in_vram, va, bo_offset, size, pte_flags)?;
+        inner.bindings.push(Binding { va, size, _bo: bo.clone() }, GFP_KERNEL)?;
+        drop(inner);
+        let entry = BufBind { vm: self, va, size, bo_offset, pte_flags };
+        bo.binds().with(resv, &guard, |l| l.push(entry, GFP_KERNEL))??;
         Ok(())
     }
 
@@ -255,12 +252,10 @@ impl Vm {
             let b = inner.bindings.iter().find(|b| b.va == va && b.size == size).ok_or(ENOENT)?;
             b._bo.clone()
         };
-        // An import's bind is also listed in the buffer, under its reservation lock, which
-        // comes before the VM's lock.
-        let guard = match &bo.backing {
-            Backing::Import(attach) => Some((attach, attach.buf().resv().lock()?)),
-            Backing::Vram(_) | Backing::System(_) => None,
-        };
+        // The buffer's list of binds changes too, under its reservation lock, which comes
+        // before the VM's lock.
+        let resv = bo.resv();
+        let guard = resv.lock()?;
         let mut inner = self.inner.lock();
         let i = inner.bindings.iter().position(|b| b.va == va && b.size == size).ok_or(ENOENT)?;
         inner.pt.unmap(&self.core, va, size)?;
@@ -268,34 +263,34 @@ impl Vm {
         self.core.invalidate(self.context)?;
         inner.bindings.remove(i)?;
         drop(inner);
-        if let Some((attach, g)) = &guard {
-            let me: *const Vm = self;
-            let _ = ImportBinds::with(attach, g, |l| l.retain(|b: &mut ImportBind| !(core::ptr::eq(b.vm, me) && b.va == va && b.size == size)));
-        }
+        let me: *const Vm = self;
+        let _ = bo.binds().with(resv, &guard, |l| l.retain(|b: &mut BufBind| !(core::ptr::eq(b.vm, me) && b.va == va && b.size == size)));
         Ok(())
     }
 
-    /// Maps again the imported buffers whose mappings the exporter invalidated, in every VM
-    /// they are bound in, before a job of this VM runs. `ENODEV` if an exporter revoked one.
+    /// Before a job of this VM runs: maps again the imported buffers whose mappings the
+    /// exporter invalidated (`ENODEV` if an exporter revoked one), and brings buffers that
+    /// moved out of VRAM back when nothing keeps them out (best effort: if VRAM is short they
+    /// stay where they are, which the device reaches just as well). Every bind of such a
+    /// buffer, in every VM, follows.
     fn revalidate(&self, bos: &[ARef<gem::Object<VelaObject>>]) -> Result {
         for bo in bos {
-            let Backing::Import(attach) = &bo.backing else {
-                continue;
-            };
-            let guard = attach.buf().resv().lock()?;
-            if attach.is_mapped(&guard) {
-                continue;
-            }
-            let runs = import_runs(attach, &guard)?;
-            ImportBinds::with(attach, &guard, |l| -> Result {
-                for b in l.iter() {
-                    // SAFETY: Entries point to live VMs (see `ImportBind`); the lock is held.
-                    let vm = unsafe { &*b.vm };
-                    let mut inner = vm.inner.lock();
-                    vm.write_ptes(&mut inner, &runs, false, b.va, b.bo_offset, b.size, b.pte_flags)?;
+            let resv = bo.resv();
+            let guard = resv.lock()?;
+            match &bo.backing {
+                Backing::Import(attach) => {
+                    if attach.is_mapped(&guard) {
+                        continue;
+                    }
+                    let runs = import_runs(attach, &guard)?;
+                    bo.binds().remap_all(resv, &guard, &runs, false)?;
                 }
-                Ok(())
-            })??;
+                Backing::Local(_) => {
+                    if vgem::wants_vram(bo, &guard) {
+                        let _ = vgem::migrate(bo, &guard, true);
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -320,14 +315,12 @@ impl Vm {
 #[pinned_drop]
 impl PinnedDrop for Vm {
     fn drop(self: Pin<&mut Self>) {
-        // Imported buffers forget this VM before it goes (their lists point to it).
+        // Bound buffers forget this VM before it goes (their lists point to it).
         if let Ok(bos) = self.bound_objects() {
             let me: *const Vm = &*self;
             for bo in bos.iter() {
-                if let Backing::Import(attach) = &bo.backing {
-                    if let Ok(g) = attach.buf().resv().lock() {
-                        let _ = ImportBinds::with(attach, &g, |l| l.retain(|b: &mut ImportBind| !core::ptr::eq(b.vm, me)));
-                    }
+                if let Ok(g) = bo.resv().lock() {
+                    let _ = bo.binds().with(bo.resv(), &g, |l| l.retain(|b: &mut BufBind| !core::ptr::eq(b.vm, me)));
                 }
             }
         }

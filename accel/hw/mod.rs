@@ -162,6 +162,11 @@ impl Core {
         f(dev)
     }
 
+    /// Whether unbind has not begun yet.
+    pub(crate) fn is_bound(&self) -> bool {
+        *self.bound.lock()
+    }
+
     /// Unbind has begun: from now on nothing new may be mapped for peers.
     pub(crate) fn unbinding(&self) {
         *self.bound.lock() = false;
@@ -216,6 +221,19 @@ impl Core {
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
             bar.try_write64(u64::from_le_bytes(word), base + 8 * i)?;
+        }
+        Ok(())
+    }
+
+    /// Reads `out.len()` bytes (a multiple of 8) at `offset`, 64 KiB per BAR guard so that
+    /// the RCU read section stays short.
+    pub(crate) fn vram_read_bytes(&self, offset: u64, out: &mut [u8]) -> Result {
+        for (c, chunk) in out.chunks_mut(64 << 10).enumerate() {
+            let bar = self.bar2.try_access().ok_or(ENODEV)?;
+            let base = usize::try_from(offset)? + c * (64 << 10);
+            for (i, word) in chunk.chunks_exact_mut(8).enumerate() {
+                word.copy_from_slice(&bar.try_read64(base + 8 * i)?.to_le_bytes());
+            }
         }
         Ok(())
     }

@@ -50,6 +50,28 @@ impl SysMem {
         unsafe { VmallocPageIter::new(self.base(), self.buf.len()) }
     }
 
+    /// Copies bytes out, from `off` on.
+    pub(crate) fn read(&self, off: usize, out: &mut [u8]) -> Result {
+        let end = off.checked_add(out.len()).ok_or(EINVAL)?;
+        out.copy_from_slice(self.buf.get(off..end).ok_or(EINVAL)?);
+        Ok(())
+    }
+
+    /// Copies `data` in at `off`. Only for memory nothing else uses yet (a buffer's new home
+    /// during a move, before anything maps it).
+    pub(crate) fn write(&self, off: usize, data: &[u8]) -> Result {
+        let end = off.checked_add(data.len()).ok_or(EINVAL)?;
+        if end > self.buf.len() {
+            return Err(EINVAL);
+        }
+        // SAFETY: `[off, end)` is inside the allocation (checked); the caller's memory is not
+        // mapped or read by anyone else yet, so this write races with nothing.
+        unsafe {
+            core::ptr::copy_nonoverlapping(data.as_ptr(), self.base().as_ptr().add(off), data.len())
+        };
+        Ok(())
+    }
+
     fn base(&self) -> core::ptr::NonNull<u8> {
         // A `VVec` of non-zero length has a real allocation.
         core::ptr::NonNull::new(self.buf.as_ptr().cast_mut()).unwrap_or(core::ptr::NonNull::dangling())

@@ -712,6 +712,183 @@ fn case7_close_orders(t: &mut Tap, topo: &P2pTopology) {
     );
 }
 
+/// Case 8: C, which cannot reach A's VRAM, imports a buffer that is not VRAM_ONLY: the buffer
+/// moves to system memory for it, with its data, while A keeps using it (a CPU mapping made
+/// before the move, a bind made before it) and B, which had it mapped peer-to-peer, is told to
+/// drop that mapping and maps the new place at its next job. When C lets go, A's next job
+/// brings the buffer back into VRAM, data intact.
+fn case8_migration(t: &mut Tap, topo: &P2pTopology) {
+    let (Some(a), Some(b), Some(c)) = (
+        open(t, &topo.a, "A"),
+        open(t, &topo.b, "B"),
+        open(t, &topo.c, "C"),
+    ) else {
+        return;
+    };
+    let pat1 = pattern(81, LEN);
+    let pat2 = pattern(82, LEN);
+    let pat3 = pattern(83, LEN);
+    let src = get!(t, vram_with(&a, &pat1, BufferFlags::NONE), "8: A buffer");
+    let amap = get!(t, s(src.map()), "8: A maps it before the move");
+    let avm = get!(t, s(Vm::create(&a)), "8: A VM");
+    let aq = get!(t, s(Queue::create(&avm)), "8: A queue");
+    let abi = get!(
+        t,
+        s(avm.bind_auto(&src, Access::READ_WRITE)),
+        "8: A binds it before the move"
+    );
+    let fd = get!(t, s(src.export()), "8: A exports it");
+
+    // B maps it peer-to-peer first.
+    let bimp = get!(t, s(b.import(&fd)), "8: B imports it");
+    let bvm = get!(t, s(Vm::create(&b)), "8: B VM");
+    let bq = get!(t, s(Queue::create(&bvm)), "8: B queue");
+    let bbi = get!(
+        t,
+        s(bvm.bind_auto(&bimp, Access::READ_WRITE)),
+        "8: B binds it (P2P)"
+    );
+    let bdst = get!(
+        t,
+        vram_with(&b, &pattern(84, LEN), BufferFlags::NONE),
+        "8: B buffer"
+    );
+    let bbd = get!(t, s(bvm.bind_auto(&bdst, Access::READ_WRITE)), "8: bind");
+
+    // C imports and maps it: the move.
+    let cimp = step!(
+        t,
+        s(c.import(&fd)),
+        "8: C (no P2P path) imports a buffer that is not VRAM_ONLY"
+    );
+    let cvm = get!(t, s(Vm::create(&c)), "8: C VM");
+    let cq = get!(t, s(Queue::create(&cvm)), "8: C queue");
+    let cbi = step!(
+        t,
+        s(cvm.bind_auto(&cimp, Access::READ_WRITE)),
+        "8: C binds it (the buffer moves to system memory)"
+    );
+    t.eq(
+        src.info().map(|i| i.placement).ok(),
+        Some(Placement::System),
+        "8: A's BO_INFO says SYSTEM after the move",
+    );
+    let cdst = get!(
+        t,
+        vram_with(&c, &pattern(85, LEN), BufferFlags::NONE),
+        "8: C buffer"
+    );
+    let cbd = get!(t, s(cvm.bind_auto(&cdst, Access::READ_WRITE)), "8: bind");
+    let r = s(cq.run(&[Command::copy(cbi.va(), cbd.va(), LEN)], T));
+    t.check(
+        r.is_ok(),
+        "8: C COPYs out of the moved buffer",
+        format_args!("{r:?}"),
+    );
+    check_data(
+        t,
+        read_bo(&cdst, LEN),
+        &pat1,
+        "8: C's copy holds A's data (moved intact)",
+    );
+    check_data(
+        t,
+        s(amap.read_vec(0, LEN as usize)),
+        &pat1,
+        "8: A's mapping from before the move reads the moved data",
+    );
+
+    // A's device writes it through its old bind (the PTEs follow the move); C sees it.
+    let asrc2 = get!(t, vram_with(&a, &pat2, BufferFlags::NONE), "8: A buffer 2");
+    let abs2 = get!(t, s(avm.bind_auto(&asrc2, Access::READ_WRITE)), "8: bind 2");
+    let r = s(aq.run(&[Command::copy(abs2.va(), abi.va(), LEN)], T));
+    t.check(
+        r.is_ok(),
+        "8: A COPYs into it through the bind made before the move",
+        format_args!("{r:?}"),
+    );
+    let r = s(cq.run(&[Command::copy(cbi.va(), cbd.va(), LEN)], T));
+    t.check(r.is_ok(), "8: C COPYs it out again", format_args!("{r:?}"));
+    check_data(
+        t,
+        read_bo(&cdst, LEN),
+        &pat2,
+        "8: C sees what A's device wrote",
+    );
+    check_data(
+        t,
+        s(amap.read_vec(0, LEN as usize)),
+        &pat2,
+        "8: A's CPU mapping sees what A's device wrote",
+    );
+
+    // B was told to drop its P2P mapping; its next job maps the new place.
+    let r = s(bq.run(&[Command::copy(bbi.va(), bbd.va(), LEN)], T));
+    t.check(
+        r.is_ok(),
+        "8: B COPYs from it after the move (remapped)",
+        format_args!("{r:?}"),
+    );
+    check_data(
+        t,
+        read_bo(&bdst, LEN),
+        &pat2,
+        "8: B's copy holds the current data",
+    );
+
+    // The CPU writes through A's old mapping; C's device reads it.
+    let r = s(amap.write(0, &pat3));
+    t.check(
+        r.is_ok(),
+        "8: A's CPU writes through its mapping",
+        format_args!("{r:?}"),
+    );
+    let r = s(cq.run(&[Command::copy(cbi.va(), cbd.va(), LEN)], T));
+    t.check(
+        r.is_ok(),
+        "8: C COPYs it out a third time",
+        format_args!("{r:?}"),
+    );
+    check_data(
+        t,
+        read_bo(&cdst, LEN),
+        &pat3,
+        "8: C sees what A's CPU wrote",
+    );
+
+    // C and B let go: A's next job brings the buffer back into VRAM.
+    drop(cbi);
+    drop(cbd);
+    drop(cq);
+    drop(cvm);
+    drop(cimp);
+    drop(cdst);
+    drop(bbi);
+    drop(bbd);
+    drop(bq);
+    drop(bvm);
+    drop(bimp);
+    drop(bdst);
+    let r = s(aq.run(&[Command::copy(abi.va(), abs2.va(), LEN)], T));
+    t.check(
+        r.is_ok(),
+        "8: A runs a job with it after the importers let go",
+        format_args!("{r:?}"),
+    );
+    t.eq(
+        src.info().map(|i| i.placement).ok(),
+        Some(Placement::Vram),
+        "8: the job brought it back: BO_INFO says VRAM",
+    );
+    check_data(
+        t,
+        s(amap.read_vec(0, LEN as usize)),
+        &pat3,
+        "8: A's mapping reads the same data back in VRAM",
+    );
+    drop(fd);
+}
+
 fn main() {
     let mut t = Tap::new();
     let topo = match p2p_topology() {
@@ -741,7 +918,7 @@ fn main() {
         topo.c.bdf,
         topo.c.node().ok()
     ));
-    let cases: [fn(&mut Tap, &P2pTopology); 7] = [
+    let cases: [fn(&mut Tap, &P2pTopology); 8] = [
         case1_self_import,
         case2_p2p,
         case3_no_path,
@@ -749,6 +926,7 @@ fn main() {
         case5_dma_heap,
         case6_revocation,
         case7_close_orders,
+        case8_migration,
     ];
     let wanted: Vec<String> = std::env::args().skip(1).collect();
     for (i, case) in cases.iter().enumerate() {
