@@ -18,7 +18,7 @@ use kernel::{
     mm::virt::VmaNew,
     page::PAGE_SIZE,
     prelude::*,
-    sync::aref::ARef,
+    sync::{aref::ARef, Arc},
     time::msecs_to_jiffies,
 };
 
@@ -84,6 +84,15 @@ pub(crate) struct LocalState {
 pub(crate) struct Local {
     state: UnsafeCell<LocalState>,
     pub(crate) binds: Binds,
+    /// For leaving the eviction list (`Core::evictable`) when the buffer goes.
+    core: Arc<Core>,
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let me = core::ptr::from_ref(self) as usize;
+        self.core.evictable.lock().retain(|e| e.1 != me);
+    }
 }
 
 // SAFETY: The state is only touched with the buffer's reservation lock held, from whichever
@@ -198,6 +207,7 @@ impl gem::DriverObject for VelaObject {
                             export: None,
                         }),
                         binds: Binds::new(),
+                        core: dev.core.clone(),
                     })
                 })
             }
@@ -435,6 +445,42 @@ pub(crate) fn migrate(obj: &gem::Object<VelaObject>, locked: &ResvLocked<'_>, to
     })?
 }
 
+/// Makes room for `need` bytes of VRAM by moving idle buffers to system memory, oldest
+/// first. Busy, pinned and system-mapped buffers stay. Returns whether that much is free
+/// (which a fragmented VRAM may still not satisfy).
+fn evict(dev: &VelaDevice, need: u64) -> bool {
+    let core = &dev.core;
+    let mut victims = KVec::new();
+    {
+        let list = core.evictable.lock();
+        for &(obj, _) in list.iter() {
+            // SAFETY: An entry leaves the list in `Local::drop`, under this lock, before the
+            // object's memory is freed; so the memory is valid while the lock is held.
+            if let Some(o) = unsafe { gem::Object::<VelaObject>::try_get(obj as *const _) } {
+                if victims.push(o, GFP_KERNEL).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    for obj in victims.iter() {
+        if core.vram.avail() >= need {
+            break;
+        }
+        let resv = obj.resv();
+        let Ok(g) = resv.lock() else {
+            continue;
+        };
+        // Idle only: evicting a busy buffer would mean waiting for its jobs.
+        if resv.wait(Usage::Bookkeep, false, 0).is_ok() {
+            let _ = migrate(obj, &g, false);
+        }
+    }
+    // The references go here, with no lock held: one may be the last.
+    drop(victims);
+    core.vram.avail() >= need
+}
+
 /// Whether a buffer that moved out of VRAM may come back now.
 pub(crate) fn wants_vram(obj: &gem::Object<VelaObject>, locked: &ResvLocked<'_>) -> bool {
     match &obj.backing {
@@ -505,11 +551,28 @@ fn write(core: &Core, store: &Store, off: usize, data: &[u8]) -> Result {
 }
 
 impl VelaObject {
-    /// Creates a buffer, checking the request as BO_CREATE documents.
+    /// Creates a buffer, checking the request as BO_CREATE documents. When VRAM is full, idle
+    /// buffers are evicted to system memory to make room, once.
     pub(crate) fn create(dev: &VelaDevice, size: u64, flags: u32) -> Result<ARef<gem::Object<Self>>> {
         check_create(size, flags, dev.core.vram.size())?;
-        let size = usize::try_from(size.next_multiple_of(vram::PAGE)).map_err(|_| EINVAL)?;
-        gem::Object::<Self>::new(dev, size, BoArgs { flags, import: None })
+        let bytes = size.next_multiple_of(vram::PAGE);
+        let size = usize::try_from(bytes).map_err(|_| EINVAL)?;
+        let in_vram = flags & uapi::DRM_VELA_BO_VRAM != 0;
+        let obj = match gem::Object::<Self>::new(dev, size, BoArgs { flags, import: None }) {
+            Err(e) if e == ENOMEM && in_vram => {
+                evict(dev, bytes);
+                gem::Object::<Self>::new(dev, size, BoArgs { flags, import: None })?
+            }
+            r => r?,
+        };
+        if in_vram && flags & uapi::DRM_VELA_BO_VRAM_ONLY == 0 {
+            if let Backing::Local(local) = &obj.backing {
+                let entry = (core::ptr::from_ref::<gem::Object<Self>>(&obj) as usize, core::ptr::from_ref(local) as usize);
+                // Not being on the list only means never being evicted.
+                let _ = dev.core.evictable.lock().push(entry, GFP_KERNEL);
+            }
+        }
+        Ok(obj)
     }
 
     /// The buffer's placement, as BO_INFO reports it.

@@ -61,6 +61,10 @@ pub(crate) struct Core {
     /// True from probe until unbind begins; see [`Core::with_bound_device`].
     #[pin]
     bound: Mutex<bool>,
+    /// The accel frontend's VRAM buffers that may be evicted, oldest first, as opaque
+    /// (object, owner) addresses; entries leave the list before the object is freed.
+    #[pin]
+    pub(crate) evictable: Mutex<KVec<(usize, usize)>>,
     /// Bytes of system memory held by this device's buffers (see `sysmem::BUDGET`).
     #[pin]
     pub(crate) sys_used: Mutex<u64>,
@@ -139,6 +143,7 @@ impl Core {
                 recovery <- new_mutex!(()),
                 bound <- new_mutex!(true),
                 sys_used <- new_mutex!(0),
+                evictable <- new_mutex!(KVec::new()),
                 p2p,
             }),
             GFP_KERNEL,

@@ -25,6 +25,7 @@ const GUEST_BINS: &[&str] = &[
     "vela-syncobj-test",
     "vela-mmu-test",
     "vela-prime-test",
+    "vela-evict-test",
     "vela-prime-bench",
 ];
 
@@ -53,6 +54,8 @@ const CHECK_TESTS: &[(&str, &str)] = &[
     ("fuzz", "vela-fuzz --calls 100000 --procs 4 --seed 1"),
     // Faults injected into the model through the harness's control bridge.
     ("reliability", "vela-reliability-test"),
+    // VRAM pressure: eviction to system memory and back.
+    ("evict", "vela-evict-test"),
     // dma-buf sharing between the devices and with udmabuf and the system dma-heap. Last: it
     // unbinds and rebinds a device.
     ("prime", "vela-prime-test"),
