@@ -374,6 +374,7 @@ impl UserQueue {
     ) -> Result<(u64, Option<ARef<Fence<JobFence>>>)> {
         let bos = self.vm.bound_objects()?;
         self.vm.revalidate(&bos)?;
+        self.wait_for_others(&bos)?;
         let want_fence = want_fence || !bos.is_empty();
         self.core.queue(self.index)?.submit(&self.core, commands, want_fence, |f| {
             for bo in bos.iter() {
@@ -383,10 +384,36 @@ impl UserQueue {
         })
     }
 
+    /// Implicit synchronization: the job may touch every buffer bound in its VM, so it waits
+    /// for the work other timelines (other queues, other devices, importers and exporters
+    /// sharing the buffer) put in their reservation objects, reads and writes alike. This
+    /// queue's own earlier jobs are skipped: the ring runs them in order.
+    fn wait_for_others(&self, bos: &[ARef<gem::Object<VelaObject>>]) -> Result {
+        let own = self.core.queue(self.index)?.timeline_id();
+        let mut deps = KVec::new();
+        for bo in bos {
+            let resv = bo.resv();
+            let guard = resv.lock()?;
+            for f in resv.fences(&guard, Usage::Read)? {
+                if Some(f.context()) != own && !f.is_signaled() {
+                    deps.push(f, GFP_KERNEL)?;
+                }
+            }
+        }
+        // Outside the locks: the fences' owners may need them to make progress.
+        for f in deps.iter() {
+            f.wait(true, kernel::time::msecs_to_jiffies(IMPLICIT_WAIT_MS))?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn wait(&self, seqno: u64, timeout_ms: u64) -> Result {
         self.core.queue(self.index)?.wait(&self.core, seqno, timeout_ms)
     }
 }
+
+/// How long SUBMIT waits for other timelines' work on the VM's buffers before `ETIME`.
+const IMPLICIT_WAIT_MS: u32 = 30_000;
 
 /// Where queue `index` finds its fence slot in every VM: one page each in the kernel's VAs.
 fn fence_va(index: u32) -> u64 {

@@ -150,6 +150,11 @@ impl HwQueue {
         Ok((fence, FenceSlot { vram_offset }))
     }
 
+    /// The dma_fence context of the queue's current run: its jobs' fences carry it.
+    pub(crate) fn timeline_id(&self) -> Option<u64> {
+        self.state.lock().active.as_ref().map(|a| a.timeline.id())
+    }
+
     /// Starts the queue on `context`, its fence slot mapped at `fence_va`.
     pub(crate) fn start(
         &self,

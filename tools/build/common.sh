@@ -13,6 +13,17 @@ ROOT_DIR=$VELA_CACHE/root
 log() { printf '[vela] %s\n' "$*" >&2; }
 die() { printf '[vela] error: %s\n' "$*" >&2; exit 1; }
 
+# The kernel tree and the module output are shared by every checkout that uses
+# this cache (a CI clone next to a work tree, say): one build at a time. The
+# scripts re-run themselves under an exclusive lock; nested calls (module.sh
+# calls kernel.sh) see VELA_BUILD_LOCKED and do not lock again.
+build_lock() {
+	if [ -z "${VELA_BUILD_LOCKED:-}" ]; then
+		mkdir -p "$VELA_CACHE"
+		VELA_BUILD_LOCKED=1 exec flock -x "$VELA_CACHE/.build.lock" "$0" "$@"
+	fi
+}
+
 # Hash of files and strings, used as cache keys.
 inputs_hash() {
 	local f

@@ -5,6 +5,7 @@
 # fragment on top of `vng --kconfig`. The tree is kept and rebuilt
 # incrementally; a stamp keyed by every input skips make when nothing changed.
 . "$(dirname "$0")/common.sh"
+build_lock "$@"
 
 "$VELA_TOP/tools/build/buildroot.sh"
 

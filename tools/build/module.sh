@@ -3,6 +3,7 @@
 # Build vela.ko against the Vela test kernel. Output goes to
 # $VELA_CACHE/work/module (kbuild's MO=), never into the work tree.
 . "$(dirname "$0")/common.sh"
+build_lock "$@"
 
 "$VELA_TOP/tools/build/kernel.sh"
 mkdir -p "$VELA_CACHE/work/module"

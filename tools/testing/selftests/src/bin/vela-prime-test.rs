@@ -282,6 +282,44 @@ fn case2_p2p(t: &mut Tap, topo: &P2pTopology) {
         "2: B's P2P_BYTES grew by at least the bytes copied",
         format_args!("grew by {grew}, copied {}", 2 * LEN),
     );
+
+    // Implicit sync across devices: A's long job writes the buffer; B's COPY, submitted right
+    // after with no explicit dependency, waits for A's fence in the shared reservation object
+    // and copies the final data, not the junk of the earlier passes.
+    let avm = get!(t, s(Vm::create(&a)), "2: A VM");
+    let aq = get!(t, s(Queue::create(&avm)), "2: A queue");
+    let asrc = get!(
+        t,
+        s(avm.bind_auto(&src, Access::READ_WRITE)),
+        "2: A binds its buffer"
+    );
+    let mut fills = Vec::new();
+    for pass in 0..960u32 {
+        fills.push(Command::fill(asrc.va(), 0xdead_0000 + pass, LEN));
+    }
+    fills.push(Command::fill(asrc.va(), 0x600d_f00d, LEN));
+    let job = get!(
+        t,
+        s(aq.submit(&fills)),
+        "2: A submits 961 FILLs of its buffer (240 MiB of writes)"
+    );
+    let r = s(q.run(&[Command::copy(bi.va(), bd.va(), LEN)], T));
+    t.check(
+        r.is_ok(),
+        "2: B COPYs from the import right after, no explicit dependency",
+        format_args!("{r:?}"),
+    );
+    let want: Vec<u8> = (0..LEN / 4)
+        .flat_map(|_| 0x600d_f00du32.to_le_bytes())
+        .collect();
+    check_data(
+        t,
+        read_bo(&dst, LEN),
+        &want,
+        "2: B's copy holds A's final data (B waited for A's job: implicit sync)",
+    );
+    let r = s(job.wait(T));
+    t.check(r.is_ok(), "2: A's job completed", format_args!("{r:?}"));
 }
 
 /// Case 3: C has no P2P path to A, and a VRAM_ONLY buffer cannot move: EOPNOTSUPP.

@@ -418,5 +418,44 @@ fn main() {
         ENOENT,
         "BO_WAIT unknown handle: ENOENT",
     );
+
+    // 7. Implicit sync in SUBMIT: job 2 of case 2 again, on another queue, with no
+    //    in-syncobj. Job 1's fence is in `mid`'s reservation object and `mid` is bound in
+    //    job 2's VM, so job 2 waits for it and copies the final data, not junk.
+    let _ = mdst.fill(0, (16 * MIB) as usize, 0);
+    let j1 = submit(
+        &dev,
+        Submit {
+            q: q1.id(),
+            cmds: &fills,
+            ins: &[],
+            out: 0,
+        },
+    );
+    t.ok(j1, "implicit: job 1, 976 FILLs, no out-syncobj");
+    let j2 = submit(
+        &dev,
+        Submit {
+            q: q2.id(),
+            cmds: &[Command::copy(bmid.at(0), bdst.at(0), 16 * MIB)],
+            ins: &[],
+            out: 0,
+        },
+    );
+    let waited = j2.and_then(|seq| q2.wait_seqno(seq, T).map_err(std::io::Error::other));
+    t.check(
+        waited.is_ok(),
+        "implicit: job 2 on another queue, no in-syncobj, completes",
+        format_args!("{waited:?}"),
+    );
+    let ok = (0..16u64).all(|i| {
+        mdst.read_u32((i * MIB) as usize).ok() == Some(0xa5a5_0000 + i as u32)
+            && mdst.read_u32((i * MIB + MIB - 4) as usize).ok() == Some(0xa5a5_0000 + i as u32)
+    });
+    t.check(
+        ok,
+        "implicit: job 2 saw all of job 1's writes (it waited for the buffer's fences)",
+        "job 2 ran before job 1 finished",
+    );
     t.finish()
 }
