@@ -320,6 +320,42 @@ fn case2_p2p(t: &mut Tap, topo: &P2pTopology) {
     );
     let r = s(job.wait(T));
     t.check(r.is_ok(), "2: A's job completed", format_args!("{r:?}"));
+
+    // The CPU through the dma-buf fd: mmap of the exported fd, and DMA_BUF_IOCTL_SYNC waits
+    // for the device's writes (A's job fence is in the buffer's reservation object).
+    let mut fills = Vec::new();
+    for pass in 0..960u32 {
+        fills.push(Command::fill(asrc.va(), 0xbad0_0000 + pass, LEN));
+    }
+    fills.push(Command::fill(asrc.va(), 0xcafe_d00d, LEN));
+    let job = get!(t, s(aq.submit(&fills)), "2: A submits another 961 FILLs");
+    let map = get!(
+        t,
+        FdMap::new(&fd, LEN as usize),
+        "2: mmap of the exported dma-buf fd"
+    );
+    let synced = dmabuf::sync(&fd, dmabuf::DMA_BUF_SYNC_START | dmabuf::DMA_BUF_SYNC_READ);
+    t.check(
+        synced.is_ok(),
+        "2: DMA_BUF_IOCTL_SYNC START|READ on it",
+        format_args!("{synced:?}"),
+    );
+    let want: Vec<u8> = (0..LEN / 4)
+        .flat_map(|_| 0xcafe_d00du32.to_le_bytes())
+        .collect();
+    check_data(
+        t,
+        map.read_vec(0, LEN as usize).map_err(|e| e.to_string()),
+        &want,
+        "2: after the SYNC the fd's mapping shows the job's final data",
+    );
+    let _ = dmabuf::sync(&fd, dmabuf::DMA_BUF_SYNC_END | dmabuf::DMA_BUF_SYNC_READ);
+    let r = s(job.wait(T));
+    t.check(
+        r.is_ok(),
+        "2: A's second job completed",
+        format_args!("{r:?}"),
+    );
 }
 
 /// Case 3: C has no P2P path to A, and a VRAM_ONLY buffer cannot move: EOPNOTSUPP.
