@@ -86,12 +86,13 @@ pub(crate) struct Local {
     pub(crate) binds: Binds,
     /// For leaving the eviction list (`Core::evictable`) when the buffer goes.
     core: Arc<Core>,
+    /// The buffer's key in that list.
+    evict_id: u64,
 }
 
 impl Drop for Local {
     fn drop(&mut self) {
-        let me = core::ptr::from_ref(self) as usize;
-        self.core.evictable.lock().retain(|e| e.1 != me);
+        self.core.evictable.lock().tree.remove(&self.evict_id);
     }
 }
 
@@ -197,6 +198,11 @@ impl gem::DriverObject for VelaObject {
                         .and_then(|size| dev.core.vram.alloc(size, false))
                         .map(Store::Vram)
                 };
+                let evict_id = {
+                    let mut e = dev.core.evictable.lock();
+                    e.next += 1;
+                    e.next
+                };
                 store.map(|store| {
                     Backing::Local(Local {
                         state: UnsafeCell::new(LocalState {
@@ -208,6 +214,7 @@ impl gem::DriverObject for VelaObject {
                         }),
                         binds: Binds::new(),
                         core: dev.core.clone(),
+                        evict_id,
                     })
                 })
             }
@@ -442,7 +449,16 @@ pub(crate) fn migrate(obj: &gem::Object<VelaObject>, locked: &ResvLocked<'_>, to
         // `old` goes here, after every PTE points elsewhere and the TLBs were invalidated.
         drop(old);
         Ok(())
-    })?
+    })??;
+    // Only buffers in VRAM are eviction candidates.
+    let mut list = core.evictable.lock();
+    if to_vram {
+        let addr = core::ptr::from_ref(obj) as usize;
+        let _ = list.tree.try_create_and_insert(local.evict_id, addr, GFP_KERNEL);
+    } else {
+        list.tree.remove(&local.evict_id);
+    }
+    Ok(())
 }
 
 /// Makes room for `need` bytes of VRAM by moving idle buffers to system memory, oldest
@@ -453,10 +469,17 @@ fn evict(dev: &VelaDevice, need: u64) -> bool {
     let mut victims = KVec::new();
     {
         let list = core.evictable.lock();
-        for &(obj, _) in list.iter() {
+        // Enough candidates for twice the need, so that a few busy ones do not stop it; not
+        // the whole list, which may hold 100k buffers.
+        let mut candidates = 0u64;
+        for (_, &obj) in list.tree.iter() {
+            if candidates >= need.saturating_mul(2) {
+                break;
+            }
             // SAFETY: An entry leaves the list in `Local::drop`, under this lock, before the
             // object's memory is freed; so the memory is valid while the lock is held.
             if let Some(o) = unsafe { gem::Object::<VelaObject>::try_get(obj as *const _) } {
+                candidates += o.size() as u64;
                 if victims.push(o, GFP_KERNEL).is_err() {
                     break;
                 }
@@ -567,9 +590,9 @@ impl VelaObject {
         };
         if in_vram && flags & uapi::DRM_VELA_BO_VRAM_ONLY == 0 {
             if let Backing::Local(local) = &obj.backing {
-                let entry = (core::ptr::from_ref::<gem::Object<Self>>(&obj) as usize, core::ptr::from_ref(local) as usize);
+                let addr = core::ptr::from_ref::<gem::Object<Self>>(&obj) as usize;
                 // Not being on the list only means never being evicted.
-                let _ = dev.core.evictable.lock().push(entry, GFP_KERNEL);
+                let _ = dev.core.evictable.lock().tree.try_create_and_insert(local.evict_id, addr, GFP_KERNEL);
             }
         }
         Ok(obj)

@@ -61,15 +61,22 @@ pub(crate) struct Core {
     /// True from probe until unbind begins; see [`Core::with_bound_device`].
     #[pin]
     bound: Mutex<bool>,
-    /// The accel frontend's VRAM buffers that may be evicted, oldest first, as opaque
-    /// (object, owner) addresses; entries leave the list before the object is freed.
+    /// The accel frontend's VRAM buffers that may be evicted (see [`Evictable`]).
     #[pin]
-    pub(crate) evictable: Mutex<KVec<(usize, usize)>>,
+    pub(crate) evictable: Mutex<Evictable>,
     /// Bytes of system memory held by this device's buffers (see `sysmem::BUDGET`).
     #[pin]
     pub(crate) sys_used: Mutex<u64>,
     /// BAR2 offered to peers for peer-to-peer DMA (`None` if the kernel cannot).
     p2p: Option<Devres<pci::P2pProvider>>,
+}
+
+/// Buffers that may be evicted, by id (ids grow, so the first is the oldest), as opaque
+/// object addresses: the frontend removes an entry before the object is freed. A tree, so that
+/// adding and removing stay O(log n) with 100k live buffers.
+pub(crate) struct Evictable {
+    pub(crate) next: u64,
+    pub(crate) tree: kernel::rbtree::RBTree<u64, usize>,
 }
 
 /// Allocation bitmaps of shared hardware, and what a global reset must restore.
@@ -143,7 +150,7 @@ impl Core {
                 recovery <- new_mutex!(()),
                 bound <- new_mutex!(true),
                 sys_used <- new_mutex!(0),
-                evictable <- new_mutex!(KVec::new()),
+                evictable <- new_mutex!(Evictable { next: 0, tree: kernel::rbtree::RBTree::new() }),
                 p2p,
             }),
             GFP_KERNEL,
