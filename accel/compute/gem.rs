@@ -55,7 +55,8 @@ impl Store {
     pub(crate) fn runs(&self) -> Result<(KVec<(u64, u64)>, bool)> {
         match self {
             Store::Vram(blocks) => {
-                let mut runs = KVec::new();
+                // Sized up front: growing a vector reallocates, which slab debugging makes slow.
+                let mut runs = KVec::with_capacity(vram::runs(blocks).count(), GFP_KERNEL)?;
                 for r in vram::runs(blocks) {
                     runs.push(r, GFP_KERNEL)?;
                 }

@@ -105,7 +105,7 @@ impl Binds {
 /// The DMA ranges of an import's mapping, each a whole number of pages.
 fn import_runs(attach: &DynamicAttachment<ImportState>, locked: &ResvLocked<'_>) -> Result<KVec<(u64, u64)>> {
     let sgt = attach.map(locked)?;
-    let mut runs = KVec::new();
+    let mut runs = KVec::with_capacity(sgt.iter().count(), GFP_KERNEL)?;
     for e in sgt.iter() {
         let (addr, len) = (e.dma_address(), u64::try_from(e.dma_len())?);
         if addr % PAGE != 0 || len % PAGE != 0 {

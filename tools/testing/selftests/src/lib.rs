@@ -183,48 +183,53 @@ pub struct P2pTopology {
     pub c: PciDev,
 }
 
-/// Finds [`P2pTopology`] from sysfs; the error describes what was found instead.
-pub fn p2p_topology() -> Result<P2pTopology, String> {
+/// The Vela devices and a description of where each sits, for error messages.
+fn vela_devs() -> Result<(Vec<PciDev>, String), String> {
     let devs: Vec<PciDev> = vela_pci_devices()
         .map_err(|e| format!("listing /sys/bus/pci/devices: {e}"))?
         .iter()
         .map(|p| PciDev::new(p))
         .collect::<io::Result<_>>()
         .map_err(|e| format!("resolving a Vela device's sysfs path: {e}"))?;
-    let describe = || {
-        devs.iter()
-            .map(|d| format!("{} below [{}]", d.bdf, d.upstream.join(" ")))
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
-    let pair = devs.iter().enumerate().find_map(|(i, a)| {
-        let up = a.switch_upstream_port()?;
-        devs[i + 1..]
-            .iter()
-            .find(|b| b.switch_upstream_port() == Some(up) && b.upstream != a.upstream)
-            .map(|b| (a, b))
-    });
-    let Some((a, b)) = pair else {
-        return Err(format!(
-            "no two Vela devices below one PCIe switch upstream port: {}",
-            describe()
-        ));
-    };
+    let described = devs
+        .iter()
+        .map(|d| format!("{} below [{}]", d.bdf, d.upstream.join(" ")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Ok((devs, described))
+}
+
+/// Two Vela devices below one PCIe switch upstream port (peers), the lower bus address first.
+pub fn p2p_peers() -> Result<(PciDev, PciDev), String> {
+    let (devs, described) = vela_devs()?;
+    devs.iter()
+        .enumerate()
+        .find_map(|(i, a)| {
+            let up = a.switch_upstream_port()?;
+            devs[i + 1..]
+                .iter()
+                .find(|b| b.switch_upstream_port() == Some(up) && b.upstream != a.upstream)
+                .map(|b| (a.clone(), b.clone()))
+        })
+        .ok_or_else(|| {
+            format!("no two Vela devices below one PCIe switch upstream port: {described}")
+        })
+}
+
+/// Finds [`P2pTopology`] from sysfs; the error describes what was found instead.
+pub fn p2p_topology() -> Result<P2pTopology, String> {
+    let (a, b) = p2p_peers()?;
+    let (devs, described) = vela_devs()?;
     let Some(c) = devs
         .iter()
         .find(|c| c.upstream.iter().all(|p| !a.upstream.contains(p)))
     else {
         return Err(format!(
-            "no Vela device without a bridge in common with {}: {}",
-            a.bdf,
-            describe()
+            "no Vela device without a bridge in common with {}: {described}",
+            a.bdf
         ));
     };
-    Ok(P2pTopology {
-        a: a.clone(),
-        b: b.clone(),
-        c: c.clone(),
-    })
+    Ok(P2pTopology { a, b, c: c.clone() })
 }
 
 /// Runs a command, returning an error that carries its output when it fails.

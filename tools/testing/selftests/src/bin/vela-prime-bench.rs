@@ -30,7 +30,7 @@ use std::{
 };
 
 use vela_runtime::{raw, Access, Buffer, BufferFlags, Command, Device, Queue, Vm};
-use vela_selftests::{dmabuf, p2p_topology};
+use vela_selftests::{dmabuf, p2p_peers};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// Where the cycle binds, in the VM it owns (nothing else is bound there).
@@ -303,14 +303,14 @@ fn bench_p2p(a: &Device, b: &Device, size: u64, budget: Duration) -> Result<f64,
 }
 
 fn run(o: &Opts) -> Result<(), String> {
-    let topo = p2p_topology()?;
-    let a = topo.a.open()?;
-    let b = topo.b.open()?;
+    let (pa, pb) = p2p_peers()?;
+    let a = pa.open()?;
+    let b = pb.open()?;
     println!(
         "vela-prime-bench: A {} ({}), B {} ({}), below one PCIe switch; about {} s per measurement",
-        topo.a.bdf,
+        pa.bdf,
         a.path().display(),
-        topo.b.bdf,
+        pb.bdf,
         b.path().display(),
         o.budget.as_secs()
     );
