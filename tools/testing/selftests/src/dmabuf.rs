@@ -171,6 +171,25 @@ pub fn heap_alloc(heap: &str, len: u64) -> io::Result<OwnedFd> {
 /// A shared read-write mapping of the first `len` bytes of a file (a memfd or a dma-buf);
 /// unmapped on drop. Accesses are copies through raw pointers: a device may write the memory
 /// behind the compiler's back.
+/// A new read-write shared mapping of the first `len` bytes of `fd`; the caller unmaps it.
+pub fn map_shared(fd: impl AsFd, len: usize) -> io::Result<NonNull<u8>> {
+    // SAFETY: a new shared mapping chosen by the kernel; nothing of ours is replaced.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_fd().as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(last_error(&format!("mmap of {len} bytes")));
+    }
+    NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned NULL"))
+}
+
 pub struct FdMap {
     ptr: NonNull<u8>,
     len: usize,
@@ -178,23 +197,10 @@ pub struct FdMap {
 
 impl FdMap {
     pub fn new(fd: impl AsFd, len: usize) -> io::Result<Self> {
-        // SAFETY: a new shared mapping chosen by the kernel; nothing of ours is replaced.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(last_error(&format!("mmap of {len} bytes")));
-        }
-        NonNull::new(p.cast())
-            .map(|ptr| Self { ptr, len })
-            .ok_or_else(|| io::Error::other("mmap returned NULL"))
+        Ok(Self {
+            ptr: map_shared(fd, len)?,
+            len,
+        })
     }
 
     pub fn len(&self) -> usize {

@@ -382,24 +382,10 @@ pub mod bar {
     impl Mapping {
         pub fn new(path: &Path, len: usize) -> std::io::Result<Self> {
             let f = OpenOptions::new().read(true).write(true).open(path)?;
-            // SAFETY: a fresh shared mapping of a file we opened; the kernel checks `len` against
-            // the resource size and fails the call if it does not fit.
-            let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED,
-                    std::os::fd::AsRawFd::as_raw_fd(&f),
-                    0,
-                )
-            };
-            if p == libc::MAP_FAILED {
-                return Err(std::io::Error::last_os_error());
-            }
-            NonNull::new(p.cast())
-                .map(|ptr| Self { ptr, len })
-                .ok_or_else(|| std::io::Error::other("mmap returned NULL"))
+            // The kernel checks `len` against the resource size and fails the call if it does
+            // not fit.
+            let ptr = crate::dmabuf::map_shared(&f, len)?;
+            Ok(Self { ptr, len })
         }
 
         fn at<T>(&self, off: usize) -> *mut T {
