@@ -316,15 +316,18 @@ impl gem::DriverObject for VelaObject {
         };
         let core = &obj.dev().core;
         let resv = obj.resv();
-        let p2p = p2p_ok(core, attach);
-        let in_vram = local.with(resv, locked, |st| matches!(st.store, Store::Vram(_)))?;
-        if in_vram && p2p {
-            let runs = local.with(resv, locked, |st| st.store.runs())??;
-            return core.map_vram_for(attach, locked, &runs.0);
-        }
-        if in_vram {
+        // In VRAM: map the BAR2 ranges that hold it, for a peer that reaches them.
+        let mapped = local.with(resv, locked, |st| -> Result<Option<Option<Mapping>>> {
+            let Store::Vram(blocks) = &st.store else {
+                return Ok(None);
+            };
+            Ok(Some(core.map_vram_for_peer(attach, locked, blocks)?))
+        })??;
+        match mapped {
+            Some(Some(m)) => return Ok(m),
             // The importer cannot reach VRAM: the buffer moves to system memory for it.
-            migrate(obj, locked, false)?;
+            Some(None) => migrate(obj, locked, false)?,
+            None => {}
         }
         local.with(resv, locked, |st| -> Result<Mapping> {
             let Store::System(sys) = &st.store else {

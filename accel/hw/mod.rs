@@ -192,20 +192,25 @@ impl Core {
         })
     }
 
-    /// Maps VRAM runs (offset, length) peer-to-peer for the importer of `attach`.
-    pub(crate) fn map_vram_for(
+    /// Maps VRAM `blocks` through BAR2 for the importer of `attach` if it reaches BAR2
+    /// peer-to-peer and can be revoked; `None` if not. One bound-device section for both, and
+    /// no intermediate allocation, since this is on every peer's bind.
+    pub(crate) fn map_vram_for_peer(
         &self,
         attach: &kernel::dma_buf::Attachment,
         locked: &kernel::dma_resv::ResvLocked<'_>,
-        runs: &[(u64, u64)],
-    ) -> Result<kernel::dma_buf::Mapping> {
-        let mut ranges = KVec::with_capacity(runs.len(), GFP_KERNEL)?;
-        for &(off, len) in runs {
-            ranges.push((self.vram_phys.checked_add(off).ok_or(EINVAL)?, len), GFP_KERNEL)?;
-        }
+        blocks: &vram::VramBlocks,
+    ) -> Result<Option<kernel::dma_buf::Mapping>> {
+        let ranges = vram::runs_exact(blocks).map(|(off, len)| (self.vram_phys.saturating_add(off), len));
+        use kernel::dma_buf::P2pRoute;
         self.with_bound_device(|dev| {
             let provider = self.p2p.as_ref().ok_or(EOPNOTSUPP)?.access(dev)?;
-            kernel::dma_buf::Mapping::from_bar(attach, locked, provider, &ranges, kernel::dma::DataDirection::Bidirectional)
+            let reaches = matches!(attach.p2p_route(provider), P2pRoute::Switch | P2pRoute::HostBridge);
+            if !(attach.peer2peer() && attach.revocable() && reaches) {
+                return Ok(None);
+            }
+            kernel::dma_buf::Mapping::from_bar(attach, locked, provider, ranges, kernel::dma::DataDirection::Bidirectional)
+                .map(Some)
         })
     }
 

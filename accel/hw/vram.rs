@@ -70,3 +70,29 @@ impl Vram {
 pub(crate) fn runs(blocks: &AllocatedBlocks) -> impl Iterator<Item = (u64, u64)> + '_ {
     blocks.iter().map(|b| (b.offset(), b.size()))
 }
+
+/// [`runs`] with its length known up front, for consumers that size a table first.
+pub(crate) fn runs_exact(blocks: &AllocatedBlocks) -> impl ExactSizeIterator<Item = (u64, u64)> + '_ {
+    Counted { left: runs(blocks).count(), it: runs(blocks) }
+}
+
+struct Counted<I> {
+    left: usize,
+    it: I,
+}
+
+impl<I: Iterator> Iterator for Counted<I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        let item = self.it.next()?;
+        self.left = self.left.saturating_sub(1);
+        Some(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl<I: Iterator> ExactSizeIterator for Counted<I> {}

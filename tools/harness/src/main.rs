@@ -149,7 +149,15 @@ fn run(paths: &Paths, opts: &Options) -> Result<judge::Report, String> {
         let (dir, stop) = (run_dir.clone(), stop.clone());
         std::thread::spawn(move || model::bridge(dir, stop))
     };
-    let outcome = vm::boot(paths, &run_dir, &devices, accel, opts.timeout, opts.echo);
+    let outcome = vm::boot(
+        paths,
+        &run_dir,
+        &devices,
+        accel,
+        opts.mode,
+        opts.timeout,
+        opts.echo,
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = bridge.join();
     drop(models);
