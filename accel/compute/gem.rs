@@ -316,6 +316,11 @@ impl gem::DriverObject for VelaObject {
         };
         let core = &obj.dev().core;
         let resv = obj.resv();
+        // A device that is gone serves no one, not even from system memory: unbind revokes
+        // every importer, whatever it had mapped.
+        if !core.is_bound() {
+            return Err(ENODEV);
+        }
         // In VRAM: map the BAR2 ranges that hold it, for a peer that reaches them.
         let mapped = local.with(resv, locked, |st| -> Result<Option<Option<Mapping>>> {
             let Store::Vram(blocks) = &st.store else {

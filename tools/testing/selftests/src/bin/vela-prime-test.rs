@@ -963,6 +963,81 @@ fn case8_migration(t: &mut Tap, topo: &P2pTopology) {
     drop(fd);
 }
 
+/// Case 9: eviction while an importer holds a mapping. B maps A's buffer peer-to-peer; then
+/// A's VRAM fills up, so BO_CREATE on A evicts the buffer (the oldest idle one) to system
+/// memory: B's mapping is invalidated, B's next job maps the new place, and the data is
+/// intact on both sides.
+fn case9_eviction(t: &mut Tap, topo: &P2pTopology) {
+    let (Some(a), Some(b)) = (open(t, &topo.a, "A"), open(t, &topo.b, "B")) else {
+        return;
+    };
+    let pat = pattern(91, LEN);
+    let src = get!(t, vram_with(&a, &pat, BufferFlags::NONE), "9: A buffer");
+    let fd = get!(t, s(src.export()), "9: A exports it");
+    let imp = get!(t, s(b.import(&fd)), "9: B imports it");
+    let vm = get!(t, s(Vm::create(&b)), "9: B VM");
+    let q = get!(t, s(Queue::create(&vm)), "9: B queue");
+    let bi = get!(
+        t,
+        s(vm.bind_auto(&imp, Access::READ)),
+        "9: B binds it (P2P)"
+    );
+    let dst = get!(
+        t,
+        vram_with(&b, &pattern(92, LEN), BufferFlags::NONE),
+        "9: B buffer"
+    );
+    let bd = get!(t, s(vm.bind_auto(&dst, Access::READ_WRITE)), "9: bind");
+    let r = s(q.run(&[Command::copy(bi.va(), bd.va(), LEN)], T));
+    t.check(
+        r.is_ok(),
+        "9: B copies from it before the eviction",
+        format_args!("{r:?}"),
+    );
+
+    // Fill A's VRAM: 16 MiB buffers until A's buffer has been evicted.
+    let mut filler = Vec::new();
+    let mut evicted = false;
+    for _ in 0..(a.vram_size() / (16 << 20) + 4) {
+        match s(Buffer::create(&a, 16 << 20, BufferFlags::VRAM)) {
+            Ok(f) => filler.push(f),
+            Err(e) => {
+                t.diag(format_args!("9: filling A's VRAM stopped: {e}"));
+                break;
+            }
+        }
+        if src.info().map(|i| i.placement).ok() == Some(Placement::System) {
+            evicted = true;
+            break;
+        }
+    }
+    t.check(
+        evicted,
+        "9: filling A's VRAM evicts the exported buffer to system memory",
+        format_args!("{} filler buffers", filler.len()),
+    );
+    let _ = s(dst.map()).and_then(|m| s(m.write(0, &pattern(93, LEN))));
+    let r = s(q.run(&[Command::copy(bi.va(), bd.va(), LEN)], T));
+    t.check(
+        r.is_ok(),
+        "9: B copies from it after the eviction (its mapping was invalidated and remapped)",
+        format_args!("{r:?}"),
+    );
+    check_data(
+        t,
+        read_bo(&dst, LEN),
+        &pat,
+        "9: B's copy holds A's data after the eviction",
+    );
+    check_data(
+        t,
+        read_bo(&src, LEN),
+        &pat,
+        "9: A's mapping reads the same data in system memory",
+    );
+    drop(filler);
+}
+
 fn main() {
     let mut t = Tap::new();
     let topo = match p2p_topology() {
@@ -992,7 +1067,7 @@ fn main() {
         topo.c.bdf,
         topo.c.node().ok()
     ));
-    let cases: [fn(&mut Tap, &P2pTopology); 8] = [
+    let cases: [fn(&mut Tap, &P2pTopology); 9] = [
         case1_self_import,
         case2_p2p,
         case3_no_path,
@@ -1001,6 +1076,7 @@ fn main() {
         case6_revocation,
         case7_close_orders,
         case8_migration,
+        case9_eviction,
     ];
     let wanted: Vec<String> = std::env::args().skip(1).collect();
     for (i, case) in cases.iter().enumerate() {
