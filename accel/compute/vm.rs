@@ -282,7 +282,14 @@ impl Vm {
                     if attach.is_mapped(&guard) {
                         continue;
                     }
-                    let runs = import_runs(attach, &guard)?;
+                    let runs = match import_runs(attach, &guard) {
+                        Ok(runs) => runs,
+                        // Revoked for good (the exporter is gone): its PTEs stay unmapped, so
+                        // a job that touches it faults and fails, and the VM's other work
+                        // goes on.
+                        Err(e) if e == ENODEV => continue,
+                        Err(e) => return Err(e),
+                    };
                     bo.binds().remap_all(resv, &guard, &runs, false)?;
                 }
                 Backing::Local(_) => {
