@@ -89,6 +89,7 @@ impl File {
             query::MemoryFacts {
                 vram_size: core.vram.size(),
                 vram_free: core.vram.avail(),
+                system_used: *core.sys_used.lock(),
             }
         }, || core.counters())?;
         let bytes = reply.as_bytes();

@@ -13,12 +13,14 @@ pub(crate) enum Reply {
     Device(uapi::drm_vela_query_device),
     Memory(uapi::drm_vela_query_memory),
     Counters(uapi::drm_vela_query_counters),
+    Limits(uapi::drm_vela_query_limits),
 }
 
-/// The memory facts QUERY_MEMORY reports.
+/// The memory facts QUERY_MEMORY and QUERY_LIMITS report.
 pub(crate) struct MemoryFacts {
     pub(crate) vram_size: u64,
     pub(crate) vram_free: u64,
+    pub(crate) system_used: u64,
 }
 
 /// What the `size` field asked for.
@@ -79,6 +81,20 @@ impl Reply {
                     va_size: crate::hw::mmu::KERNEL_VA_BASE,
                 }))
             }
+            uapi::drm_vela_query_id_DRM_VELA_QUERY_LIMITS => {
+                let m = mem();
+                Ok(Self::Limits(uapi::drm_vela_query_limits {
+                    max_commands: uapi::DRM_VELA_MAX_COMMANDS,
+                    max_in_syncobjs: uapi::DRM_VELA_MAX_IN_SYNCOBJS,
+                    // Context 0 is the kernel's.
+                    max_vms: (crate::hw::regs::CONTEXTS - 1) as u32,
+                    max_queues: u32::from(id.queues),
+                    max_vram_bo: m.vram_size,
+                    max_system_bo: super::gem::SYSTEM_MAX,
+                    system_budget: crate::hw::sysmem::BUDGET,
+                    system_used: m.system_used,
+                }))
+            }
             uapi::drm_vela_query_id_DRM_VELA_QUERY_COUNTERS => {
                 let mut reply = uapi::drm_vela_query_counters::default();
                 for (dst, src) in reply.counters.iter_mut().zip(counters()?) {
@@ -95,6 +111,7 @@ impl Reply {
             Self::Device(d) => d.as_bytes(),
             Self::Memory(m) => m.as_bytes(),
             Self::Counters(c) => c.as_bytes(),
+            Self::Limits(l) => l.as_bytes(),
         }
     }
 }
@@ -158,7 +175,21 @@ mod tests {
         MemoryFacts {
             vram_size: 256 << 20,
             vram_free: 200 << 20,
+            system_used: 12 << 20,
         }
+    }
+
+    #[test]
+    fn limits_reply() -> Result {
+        let reply = Reply::new(&args(uapi::drm_vela_query_id_DRM_VELA_QUERY_LIMITS), &identity(), 0, mem, no_counters)?;
+        let Reply::Limits(l) = reply else {
+            return Err(EINVAL);
+        };
+        assert_eq!((l.max_commands, l.max_in_syncobjs, l.max_vms), (1024, 64, 15));
+        assert_eq!(l.max_queues, u32::from(identity().queues));
+        assert_eq!((l.max_vram_bo, l.max_system_bo), (256 << 20, 4 << 30));
+        assert_eq!((l.system_budget, l.system_used), (512 << 20, 12 << 20));
+        Ok(())
     }
 
     #[test]

@@ -41,11 +41,14 @@ extern "C" {
  * @DRM_VELA_QUERY_MEMORY: VRAM use, as a &struct drm_vela_query_memory.
  * @DRM_VELA_QUERY_COUNTERS: the device's event counters, as a
  *	&struct drm_vela_query_counters.
+ * @DRM_VELA_QUERY_LIMITS: what one request or one device can take, as a
+ *	&struct drm_vela_query_limits.
  */
 enum drm_vela_query_id {
 	DRM_VELA_QUERY_DEVICE = 0,
 	DRM_VELA_QUERY_MEMORY = 1,
 	DRM_VELA_QUERY_COUNTERS = 2,
+	DRM_VELA_QUERY_LIMITS = 3,
 };
 
 /* Capability bits of &drm_vela_query_device.caps, as the hardware reports them. */
@@ -96,6 +99,33 @@ struct drm_vela_query_memory {
 	__u64 vram_free;
 	__u64 page_size;
 	__u64 va_size;
+};
+
+/**
+ * struct drm_vela_query_limits - Reply to %DRM_VELA_QUERY_LIMITS.
+ *
+ * @max_commands: commands in one SUBMIT (%DRM_VELA_MAX_COMMANDS).
+ * @max_in_syncobjs: in-syncobjs in one SUBMIT (%DRM_VELA_MAX_IN_SYNCOBJS).
+ * @max_vms: VMs that can exist at once on the device (MMU contexts left to
+ *	userspace); one more VM_CREATE is -EBUSY.
+ * @max_queues: queues that can exist at once on the device (hardware
+ *	queues); one more QUEUE_CREATE is -EBUSY.
+ * @max_vram_bo: the largest VRAM buffer, in bytes.
+ * @max_system_bo: the largest system-memory buffer, in bytes.
+ * @system_budget: system memory the device's buffers may hold in all
+ *	(created there or evicted there), in bytes; beyond it BO_CREATE and
+ *	eviction fail with -ENOMEM.
+ * @system_used: system memory the device's buffers hold now, in bytes.
+ */
+struct drm_vela_query_limits {
+	__u32 max_commands;
+	__u32 max_in_syncobjs;
+	__u32 max_vms;
+	__u32 max_queues;
+	__u64 max_vram_bo;
+	__u64 max_system_bo;
+	__u64 system_budget;
+	__u64 system_used;
 };
 
 /* Indices of &drm_vela_query_counters.counters, as the hardware numbers them. */

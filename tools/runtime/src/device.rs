@@ -119,6 +119,17 @@ impl Device {
         Ok(reply)
     }
 
+    /// What one request or the device can take, and system memory in use (QUERY_LIMITS).
+    pub fn limits(&self) -> Result<vela_uapi::drm_vela_query_limits> {
+        let mut reply = vela_uapi::drm_vela_query_limits::default();
+        self.query_into(
+            vela_uapi::drm_vela_query_id_DRM_VELA_QUERY_LIMITS,
+            "LIMITS",
+            &mut reply,
+        )?;
+        Ok(reply)
+    }
+
     /// The device's event counters, indexed by `DRM_VELA_COUNTER_*` (QUERY_COUNTERS).
     pub fn counters(&self) -> Result<[u64; 16]> {
         let mut reply = vela_uapi::drm_vela_query_counters::default();

@@ -223,6 +223,7 @@ impl Child {
             0 => Some(REPLY),
             1 => Some(std::mem::size_of::<vela_uapi::drm_vela_query_memory>() as u32),
             2 => Some(MAX_REPLY),
+            3 => Some(std::mem::size_of::<vela_uapi::drm_vela_query_limits>() as u32),
             _ => None,
         };
         let mut r = Rules::default();

@@ -84,6 +84,47 @@ fn main() {
     t.eq(q.caps & !0x1f, 0, "no reserved capability bits");
     t.eq(q.pad, 0, "reply padding is zero");
 
+    // The limits: the header's per-SUBMIT limits, the model's queues, the driver's memory
+    // limits.
+    let mut l = u::drm_vela_query_limits::default();
+    let mut a = u::drm_vela_query {
+        query: u::drm_vela_query_id_DRM_VELA_QUERY_LIMITS,
+        size: std::mem::size_of::<u::drm_vela_query_limits>() as u32,
+        data: &mut l as *mut _ as u64,
+        ..Default::default()
+    };
+    t.ok(u::query(&f, &mut a), "QUERY_LIMITS");
+    t.eq(
+        (l.max_commands, l.max_in_syncobjs),
+        (u::DRM_VELA_MAX_COMMANDS, u::DRM_VELA_MAX_IN_SYNCOBJS),
+        "LIMITS: the per-SUBMIT limits are the header's",
+    );
+    t.eq(
+        Some(u64::from(l.max_queues)),
+        expect("QUEUES"),
+        "LIMITS: as many queues as the model has",
+    );
+    t.eq(
+        l.max_vms,
+        15,
+        "LIMITS: 15 VMs (16 contexts, one the kernel's)",
+    );
+    t.eq(
+        Some(l.max_vram_bo),
+        vram,
+        "LIMITS: the largest VRAM buffer is all of VRAM",
+    );
+    t.eq(
+        (l.max_system_bo, l.system_budget),
+        (4 << 30, 512 << 20),
+        "LIMITS: system buffers up to 4 GiB, 512 MiB in all",
+    );
+    t.check(
+        l.system_used <= l.system_budget,
+        "LIMITS: system memory in use is within the budget",
+        l.system_used,
+    );
+
     // A larger buffer gets the reply and its real size; bytes past it are untouched.
     let mut big = [0xa5u8; 64];
     let mut a = device_args(big.as_mut_ptr() as u64, big.len() as u32);
