@@ -337,7 +337,8 @@ pub fn run(a: &Args) -> R {
     }
 }
 
-/// `vela stats`: VRAM use (QUERY_MEMORY) and the device's counters (QUERY_COUNTERS).
+/// `vela stats`: VRAM use (QUERY_MEMORY), limits and system memory use (QUERY_LIMITS), and
+/// the device's counters (QUERY_COUNTERS).
 pub fn stats(a: &Args) -> R {
     let dev = device(a)?;
     let m = dev.memory()?;
@@ -348,6 +349,18 @@ pub fn stats(a: &Args) -> R {
         m.vram_free >> 20,
         m.page_size >> 10,
         m.va_size >> 30
+    );
+    let l = dev.limits()?;
+    println!(
+        "limits: {} commands and {} in-syncobjs per SUBMIT, {} VMs and {} queues at once; \
+         system memory {} MiB used of {} MiB (buffers up to {} GiB)",
+        l.max_commands,
+        l.max_in_syncobjs,
+        l.max_vms,
+        l.max_queues,
+        l.system_used >> 20,
+        l.system_budget >> 20,
+        l.max_system_bo >> 30
     );
     let names = [
         "commands completed",
