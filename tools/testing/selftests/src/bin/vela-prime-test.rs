@@ -115,6 +115,22 @@ fn open(t: &mut Tap, d: &PciDev, what: &str) -> Option<Device> {
     }
 }
 
+/// A job of 960 FILLs of `LEN` bytes at `va` with junk, then one with `last`: long enough
+/// (240 MiB of writes) that work submitted right after it would see junk if it did not wait.
+fn long_fill(va: u64, junk: u32, last: u32) -> Vec<Command> {
+    let mut fills: Vec<Command> = (0..960u32)
+        .map(|pass| Command::fill(va, junk + pass, LEN))
+        .collect();
+    fills.push(Command::fill(va, last, LEN));
+    fills
+}
+
+/// Runs a COPY of `LEN` bytes on `q` and records whether it completed.
+fn copy_ok(t: &mut Tap, q: &Queue<'_>, from: u64, to: u64, desc: &str) {
+    let r = s(q.run(&[Command::copy(from, to, LEN)], T));
+    t.check(r.is_ok(), desc, format_args!("{r:?}"));
+}
+
 /// A CPU-visible VRAM buffer of `dev` holding `data`.
 fn vram_with<'d>(dev: &'d Device, data: &[u8], extra: BufferFlags) -> Result<Buffer<'d>, String> {
     let flags = BufferFlags::VRAM | BufferFlags::CPU_VISIBLE | extra;
@@ -251,11 +267,12 @@ fn case2_p2p(t: &mut Tap, topo: &P2pTopology) {
     let bs2 = get!(t, s(vm.bind_auto(&src2, Access::READ)), "2: bind 2");
     let before = get!(t, s(b.counters()), "2: B's counters");
 
-    let r = s(q.run(&[Command::copy(bi.va(), bd.va(), LEN)], T));
-    t.check(
-        r.is_ok(),
+    copy_ok(
+        t,
+        &q,
+        bi.va(),
+        bd.va(),
         "2: B COPYs from A's VRAM into its own",
-        format_args!("{r:?}"),
     );
     check_data(
         t,
@@ -263,11 +280,12 @@ fn case2_p2p(t: &mut Tap, topo: &P2pTopology) {
         &pat1,
         "2: B's copy holds A's data (read through B's mapping)",
     );
-    let r = s(q.run(&[Command::copy(bs2.va(), bi.va(), LEN)], T));
-    t.check(
-        r.is_ok(),
+    copy_ok(
+        t,
+        &q,
+        bs2.va(),
+        bi.va(),
         "2: B COPYs its own data into A's VRAM",
-        format_args!("{r:?}"),
     );
     check_data(
         t,
@@ -293,21 +311,18 @@ fn case2_p2p(t: &mut Tap, topo: &P2pTopology) {
         s(avm.bind_auto(&src, Access::READ_WRITE)),
         "2: A binds its buffer"
     );
-    let mut fills = Vec::new();
-    for pass in 0..960u32 {
-        fills.push(Command::fill(asrc.va(), 0xdead_0000 + pass, LEN));
-    }
-    fills.push(Command::fill(asrc.va(), 0x600d_f00d, LEN));
+    let fills = long_fill(asrc.va(), 0xdead_0000, 0x600d_f00d);
     let job = get!(
         t,
         s(aq.submit(&fills)),
         "2: A submits 961 FILLs of its buffer (240 MiB of writes)"
     );
-    let r = s(q.run(&[Command::copy(bi.va(), bd.va(), LEN)], T));
-    t.check(
-        r.is_ok(),
+    copy_ok(
+        t,
+        &q,
+        bi.va(),
+        bd.va(),
         "2: B COPYs from the import right after, no explicit dependency",
-        format_args!("{r:?}"),
     );
     let want: Vec<u8> = (0..LEN / 4)
         .flat_map(|_| 0x600d_f00du32.to_le_bytes())
@@ -323,11 +338,7 @@ fn case2_p2p(t: &mut Tap, topo: &P2pTopology) {
 
     // The CPU through the dma-buf fd: mmap of the exported fd, and DMA_BUF_IOCTL_SYNC waits
     // for the device's writes (A's job fence is in the buffer's reservation object).
-    let mut fills = Vec::new();
-    for pass in 0..960u32 {
-        fills.push(Command::fill(asrc.va(), 0xbad0_0000 + pass, LEN));
-    }
-    fills.push(Command::fill(asrc.va(), 0xcafe_d00d, LEN));
+    let fills = long_fill(asrc.va(), 0xbad0_0000, 0xcafe_d00d);
     let job = get!(t, s(aq.submit(&fills)), "2: A submits another 961 FILLs");
     let map = get!(
         t,
@@ -854,11 +865,12 @@ fn case8_migration(t: &mut Tap, topo: &P2pTopology) {
         "8: C buffer"
     );
     let cbd = get!(t, s(cvm.bind_auto(&cdst, Access::READ_WRITE)), "8: bind");
-    let r = s(cq.run(&[Command::copy(cbi.va(), cbd.va(), LEN)], T));
-    t.check(
-        r.is_ok(),
+    copy_ok(
+        t,
+        &cq,
+        cbi.va(),
+        cbd.va(),
         "8: C COPYs out of the moved buffer",
-        format_args!("{r:?}"),
     );
     check_data(
         t,
@@ -876,14 +888,14 @@ fn case8_migration(t: &mut Tap, topo: &P2pTopology) {
     // A's device writes it through its old bind (the PTEs follow the move); C sees it.
     let asrc2 = get!(t, vram_with(&a, &pat2, BufferFlags::NONE), "8: A buffer 2");
     let abs2 = get!(t, s(avm.bind_auto(&asrc2, Access::READ_WRITE)), "8: bind 2");
-    let r = s(aq.run(&[Command::copy(abs2.va(), abi.va(), LEN)], T));
-    t.check(
-        r.is_ok(),
+    copy_ok(
+        t,
+        &aq,
+        abs2.va(),
+        abi.va(),
         "8: A COPYs into it through the bind made before the move",
-        format_args!("{r:?}"),
     );
-    let r = s(cq.run(&[Command::copy(cbi.va(), cbd.va(), LEN)], T));
-    t.check(r.is_ok(), "8: C COPYs it out again", format_args!("{r:?}"));
+    copy_ok(t, &cq, cbi.va(), cbd.va(), "8: C COPYs it out again");
     check_data(
         t,
         read_bo(&cdst, LEN),
@@ -898,11 +910,12 @@ fn case8_migration(t: &mut Tap, topo: &P2pTopology) {
     );
 
     // B was told to drop its P2P mapping; its next job maps the new place.
-    let r = s(bq.run(&[Command::copy(bbi.va(), bbd.va(), LEN)], T));
-    t.check(
-        r.is_ok(),
+    copy_ok(
+        t,
+        &bq,
+        bbi.va(),
+        bbd.va(),
         "8: B COPYs from it after the move (remapped)",
-        format_args!("{r:?}"),
     );
     check_data(
         t,
@@ -918,12 +931,7 @@ fn case8_migration(t: &mut Tap, topo: &P2pTopology) {
         "8: A's CPU writes through its mapping",
         format_args!("{r:?}"),
     );
-    let r = s(cq.run(&[Command::copy(cbi.va(), cbd.va(), LEN)], T));
-    t.check(
-        r.is_ok(),
-        "8: C COPYs it out a third time",
-        format_args!("{r:?}"),
-    );
+    copy_ok(t, &cq, cbi.va(), cbd.va(), "8: C COPYs it out a third time");
     check_data(
         t,
         read_bo(&cdst, LEN),
@@ -944,11 +952,12 @@ fn case8_migration(t: &mut Tap, topo: &P2pTopology) {
     drop(bvm);
     drop(bimp);
     drop(bdst);
-    let r = s(aq.run(&[Command::copy(abi.va(), abs2.va(), LEN)], T));
-    t.check(
-        r.is_ok(),
+    copy_ok(
+        t,
+        &aq,
+        abi.va(),
+        abs2.va(),
         "8: A runs a job with it after the importers let go",
-        format_args!("{r:?}"),
     );
     t.eq(
         src.info().map(|i| i.placement).ok(),
@@ -989,11 +998,12 @@ fn case9_eviction(t: &mut Tap, topo: &P2pTopology) {
         "9: B buffer"
     );
     let bd = get!(t, s(vm.bind_auto(&dst, Access::READ_WRITE)), "9: bind");
-    let r = s(q.run(&[Command::copy(bi.va(), bd.va(), LEN)], T));
-    t.check(
-        r.is_ok(),
+    copy_ok(
+        t,
+        &q,
+        bi.va(),
+        bd.va(),
         "9: B copies from it before the eviction",
-        format_args!("{r:?}"),
     );
 
     // Fill A's VRAM: 16 MiB buffers until A's buffer has been evicted.
@@ -1018,11 +1028,12 @@ fn case9_eviction(t: &mut Tap, topo: &P2pTopology) {
         format_args!("{} filler buffers", filler.len()),
     );
     let _ = s(dst.map()).and_then(|m| s(m.write(0, &pattern(93, LEN))));
-    let r = s(q.run(&[Command::copy(bi.va(), bd.va(), LEN)], T));
-    t.check(
-        r.is_ok(),
+    copy_ok(
+        t,
+        &q,
+        bi.va(),
+        bd.va(),
         "9: B copies from it after the eviction (its mapping was invalidated and remapped)",
-        format_args!("{r:?}"),
     );
     check_data(
         t,
