@@ -3,12 +3,11 @@
 //! The DRM driver: what the accel subsystem registers.
 
 use kernel::{
-    dma_buf::DmaBuf,
     drm,
     drm::ioctl,
-    new_mutex, pci,
+    pci,
     prelude::*,
-    sync::{aref::ARef, Arc, Mutex},
+    sync::{aref::ARef, Arc},
 };
 
 use super::{file::File, gem::VelaObject};
@@ -23,50 +22,6 @@ pub(crate) type VelaDevice<Ctx = drm::Registered> = drm::Device<VelaDriver, Ctx>
 #[pin_data]
 pub(crate) struct VelaData {
     pub(crate) core: Arc<hw::Core>,
-    /// The device's buffers exported as dma-bufs, which unbind revokes.
-    #[pin]
-    pub(crate) exports: Exports,
-}
-
-/// The live dma-bufs exported from a device, by address. An entry is removed (under the lock)
-/// when its dma-buf is released, before the dma-buf is freed, so while the lock is held every
-/// entry is a valid dma-buf, whose reservation object (the exported object's) is valid too.
-#[pin_data]
-pub(crate) struct Exports {
-    #[pin]
-    bufs: Mutex<KVec<usize>>,
-}
-
-impl Exports {
-    fn new() -> impl PinInit<Self> {
-        pin_init!(Self { bufs <- new_mutex!(KVec::new()) })
-    }
-
-    pub(crate) fn add(&self, buf: &DmaBuf) {
-        // Without the entry, unbind could not revoke this export; the importer then keeps
-        // mapping VRAM after unbind. Allocation failure here is not reportable (the export
-        // already happened), so make it loud.
-        if self.bufs.lock().push(core::ptr::from_ref(buf) as usize, GFP_KERNEL).is_err() {
-            pr_err!("vela: out of memory tracking a dma-buf export\n");
-        }
-    }
-
-    pub(crate) fn remove(&self, buf: &DmaBuf) {
-        self.bufs.lock().retain(|b| *b != core::ptr::from_ref(buf) as usize);
-    }
-
-    /// Tells every importer of every export that its mappings are gone for good. The device
-    /// must already refuse new mappings (`Core::unbinding`).
-    pub(crate) fn revoke_all(&self) {
-        let bufs = self.bufs.lock();
-        for &b in bufs.iter() {
-            // SAFETY: Entries are live dma-bufs while the lock is held (see `Exports`).
-            let buf = unsafe { &*(b as *const DmaBuf) };
-            if let Ok(guard) = buf.resv().lock() {
-                let _ = buf.invalidate_mappings(&guard);
-            }
-        }
-    }
 }
 
 const INFO: drm::DriverInfo = drm::DriverInfo {
@@ -112,7 +67,7 @@ pub(crate) fn register(
     pdev: &pci::Device<kernel::device::Core<'_>>,
     core: Arc<hw::Core>,
 ) -> Result<ARef<VelaDevice>> {
-    let data = try_pin_init!(VelaData { core, exports <- Exports::new() });
+    let data = try_pin_init!(VelaData { core });
     let drm = drm::UnregisteredDevice::<VelaDriver>::new(pdev.as_ref(), data)?;
     let drm = drm::driver::Registration::new_foreign_owned(drm, pdev.as_ref(), 0)?;
     Ok(drm.into())

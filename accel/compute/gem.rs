@@ -8,7 +8,7 @@
 
 use core::cell::UnsafeCell;
 use kernel::{
-    dma_buf::{Attachment, DmaBuf, DynamicAttachment, Importer, Mapping, P2pRoute},
+    dma_buf::{Attachment, DmaBuf, DynamicAttachment, Importer, KernelMap, Mapping, P2pRoute},
     dma_resv::{DmaResv, ResvLocked, Usage},
     drm::{
         gem,
@@ -172,6 +172,15 @@ impl VelaObject {
     }
 }
 
+/// A move that could not wait out the buffer's jobs, as a pin or vmap reports it.
+fn not_busy(e: Error) -> Error {
+    if e == EBUSY {
+        EAGAIN
+    } else {
+        e
+    }
+}
+
 /// Whether `attach`'s device reaches BAR2 peer-to-peer and can be revoked.
 fn p2p_ok(core: &Core, attach: &Attachment) -> bool {
     attach.peer2peer()
@@ -292,10 +301,18 @@ impl gem::DriverObject for VelaObject {
         Ok(())
     }
 
-    fn dmabuf_pin(obj: &gem::Object<Self>, _attach: &Attachment, locked: &ResvLocked<'_>) -> Result {
+    /// Pinned where the importer's mappings will find it: in VRAM only for a peer that
+    /// reaches it; for any other importer the buffer moves to system memory first. The
+    /// dma-buf core takes `EBUSY` from a pin as an exporter bug, so a buffer still busy after
+    /// the move's bounded wait answers `EAGAIN`.
+    fn dmabuf_pin(obj: &gem::Object<Self>, attach: &Attachment, locked: &ResvLocked<'_>) -> Result {
         let Backing::Local(local) = &obj.backing else {
             return Err(EOPNOTSUPP);
         };
+        let in_vram = local.with(obj.resv(), locked, |st| matches!(st.store, Store::Vram(_)))?;
+        if in_vram && !p2p_ok(&obj.dev().core, attach) {
+            migrate(obj, locked, false).map_err(not_busy)?;
+        }
         local.with(obj.resv(), locked, |st| st.pins += 1)
     }
 
@@ -317,8 +334,8 @@ impl gem::DriverObject for VelaObject {
         let core = &obj.dev().core;
         let resv = obj.resv();
         // A device that is gone serves no one, not even from system memory: unbind revokes
-        // every importer, whatever it had mapped.
-        if !core.is_bound() {
+        // every importer, whatever it had mapped. A reset does the same while it runs.
+        if !core.serves_peers() {
             return Err(ENODEV);
         }
         // In VRAM: map the BAR2 ranges that hold it, for a peer that reaches them.
@@ -346,6 +363,36 @@ impl gem::DriverObject for VelaObject {
         })?
     }
 
+    /// The kernel's CPU mapping of a buffer is its system memory: VRAM is only reachable
+    /// through BAR2, whose kernel mapping goes away at unbind while an importer may keep the
+    /// address. So the buffer moves to system memory and is pinned there until vunmap;
+    /// `VRAM_ONLY` buffers have no kernel mapping.
+    fn dmabuf_vmap(obj: &gem::Object<Self>, locked: &ResvLocked<'_>) -> Result<KernelMap> {
+        let Backing::Local(local) = &obj.backing else {
+            return Err(EOPNOTSUPP);
+        };
+        if obj.flags & uapi::DRM_VELA_BO_VRAM_ONLY != 0 {
+            return Err(EOPNOTSUPP);
+        }
+        migrate(obj, locked, false).map_err(not_busy)?;
+        local.with(obj.resv(), locked, |st| -> Result<KernelMap> {
+            let Store::System(sys) = &st.store else {
+                return Err(EAGAIN);
+            };
+            st.pins += 1;
+            // SAFETY: The memory is the buffer's whole system backing, which stays where it
+            // is while pinned; the pin is dropped in `dmabuf_vunmap`. If the buffer goes
+            // first, the dma-buf (which holds a reference) does not.
+            Ok(unsafe { KernelMap::system(sys.mem.base()) })
+        })?
+    }
+
+    fn dmabuf_vunmap(obj: &gem::Object<Self>, locked: &ResvLocked<'_>) {
+        if let Backing::Local(local) = &obj.backing {
+            let _ = local.with(obj.resv(), locked, |st| st.pins = st.pins.saturating_sub(1));
+        }
+    }
+
     fn dmabuf_unmapped(obj: &gem::Object<Self>, _attach: &Attachment, mapping: &Mapping) {
         if let (Backing::Local(local), true) = (&obj.backing, mapping.is_pages()) {
             // Called with the reservation lock held (the unmap or detach path).
@@ -356,7 +403,7 @@ impl gem::DriverObject for VelaObject {
     }
 
     fn dmabuf_exported(obj: &gem::Object<Self>, buf: &DmaBuf) {
-        obj.dev().exports.add(buf);
+        obj.dev().core.exports.add(buf);
         if let (Backing::Local(local), Ok(g)) = (&obj.backing, obj.resv().lock()) {
             let _ = local.with(obj.resv(), &g, |st| st.export = Some(core::ptr::from_ref(buf)));
         }
@@ -366,7 +413,7 @@ impl gem::DriverObject for VelaObject {
         if let (Backing::Local(local), Ok(g)) = (&obj.backing, obj.resv().lock()) {
             let _ = local.with(obj.resv(), &g, |st| st.export = None);
         }
-        obj.dev().exports.remove(buf);
+        obj.dev().core.exports.remove(buf);
     }
 
     fn import(dev: &VelaDevice, buf: &DmaBuf) -> Result<ARef<gem::Object<Self>>> {

@@ -10,6 +10,7 @@
 //!
 //! The frontends (accel, vgpu) reach the device only through [`Core`].
 
+pub(crate) mod exports;
 pub(crate) mod identity;
 pub(crate) mod irq;
 pub(crate) mod mmu;
@@ -61,6 +62,12 @@ pub(crate) struct Core {
     /// True from probe until unbind begins; see [`Core::with_bound_device`].
     #[pin]
     bound: Mutex<bool>,
+    /// True while a reset is in progress: peers get no new mappings (see [`Core::recover`]).
+    #[pin]
+    resetting: Mutex<bool>,
+    /// The accel frontend's buffers exported as dma-bufs, which unbind and reset revoke.
+    #[pin]
+    pub(crate) exports: exports::Exports,
     /// The accel frontend's VRAM buffers that may be evicted (see [`Evictable`]).
     #[pin]
     pub(crate) evictable: Mutex<Evictable>,
@@ -149,6 +156,8 @@ impl Core {
                 owners <- new_mutex!(Owners { queues: 0, contexts: 1, roots: [0; regs::CONTEXTS] }),
                 recovery <- new_mutex!(()),
                 bound <- new_mutex!(true),
+                resetting <- new_mutex!(false),
+                exports <- exports::Exports::new(),
                 sys_used <- new_mutex!(0),
                 evictable <- new_mutex!(Evictable { next: 0, tree: kernel::rbtree::RBTree::new() }),
                 p2p,
@@ -177,6 +186,11 @@ impl Core {
     /// Whether unbind has not begun yet.
     pub(crate) fn is_bound(&self) -> bool {
         *self.bound.lock()
+    }
+
+    /// Whether peers may map the device's memory: bound, and no reset in progress.
+    pub(crate) fn serves_peers(&self) -> bool {
+        self.is_bound() && !*self.resetting.lock()
     }
 
     /// Unbind has begun: from now on nothing new may be mapped for peers.
@@ -319,9 +333,17 @@ impl Core {
     /// Recovers from a hung queue: a global reset (the only thing that clears a hung engine),
     /// then contexts, interrupt masks and queues are programmed again. Queue `guilty` loses its
     /// pending jobs; the other queues' pending commands run again.
+    ///
+    /// Importers of the device's buffers are revoked across the reset, as vfio-pci does: new
+    /// mappings are refused while it runs and every existing one is invalidated first, so no
+    /// importer relies on a mapping made before the device went through reset. A global
+    /// reset keeps VRAM and the BARs, so nothing waits for importers' DMA to drain (a wait
+    /// could include the hung job's own fence); they map again once the reset is done.
     pub(crate) fn recover(&self, guilty: u32) {
         let _serial = self.recovery.lock();
         dev_warn!(self.pdev, "queue {} hung: resetting the device\n", guilty);
+        *self.resetting.lock() = true;
+        self.exports.revoke_all();
         let heads: KVec<u32> = {
             let mut v = KVec::new();
             for q in self.queues.iter() {
@@ -366,6 +388,7 @@ impl Core {
             let head = heads.get(i).copied().unwrap_or(0);
             q.restart(self, head, q.index == guilty);
         }
+        *self.resetting.lock() = false;
     }
 }
 

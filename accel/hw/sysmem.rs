@@ -72,7 +72,8 @@ impl SysMem {
         Ok(())
     }
 
-    fn base(&self) -> core::ptr::NonNull<u8> {
+    /// Where the memory is in the kernel's address space (for `vmap` of an exported buffer).
+    pub(crate) fn base(&self) -> core::ptr::NonNull<u8> {
         // A `VVec` of non-zero length has a real allocation.
         core::ptr::NonNull::new(self.buf.as_ptr().cast_mut()).unwrap_or(core::ptr::NonNull::dangling())
     }

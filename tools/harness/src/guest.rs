@@ -26,6 +26,7 @@ const GUEST_BINS: &[&str] = &[
     "vela-mmu-test",
     "vela-prime-test",
     "vela-evict-test",
+    "vela-importer-test",
     "vela-prime-bench",
 ];
 
@@ -56,6 +57,8 @@ const CHECK_TESTS: &[(&str, &str)] = &[
     ("reliability", "vela-reliability-test"),
     // VRAM pressure: eviction to system memory and back.
     ("evict", "vela-evict-test"),
+    // Vela's exports as C kernel importers use them: pinned, vmapped, revoked by a reset.
+    ("importer", "vela-importer-test"),
     // dma-buf sharing between the devices and with udmabuf and the system dma-heap. Last: it
     // unbinds and rebinds a device.
     ("prime", "vela-prime-test"),
@@ -142,6 +145,7 @@ fn script(mode: Mode, devices: &[model::DeviceSpec], extra: &[PathBuf]) -> Strin
         Mode::Demo => s.push_str(DEMO),
         Mode::Bench => s.push_str(BENCH),
         Mode::Check => {
+            s.push_str("insmod /run/vela/vela_test_importer.ko\n");
             for (name, cmd) in CHECK_TESTS {
                 s.push_str(&format!("run {name} {cmd}\n"));
             }
@@ -176,6 +180,11 @@ pub(crate) fn prepare(
     fs::create_dir_all(share.join("results")).map_err(|e| err("run dir", e))?;
     let ko = paths.work.join("module/accel/vela.ko");
     fs::copy(&ko, share.join("vela.ko")).map_err(|e| err(&ko.display().to_string(), e))?;
+    let importer = paths
+        .work
+        .join("module/tools/testing/importer/vela_test_importer.ko");
+    fs::copy(&importer, share.join("vela_test_importer.ko"))
+        .map_err(|e| err(&importer.display().to_string(), e))?;
     for b in GUEST_BINS {
         let src = paths.bin.join(b);
         fs::copy(&src, share.join("bin").join(b))

@@ -9,6 +9,36 @@ use std::{
 };
 
 pub mod dmabuf;
+pub mod importer;
+
+/// `len` bytes that differ from every other seed's and have no period shorter than the buffer.
+pub fn pattern(seed: u32, len: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// Whether `got` is `want`, and where it first differs.
+pub fn same(got: &[u8], want: &[u8]) -> Result<(), String> {
+    if got.len() != want.len() {
+        return Err(format!("{} bytes, want {}", got.len(), want.len()));
+    }
+    match got.iter().zip(want).position(|(g, w)| g != w) {
+        None => Ok(()),
+        Some(i) => Err(format!(
+            "first difference at byte {i:#x}: got {:#04x}, want {:#04x} ({} bytes differ)",
+            got[i],
+            want[i],
+            got.iter().zip(want).filter(|(g, w)| g != w).count()
+        )),
+    }
+}
 
 /// A TAP 13 producer. Every check prints one result line; the plan comes last (TAP allows
 /// it), so a test that dies half-way leaves no plan and the judge counts that as a failure.

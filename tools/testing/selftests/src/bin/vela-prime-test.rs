@@ -36,7 +36,7 @@ use vela_runtime::{
 };
 use vela_selftests::{
     dmabuf::{self, FdMap, Udmabuf},
-    io, p2p_topology, P2pTopology, PciDev, Tap,
+    io, p2p_topology, pattern, same, P2pTopology, PciDev, Tap,
 };
 
 const T: Duration = Duration::from_secs(20);
@@ -65,35 +65,6 @@ macro_rules! step {
         $t.check(true, $desc, "");
         v
     }};
-}
-
-/// `len` bytes that differ from every other seed's and have no period shorter than the buffer.
-fn pattern(seed: u32, len: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
-/// Whether `got` is `want`, and where it first differs.
-fn same(got: &[u8], want: &[u8]) -> Result<(), String> {
-    if got.len() != want.len() {
-        return Err(format!("{} bytes, want {}", got.len(), want.len()));
-    }
-    match got.iter().zip(want).position(|(g, w)| g != w) {
-        None => Ok(()),
-        Some(i) => Err(format!(
-            "first difference at byte {i:#x}: got {:#04x}, want {:#04x} ({} bytes differ)",
-            got[i],
-            want[i],
-            got.iter().zip(want).filter(|(g, w)| g != w).count()
-        )),
-    }
 }
 
 fn check_data(t: &mut Tap, got: Result<Vec<u8>, String>, want: &[u8], desc: &str) -> bool {

@@ -1,0 +1,427 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Vela's exports as kernel importers other than Vela see them, through the test importer
+//! module (`tools/testing/importer/`), checked by data:
+//!
+//! 1. A static importer (one that cannot follow moves) pins the buffer: it moves to system
+//!    memory for the importer's device, which has no peer-to-peer path, and stays there,
+//!    even across jobs that would bring an unpinned buffer back to VRAM. After the unpin the
+//!    next job brings it back, data intact. A `VRAM_ONLY` buffer refuses the static importer.
+//! 2. `dma_buf_vmap()`: the kernel's mapping reads the buffer's data, the device sees what
+//!    the kernel writes through it and the kernel sees what the device writes. The buffer is
+//!    pinned while mapped and returns to VRAM after the vunmap.
+//! 3. Reset revokes: a dynamic importer's mapping is invalidated when A resets after a hung
+//!    job, and maps again afterwards; B's peer-to-peer import of another of A's buffers
+//!    works after A's reset.
+//!
+//! Usage: vela-importer-test [CASE...] runs only the cases named (1 to 3).
+
+use std::time::Duration;
+
+use vela_runtime::{
+    Access, Buffer, BufferFlags, Command, Device, Placement, Queue, Vm, WaitStatus,
+};
+use vela_selftests::{
+    importer::{Attach, Importer},
+    inject, p2p_peers, pattern, same, PciDev, Tap,
+};
+
+const T: Duration = Duration::from_secs(20);
+const LEN: u64 = 256 << 10;
+
+macro_rules! get {
+    ($t:expr, $r:expr, $desc:expr) => {
+        match $r {
+            Ok(v) => v,
+            Err(e) => {
+                $t.check(false, $desc, e);
+                return;
+            }
+        }
+    };
+}
+
+fn s<T>(r: vela_runtime::Result<T>) -> Result<T, String> {
+    r.map_err(|e| e.to_string())
+}
+
+fn e<T>(r: std::io::Result<T>) -> Result<T, String> {
+    r.map_err(|e| e.to_string())
+}
+
+/// The bytes of a FILL with `v`.
+fn filled(v: u32) -> Vec<u8> {
+    v.to_le_bytes()
+        .iter()
+        .copied()
+        .cycle()
+        .take(LEN as usize)
+        .collect()
+}
+
+fn vram_with<'d>(dev: &'d Device, data: &[u8], extra: BufferFlags) -> Result<Buffer<'d>, String> {
+    let bo = s(Buffer::create(
+        dev,
+        data.len() as u64,
+        BufferFlags::VRAM | BufferFlags::CPU_VISIBLE | extra,
+    ))?;
+    s(s(bo.map())?.write(0, data))?;
+    Ok(bo)
+}
+
+fn read_bo(bo: &Buffer<'_>) -> Result<Vec<u8>, String> {
+    s(s(bo.map())?.read_vec(0, LEN as usize))
+}
+
+fn placement(bo: &Buffer<'_>) -> Option<Placement> {
+    bo.info().ok().map(|i| i.placement)
+}
+
+fn check_data(t: &mut Tap, got: Result<Vec<u8>, String>, want: &[u8], desc: &str) {
+    let r = got.and_then(|g| same(&g, want));
+    t.check(r.is_ok(), desc, format_args!("{r:?}"));
+}
+
+fn open(t: &mut Tap, d: &PciDev) -> Option<Device> {
+    match d.open() {
+        Ok(dev) => Some(dev),
+        Err(e) => {
+            t.check(false, &format!("open {}", d.bdf), e);
+            None
+        }
+    }
+}
+
+/// Case 1: a static importer pins the buffer in system memory.
+fn case1_static(t: &mut Tap, a: &PciDev) {
+    let Some(dev) = open(t, a) else { return };
+    let pat = pattern(11, LEN);
+    let x = get!(t, vram_with(&dev, &pat, BufferFlags::NONE), "1: A buffer");
+    let vm = get!(t, s(Vm::create(&dev)), "1: VM");
+    let q = get!(t, s(Queue::create(&vm)), "1: queue");
+    let bx = get!(t, s(vm.bind_auto(&x, Access::READ_WRITE)), "1: bind");
+    let fd = get!(t, s(x.export()), "1: export");
+    let imp = get!(t, e(Importer::open()), "1: open the test importer");
+    let slot = get!(t, e(imp.import(&fd, Attach::Static)), "1: static attach");
+    t.eq(
+        placement(&x),
+        Some(Placement::Vram),
+        "1: attaching moves nothing",
+    );
+    let bytes = imp.map(slot);
+    t.check(
+        matches!(bytes, Ok(LEN)),
+        "1: the static importer maps the whole buffer",
+        format_args!("{bytes:?}"),
+    );
+    t.eq(
+        placement(&x),
+        Some(Placement::System),
+        "1: pinned in system memory, which the importer's device reaches",
+    );
+    check_data(
+        t,
+        read_bo(&x),
+        &pat,
+        "1: A's mapping reads the data after the move",
+    );
+    let r = s(q.run(&[Command::fill(bx.va(), 0x5a5a_1111, LEN)], T));
+    t.check(r.is_ok(), "1: A's job writes it", format_args!("{r:?}"));
+    t.eq(
+        placement(&x),
+        Some(Placement::System),
+        "1: a job does not bring a pinned buffer back to VRAM",
+    );
+    check_data(
+        t,
+        read_bo(&x),
+        &filled(0x5a5a_1111),
+        "1: the job's data is in the pinned pages",
+    );
+    t.ok(imp.close(slot), "1: unmap and detach (unpin)");
+    let r = s(q.run(&[Command::fill(bx.va(), 0x5a5a_2222, LEN)], T));
+    t.check(r.is_ok(), "1: A's next job", format_args!("{r:?}"));
+    t.eq(
+        placement(&x),
+        Some(Placement::Vram),
+        "1: unpinned, the next job brings the buffer back to VRAM",
+    );
+    check_data(t, read_bo(&x), &filled(0x5a5a_2222), "1: its data, in VRAM");
+
+    let only = get!(
+        t,
+        vram_with(&dev, &pat, BufferFlags::VRAM_ONLY),
+        "1: A VRAM_ONLY buffer"
+    );
+    let fd_only = get!(t, s(only.export()), "1: export it");
+    t.errno(
+        imp.import(&fd_only, Attach::Static),
+        libc::EOPNOTSUPP,
+        "1: a static importer without a P2P path cannot attach a VRAM_ONLY buffer",
+    );
+    t.eq(
+        placement(&only),
+        Some(Placement::Vram),
+        "1: which stays in VRAM",
+    );
+}
+
+/// Case 2: dma_buf_vmap().
+fn case2_vmap(t: &mut Tap, a: &PciDev) {
+    let Some(dev) = open(t, a) else { return };
+    let (pat1, pat2) = (pattern(21, LEN), pattern(22, LEN));
+    let x = get!(t, vram_with(&dev, &pat1, BufferFlags::NONE), "2: A buffer");
+    let y = get!(
+        t,
+        vram_with(&dev, &pattern(23, LEN), BufferFlags::NONE),
+        "2: another"
+    );
+    let vm = get!(t, s(Vm::create(&dev)), "2: VM");
+    let q = get!(t, s(Queue::create(&vm)), "2: queue");
+    let bx = get!(t, s(vm.bind_auto(&x, Access::READ_WRITE)), "2: bind");
+    let by = get!(t, s(vm.bind_auto(&y, Access::READ_WRITE)), "2: bind");
+    let fd = get!(t, s(x.export()), "2: export");
+    let imp = get!(t, e(Importer::open()), "2: open the test importer");
+    let slot = get!(t, e(imp.import(&fd, Attach::None)), "2: take the dma-buf");
+    if t.ok(imp.vmap(slot), "2: dma_buf_vmap() of a VRAM buffer")
+        .is_none()
+    {
+        return;
+    }
+    t.eq(
+        placement(&x),
+        Some(Placement::System),
+        "2: it moved to system memory",
+    );
+    check_data(
+        t,
+        e(imp.read(slot, 0, LEN as usize)),
+        &pat1,
+        "2: the kernel mapping reads its data",
+    );
+    t.ok(
+        imp.write(slot, 0, &pat2),
+        "2: the kernel writes through the mapping",
+    );
+    let r = s(q.run(&[Command::copy(bx.va(), by.va(), LEN)], T));
+    t.check(r.is_ok(), "2: A copies it", format_args!("{r:?}"));
+    check_data(
+        t,
+        read_bo(&y),
+        &pat2,
+        "2: the device read what the kernel wrote",
+    );
+    let r = s(q.run(&[Command::fill(bx.va(), 0x7e7e_3333, LEN)], T));
+    t.check(r.is_ok(), "2: A fills it", format_args!("{r:?}"));
+    check_data(
+        t,
+        e(imp.read(slot, 0, LEN as usize)),
+        &filled(0x7e7e_3333),
+        "2: the kernel mapping sees what the device wrote",
+    );
+    t.eq(
+        placement(&x),
+        Some(Placement::System),
+        "2: pinned while vmapped: jobs do not move it",
+    );
+    let st = imp.status(slot);
+    t.check(
+        matches!(st, Ok(s) if s.vmapped == 1),
+        "2: the importer holds the mapping",
+        format_args!("{st:?}"),
+    );
+    t.ok(imp.vunmap(slot), "2: dma_buf_vunmap()");
+    let r = s(q.run(&[Command::copy(bx.va(), by.va(), LEN)], T));
+    t.check(r.is_ok(), "2: A's next job", format_args!("{r:?}"));
+    t.eq(
+        placement(&x),
+        Some(Placement::Vram),
+        "2: after the vunmap it is back in VRAM",
+    );
+    check_data(
+        t,
+        read_bo(&y),
+        &filled(0x7e7e_3333),
+        "2: the job read the data",
+    );
+    check_data(
+        t,
+        read_bo(&x),
+        &filled(0x7e7e_3333),
+        "2: which A's mapping reads in VRAM",
+    );
+    t.errno(
+        imp.read(slot, 0, 4096),
+        libc::ENOTCONN,
+        "2: no kernel mapping after the vunmap",
+    );
+    t.ok(imp.close(slot), "2: release the dma-buf");
+}
+
+/// The model's index of `dev` (for `dev=N` in fault injection), found by serial number.
+fn model_index(dev: &Device) -> Option<u32> {
+    let serial = dev.info().serial;
+    (0..8).find(|n| {
+        inject(&format!("dev={n} status"))
+            .map(|r| {
+                r.split_whitespace()
+                    .any(|w| w == format!("serial={serial}"))
+            })
+            .unwrap_or(false)
+    })
+}
+
+/// Case 3: A's reset revokes its importers' mappings; they map again afterwards.
+fn case3_reset(t: &mut Tap, a: &PciDev, b: &PciDev) {
+    let (Some(adev), Some(bdev)) = (open(t, a), open(t, b)) else {
+        return;
+    };
+    let Some(n) = model_index(&adev) else {
+        t.check(false, "3: find A in the device model", "no serial matched");
+        return;
+    };
+    let pat = pattern(31, LEN);
+    let x = get!(
+        t,
+        vram_with(&adev, &pat, BufferFlags::NONE),
+        "3: A buffer X"
+    );
+    let fdx = get!(t, s(x.export()), "3: export X");
+    let imp = get!(t, e(Importer::open()), "3: open the test importer");
+    let slot = get!(
+        t,
+        e(imp.import(&fdx, Attach::Dynamic)),
+        "3: dynamic attach to X"
+    );
+    t.check(
+        matches!(imp.map(slot), Ok(LEN)),
+        "3: the dynamic importer maps X",
+        "",
+    );
+
+    // B reaches another of A's buffers peer-to-peer.
+    let z = get!(
+        t,
+        vram_with(&adev, &pattern(32, LEN), BufferFlags::NONE),
+        "3: A buffer Z"
+    );
+    let fdz = get!(t, s(z.export()), "3: export Z");
+    let bz = get!(t, s(bdev.import(&fdz)), "3: B imports Z");
+    let bdst = get!(
+        t,
+        vram_with(&bdev, &pattern(33, LEN), BufferFlags::NONE),
+        "3: B buffer"
+    );
+    let bvm = get!(t, s(Vm::create(&bdev)), "3: B VM");
+    let bq = get!(t, s(Queue::create(&bvm)), "3: B queue");
+    let bbz = get!(t, s(bvm.bind_auto(&bz, Access::READ)), "3: B binds Z");
+    let bbd = get!(
+        t,
+        s(bvm.bind_auto(&bdst, Access::READ_WRITE)),
+        "3: B binds its buffer"
+    );
+    let r = s(bq.run(&[Command::copy(bbz.va(), bbd.va(), LEN)], T));
+    t.check(
+        r.is_ok(),
+        "3: B copies Z before the reset",
+        format_args!("{r:?}"),
+    );
+    check_data(t, read_bo(&bdst), &pattern(32, LEN), "3: B read Z");
+
+    let before = get!(t, e(imp.status(slot)), "3: importer status");
+    // A hung job: its waiter times out and the device resets.
+    let w = get!(
+        t,
+        vram_with(&adev, &pattern(34, LEN), BufferFlags::NONE),
+        "3: A buffer W"
+    );
+    let avm = get!(t, s(Vm::create(&adev)), "3: A VM");
+    let aq = get!(t, s(Queue::create(&avm)), "3: A queue");
+    let bw = get!(t, s(avm.bind_auto(&w, Access::READ_WRITE)), "3: A binds W");
+    get!(
+        t,
+        e(inject(&format!("dev={n} hang-engine=copy"))),
+        "3: hang A's copy engine"
+    );
+    let r = s(aq.submit(&[Command::fill(bw.va(), 0x3333_0000, LEN)])).and_then(|j| s(j.wait(T)));
+    t.check(
+        !matches!(r, Ok(WaitStatus::Completed)),
+        "3: A's hung job fails after the timeout and reset",
+        format_args!("{r:?}"),
+    );
+    let _ = inject(&format!("dev={n} clear"));
+    let after = imp.status(slot);
+    t.check(
+        matches!(after, Ok(st) if st.invalidations > before.invalidations && st.mapped == 0),
+        "3: the reset invalidated the importer's mapping, which it dropped",
+        format_args!("before {before:?}, after {after:?}"),
+    );
+    t.check(
+        matches!(imp.map(slot), Ok(LEN)),
+        "3: the importer maps X again after the reset",
+        "",
+    );
+    t.ok(imp.close(slot), "3: detach");
+    check_data(t, read_bo(&x), &pat, "3: X's data survived the reset");
+
+    let pat2 = pattern(35, LEN);
+    let r = s(z.map()).and_then(|m| s(m.write(0, &pat2)));
+    t.check(r.is_ok(), "3: A writes Z anew", format_args!("{r:?}"));
+    let r = s(bq.run(&[Command::copy(bbz.va(), bbd.va(), LEN)], T));
+    t.check(
+        r.is_ok(),
+        "3: B copies Z after A's reset",
+        format_args!("{r:?}"),
+    );
+    check_data(
+        t,
+        read_bo(&bdst),
+        &pat2,
+        "3: B reads Z's new data (mapped again)",
+    );
+    let r = s(aq.run(&[Command::fill(bw.va(), 0x3333_1111, LEN)], T));
+    t.check(r.is_ok(), "3: A runs jobs again", format_args!("{r:?}"));
+    check_data(
+        t,
+        read_bo(&w),
+        &filled(0x3333_1111),
+        "3: and its data is there",
+    );
+}
+
+fn main() {
+    let mut t = Tap::new();
+    let (a, b) = match p2p_peers() {
+        Ok(p) => p,
+        Err(e) => {
+            t.check(false, "find two Vela devices below one switch", e);
+            t.finish();
+        }
+    };
+    t.diag(format_args!(
+        "pid {}: A {}, B {}",
+        std::process::id(),
+        a.bdf,
+        b.bdf
+    ));
+    if t.ok(
+        Importer::open().map(drop),
+        "the test importer module is loaded",
+    )
+    .is_none()
+    {
+        t.finish();
+    }
+    let wanted: Vec<String> = std::env::args().skip(1).collect();
+    let want = |n: &str| wanted.is_empty() || wanted.iter().any(|w| w == n);
+    if want("1") {
+        case1_static(&mut t, &a);
+    }
+    if want("2") {
+        case2_vmap(&mut t, &a);
+    }
+    if want("3") {
+        case3_reset(&mut t, &a, &b);
+    }
+    t.finish();
+}
