@@ -30,7 +30,7 @@ use crate::{
     hw::{
         sysmem::SysBacking,
         vram::{self, VramBlocks},
-        Core,
+        BusCache, Core,
     },
     uapi,
 };
@@ -79,6 +79,8 @@ pub(crate) struct LocalState {
     moved: bool,
     /// The dma-buf it is exported as (valid from `dmabuf_exported` to `dmabuf_released`).
     export: Option<*const DmaBuf>,
+    /// The table for peers behind the switch, while in VRAM.
+    bus: Option<BusCache>,
 }
 
 /// A buffer's own memory. Guarded by the buffer's reservation lock.
@@ -221,6 +223,7 @@ impl gem::DriverObject for VelaObject {
                             pins: 0,
                             moved: false,
                             export: None,
+                            bus: None,
                         }),
                         binds: Binds::new(),
                         core: dev.core.clone(),
@@ -343,7 +346,10 @@ impl gem::DriverObject for VelaObject {
             let Store::Vram(blocks) = &st.store else {
                 return Ok(None);
             };
-            Ok(Some(core.map_vram_for_peer(attach, locked, blocks)?))
+            if let Some(m) = st.bus.as_ref().and_then(|b| b.lookup(attach, locked)) {
+                return Ok(Some(Some(m?)));
+            }
+            Ok(Some(core.map_vram_for_peer(attach, locked, blocks, &mut st.bus)?))
         })??;
         match mapped {
             Some(Some(m)) => return Ok(m),
@@ -495,6 +501,8 @@ pub(crate) fn migrate(obj: &gem::Object<VelaObject>, locked: &ResvLocked<'_>, to
     local.with(resv, locked, |st| -> Result {
         copy(core, &st.store, &new, size)?;
         let old = core::mem::replace(&mut st.store, new);
+        // Its bus addresses are the old place's. Importers holding it were told to unmap.
+        st.bus = None;
         let (runs, in_vram) = st.store.runs()?;
         if let Err(e) = local.binds.remap_all(resv, locked, &runs, in_vram) {
             // Put the old place back: the binds still point at it.

@@ -24,7 +24,11 @@ use kernel::{
     io::{register::Array, Io},
     new_mutex, pci,
     prelude::*,
-    sync::{aref::ARef, Arc, Mutex},
+    sync::{
+        aref::ARef,
+        atomic::{Acquire, Atomic, Release},
+        Arc, Mutex,
+    },
 };
 
 pub(crate) use identity::Identity;
@@ -62,9 +66,12 @@ pub(crate) struct Core {
     /// True from probe until unbind begins; see [`Core::with_bound_device`].
     #[pin]
     bound: Mutex<bool>,
+    /// `bound`, readable without the lock: exporters check it on every peer's map, under the
+    /// buffer's reservation lock, which also orders it against the revocation that follows a
+    /// change (unbind and reset revoke every export under that lock after clearing it).
+    bound_now: Atomic<bool>,
     /// True while a reset is in progress: peers get no new mappings (see [`Core::recover`]).
-    #[pin]
-    resetting: Mutex<bool>,
+    resetting: Atomic<bool>,
     /// The accel frontend's buffers exported as dma-bufs, which unbind and reset revoke.
     #[pin]
     pub(crate) exports: exports::Exports,
@@ -76,6 +83,33 @@ pub(crate) struct Core {
     pub(crate) sys_used: Mutex<u64>,
     /// BAR2 offered to peers for peer-to-peer DMA (`None` if the kernel cannot).
     p2p: Option<Devres<pci::P2pProvider>>,
+}
+
+/// A VRAM buffer's table for peers behind the switch (`kernel::dma_buf::BusTable`), and the
+/// peers that were found to be there. Dropped when the buffer moves.
+pub(crate) struct BusCache {
+    pub(crate) table: Arc<kernel::dma_buf::BusTable>,
+    /// Devices whose route to BAR2 is `Switch`. The references keep them from being freed, so
+    /// an address here cannot come back as another device.
+    pub(crate) peers: KVec<ARef<kernel::device::Device>>,
+}
+
+impl BusCache {
+    const MAX_PEERS: usize = 8;
+
+    /// The shared table, if `attach`'s device is one of the peers behind the switch.
+    pub(crate) fn lookup(&self, attach: &kernel::dma_buf::Attachment, locked: &kernel::dma_resv::ResvLocked<'_>) -> Option<Result<kernel::dma_buf::Mapping>> {
+        if !(attach.peer2peer() && attach.revocable()) {
+            return None;
+        }
+        let dev = attach.dev();
+        if !self.peers.iter().any(|p| core::ptr::eq(&**p, dev)) {
+            return None;
+        }
+        // SAFETY: `peers` holds only devices whose route to BAR2 was `Switch`, which does not
+        // change while they exist, and they exist: the references are held.
+        Some(unsafe { kernel::dma_buf::Mapping::shared(attach, locked, &self.table) })
+    }
 }
 
 /// Buffers that may be evicted, by id (ids grow, so the first is the oldest), as opaque
@@ -156,7 +190,8 @@ impl Core {
                 owners <- new_mutex!(Owners { queues: 0, contexts: 1, roots: [0; regs::CONTEXTS] }),
                 recovery <- new_mutex!(()),
                 bound <- new_mutex!(true),
-                resetting <- new_mutex!(false),
+                bound_now: Atomic::new(true),
+                resetting: Atomic::new(false),
                 exports <- exports::Exports::new(),
                 sys_used <- new_mutex!(0),
                 evictable <- new_mutex!(Evictable { next: 0, tree: kernel::rbtree::RBTree::new() }),
@@ -185,17 +220,18 @@ impl Core {
 
     /// Whether unbind has not begun yet.
     pub(crate) fn is_bound(&self) -> bool {
-        *self.bound.lock()
+        self.bound_now.load(Acquire)
     }
 
     /// Whether peers may map the device's memory: bound, and no reset in progress.
     pub(crate) fn serves_peers(&self) -> bool {
-        self.is_bound() && !*self.resetting.lock()
+        self.is_bound() && !self.resetting.load(Acquire)
     }
 
     /// Unbind has begun: from now on nothing new may be mapped for peers.
     pub(crate) fn unbinding(&self) {
         *self.bound.lock() = false;
+        self.bound_now.store(false, Release);
     }
 
     /// How the importer of `attach` reaches this device's VRAM.
@@ -207,24 +243,51 @@ impl Core {
     }
 
     /// Maps VRAM `blocks` through BAR2 for the importer of `attach` if it reaches BAR2
-    /// peer-to-peer and can be revoked; `None` if not. One bound-device section for both, and
-    /// no intermediate allocation, since this is on every peer's bind.
+    /// peer-to-peer and can be revoked; `None` if not. A peer behind the switch gets the
+    /// buffer's shared table (`bus`, built at the first such map) and is remembered there, so
+    /// its next maps skip the route lookup; a peer through the host bridge gets a table of its
+    /// own. One bound-device section for all of it, since this is on every peer's bind.
     pub(crate) fn map_vram_for_peer(
         &self,
         attach: &kernel::dma_buf::Attachment,
         locked: &kernel::dma_resv::ResvLocked<'_>,
         blocks: &vram::VramBlocks,
+        bus: &mut Option<BusCache>,
     ) -> Result<Option<kernel::dma_buf::Mapping>> {
+        use kernel::dma_buf::{BusTable, Mapping, P2pRoute};
         let ranges = vram::runs_exact(blocks).map(|(off, len)| (self.vram_phys.saturating_add(off), len));
-        use kernel::dma_buf::P2pRoute;
         self.with_bound_device(|dev| {
             let provider = self.p2p.as_ref().ok_or(EOPNOTSUPP)?.access(dev)?;
-            let reaches = matches!(attach.p2p_route(provider), P2pRoute::Switch | P2pRoute::HostBridge);
-            if !(attach.peer2peer() && attach.revocable() && reaches) {
+            if !(attach.peer2peer() && attach.revocable()) {
                 return Ok(None);
             }
-            kernel::dma_buf::Mapping::from_bar(attach, locked, provider, ranges, kernel::dma::DataDirection::Bidirectional)
-                .map(Some)
+            match attach.p2p_route(provider) {
+                P2pRoute::Switch => {
+                    if bus.is_none() {
+                        let mut all = KVec::with_capacity(ranges.len(), GFP_KERNEL)?;
+                        for r in vram::runs_exact(blocks).map(|(off, len)| (self.vram_phys.saturating_add(off), len)) {
+                            all.push(r, GFP_KERNEL)?;
+                        }
+                        match BusTable::new(provider, &all) {
+                            Ok(table) => *bus = Some(BusCache { table, peers: KVec::new() }),
+                            // Too many runs for one table page: a table per map.
+                            Err(e) if e == EFBIG => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    if let Some(cache) = bus.as_mut() {
+                        if cache.peers.len() >= BusCache::MAX_PEERS {
+                            let _ = cache.peers.remove(0);
+                        }
+                        cache.peers.push(attach.dev().into(), GFP_KERNEL)?;
+                        // SAFETY: The route to this provider was just found to be `Switch`.
+                        return unsafe { Mapping::shared(attach, locked, &cache.table) }.map(Some);
+                    }
+                }
+                P2pRoute::HostBridge => {}
+                _ => return Ok(None),
+            }
+            Mapping::from_bar(attach, locked, provider, ranges, kernel::dma::DataDirection::Bidirectional).map(Some)
         })
     }
 
@@ -342,7 +405,7 @@ impl Core {
     pub(crate) fn recover(&self, guilty: u32) {
         let _serial = self.recovery.lock();
         dev_warn!(self.pdev, "queue {} hung: resetting the device\n", guilty);
-        *self.resetting.lock() = true;
+        self.resetting.store(true, Release);
         self.exports.revoke_all();
         let heads: KVec<u32> = {
             let mut v = KVec::new();
@@ -388,7 +451,7 @@ impl Core {
             let head = heads.get(i).copied().unwrap_or(0);
             q.restart(self, head, q.index == guilty);
         }
-        *self.resetting.lock() = false;
+        self.resetting.store(false, Release);
     }
 }
 
