@@ -383,12 +383,15 @@ impl UserQueue {
         self.vm.revalidate(&bos)?;
         self.wait_for_others(&bos)?;
         let want_fence = want_fence || !bos.is_empty();
-        self.core.queue(self.index)?.submit(&self.core, commands, want_fence, |f| {
+        let r = self.core.queue(self.index)?.submit(&self.core, commands, want_fence, |f| {
             for bo in bos.iter() {
                 bo.resv().add_fence(f.as_raw_fence(), Usage::Write)?;
             }
             Ok(())
-        })
+        })?;
+        // The job times out even if nobody waits for it.
+        crate::hw::watchdog::arm(&self.core);
+        Ok(r)
     }
 
     /// Implicit synchronization: the job may touch every buffer bound in its VM, so it waits

@@ -18,6 +18,7 @@ pub(crate) mod queue;
 pub(crate) mod regs;
 pub(crate) mod sysmem;
 pub(crate) mod vram;
+pub(crate) mod watchdog;
 
 use kernel::{
     devres::Devres,
@@ -83,6 +84,12 @@ pub(crate) struct Core {
     pub(crate) sys_used: Mutex<u64>,
     /// BAR2 offered to peers for peer-to-peer DMA (`None` if the kernel cannot).
     p2p: Option<Devres<pci::P2pProvider>>,
+    /// Times out jobs nobody waits for (see `watchdog.rs`).
+    #[pin]
+    watchdog: kernel::workqueue::DelayedWork<Core>,
+    /// Whether the watchdog may be armed; cleared for good at unbind.
+    #[pin]
+    watchdog_on: Mutex<bool>,
 }
 
 /// A VRAM buffer's table for peers behind the switch (`kernel::dma_buf::BusTable`), and the
@@ -196,6 +203,8 @@ impl Core {
                 sys_used <- new_mutex!(0),
                 evictable <- new_mutex!(Evictable { next: 0, tree: kernel::rbtree::RBTree::new() }),
                 p2p,
+                watchdog <- kernel::new_delayed_work!("vela-watchdog"),
+                watchdog_on <- new_mutex!(true),
             }),
             GFP_KERNEL,
         )
@@ -404,6 +413,10 @@ impl Core {
     /// could include the hung job's own fence); they map again once the reset is done.
     pub(crate) fn recover(&self, guilty: u32) {
         let _serial = self.recovery.lock();
+        // A waiter and the watchdog may both have seen the hang: the first one recovers.
+        if !matches!(self.queue(guilty).map(|q| q.poll(self)), Ok(queue::Poll::Hung)) {
+            return;
+        }
         dev_warn!(self.pdev, "queue {} hung: resetting the device\n", guilty);
         self.resetting.store(true, Release);
         self.exports.revoke_all();

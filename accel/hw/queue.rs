@@ -84,6 +84,15 @@ pub(crate) struct QueueState {
     progress: Instant<Monotonic>,
 }
 
+/// What the watchdog found on a queue.
+pub(crate) enum Poll {
+    /// Every job submitted is done.
+    Idle,
+    Busy,
+    /// Jobs pending and no progress for [`JOB_TIMEOUT_MS`].
+    Hung,
+}
+
 /// What a waiter found.
 enum Waited {
     Done(Result),
@@ -319,6 +328,23 @@ impl HwQueue {
                 f.signal();
             }
         }
+    }
+
+    /// Reads the fence (signalling the fences of finished jobs, waking waiters) and says
+    /// whether jobs are pending and whether the queue is hung.
+    pub(crate) fn poll(&self, core: &Core) -> Poll {
+        let mut st = self.state.lock();
+        Self::read_fence(core, &mut st);
+        let r = if st.completed >= st.submitted {
+            Poll::Idle
+        } else if st.progress.elapsed() > Delta::from_millis(JOB_TIMEOUT_MS) {
+            Poll::Hung
+        } else {
+            Poll::Busy
+        };
+        drop(st);
+        self.done.notify_all();
+        r
     }
 
     /// Called from the queue's interrupt thread: reads the fence and wakes waiters.

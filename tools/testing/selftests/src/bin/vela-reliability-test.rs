@@ -3,7 +3,8 @@
 //! Faults injected into the device model while the driver runs real jobs: an engine hang is
 //! detected, the device is reset and only the hung queue's job fails; a dropped interrupt, an
 //! injected MMU fault and a failed DMA each cost exactly one job; a process that exits with
-//! jobs in flight leaves a working device behind. The harness fails the run on any kernel
+//! jobs in flight leaves a working device behind; a hung job nobody waits for is timed out by
+//! the driver's watchdog. The harness fails the run on any kernel
 //! report, and kmemleak scans after the test list.
 
 use std::time::Duration;
@@ -192,6 +193,43 @@ fn main() {
         "the device still runs jobs afterwards",
         format_args!("{r:?}"),
     );
+
+    // 6. A hang nobody waits for: the watchdog times the job out and resets the device on
+    //    its own, so a process that never waits cannot leave the engine hung.
+    let resets = || {
+        inject("status").ok().and_then(|r| {
+            r.split_whitespace()
+                .find_map(|w| w.strip_prefix("resets=")?.parse::<u64>().ok())
+        })
+    };
+    let before = resets();
+    t.ok(inject("hang-engine=copy"), "inject: hang the copy engine");
+    let job = fill(&qa, a.at(16384), 0xaaaa_aaaa);
+    t.check(job.is_ok(), "submit a job and do not wait for it", "");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut after = resets();
+    while after <= before && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        after = resets();
+    }
+    t.check(
+        matches!((before, after), (Some(b), Some(a)) if a > b),
+        "the watchdog resets the device with nobody waiting",
+        format_args!("model resets before {before:?}, after {after:?}"),
+    );
+    let r = job.and_then(|j| j.wait(T));
+    t.check(
+        failed(&r),
+        "the job nobody waited for failed (EIO)",
+        format_args!("{r:?}"),
+    );
+    let r = fill(&qa, a.at(16384), 0xbbbb_bbbb).and_then(|j| j.wait(T));
+    t.check(
+        matches!(r, Ok(WaitStatus::Completed)),
+        "the queue runs again",
+        format_args!("{r:?}"),
+    );
+    t.eq(word(&ma, 16384), Some(0xbbbb_bbbb), "with its data");
 
     let _ = inject("clear");
     t.finish()
