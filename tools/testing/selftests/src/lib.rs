@@ -40,6 +40,76 @@ pub fn same(got: &[u8], want: &[u8]) -> Result<(), String> {
     }
 }
 
+/// Helpers of the tests that share buffers between devices (`vela-prime-test`,
+/// `vela-importer-test`): steps that end a case with a failed check instead of panicking.
+pub mod sharing {
+    use super::{same, PciDev, Tap};
+    use vela_runtime::{Buffer, BufferFlags, Device};
+
+    /// Ends the current case with a failed check when `$r` is an error; yields the value.
+    #[macro_export]
+    macro_rules! get {
+        ($t:expr, $r:expr, $desc:expr) => {
+            match $r {
+                Ok(v) => v,
+                Err(e) => {
+                    $t.check(false, $desc, e);
+                    return;
+                }
+            }
+        };
+    }
+
+    /// Like `get!`, and records a passing check when `$r` is fine.
+    #[macro_export]
+    macro_rules! step {
+        ($t:expr, $r:expr, $desc:expr) => {{
+            let v = $crate::get!($t, $r, $desc);
+            $t.check(true, $desc, "");
+            v
+        }};
+    }
+
+    /// Records whether `got` is `want`, saying where it differs if not.
+    pub fn check_data(t: &mut Tap, got: Result<Vec<u8>, String>, want: &[u8], desc: &str) -> bool {
+        let r = got.and_then(|g| same(&g, want));
+        t.check(r.is_ok(), desc, format_args!("{r:?}"))
+    }
+
+    /// A runtime result with its error as text, for `get!`.
+    pub fn s<T>(r: vela_runtime::Result<T>) -> Result<T, String> {
+        r.map_err(|e| e.to_string())
+    }
+
+    /// Opens `d`'s node, or records why not.
+    pub fn open(t: &mut Tap, d: &PciDev, what: &str) -> Option<Device> {
+        match d.open() {
+            Ok(dev) => Some(dev),
+            Err(e) => {
+                t.check(false, &format!("open {what} ({})", d.bdf), e);
+                None
+            }
+        }
+    }
+
+    /// A CPU-visible VRAM buffer of `dev` holding `data`.
+    pub fn vram_with<'d>(
+        dev: &'d Device,
+        data: &[u8],
+        extra: BufferFlags,
+    ) -> Result<Buffer<'d>, String> {
+        let flags = BufferFlags::VRAM | BufferFlags::CPU_VISIBLE | extra;
+        let bo = s(Buffer::create(dev, data.len() as u64, flags))?;
+        s(s(bo.map())?.write(0, data))?;
+        Ok(bo)
+    }
+
+    /// The first `len` bytes of `bo`, through a CPU mapping.
+    pub fn read_bo(bo: &Buffer<'_>, len: u64) -> Result<Vec<u8>, String> {
+        s(s(bo.map())?.read_vec(0, len as usize))
+    }
+}
+
 /// A TAP 13 producer. Every check prints one result line; the plan comes last (TAP allows
 /// it), so a test that dies half-way leaves no plan and the judge counts that as a failure.
 /// `finish` exits with kselftest's convention (0 all passed, 1 some failed).

@@ -22,28 +22,15 @@ use vela_runtime::{
     Access, Buffer, BufferFlags, Command, Device, Placement, Queue, Vm, WaitStatus,
 };
 use vela_selftests::{
+    get,
     importer::{Attach, Importer},
-    inject, p2p_peers, pattern, same, PciDev, Tap,
+    inject, p2p_peers, pattern,
+    sharing::{check_data, open, read_bo, s, vram_with},
+    PciDev, Tap,
 };
 
 const T: Duration = Duration::from_secs(20);
 const LEN: u64 = 256 << 10;
-
-macro_rules! get {
-    ($t:expr, $r:expr, $desc:expr) => {
-        match $r {
-            Ok(v) => v,
-            Err(e) => {
-                $t.check(false, $desc, e);
-                return;
-            }
-        }
-    };
-}
-
-fn s<T>(r: vela_runtime::Result<T>) -> Result<T, String> {
-    r.map_err(|e| e.to_string())
-}
 
 fn e<T>(r: std::io::Result<T>) -> Result<T, String> {
     r.map_err(|e| e.to_string())
@@ -59,42 +46,13 @@ fn filled(v: u32) -> Vec<u8> {
         .collect()
 }
 
-fn vram_with<'d>(dev: &'d Device, data: &[u8], extra: BufferFlags) -> Result<Buffer<'d>, String> {
-    let bo = s(Buffer::create(
-        dev,
-        data.len() as u64,
-        BufferFlags::VRAM | BufferFlags::CPU_VISIBLE | extra,
-    ))?;
-    s(s(bo.map())?.write(0, data))?;
-    Ok(bo)
-}
-
-fn read_bo(bo: &Buffer<'_>) -> Result<Vec<u8>, String> {
-    s(s(bo.map())?.read_vec(0, LEN as usize))
-}
-
 fn placement(bo: &Buffer<'_>) -> Option<Placement> {
     bo.info().ok().map(|i| i.placement)
 }
 
-fn check_data(t: &mut Tap, got: Result<Vec<u8>, String>, want: &[u8], desc: &str) {
-    let r = got.and_then(|g| same(&g, want));
-    t.check(r.is_ok(), desc, format_args!("{r:?}"));
-}
-
-fn open(t: &mut Tap, d: &PciDev) -> Option<Device> {
-    match d.open() {
-        Ok(dev) => Some(dev),
-        Err(e) => {
-            t.check(false, &format!("open {}", d.bdf), e);
-            None
-        }
-    }
-}
-
 /// Case 1: a static importer pins the buffer in system memory.
 fn case1_static(t: &mut Tap, a: &PciDev) {
-    let Some(dev) = open(t, a) else { return };
+    let Some(dev) = open(t, a, "A") else { return };
     let pat = pattern(11, LEN);
     let x = get!(t, vram_with(&dev, &pat, BufferFlags::NONE), "1: A buffer");
     let vm = get!(t, s(Vm::create(&dev)), "1: VM");
@@ -121,7 +79,7 @@ fn case1_static(t: &mut Tap, a: &PciDev) {
     );
     check_data(
         t,
-        read_bo(&x),
+        read_bo(&x, LEN),
         &pat,
         "1: A's mapping reads the data after the move",
     );
@@ -134,7 +92,7 @@ fn case1_static(t: &mut Tap, a: &PciDev) {
     );
     check_data(
         t,
-        read_bo(&x),
+        read_bo(&x, LEN),
         &filled(0x5a5a_1111),
         "1: the job's data is in the pinned pages",
     );
@@ -146,7 +104,12 @@ fn case1_static(t: &mut Tap, a: &PciDev) {
         Some(Placement::Vram),
         "1: unpinned, the next job brings the buffer back to VRAM",
     );
-    check_data(t, read_bo(&x), &filled(0x5a5a_2222), "1: its data, in VRAM");
+    check_data(
+        t,
+        read_bo(&x, LEN),
+        &filled(0x5a5a_2222),
+        "1: its data, in VRAM",
+    );
 
     let only = get!(
         t,
@@ -168,7 +131,7 @@ fn case1_static(t: &mut Tap, a: &PciDev) {
 
 /// Case 2: dma_buf_vmap().
 fn case2_vmap(t: &mut Tap, a: &PciDev) {
-    let Some(dev) = open(t, a) else { return };
+    let Some(dev) = open(t, a, "A") else { return };
     let (pat1, pat2) = (pattern(21, LEN), pattern(22, LEN));
     let x = get!(t, vram_with(&dev, &pat1, BufferFlags::NONE), "2: A buffer");
     let y = get!(
@@ -207,7 +170,7 @@ fn case2_vmap(t: &mut Tap, a: &PciDev) {
     t.check(r.is_ok(), "2: A copies it", format_args!("{r:?}"));
     check_data(
         t,
-        read_bo(&y),
+        read_bo(&y, LEN),
         &pat2,
         "2: the device read what the kernel wrote",
     );
@@ -240,13 +203,13 @@ fn case2_vmap(t: &mut Tap, a: &PciDev) {
     );
     check_data(
         t,
-        read_bo(&y),
+        read_bo(&y, LEN),
         &filled(0x7e7e_3333),
         "2: the job read the data",
     );
     check_data(
         t,
-        read_bo(&x),
+        read_bo(&x, LEN),
         &filled(0x7e7e_3333),
         "2: which A's mapping reads in VRAM",
     );
@@ -273,7 +236,7 @@ fn model_index(dev: &Device) -> Option<u32> {
 
 /// Case 3: A's reset revokes its importers' mappings; they map again afterwards.
 fn case3_reset(t: &mut Tap, a: &PciDev, b: &PciDev) {
-    let (Some(adev), Some(bdev)) = (open(t, a), open(t, b)) else {
+    let (Some(adev), Some(bdev)) = (open(t, a, "A"), open(t, b, "B")) else {
         return;
     };
     let Some(n) = model_index(&adev) else {
@@ -326,7 +289,7 @@ fn case3_reset(t: &mut Tap, a: &PciDev, b: &PciDev) {
         "3: B copies Z before the reset",
         format_args!("{r:?}"),
     );
-    check_data(t, read_bo(&bdst), &pattern(32, LEN), "3: B read Z");
+    check_data(t, read_bo(&bdst, LEN), &pattern(32, LEN), "3: B read Z");
 
     let before = get!(t, e(imp.status(slot)), "3: importer status");
     // A hung job: its waiter times out and the device resets.
@@ -362,7 +325,7 @@ fn case3_reset(t: &mut Tap, a: &PciDev, b: &PciDev) {
         "",
     );
     t.ok(imp.close(slot), "3: detach");
-    check_data(t, read_bo(&x), &pat, "3: X's data survived the reset");
+    check_data(t, read_bo(&x, LEN), &pat, "3: X's data survived the reset");
 
     let pat2 = pattern(35, LEN);
     let r = s(z.map()).and_then(|m| s(m.write(0, &pat2)));
@@ -375,7 +338,7 @@ fn case3_reset(t: &mut Tap, a: &PciDev, b: &PciDev) {
     );
     check_data(
         t,
-        read_bo(&bdst),
+        read_bo(&bdst, LEN),
         &pat2,
         "3: B reads Z's new data (mapped again)",
     );
@@ -383,7 +346,7 @@ fn case3_reset(t: &mut Tap, a: &PciDev, b: &PciDev) {
     t.check(r.is_ok(), "3: A runs jobs again", format_args!("{r:?}"));
     check_data(
         t,
-        read_bo(&w),
+        read_bo(&w, LEN),
         &filled(0x3333_1111),
         "3: and its data is there",
     );

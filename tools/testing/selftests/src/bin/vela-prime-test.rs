@@ -36,7 +36,9 @@ use vela_runtime::{
 };
 use vela_selftests::{
     dmabuf::{self, FdMap, Udmabuf},
-    io, p2p_topology, pattern, same, P2pTopology, PciDev, Tap,
+    get, io, p2p_topology, pattern, same,
+    sharing::{check_data, open, read_bo, s, vram_with},
+    step, P2pTopology, PciDev, Tap,
 };
 
 const T: Duration = Duration::from_secs(20);
@@ -44,47 +46,6 @@ const T: Duration = Duration::from_secs(20);
 const LEN: u64 = 256 << 10;
 const DRIVER: &str = "/sys/bus/pci/drivers/vela";
 const P2P_BYTES: usize = vela_uapi::DRM_VELA_COUNTER_P2P_BYTES as usize;
-
-/// Ends the current case with a failed check when `$r` is an error; yields the value.
-macro_rules! get {
-    ($t:expr, $r:expr, $desc:expr) => {
-        match $r {
-            Ok(v) => v,
-            Err(e) => {
-                $t.check(false, $desc, e);
-                return;
-            }
-        }
-    };
-}
-
-/// Like `get!`, and records a passing check when `$r` is fine.
-macro_rules! step {
-    ($t:expr, $r:expr, $desc:expr) => {{
-        let v = get!($t, $r, $desc);
-        $t.check(true, $desc, "");
-        v
-    }};
-}
-
-fn check_data(t: &mut Tap, got: Result<Vec<u8>, String>, want: &[u8], desc: &str) -> bool {
-    let r = got.and_then(|g| same(&g, want));
-    t.check(r.is_ok(), desc, format_args!("{r:?}"))
-}
-
-fn s<T>(r: vela_runtime::Result<T>) -> Result<T, String> {
-    r.map_err(|e| e.to_string())
-}
-
-fn open(t: &mut Tap, d: &PciDev, what: &str) -> Option<Device> {
-    match d.open() {
-        Ok(dev) => Some(dev),
-        Err(e) => {
-            t.check(false, &format!("open {what} ({})", d.bdf), e);
-            None
-        }
-    }
-}
 
 /// A job of 960 FILLs of `LEN` bytes at `va` with junk, then one with `last`: long enough
 /// (240 MiB of writes) that work submitted right after it would see junk if it did not wait.
@@ -100,18 +61,6 @@ fn long_fill(va: u64, junk: u32, last: u32) -> Vec<Command> {
 fn copy_ok(t: &mut Tap, q: &Queue<'_>, from: u64, to: u64, desc: &str) {
     let r = s(q.run(&[Command::copy(from, to, LEN)], T));
     t.check(r.is_ok(), desc, format_args!("{r:?}"));
-}
-
-/// A CPU-visible VRAM buffer of `dev` holding `data`.
-fn vram_with<'d>(dev: &'d Device, data: &[u8], extra: BufferFlags) -> Result<Buffer<'d>, String> {
-    let flags = BufferFlags::VRAM | BufferFlags::CPU_VISIBLE | extra;
-    let bo = s(Buffer::create(dev, data.len() as u64, flags))?;
-    s(s(bo.map())?.write(0, data))?;
-    Ok(bo)
-}
-
-fn read_bo(bo: &Buffer<'_>, len: u64) -> Result<Vec<u8>, String> {
-    s(s(bo.map())?.read_vec(0, len as usize))
 }
 
 /// On `dev`: a local buffer with data COPYed into another local buffer, checked. Proves the
