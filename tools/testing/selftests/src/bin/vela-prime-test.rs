@@ -15,7 +15,9 @@
 //! 5. A imports a system dma-heap buffer: the same, with DMA_BUF_IOCTL_SYNC around CPU access.
 //! 6. Revocation: B has A's buffer bound when A is unbound; a COPY from it fails cleanly
 //!    (SUBMIT ENODEV or a failed job), B's own buffers still work (in a new VM, and in the
-//!    same one once the revoked import is unbound), and A works after rebind.
+//!    same one once the revoked import is unbound), and A works after rebind. The test
+//!    importer module's dynamic mapping of another buffer of A is invalidated too, and a new
+//!    one is refused (ENODEV).
 //! 7. Odd close orders: the dma-buf fd before the import, the exporter's file before the
 //!    import, the importer's VM before the import; later imports still work.
 //!
@@ -36,7 +38,9 @@ use vela_runtime::{
 };
 use vela_selftests::{
     dmabuf::{self, FdMap, Udmabuf},
-    get, io, p2p_topology, pattern, same,
+    get,
+    importer::{Attach, Importer},
+    io, p2p_topology, pattern, same,
     sharing::{check_data, open, read_bo, s, vram_with},
     step, P2pTopology, PciDev, Tap,
 };
@@ -554,6 +558,25 @@ fn revoke(t: &mut Tap, topo: &P2pTopology) -> bool {
         format_args!("{r:?}"),
     );
 
+    // A C importer (the test module) has another of A's buffers mapped, dynamically: it gets
+    // system pages, which unbind revokes as well.
+    let c_side = (|| {
+        let other = vram_with(&a, &pattern(67, LEN), BufferFlags::NONE)?;
+        let fd = s(other.export())?;
+        let vti = Importer::open().map_err(|e| e.to_string())?;
+        let slot = vti
+            .import(&fd, Attach::Dynamic)
+            .map_err(|e| e.to_string())?;
+        vti.map(slot).map_err(|e| e.to_string())?;
+        let before = vti.status(slot).map_err(|e| e.to_string())?;
+        Ok::<_, String>((other, fd, vti, slot, before))
+    })();
+    t.check(
+        c_side.is_ok(),
+        "6: the test importer maps another of A's buffers",
+        format_args!("{:?}", c_side.as_ref().err()),
+    );
+
     let r = write_driver("unbind", &topo.a.bdf);
     if !t.check(
         r.is_ok() && topo.a.node().is_err(),
@@ -579,6 +602,19 @@ fn revoke(t: &mut Tap, topo: &P2pTopology) -> bool {
     );
     if let Ok(how) = &outcome {
         t.diag(format_args!("6: {how}"));
+    }
+    if let Ok((_other, _fd, vti, slot, before)) = &c_side {
+        let after = vti.status(*slot);
+        t.check(
+            matches!(after, Ok(st) if st.invalidations > before.invalidations && st.mapped == 0),
+            "6: unbind invalidated the C importer's mapping, which it dropped",
+            format_args!("before {before:?}, after {after:?}"),
+        );
+        t.errno(
+            vti.map(*slot),
+            libc::ENODEV,
+            "6: and refuses it a new mapping (ENODEV)",
+        );
     }
     // B's own buffers, in the same VM: reset the destination, COPY B's buffer into it.
     let want = pattern(63, LEN);
