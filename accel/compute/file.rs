@@ -228,7 +228,7 @@ impl File {
             return Err(EINVAL);
         }
         let vm = get(&mut Self::objects(file).vms, args.vm_id)?;
-        let queue = Arc::new(UserQueue::new(dev.core.clone(), vm)?, GFP_KERNEL)?;
+        let queue = UserQueue::new(dev.core.clone(), vm)?;
         args.queue_id = insert(&mut Self::objects(file).queues, queue)?;
         Ok(0)
     }

@@ -337,19 +337,95 @@ impl PinnedDrop for Vm {
     }
 }
 
-/// A queue created by userspace: one hardware queue running on a VM.
+/// A queue created by userspace: the jobs of one VM, in order, on whichever hardware queue it
+/// holds at the time.
+///
+/// User queues share the device's few hardware queues. A queue takes one at a SUBMIT that
+/// finds it without one: a free one, else one whose holder is idle (every job it gave the
+/// hardware queue is done), which loses it; else SUBMIT waits, up to [`HW_QUEUE_WAIT_MS`],
+/// for one to become idle, then says `EBUSY`. A holder keeps its hardware queue while idle,
+/// so a busy queue does not pay for a switch per job. Each hold is one *run* of the
+/// hardware queue (its sequence numbers start at 1); the user queue's own numbers continue
+/// across runs (`base`), and the outcome of the jobs of runs that ended (all done by then)
+/// is kept here for WAIT.
+#[pin_data(PinnedDrop)]
 pub(crate) struct UserQueue {
     core: Arc<Core>,
     vm: Arc<Vm>,
-    /// Index of the hardware queue in `core.queues`.
-    index: u32,
+    /// Lock order: before the hardware queue holders' table (`Core::with_holders`), which
+    /// only try-locks another queue's lease; before the hardware queue's and the VM's locks.
+    #[pin]
+    lease: Mutex<Lease>,
 }
 
+/// A user queue's hold on a hardware queue, and its sequence numbers.
+struct Lease {
+    /// The hardware queue and the run of it that is this queue's.
+    hw: Option<(u32, u64)>,
+    /// The last sequence number handed out.
+    last: u64,
+    /// In the current run, user sequence number = `base` + the run's own.
+    base: u64,
+    /// Every job up to this one belongs to a run that ended, all of whose jobs are done.
+    retired: u64,
+    /// Failed jobs of ended runs (user sequence numbers, inclusive ranges), oldest first.
+    failed: KVec<(u64, u64)>,
+}
+
+/// How long a SUBMIT waits for a hardware queue before `EBUSY`.
+const HW_QUEUE_WAIT_MS: i64 = 10_000;
+/// Failed ranges kept per user queue for WAIT; older ones are forgotten.
+const RETIRED_FAILURES_KEPT: usize = 16;
+
 impl UserQueue {
-    pub(crate) fn new(core: Arc<Core>, vm: Arc<Vm>) -> Result<Self> {
-        let index = core.take_queue()?;
-        match Self::start(&core, &vm, index) {
-            Ok(()) => Ok(Self { core, vm, index }),
+    pub(crate) fn new(core: Arc<Core>, vm: Arc<Vm>) -> Result<Arc<Self>> {
+        core.add_user_queue()?;
+        let (c, v) = (core.clone(), vm.clone());
+        let q = Arc::pin_init(
+            pin_init!(Self {
+                core: c,
+                vm: v,
+                lease <- new_mutex!(Lease { hw: None, last: 0, base: 0, retired: 0, failed: KVec::new() }),
+            }),
+            GFP_KERNEL,
+        );
+        match q {
+            Ok(q) => {
+                vm.inner.lock().queues += 1;
+                Ok(q)
+            }
+            Err(e) => {
+                core.remove_user_queue();
+                Err(e)
+            }
+        }
+    }
+
+    /// The address the holders' table knows this queue by.
+    fn addr(&self) -> usize {
+        core::ptr::from_ref(self) as usize
+    }
+
+    /// Starts a run of hardware queue `index` (just taken for this queue) on the VM.
+    fn start_run(&self, lease: &mut Lease, index: u32) -> Result<(u32, u64)> {
+        let core = &*self.core;
+        let started = (|| -> Result<u64> {
+            let hw = core.queue(index)?;
+            let fence = HwQueue::alloc_fence(core)?;
+            let fence_va = fence_va(index);
+            self.vm.inner.lock().pt.map(core, fence_va, fence.1.vram_offset, PAGE, mmu::READ | mmu::WRITE, true)?;
+            // Not under the VM's lock: a queue's lock is taken before reservation locks (jobs
+            // add their fences), which are taken before VM locks (invalidations).
+            hw.start(core, self.vm.context, fence, fence_va).inspect_err(|_| {
+                let _ = self.vm.inner.lock().pt.unmap(core, fence_va, PAGE);
+            })
+        })();
+        match started {
+            Ok(run) => {
+                lease.hw = Some((index, run));
+                lease.base = lease.last;
+                Ok((index, run))
+            }
             Err(e) => {
                 core.put_queue(index);
                 Err(e)
@@ -357,19 +433,79 @@ impl UserQueue {
         }
     }
 
-    fn start(core: &Core, vm: &Vm, index: u32) -> Result {
-        let hw = core.queue(index)?;
-        let fence = HwQueue::alloc_fence(core)?;
-        let fence_va = fence_va(index);
-        vm.inner.lock().pt.map(core, fence_va, fence.1.vram_offset, PAGE, mmu::READ | mmu::WRITE, true)?;
-        // Not under the VM's lock: a queue's lock is taken before reservation locks (jobs add
-        // their fences), which are taken before VM locks (invalidations).
-        if let Err(e) = hw.start(core, vm.context, fence, fence_va) {
-            let _ = vm.inner.lock().pt.unmap(core, fence_va, PAGE);
-            return Err(e);
+    /// Ends this queue's run of hardware queue `index`: stops it (waiting a bounded time for
+    /// jobs, then failing what is left), takes the run's failures into the lease and removes
+    /// the queue's fence slot from the VM. The caller passes the hardware queue on or frees it.
+    fn end_run(&self, lease: &mut Lease, index: u32, run: u64) {
+        let core = &*self.core;
+        if let Ok(hw) = core.queue(index) {
+            hw.stop(core);
+            for (lo, hi) in hw.failures(run).iter() {
+                if lease.failed.len() >= RETIRED_FAILURES_KEPT {
+                    let _ = lease.failed.remove(0);
+                }
+                let _ = lease.failed.push((lease.base + lo, lease.base + hi), GFP_KERNEL);
+            }
         }
-        vm.inner.lock().queues += 1;
-        Ok(())
+        let mut inner = self.vm.inner.lock();
+        let _ = inner.pt.unmap(core, fence_va(index), PAGE);
+        let _ = core.invalidate(self.vm.context);
+        drop(inner);
+        lease.hw = None;
+        lease.retired = lease.last;
+    }
+
+    /// A hardware queue whose holder is idle, taken over for this queue; its holder's run
+    /// ends. Holders busy in a SUBMIT (lease locked) are skipped.
+    fn take_idle(&self) -> Option<u32> {
+        let me = self.addr();
+        let core = &*self.core;
+        core.with_holders(|h| {
+            for i in 0..core.queues.len() {
+                let holder = h.get(i);
+                if holder == 0 || holder == me {
+                    continue;
+                }
+                // SAFETY: Holders clear their entry under this lock (`put_queue`, in drop or
+                // when they end a run for good) before they are freed, so while the lock is
+                // held every listed holder is a live `UserQueue`.
+                let other = unsafe { &*(holder as *const UserQueue) };
+                let Some(mut ol) = other.lease.try_lock() else {
+                    continue;
+                };
+                let Some((oi, orun)) = ol.hw else {
+                    continue;
+                };
+                let idle = core.queue(oi).map(|q| q.run_is_idle(core, orun)).unwrap_or(false);
+                if oi as usize != i || !idle {
+                    continue;
+                }
+                other.end_run(&mut ol, oi, orun);
+                h.set(i, me);
+                return Some(oi);
+            }
+            None
+        })
+    }
+
+    /// The hardware queue this queue runs on, taken if it has none.
+    fn hold(&self, lease: &mut Lease) -> Result<(u32, u64)> {
+        if let Some(held) = lease.hw {
+            return Ok(held);
+        }
+        let start = kernel::time::Instant::<kernel::time::Monotonic>::now();
+        loop {
+            if let Ok(i) = self.core.take_queue(self.addr()) {
+                return self.start_run(lease, i);
+            }
+            if let Some(i) = self.take_idle() {
+                return self.start_run(lease, i);
+            }
+            if start.elapsed() > kernel::time::Delta::from_millis(HW_QUEUE_WAIT_MS) {
+                return Err(EBUSY);
+            }
+            kernel::time::delay::fsleep(kernel::time::Delta::from_micros(500));
+        }
     }
 
     /// Queues a job. Its fence goes into the reservation object of every buffer bound in the
@@ -381,25 +517,35 @@ impl UserQueue {
     ) -> Result<(u64, Option<ARef<Fence<JobFence>>>)> {
         let bos = self.vm.bound_objects()?;
         self.vm.revalidate(&bos)?;
-        self.wait_for_others(&bos)?;
+        // Not under the lease: the wait may be long, and WAIT needs the lease.
+        let own = {
+            let lease = self.lease.lock();
+            lease.hw.and_then(|(i, _)| self.core.queue(i).ok()).and_then(|q| q.timeline_id())
+        };
+        self.wait_for_others(&bos, own)?;
         let want_fence = want_fence || !bos.is_empty();
-        let r = self.core.queue(self.index)?.submit(&self.core, commands, want_fence, |f| {
+        let mut lease = self.lease.lock();
+        let (index, _) = self.hold(&mut lease)?;
+        let (seqno, fence) = self.core.queue(index)?.submit(&self.core, commands, want_fence, |f| {
             for bo in bos.iter() {
                 bo.resv().add_fence(f.as_raw_fence(), Usage::Write)?;
             }
             Ok(())
         })?;
+        let seqno = lease.base + seqno;
+        lease.last = seqno;
+        drop(lease);
         // The job times out even if nobody waits for it.
         crate::hw::watchdog::arm(&self.core);
-        Ok(r)
+        Ok((seqno, fence))
     }
 
     /// Implicit synchronization: the job may touch every buffer bound in its VM, so it waits
     /// for the work other timelines (other queues, other devices, importers and exporters
     /// sharing the buffer) put in their reservation objects, reads and writes alike. This
-    /// queue's own earlier jobs are skipped: the ring runs them in order.
-    fn wait_for_others(&self, bos: &[ARef<gem::Object<VelaObject>>]) -> Result {
-        let own = self.core.queue(self.index)?.timeline_id();
+    /// queue's own earlier jobs (timeline `own`) are skipped: the ring runs them in order, and
+    /// those of its earlier runs are done.
+    fn wait_for_others(&self, bos: &[ARef<gem::Object<VelaObject>>], own: Option<u64>) -> Result {
         let mut deps = KVec::new();
         for bo in bos {
             let resv = bo.resv();
@@ -417,30 +563,57 @@ impl UserQueue {
         Ok(())
     }
 
+    /// Waits for job `seqno`: `EIO` if it failed, `ETIME` on timeout.
     pub(crate) fn wait(&self, seqno: u64, timeout_ms: u64) -> Result {
-        self.core.queue(self.index)?.wait(&self.core, seqno, timeout_ms)
+        let (index, run, hw_seqno) = {
+            let lease = self.lease.lock();
+            if seqno == 0 || seqno > lease.last {
+                return Err(EINVAL);
+            }
+            match lease.hw {
+                Some((i, run)) if seqno > lease.retired => (i, run, seqno - lease.base),
+                _ => return retired_outcome(&lease, seqno),
+            }
+        };
+        match self.core.queue(index)?.wait_in_run(&self.core, run, hw_seqno, timeout_ms)? {
+            Some(r) => r,
+            // The run ended while we waited (the queue was idle, so the job is done).
+            None => retired_outcome(&self.lease.lock(), seqno),
+        }
+    }
+}
+
+/// The outcome of job `seqno`, which belongs to a run that ended.
+fn retired_outcome(lease: &Lease, seqno: u64) -> Result {
+    if lease.failed.iter().any(|&(lo, hi)| lo <= seqno && seqno <= hi) {
+        Err(EIO)
+    } else {
+        Ok(())
     }
 }
 
 /// How long SUBMIT waits for other timelines' work on the VM's buffers before `ETIME`.
 const IMPLICIT_WAIT_MS: u32 = 30_000;
 
-/// Where queue `index` finds its fence slot in every VM: one page each in the kernel's VAs.
+/// Where hardware queue `index` finds its fence slot in the VM of its holder: one page each
+/// in the kernel's VAs.
 fn fence_va(index: u32) -> u64 {
     mmu::KERNEL_VA_BASE + PAGE * u64::from(index)
 }
 
-impl Drop for UserQueue {
-    fn drop(&mut self) {
-        if let Ok(hw) = self.core.queue(self.index) {
-            hw.stop(&self.core);
+#[pinned_drop]
+impl PinnedDrop for UserQueue {
+    fn drop(self: Pin<&mut Self>) {
+        // Under the lease, so no one takes the hardware queue over meanwhile.
+        let mut lease = self.lease.lock();
+        if let Some((index, run)) = lease.hw {
+            self.end_run(&mut lease, index, run);
+            // Clears this queue's entry in the holders' table before it is freed.
+            self.core.put_queue(index);
         }
-        let mut inner = self.vm.inner.lock();
-        let _ = inner.pt.unmap(&self.core, fence_va(self.index), PAGE);
-        let _ = self.core.invalidate(self.vm.context);
-        inner.queues -= 1;
-        drop(inner);
-        self.core.put_queue(self.index);
+        drop(lease);
+        self.vm.inner.lock().queues -= 1;
+        self.core.remove_user_queue();
     }
 }
 

@@ -133,6 +133,32 @@ struct Owners {
     contexts: u32,
     /// Root page table DPA of each taken context.
     roots: [u64; regs::CONTEXTS],
+    /// Who holds each taken hardware queue: an opaque address the frontend gave
+    /// (`take_queue`), which it clears (`put_queue`) before that object goes.
+    holders: [usize; regs::MAX_QUEUES],
+    /// User queues that exist (see [`MAX_USER_QUEUES`]).
+    user_queues: u32,
+}
+
+/// How many queues userspace may create on one device; they share the hardware queues.
+pub(crate) const MAX_USER_QUEUES: u32 = 64;
+
+/// The hardware queues' holders, for a frontend looking for one to take over
+/// ([`Core::with_holders`]).
+pub(crate) struct Holders<'a>(&'a mut Owners);
+
+impl Holders<'_> {
+    /// Holder of hardware queue `i` (0 if free).
+    pub(crate) fn get(&self, i: usize) -> usize {
+        self.0.holders.get(i).copied().unwrap_or(0)
+    }
+
+    /// Hands taken hardware queue `i` to `holder`.
+    pub(crate) fn set(&mut self, i: usize, holder: usize) {
+        if let Some(h) = self.0.holders.get_mut(i) {
+            *h = holder;
+        }
+    }
 }
 
 impl Core {
@@ -194,7 +220,13 @@ impl Core {
                 bar2,
                 queues,
                 // Context 0 is the kernel's: translation off.
-                owners <- new_mutex!(Owners { queues: 0, contexts: 1, roots: [0; regs::CONTEXTS] }),
+                owners <- new_mutex!(Owners {
+                    queues: 0,
+                    contexts: 1,
+                    roots: [0; regs::CONTEXTS],
+                    holders: [0; regs::MAX_QUEUES],
+                    user_queues: 0,
+                }),
                 recovery <- new_mutex!(()),
                 bound <- new_mutex!(true),
                 bound_now: Atomic::new(true),
@@ -351,11 +383,38 @@ impl Core {
     }
 
     /// Takes a free hardware queue and returns its index.
-    pub(crate) fn take_queue(&self) -> Result<u32> {
+    /// Takes a free hardware queue for `holder` (a non-zero address the caller clears with
+    /// `put_queue` before it goes); `EBUSY` if none is free.
+    pub(crate) fn take_queue(&self, holder: usize) -> Result<u32> {
         let mut o = self.owners.lock();
         let i = (0..self.queues.len()).find(|&i| o.queues & (1 << i) == 0).ok_or(EBUSY)?;
         o.queues |= 1 << i;
+        if let Some(h) = o.holders.get_mut(i) {
+            *h = holder;
+        }
         Ok(u32::try_from(i)?)
+    }
+
+    /// Runs `f` on the holders of the taken hardware queues, under the lock that `take_queue`
+    /// and `put_queue` take: while it runs, every holder listed is live.
+    pub(crate) fn with_holders<R>(&self, f: impl FnOnce(&mut Holders<'_>) -> R) -> R {
+        let mut o = self.owners.lock();
+        f(&mut Holders(&mut o))
+    }
+
+    /// Counts a new user queue; `EBUSY` beyond [`MAX_USER_QUEUES`].
+    pub(crate) fn add_user_queue(&self) -> Result {
+        let mut o = self.owners.lock();
+        if o.user_queues >= MAX_USER_QUEUES {
+            return Err(EBUSY);
+        }
+        o.user_queues += 1;
+        Ok(())
+    }
+
+    pub(crate) fn remove_user_queue(&self) {
+        let mut o = self.owners.lock();
+        o.user_queues = o.user_queues.saturating_sub(1);
     }
 
     pub(crate) fn queue(&self, index: u32) -> Result<&queue::HwQueue> {
@@ -363,7 +422,11 @@ impl Core {
     }
 
     pub(crate) fn put_queue(&self, index: u32) {
-        self.owners.lock().queues &= !(1 << index);
+        let mut o = self.owners.lock();
+        o.queues &= !(1 << index);
+        if let Some(h) = o.holders.get_mut(index as usize) {
+            *h = 0;
+        }
     }
 
     /// Takes a free MMU context and points it at `root_dpa` with translation on.

@@ -74,6 +74,9 @@ struct Active {
 
 pub(crate) struct QueueState {
     active: Option<Active>,
+    /// Counts the queue's runs (`start`s): a user queue holding the queue knows which run is
+    /// its own, and a waiter sees when the run it waits in is over.
+    run: u64,
     /// Sequence number of the last job submitted.
     submitted: u64,
     /// Every job up to this one is finished, well or not.
@@ -96,6 +99,8 @@ pub(crate) enum Poll {
 /// What a waiter found.
 enum Waited {
     Done(Result),
+    /// The run the job belonged to is over (the queue was stopped or started again).
+    Retired,
     /// No progress for [`JOB_TIMEOUT_MS`]: the caller resets the device.
     Hung,
 }
@@ -121,6 +126,7 @@ impl HwQueue {
             index,
             state <- new_mutex!(QueueState {
                 active: None,
+                run: 0,
                 submitted: 0,
                 completed: 0,
                 failed: KVec::new(),
@@ -171,7 +177,7 @@ impl HwQueue {
         context: u32,
         fence: (VramBlocks, FenceSlot),
         fence_va: u64,
-    ) -> Result {
+    ) -> Result<u64> {
         let ring = core.vram.alloc(u64::from(SLOTS) * SLOT as u64, true)?;
         let ring_offset = vram::runs(&ring).next().map(|(o, _)| o).ok_or(ENOMEM)?;
         let mut st = self.state.lock();
@@ -194,7 +200,29 @@ impl HwQueue {
         st.submitted = 0;
         st.completed = 0;
         st.failed.clear();
-        Ok(())
+        st.run += 1;
+        Ok(st.run)
+    }
+
+    /// Whether run `run` is the queue's current one and every job it was given is done.
+    pub(crate) fn run_is_idle(&self, core: &Core, run: u64) -> bool {
+        let mut st = self.state.lock();
+        Self::read_fence(core, &mut st);
+        st.active.is_some() && st.run == run && st.completed >= st.submitted
+    }
+
+    /// The failed job ranges of run `run` (its own sequence numbers), if it is current.
+    pub(crate) fn failures(&self, run: u64) -> KVec<(u64, u64)> {
+        let st = self.state.lock();
+        let mut out = KVec::new();
+        if st.run == run {
+            for &r in st.failed.iter() {
+                if out.push(r, GFP_KERNEL).is_err() {
+                    break;
+                }
+            }
+        }
+        out
     }
 
     /// Queues a job of `commands` (already checked) and returns its sequence number and, with
@@ -385,17 +413,33 @@ impl HwQueue {
     /// queue that makes no progress for [`JOB_TIMEOUT_MS`] is declared hung and the device is
     /// reset ([`Core::recover`]), which fails this queue's pending jobs.
     pub(crate) fn wait(&self, core: &Core, seqno: u64, timeout_ms: u64) -> Result {
+        let run = self.state.lock().run;
+        match self.wait_in_run(core, run, seqno, timeout_ms)? {
+            Some(r) => r,
+            // Stopped under the waiter: `stop` failed whatever had not finished.
+            None => Err(EIO),
+        }
+    }
+
+    /// Like [`HwQueue::wait`], for job `seqno` of run `run`; `None` if that run is over,
+    /// which happens only to an idle queue (see `UserQueue`), whose user then knows the
+    /// outcome.
+    pub(crate) fn wait_in_run(&self, core: &Core, run: u64, seqno: u64, timeout_ms: u64) -> Result<Option<Result>> {
         let start = Instant::<Monotonic>::now();
         loop {
-            match self.wait_step(core, seqno, timeout_ms, start)? {
-                Waited::Done(r) => return r,
+            match self.wait_step(core, run, seqno, timeout_ms, start)? {
+                Waited::Done(r) => return Ok(Some(r)),
+                Waited::Retired => return Ok(None),
                 Waited::Hung => core.recover(self.index),
             }
         }
     }
 
-    fn wait_step(&self, core: &Core, seqno: u64, timeout_ms: u64, start: Instant<Monotonic>) -> Result<Waited> {
+    fn wait_step(&self, core: &Core, run: u64, seqno: u64, timeout_ms: u64, start: Instant<Monotonic>) -> Result<Waited> {
         let mut st = self.state.lock();
+        if st.run != run {
+            return Ok(Waited::Retired);
+        }
         if seqno == 0 || seqno > st.submitted {
             return Err(EINVAL);
         }
@@ -406,11 +450,18 @@ impl HwQueue {
             core::hint::spin_loop();
         }
         loop {
+            // The lock was dropped while waiting: the queue may have started another run.
+            if st.run != run {
+                return Ok(Waited::Retired);
+            }
             // Look at the fence ourselves too: an interrupt may have been lost.
             Self::read_fence(core, &mut st);
             if st.completed >= seqno {
                 let failed = st.failed.iter().any(|&(lo, hi)| lo <= seqno && seqno <= hi);
                 return Ok(Waited::Done(if failed { Err(EIO) } else { Ok(()) }));
+            }
+            if st.active.is_none() {
+                return Ok(Waited::Retired);
             }
             if st.progress.elapsed() > Delta::from_millis(JOB_TIMEOUT_MS) {
                 return Ok(Waited::Hung);

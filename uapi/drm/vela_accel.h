@@ -108,8 +108,9 @@ struct drm_vela_query_memory {
  * @max_in_syncobjs: in-syncobjs in one SUBMIT (%DRM_VELA_MAX_IN_SYNCOBJS).
  * @max_vms: VMs that can exist at once on the device (MMU contexts left to
  *	userspace); one more VM_CREATE is -EBUSY.
- * @max_queues: queues that can exist at once on the device (hardware
- *	queues); one more QUEUE_CREATE is -EBUSY.
+ * @max_queues: queues that can exist at once on the device, all processes
+ *	together; one more QUEUE_CREATE is -EBUSY. They share the device's
+ *	hardware queues (drm_vela_query_device.num_queues).
  * @max_vram_bo: the largest VRAM buffer, in bytes.
  * @max_system_bo: the largest system-memory buffer, in bytes.
  * @system_budget: system memory the device's buffers may hold in all
@@ -323,8 +324,10 @@ struct drm_vela_vm_unbind {
 /**
  * struct drm_vela_queue_create - Argument of %DRM_IOCTL_VELA_QUEUE_CREATE.
  *
- * Each queue takes one of the device's hardware queues until it is
- * destroyed; when all are taken, by any process, this fails with -EBUSY.
+ * Queues share the device's hardware queues: a queue takes one when it has
+ * a job to run and keeps it until another queue needs it while it is idle.
+ * Up to drm_vela_query_limits.max_queues queues exist at once on a device,
+ * all processes together; one more fails with -EBUSY.
  *
  * @vm_id: the VM whose address space the queue's commands use.
  * @flags: must be zero.
@@ -378,6 +381,10 @@ struct drm_vela_queue_destroy {
  * @in_syncobj_count: 0..DRM_VELA_MAX_IN_SYNCOBJS.
  * @out_syncobj: a DRM sync object handle, or 0: it gets the job's fence, which
  *	signals when the job completes, with -EIO when it failed.
+ *
+ * A queue without a hardware queue takes one first: a free one, else one
+ * whose holder is idle; if every hardware queue stays busy for 10 seconds,
+ * SUBMIT fails with -EBUSY and queues nothing.
  *
  * The sync object fields were appended after the first version of the
  * struct: an older userspace passes a shorter struct, the DRM core zero-fills

@@ -19,6 +19,7 @@ const GUEST_BINS: &[&str] = &[
     "vela-bo-test",
     "vela-vm-test",
     "vela-submit-test",
+    "vela-sched-test",
     "vela-fuzz",
     "vela-reliability-test",
     "vela-raw-roundtrip",
@@ -49,6 +50,8 @@ const CHECK_TESTS: &[(&str, &str)] = &[
     ("bo", "vela-bo-test"),
     ("vm", "vela-vm-test"),
     ("submit", "vela-submit-test"),
+    // More queues than hardware queues.
+    ("sched", "vela-sched-test"),
     ("syncobj", "vela-syncobj-test"),
     ("mmu", "vela-mmu-test"),
     // A fixed seed makes a failure reproducible; several processes race on one device.

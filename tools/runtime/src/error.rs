@@ -84,7 +84,8 @@ impl Ioctl {
             (Ioctl::BoCreate, ENOMEM) => "the memory domain has not that much free space",
             (Ioctl::BoCreate, EOPNOTSUPP) => "system memory placement is not supported yet",
             (Ioctl::VmCreate, EBUSY) => "every MMU context of the device is taken (15 VMs)",
-            (Ioctl::QueueCreate, EBUSY) => "every hardware queue of the device is taken",
+            (Ioctl::QueueCreate, EBUSY) => "the device has as many queues as it allows (64)",
+            (Ioctl::Submit, EBUSY) => "every hardware queue stayed busy for 10 s",
             (Ioctl::BoInfo, EINVAL) => "non-zero pad",
             (Ioctl::BoMmapOffset, EINVAL) => {
                 "the buffer is not CPU_VISIBLE, is an import of another device's or exporter's \

@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! More queues than hardware queues: user queues take hardware queues over from idle holders.
+//!
+//! 1. 3 VMs with 4 queues each (12 queues on the model's 4 hardware queues): every queue
+//!    FILLs its own page, all submitted before any wait; every job completes, every page
+//!    holds its queue's value.
+//! 2. A second round the same way; then WAIT on every first-round job again. Most queues lost
+//!    their hardware queue in between, so WAIT answers from the ended run, and must still say
+//!    "completed".
+//! 3. A job that faults (injected MMU fault); then as many other queues as there are
+//!    hardware queues start long jobs, so the faulted queue, idle, loses its hardware queue:
+//!    WAIT on the faulted job still says EIO, from the ended run's record.
+//! 4. The device limit: QUEUE_CREATE succeeds up to QUERY_LIMITS.max_queues queues (64) and
+//!    then says EBUSY; after a QUEUE_DESTROY a queue can be created again.
+
+use std::time::Duration;
+
+use vela_runtime::{Access, Binding, Buffer, BufferFlags, Command, Queue, Vm, WaitStatus};
+use vela_selftests::{inject, io, open_device, Tap};
+
+const T: Duration = Duration::from_secs(30);
+const VMS: usize = 3;
+const PER_VM: usize = 4;
+const PAGE: u64 = 4096;
+/// The long jobs' buffer: 512 FILLs of it are 512 MiB of writes.
+const BIG: u64 = 1 << 20;
+
+fn value(round: u32, q: usize) -> u32 {
+    0x5c00_0000 | (round << 16) | q as u32
+}
+
+fn main() {
+    let mut t = Tap::new();
+    let dev = open_device(&mut t);
+    let hw_queues = dev.info().num_queues as usize;
+    t.check(
+        VMS * PER_VM > hw_queues,
+        "more queues than hardware queues",
+        format_args!("{} queues, {hw_queues} hardware queues", VMS * PER_VM),
+    );
+    let flags = BufferFlags::VRAM | BufferFlags::CPU_VISIBLE;
+    let vms: Vec<Vm> = (0..VMS).filter_map(|_| Vm::create(&dev).ok()).collect();
+    let bos: Vec<Buffer> = (0..VMS)
+        .filter_map(|_| Buffer::create(&dev, PAGE * PER_VM as u64, flags).ok())
+        .collect();
+    if vms.len() != VMS || bos.len() != VMS {
+        t.check(false, "VMs and buffers", "VM_CREATE or BO_CREATE failed");
+        t.finish();
+    }
+    let binds: Vec<Binding> = vms
+        .iter()
+        .zip(&bos)
+        .filter_map(|(vm, bo)| vm.bind_auto(bo, Access::READ_WRITE).ok())
+        .collect();
+    let queues: Vec<Queue> = vms
+        .iter()
+        .flat_map(|vm| (0..PER_VM).filter_map(move |_| Queue::create(vm).ok()))
+        .collect();
+    if binds.len() != VMS || queues.len() != VMS * PER_VM {
+        t.check(false, "binds and queues", "VM_BIND or QUEUE_CREATE failed");
+        t.finish();
+    }
+    t.check(true, "12 queues created on 3 VMs", "");
+    let page_va = |q: usize| binds[q / PER_VM].at(PAGE * (q % PER_VM) as u64);
+    let word = |q: usize| -> Option<u32> {
+        let m = bos[q / PER_VM].map().ok()?;
+        m.read_u32(PAGE as usize * (q % PER_VM)).ok()
+    };
+
+    // 1 and 2: two rounds, every job submitted before any wait.
+    let mut first = Vec::new();
+    for round in 1..=2u32 {
+        let mut seqnos = Vec::new();
+        for (q, queue) in queues.iter().enumerate() {
+            let r = queue.submit(&[Command::fill(page_va(q), value(round, q), PAGE)]);
+            match r {
+                Ok(job) => seqnos.push(Some(job.seqno())),
+                Err(e) => {
+                    t.check(false, &format!("round {round}: SUBMIT on queue {q}"), e);
+                    seqnos.push(None);
+                }
+            }
+        }
+        let all_done = queues.iter().zip(&seqnos).all(|(queue, s)| {
+            s.is_some_and(|s| matches!(queue.wait_seqno(s, T), Ok(WaitStatus::Completed)))
+        });
+        t.check(
+            all_done,
+            &format!("round {round}: every queue's job completes"),
+            format_args!("{seqnos:?}"),
+        );
+        let wrong: Vec<usize> = (0..queues.len())
+            .filter(|&q| word(q) != Some(value(round, q)))
+            .collect();
+        t.check(
+            wrong.is_empty(),
+            &format!("round {round}: every page holds its queue's value"),
+            format_args!("wrong on queues {wrong:?}"),
+        );
+        if round == 1 {
+            first = seqnos;
+        }
+    }
+    let again = queues.iter().zip(&first).all(|(queue, s)| {
+        s.is_some_and(|s| matches!(queue.wait_seqno(s, T), Ok(WaitStatus::Completed)))
+    });
+    t.check(
+        again,
+        "WAIT on the first round's jobs still says completed (most ran in ended runs)",
+        format_args!("{first:?}"),
+    );
+
+    // 3. A failed job keeps its outcome across a change of hardware queue.
+    t.ok(inject("mmu-fault=1"), "inject: fault the next command");
+    let bad = queues[0].submit(&[Command::fill(page_va(0), 1, PAGE)]);
+    let bad = bad.map(|j| j.seqno());
+    let r = bad
+        .as_ref()
+        .map_err(|e| e.to_string())
+        .and_then(|&s| queues[0].wait_seqno(s, T).map_err(|e| e.to_string()));
+    t.check(r.is_err(), "the faulted job fails", format_args!("{r:?}"));
+    // As many other queues as there are hardware queues each start a long job: while they
+    // all run, every hardware queue is theirs, so queue 0 (idle) lost its hold.
+    let big: Vec<Buffer> = (0..VMS)
+        .filter_map(|_| Buffer::create(&dev, BIG, BufferFlags::VRAM).ok())
+        .collect();
+    let big_binds: Vec<Binding> = vms
+        .iter()
+        .zip(&big)
+        .filter_map(|(vm, bo)| vm.bind_auto(bo, Access::READ_WRITE).ok())
+        .collect();
+    if big_binds.len() != VMS {
+        t.check(false, "big buffers", "BO_CREATE or VM_BIND failed");
+        t.finish();
+    }
+    let long = |q: usize| -> Vec<Command> {
+        (0..512u32)
+            .map(|k| Command::fill(big_binds[q / PER_VM].va(), k, BIG))
+            .collect()
+    };
+    let jobs: Vec<_> = (1..=hw_queues)
+        .map(|q| queues[q].submit(&long(q)).map(|j| j.seqno()))
+        .collect();
+    t.check(
+        jobs.iter().all(|j| j.is_ok()),
+        "then other queues start long jobs on every hardware queue",
+        format_args!("{jobs:?}"),
+    );
+    if let Ok(s) = bad {
+        let r = queues[0].wait_seqno(s, T);
+        t.check(
+            r.is_err(),
+            "WAIT on the faulted job, whose run ended, still says it failed",
+            format_args!("{r:?}"),
+        );
+    }
+    let long_ok = jobs.iter().enumerate().all(|(k, j)| {
+        j.as_ref()
+            .is_ok_and(|&s| matches!(queues[k + 1].wait_seqno(s, T), Ok(WaitStatus::Completed)))
+    });
+    t.check(long_ok, "the long jobs complete", "");
+    let r = queues[0].run(&[Command::fill(page_va(0), value(3, 0), PAGE)], T);
+    t.check(
+        r.is_ok(),
+        "the faulted queue runs its next job",
+        format_args!("{r:?}"),
+    );
+    t.eq(word(0), Some(value(3, 0)), "with its data");
+    let _ = inject("clear");
+
+    // 4. The device's queue limit.
+    let limit = dev.limits().map(|l| l.max_queues as usize).unwrap_or(0);
+    t.eq(limit, 64, "QUERY_LIMITS: 64 queues");
+    let mut extra = Vec::new();
+    let mut refused = None;
+    while extra.len() + queues.len() <= limit {
+        match Queue::create(&vms[extra.len() % VMS]) {
+            Ok(q) => extra.push(q),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    t.eq(
+        extra.len() + queues.len(),
+        limit,
+        "QUEUE_CREATE succeeds up to the limit",
+    );
+    t.check(
+        refused.as_ref().and_then(|e| e.errno()) == Some(libc::EBUSY),
+        "one more QUEUE_CREATE says EBUSY",
+        format_args!("{refused:?}"),
+    );
+    drop(extra.pop());
+    let r = io(Queue::create(&vms[0]));
+    t.check(
+        r.is_ok(),
+        "after a QUEUE_DESTROY a queue can be created again",
+        format_args!("{:?}", r.as_ref().err()),
+    );
+    drop(r);
+    drop(extra);
+    t.finish()
+}
