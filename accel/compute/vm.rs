@@ -9,7 +9,8 @@ use kernel::{
     drm::gem::{self, BaseObject},
     new_mutex,
     prelude::*,
-    sync::{aref::ARef, Arc, Mutex},
+    sync::{aref::ARef, atomic::Relaxed, Arc, Mutex},
+    time::{delay::fsleep, Delta, Instant, Monotonic},
 };
 
 use super::gem::{self as vgem, Backing, ImportState, VelaObject};
@@ -370,10 +371,36 @@ struct Lease {
     retired: u64,
     /// Failed jobs of ended runs (user sequence numbers, inclusive ranges), oldest first.
     failed: KVec<(u64, u64)>,
+    /// When the current run started.
+    since: Instant<Monotonic>,
+    /// The queue just gave its hardware queue up for others (see `yield_to_waiters`).
+    yielded: bool,
 }
 
 /// How long a SUBMIT waits for a hardware queue before `EBUSY`.
 const HW_QUEUE_WAIT_MS: i64 = 10_000;
+/// How often a waiting SUBMIT looks for a hardware queue.
+const POLL_US: i64 = 500;
+/// How long a queue keeps its hardware queue while others wait, before it yields.
+const TIMESLICE_MS: i64 = 20;
+/// How long a yielding queue waits for its ring to drain (else it keeps the hardware queue).
+const DRAIN_MS: u64 = 2000;
+
+/// One SUBMIT waiting for a hardware queue, counted in `Core::hw_waiters` while it exists.
+struct Waiting<'a>(&'a Core);
+
+impl<'a> Waiting<'a> {
+    fn new(core: &'a Core) -> Self {
+        core.hw_waiters.add(1, Relaxed);
+        Self(core)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.hw_waiters.fetch_sub(1, Relaxed);
+    }
+}
 /// Failed ranges kept per user queue for WAIT; older ones are forgotten.
 const RETIRED_FAILURES_KEPT: usize = 16;
 
@@ -385,7 +412,15 @@ impl UserQueue {
             pin_init!(Self {
                 core: c,
                 vm: v,
-                lease <- new_mutex!(Lease { hw: None, last: 0, base: 0, retired: 0, failed: KVec::new() }),
+                lease <- new_mutex!(Lease {
+                    hw: None,
+                    last: 0,
+                    base: 0,
+                    retired: 0,
+                    failed: KVec::new(),
+                    since: Instant::now(),
+                    yielded: false,
+                }),
             }),
             GFP_KERNEL,
         );
@@ -424,6 +459,7 @@ impl UserQueue {
             Ok(run) => {
                 lease.hw = Some((index, run));
                 lease.base = lease.last;
+                lease.since = Instant::now();
                 Ok((index, run))
             }
             Err(e) => {
@@ -493,7 +529,13 @@ impl UserQueue {
         if let Some(held) = lease.hw {
             return Ok(held);
         }
-        let start = kernel::time::Instant::<kernel::time::Monotonic>::now();
+        if core::mem::take(&mut lease.yielded) {
+            // Others waited for the hardware queue this queue just gave up: their next look
+            // (every `POLL_US`) comes first.
+            fsleep(Delta::from_micros(2 * POLL_US));
+        }
+        let start = Instant::<Monotonic>::now();
+        let mut waiting = None;
         loop {
             if let Ok(i) = self.core.take_queue(self.addr()) {
                 return self.start_run(lease, i);
@@ -501,11 +543,39 @@ impl UserQueue {
             if let Some(i) = self.take_idle() {
                 return self.start_run(lease, i);
             }
-            if start.elapsed() > kernel::time::Delta::from_millis(HW_QUEUE_WAIT_MS) {
+            if start.elapsed() > Delta::from_millis(HW_QUEUE_WAIT_MS) {
                 return Err(EBUSY);
             }
-            kernel::time::delay::fsleep(kernel::time::Delta::from_micros(500));
+            // Counted while waiting, so holders yield after their timeslice.
+            waiting.get_or_insert_with(|| Waiting::new(&self.core));
+            fsleep(Delta::from_micros(POLL_US));
         }
+    }
+
+    /// Time slicing: a queue that has held its hardware queue for [`TIMESLICE_MS`] while
+    /// other SUBMITs wait for one gives it up before its next job, once its ring has drained
+    /// (a run is only ended idle: a busy one would lose its jobs), and then waits its turn
+    /// like the others. Without this, queues that keep their rings busy would starve the rest.
+    fn yield_to_waiters(&self, lease: &mut Lease) {
+        let Some((index, run)) = lease.hw else {
+            return;
+        };
+        if self.core.hw_waiters.load(Relaxed) == 0 || lease.since.elapsed() < Delta::from_millis(TIMESLICE_MS) {
+            return;
+        }
+        let Ok(hw) = self.core.queue(index) else {
+            return;
+        };
+        let last = lease.last - lease.base;
+        if last > 0 {
+            let _ = hw.wait_in_run(&self.core, run, last, DRAIN_MS);
+        }
+        if !hw.run_is_idle(&self.core, run) {
+            return;
+        }
+        self.end_run(lease, index, run);
+        self.core.put_queue(index);
+        lease.yielded = true;
     }
 
     /// Queues a job. Its fence goes into the reservation object of every buffer bound in the
@@ -525,6 +595,7 @@ impl UserQueue {
         self.wait_for_others(&bos, own)?;
         let want_fence = want_fence || !bos.is_empty();
         let mut lease = self.lease.lock();
+        self.yield_to_waiters(&mut lease);
         let (index, _) = self.hold(&mut lease)?;
         let (seqno, fence) = self.core.queue(index)?.submit(&self.core, commands, want_fence, |f| {
             for bo in bos.iter() {

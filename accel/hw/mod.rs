@@ -73,6 +73,9 @@ pub(crate) struct Core {
     bound_now: Atomic<bool>,
     /// True while a reset is in progress: peers get no new mappings (see [`Core::recover`]).
     resetting: Atomic<bool>,
+    /// SUBMITs waiting for a hardware queue: while there are any, holders give theirs up after
+    /// a timeslice (`compute::vm::UserQueue`).
+    pub(crate) hw_waiters: Atomic<u32>,
     /// The accel frontend's buffers exported as dma-bufs, which unbind and reset revoke.
     #[pin]
     pub(crate) exports: exports::Exports,
@@ -231,6 +234,7 @@ impl Core {
                 bound <- new_mutex!(true),
                 bound_now: Atomic::new(true),
                 resetting: Atomic::new(false),
+                hw_waiters: Atomic::new(0),
                 exports <- exports::Exports::new(),
                 sys_used <- new_mutex!(0),
                 evictable <- new_mutex!(Evictable { next: 0, tree: kernel::rbtree::RBTree::new() }),

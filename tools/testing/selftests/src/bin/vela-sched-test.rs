@@ -13,6 +13,10 @@
 //!    WAIT on the faulted job still says EIO, from the ended run's record.
 //! 4. The device limit: QUEUE_CREATE succeeds up to QUERY_LIMITS.max_queues queues (64) and
 //!    then says EBUSY; after a QUEUE_DESTROY a queue can be created again.
+//! 5. No starvation: as many child processes as there are hardware queues keep their rings
+//!    busy for 14 s (two long jobs in flight at all times); a SUBMIT from another queue
+//!    still runs within 5 s, because holders yield after a timeslice while others wait.
+//!    Without the timeslice it would wait 10 s and fail with EBUSY.
 
 use std::time::Duration;
 
@@ -30,7 +34,35 @@ fn value(round: u32, q: usize) -> u32 {
     0x5c00_0000 | (round << 16) | q as u32
 }
 
+/// A child of case 5: keeps one queue's ring busy for `secs` seconds.
+fn hog(secs: u64) -> ! {
+    let run = || -> vela_runtime::Result<()> {
+        let dev = vela_runtime::Device::first()?;
+        let vm = Vm::create(&dev)?;
+        let bo = Buffer::create(&dev, 8 << 20, BufferFlags::VRAM)?;
+        let b = vm.bind_auto(&bo, Access::READ_WRITE)?;
+        let q = Queue::create(&vm)?;
+        let job: Vec<Command> = (0..64u32)
+            .map(|k| Command::fill(b.va(), k, 8 << 20))
+            .collect();
+        let end = std::time::Instant::now() + Duration::from_secs(secs);
+        let mut prev = q.submit(&job)?.seqno();
+        while std::time::Instant::now() < end {
+            let next = q.submit(&job)?.seqno();
+            q.wait_seqno(prev, T)?;
+            prev = next;
+        }
+        q.wait_seqno(prev, T)?;
+        Ok(())
+    };
+    std::process::exit(if run().is_ok() { 0 } else { 1 })
+}
+
 fn main() {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("--hog") {
+        hog(args.next().and_then(|s| s.parse().ok()).unwrap_or(1));
+    }
     let mut t = Tap::new();
     let dev = open_device(&mut t);
     let hw_queues = dev.info().num_queues as usize;
@@ -202,5 +234,34 @@ fn main() {
     );
     drop(r);
     drop(extra);
+
+    // 5. Queues that never go idle do not starve the others.
+    let exe = std::env::current_exe().unwrap_or_default();
+    let hogs: Vec<_> = (0..hw_queues)
+        .filter_map(|_| {
+            std::process::Command::new(&exe)
+                .args(["--hog", "14"])
+                .env("VELA_DEVICE", dev.path())
+                .spawn()
+                .ok()
+        })
+        .collect();
+    t.eq(hogs.len(), hw_queues, "5: a busy child per hardware queue");
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = std::time::Instant::now();
+    let r = queues[0].run(&[Command::fill(page_va(0), value(5, 0), PAGE)], T);
+    let took = started.elapsed();
+    t.check(
+        r.is_ok() && took < Duration::from_secs(5),
+        "5: another queue's job runs within 5 s while every ring is kept busy",
+        format_args!("{r:?} after {took:?}"),
+    );
+    t.eq(word(0), Some(value(5, 0)), "5: with its data");
+    let ok = hogs
+        .into_iter()
+        .map(|mut c| c.wait().is_ok_and(|s| s.success()))
+        .filter(|&ok| ok)
+        .count();
+    t.eq(ok, hw_queues, "5: the busy children's jobs all complete");
     t.finish()
 }
