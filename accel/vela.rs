@@ -107,6 +107,7 @@ impl pci::Driver for VelaPciDriver {
         // nothing maps BAR2 once the device's resources go.
         this.core.unbinding();
         hw::watchdog::stop(&this.core);
+        this._accel.sched.stop();
         this._accel.core.exports.revoke_all();
         this.core.disable_interrupts(pdev.as_ref());
         // Buffers are mapped straight onto BAR2: once the device is gone its VRAM may be

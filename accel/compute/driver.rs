@@ -22,6 +22,8 @@ pub(crate) type VelaDevice<Ctx = drm::Registered> = drm::Device<VelaDriver, Ctx>
 #[pin_data]
 pub(crate) struct VelaData {
     pub(crate) core: Arc<hw::Core>,
+    /// Runs the jobs that wait in software.
+    pub(crate) sched: Arc<super::sched::Sched>,
 }
 
 const INFO: drm::DriverInfo = drm::DriverInfo {
@@ -67,7 +69,8 @@ pub(crate) fn register(
     pdev: &pci::Device<kernel::device::Core<'_>>,
     core: Arc<hw::Core>,
 ) -> Result<ARef<VelaDevice>> {
-    let data = try_pin_init!(VelaData { core });
+    let sched = super::sched::Sched::new()?;
+    let data = try_pin_init!(VelaData { core, sched });
     let drm = drm::UnregisteredDevice::<VelaDriver>::new(pdev.as_ref(), data)?;
     let drm = drm::driver::Registration::new_foreign_owned(drm, pdev.as_ref(), 0)?;
     Ok(drm.into())

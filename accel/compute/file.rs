@@ -18,8 +18,6 @@ use super::{
 use crate::hw::queue::SLOT;
 use kernel::{drm::syncobj::SyncObj, time::msecs_to_jiffies};
 
-/// How long SUBMIT waits for an in-syncobj's fence before giving up with ETIME.
-const IN_FENCE_TIMEOUT_MS: u32 = 30_000;
 use kernel::drm::gem::BaseObject;
 use crate::uapi;
 
@@ -228,7 +226,7 @@ impl File {
             return Err(EINVAL);
         }
         let vm = get(&mut Self::objects(file).vms, args.vm_id)?;
-        let queue = UserQueue::new(dev.core.clone(), vm)?;
+        let queue = UserQueue::new(dev.core.clone(), vm, dev.sched.clone())?;
         args.queue_id = insert(&mut Self::objects(file).queues, queue)?;
         Ok(0)
     }
@@ -296,13 +294,10 @@ impl File {
                 deps.push(f, GFP_KERNEL)?;
             }
         }
-        // The job runs after its dependencies: wait for them here, interruptibly and bounded,
-        // before it is queued (a scheduler would queue it and wait in the background).
-        for f in deps.iter() {
-            f.wait(true, msecs_to_jiffies(IN_FENCE_TIMEOUT_MS))?;
-        }
-        let (seqno, fence) = queue.submit(&commands, out.is_some())?;
-        if let (Some(out), Some(fence)) = (out, fence) {
+        // The job runs after its dependencies; if they have not signalled it waits in
+        // software, and SUBMIT returns at once.
+        let (seqno, fence) = queue.submit(commands, deps)?;
+        if let Some(out) = out {
             out.replace_fence(Some(fence.as_raw_fence()));
         }
         args.seqno = seqno;

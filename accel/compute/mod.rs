@@ -9,6 +9,7 @@ mod driver;
 mod file;
 mod gem;
 mod query;
+mod sched;
 mod submit;
 mod vm;
 

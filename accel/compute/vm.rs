@@ -14,10 +14,11 @@ use kernel::{
 };
 
 use super::gem::{self as vgem, Backing, ImportState, VelaObject};
+use super::sched::Sched;
 use core::cell::UnsafeCell;
 use kernel::{
     dma_buf::DynamicAttachment,
-    dma_fence::Fence,
+    dma_fence::{Fence, FenceContext, RawFence},
     dma_resv::{DmaResv, ResvLocked, Usage},
 };
 use crate::{
@@ -353,10 +354,29 @@ impl PinnedDrop for Vm {
 pub(crate) struct UserQueue {
     core: Arc<Core>,
     vm: Arc<Vm>,
+    /// The device's scheduler, which runs jobs that wait in software.
+    sched: Arc<Sched>,
+    /// The timeline of the queue's job fences: their sequence numbers are the queue's.
+    timeline: FenceContext,
     /// Lock order: before the hardware queue holders' table (`Core::with_holders`), which
-    /// only try-locks another queue's lease; before the hardware queue's and the VM's locks.
+    /// only try-locks another queue's lease; before the hardware queue's and the VM's locks,
+    /// and before `pending`.
     #[pin]
     lease: Mutex<Lease>,
+    /// Jobs waiting in software for their dependencies (or a hardware queue), in order.
+    #[pin]
+    pending: Mutex<KVec<Job>>,
+}
+
+/// A job waiting in software.
+struct Job {
+    seqno: u64,
+    commands: KVec<[u8; SLOT]>,
+    /// It runs once every one of these has signalled (with an error or not).
+    deps: KVec<ARef<RawFence>>,
+    fence: ARef<Fence<JobFence>>,
+    /// When it was submitted: dependencies that take longer than `DEP_TIMEOUT_MS` fail it.
+    since: Instant<Monotonic>,
 }
 
 /// A user queue's hold on a hardware queue, and its sequence numbers.
@@ -365,6 +385,9 @@ struct Lease {
     hw: Option<(u32, u64)>,
     /// The last sequence number handed out.
     last: u64,
+    /// The last job written to a hardware queue (or failed before it got there): jobs after
+    /// it wait in `pending`, and the next one to run is `on_hw + 1`.
+    on_hw: u64,
     /// In the current run, user sequence number = `base` + the run's own.
     base: u64,
     /// Every job up to this one belongs to a run that ended, all of whose jobs are done.
@@ -405,16 +428,20 @@ impl Drop for Waiting<'_> {
 const RETIRED_FAILURES_KEPT: usize = 16;
 
 impl UserQueue {
-    pub(crate) fn new(core: Arc<Core>, vm: Arc<Vm>) -> Result<Arc<Self>> {
+    pub(crate) fn new(core: Arc<Core>, vm: Arc<Vm>, sched: Arc<Sched>) -> Result<Arc<Self>> {
         core.add_user_queue()?;
         let (c, v) = (core.clone(), vm.clone());
         let q = Arc::pin_init(
             pin_init!(Self {
                 core: c,
                 vm: v,
+                sched,
+                timeline: FenceContext::new(),
+                pending <- new_mutex!(KVec::new()),
                 lease <- new_mutex!(Lease {
                     hw: None,
                     last: 0,
+                    on_hw: 0,
                     base: 0,
                     retired: 0,
                     failed: KVec::new(),
@@ -458,7 +485,7 @@ impl UserQueue {
         match started {
             Ok(run) => {
                 lease.hw = Some((index, run));
-                lease.base = lease.last;
+                lease.base = lease.on_hw;
                 lease.since = Instant::now();
                 Ok((index, run))
             }
@@ -477,10 +504,8 @@ impl UserQueue {
         if let Ok(hw) = core.queue(index) {
             hw.stop(core);
             for (lo, hi) in hw.failures(run).iter() {
-                if lease.failed.len() >= RETIRED_FAILURES_KEPT {
-                    let _ = lease.failed.remove(0);
-                }
-                let _ = lease.failed.push((lease.base + lo, lease.base + hi), GFP_KERNEL);
+                let base = lease.base;
+                record_failure(lease, base + lo, base + hi);
             }
         }
         let mut inner = self.vm.inner.lock();
@@ -488,7 +513,7 @@ impl UserQueue {
         let _ = core.invalidate(self.vm.context);
         drop(inner);
         lease.hw = None;
-        lease.retired = lease.last;
+        lease.retired = lease.on_hw;
     }
 
     /// A hardware queue whose holder is idle, taken over for this queue; its holder's run
@@ -578,60 +603,167 @@ impl UserQueue {
         lease.yielded = true;
     }
 
-    /// Queues a job. Its fence goes into the reservation object of every buffer bound in the
-    /// VM before it starts, so BO_WAIT (and anyone sharing a buffer) sees it.
+    /// Queues a job; returns its sequence number and fence. Its fence goes into the
+    /// reservation object of every buffer bound in the VM before the job can run, so BO_WAIT
+    /// (and anyone sharing a buffer) sees it.
+    ///
+    /// A job whose dependencies (`deps`, and the other timelines' fences in those reservation
+    /// objects: implicit sync) have all signalled, on a queue with nothing waiting in
+    /// software, goes straight to a hardware queue, and any error is SUBMIT's. Otherwise it
+    /// waits in software and the scheduler (`Sched`) runs it once they have signalled; errors
+    /// from then on fail its fence.
     pub(crate) fn submit(
-        &self,
-        commands: &[[u8; SLOT]],
-        want_fence: bool,
-    ) -> Result<(u64, Option<ARef<Fence<JobFence>>>)> {
+        self: &Arc<Self>,
+        commands: KVec<[u8; SLOT]>,
+        mut deps: KVec<ARef<RawFence>>,
+    ) -> Result<(u64, ARef<Fence<JobFence>>)> {
         let bos = self.vm.bound_objects()?;
-        self.vm.revalidate(&bos)?;
-        // Not under the lease: the wait may be long, and WAIT needs the lease.
-        let own = {
-            let lease = self.lease.lock();
-            lease.hw.and_then(|(i, _)| self.core.queue(i).ok()).and_then(|q| q.timeline_id())
-        };
-        self.wait_for_others(&bos, own)?;
-        let want_fence = want_fence || !bos.is_empty();
+        self.implicit_deps(&bos, &mut deps)?;
+        deps.retain(|f| !f.is_signaled());
         let mut lease = self.lease.lock();
-        self.yield_to_waiters(&mut lease);
-        let (index, _) = self.hold(&mut lease)?;
-        let (seqno, fence) = self.core.queue(index)?.submit(&self.core, commands, want_fence, |f| {
-            for bo in bos.iter() {
-                bo.resv().add_fence(f.as_raw_fence(), Usage::Write)?;
-            }
-            Ok(())
-        })?;
-        let seqno = lease.base + seqno;
+        let seqno = lease.last + 1;
+        let fence = Fence::new(&self.timeline, seqno, JobFence)?;
+        if deps.is_empty() && self.pending.lock().is_empty() {
+            self.vm.revalidate(&bos)?;
+            self.yield_to_waiters(&mut lease);
+            let (index, _) = self.hold(&mut lease)?;
+            publish(&bos, &fence).and_then(|()| self.core.queue(index)?.submit(&self.core, &commands, Some(fence.clone()))).inspect_err(|&e| fence.signal_error(e))?;
+            lease.last = seqno;
+            lease.on_hw = seqno;
+            drop(lease);
+            // The job times out even if nobody waits for it.
+            crate::hw::watchdog::arm(&self.core);
+            return Ok((seqno, fence));
+        }
+        // Room first, so nothing fails once the fence is published.
+        self.pending.lock().reserve(1, GFP_KERNEL)?;
+        publish(&bos, &fence).inspect_err(|&e| fence.signal_error(e))?;
+        let job = Job { seqno, commands, deps, fence: fence.clone(), since: Instant::now() };
+        self.pending.lock().push(job, GFP_KERNEL)?;
         lease.last = seqno;
         drop(lease);
-        // The job times out even if nobody waits for it.
-        crate::hw::watchdog::arm(&self.core);
+        self.sched.kick(self);
         Ok((seqno, fence))
     }
 
-    /// Implicit synchronization: the job may touch every buffer bound in its VM, so it waits
-    /// for the work other timelines (other queues, other devices, importers and exporters
+    /// Implicit synchronization: the job may touch every buffer bound in its VM, so it runs
+    /// after the work other timelines (other queues, other devices, importers and exporters
     /// sharing the buffer) put in their reservation objects, reads and writes alike. This
-    /// queue's own earlier jobs (timeline `own`) are skipped: the ring runs them in order, and
-    /// those of its earlier runs are done.
-    fn wait_for_others(&self, bos: &[ARef<gem::Object<VelaObject>>], own: Option<u64>) -> Result {
-        let mut deps = KVec::new();
+    /// queue's own jobs are skipped: they run in order anyway.
+    fn implicit_deps(&self, bos: &[ARef<gem::Object<VelaObject>>], deps: &mut KVec<ARef<RawFence>>) -> Result {
+        let own = self.timeline.id();
         for bo in bos {
             let resv = bo.resv();
             let guard = resv.lock()?;
             for f in resv.fences(&guard, Usage::Read)? {
-                if Some(f.context()) != own && !f.is_signaled() {
+                if f.context() != own && !f.is_signaled() {
                     deps.push(f, GFP_KERNEL)?;
                 }
             }
         }
-        // Outside the locks: the fences' owners may need them to make progress.
-        for f in deps.iter() {
-            f.wait(true, kernel::time::msecs_to_jiffies(IMPLICIT_WAIT_MS))?;
-        }
         Ok(())
+    }
+
+    /// Scheduler step: writes the jobs at the head of `pending` whose dependencies have
+    /// signalled to a hardware queue, without waiting for one. Returns whether jobs are left.
+    pub(crate) fn run_ready(&self) -> bool {
+        let mut lease = self.lease.lock();
+        loop {
+            let ready = {
+                let pending = self.pending.lock();
+                let Some(job) = pending.first() else {
+                    return false;
+                };
+                let timed_out = job.since.elapsed() > Delta::from_millis(DEP_TIMEOUT_MS);
+                let ready = job.deps.iter().all(|f| f.is_signaled());
+                if !ready && !timed_out {
+                    return true;
+                }
+                ready
+            };
+            if !ready {
+                if !self.fail_first(&mut lease, ETIME) {
+                    return true;
+                }
+                continue;
+            }
+            let Ok(bos) = self.vm.bound_objects() else {
+                return true;
+            };
+            if self.vm.revalidate(&bos).is_err() {
+                return true;
+            }
+            let Some(index) = self.try_hold(&mut lease) else {
+                return true;
+            };
+            let Ok(hw) = self.core.queue(index) else {
+                return true;
+            };
+            let mut pending = self.pending.lock();
+            let Some(job) = pending.first() else {
+                return false;
+            };
+            match hw.submit(&self.core, &job.commands, Some(job.fence.clone())) {
+                Ok(_) => {
+                    lease.on_hw = job.seqno;
+                    let _ = pending.remove(0);
+                    drop(pending);
+                    crate::hw::watchdog::arm(&self.core);
+                }
+                Err(e) if e == ENODEV => {
+                    drop(pending);
+                    let _ = self.fail_first(&mut lease, e);
+                }
+                // A full ring, say: the next step tries again.
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// Fails the first job waiting in software with `e`; its commands never run. Returns
+    /// false if that has to wait for the next step.
+    fn fail_first(&self, lease: &mut Lease, e: Error) -> bool {
+        if let Some((i, _)) = lease.hw {
+            // The run's numbering stays in step with the queue's: the failed job takes its
+            // number in the run as an empty job (only the fence command).
+            match self.core.queue(i).and_then(|hw| hw.submit(&self.core, &[], None)) {
+                // A device that is gone: the numbering no longer matters.
+                Err(err) if err != ENODEV => return false,
+                _ => {}
+            }
+        }
+        let Ok(job) = self.pending.lock().remove(0) else {
+            return true;
+        };
+        job.fence.signal_error(e);
+        lease.on_hw = job.seqno;
+        record_failure(lease, job.seqno, job.seqno);
+        true
+    }
+
+    /// Whether jobs wait in software.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.lock().is_empty()
+    }
+
+    /// Fails every job waiting in software (the device is going away).
+    pub(crate) fn fail_pending(&self, e: Error) {
+        let mut lease = self.lease.lock();
+        while !self.pending.lock().is_empty() {
+            if !self.fail_first(&mut lease, e) {
+                break;
+            }
+        }
+    }
+
+    /// The hardware queue this queue runs on, taken now if one is free or idle; `None` if
+    /// not (the scheduler tries again at its next step).
+    fn try_hold(&self, lease: &mut Lease) -> Option<u32> {
+        if let Some((i, _)) = lease.hw {
+            return Some(i);
+        }
+        let i = self.core.take_queue(self.addr()).ok().or_else(|| self.take_idle())?;
+        self.start_run(lease, i).ok().map(|(i, _)| i)
     }
 
     /// Waits for job `seqno`: `EIO` if it failed, `ETIME` on timeout.
@@ -640,6 +772,21 @@ impl UserQueue {
             let lease = self.lease.lock();
             if seqno == 0 || seqno > lease.last {
                 return Err(EINVAL);
+            }
+            if seqno > lease.on_hw {
+                // Still waiting in software: wait for its fence.
+                let fence = self.pending.lock().iter().find(|j| j.seqno == seqno).map(|j| j.fence.clone());
+                drop(lease);
+                let fence = fence.ok_or(EINVAL)?;
+                let raw = fence.as_raw_fence();
+                raw.wait(true, kernel::time::msecs_to_jiffies(u32::try_from(timeout_ms).unwrap_or(u32::MAX)))?;
+                return match raw.error() {
+                    Some(_) => Err(EIO),
+                    None => Ok(()),
+                };
+            }
+            if failed_in(&lease, seqno) {
+                return Err(EIO);
             }
             match lease.hw {
                 Some((i, run)) if seqno > lease.retired => (i, run, seqno - lease.base),
@@ -654,17 +801,38 @@ impl UserQueue {
     }
 }
 
+/// Adds a job's fence to the reservation object of every buffer it may touch.
+fn publish(bos: &[ARef<gem::Object<VelaObject>>], fence: &Fence<JobFence>) -> Result {
+    for bo in bos {
+        bo.resv().add_fence(fence.as_raw_fence(), Usage::Write)?;
+    }
+    Ok(())
+}
+
+/// Whether job `seqno` is in a failed range of the record.
+fn failed_in(lease: &Lease, seqno: u64) -> bool {
+    lease.failed.iter().any(|&(lo, hi)| lo <= seqno && seqno <= hi)
+}
+
+/// Adds a failed range to the record, forgetting the oldest beyond the limit.
+fn record_failure(lease: &mut Lease, lo: u64, hi: u64) {
+    if lease.failed.len() >= RETIRED_FAILURES_KEPT {
+        let _ = lease.failed.remove(0);
+    }
+    let _ = lease.failed.push((lo, hi), GFP_KERNEL);
+}
+
 /// The outcome of job `seqno`, which belongs to a run that ended.
 fn retired_outcome(lease: &Lease, seqno: u64) -> Result {
-    if lease.failed.iter().any(|&(lo, hi)| lo <= seqno && seqno <= hi) {
+    if failed_in(lease, seqno) {
         Err(EIO)
     } else {
         Ok(())
     }
 }
 
-/// How long SUBMIT waits for other timelines' work on the VM's buffers before `ETIME`.
-const IMPLICIT_WAIT_MS: u32 = 30_000;
+/// How long a job may wait for its dependencies before it fails with `ETIME`.
+const DEP_TIMEOUT_MS: i64 = 30_000;
 
 /// Where hardware queue `index` finds its fence slot in the VM of its holder: one page each
 /// in the kernel's VAs.

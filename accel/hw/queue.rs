@@ -8,7 +8,7 @@
 //! fault fails every job pending on the queue and resets it.
 
 use kernel::{
-    dma_fence::{Fence, FenceContext, FenceOps},
+    dma_fence::{Fence, FenceOps},
     io::{register::Array, Io},
     new_condvar, new_mutex,
     prelude::*,
@@ -53,9 +53,8 @@ impl FenceOps for JobFence {
 }
 
 struct Active {
-    /// The dma_fence timeline of this run of the queue (sequence numbers restart at 1).
-    timeline: FenceContext,
-    /// Fences of pending jobs that asked for one, oldest first.
+    /// Fences of pending jobs that have one (its user queue's), by the run's sequence
+    /// number, oldest first.
     fences: KVec<(u64, ARef<Fence<JobFence>>)>,
     context: u32,
     _ring: VramBlocks,
@@ -165,11 +164,6 @@ impl HwQueue {
         Ok((fence, FenceSlot { vram_offset }))
     }
 
-    /// The dma_fence context of the queue's current run: its jobs' fences carry it.
-    pub(crate) fn timeline_id(&self) -> Option<u64> {
-        self.state.lock().active.as_ref().map(|a| a.timeline.id())
-    }
-
     /// Starts the queue on `context`, its fence slot mapped at `fence_va`.
     pub(crate) fn start(
         &self,
@@ -186,7 +180,6 @@ impl HwQueue {
         }
         self.program(core, ring_offset, context, true, 0)?;
         st.active = Some(Active {
-            timeline: FenceContext::new(),
             fences: KVec::new(),
             context,
             _ring: ring,
@@ -225,18 +218,15 @@ impl HwQueue {
         out
     }
 
-    /// Queues a job of `commands` (already checked) and returns its sequence number and, with
-    /// `want_fence`, the fence that signals when it is done.
-    ///
-    /// `attach` is given the fence before the doorbell (to publish it in reservation objects);
-    /// if it fails, the job is not started, and its fence signals with the error SUBMIT returns.
+    /// Queues a job of `commands` (already checked) and returns its sequence number in this
+    /// run. `fence` (the job's, on its user queue's timeline) signals when the job is done,
+    /// with `EIO` if it failed.
     pub(crate) fn submit(
         &self,
         core: &Core,
         commands: &[[u8; SLOT]],
-        want_fence: bool,
-        attach: impl FnOnce(&Fence<JobFence>) -> Result,
-    ) -> Result<(u64, Option<ARef<Fence<JobFence>>>)> {
+        fence: Option<ARef<Fence<JobFence>>>,
+    ) -> Result<u64> {
         let needed = u32::try_from(commands.len() + 1)?;
         if needed >= SLOTS {
             return Err(EINVAL);
@@ -275,33 +265,22 @@ impl HwQueue {
 
         let seqno = st.submitted + 1;
         let active = st.active.as_mut().ok_or(ENODEV)?;
-        // Made (and its slot reserved) before the job is written, so nothing can fail after
-        // the doorbell.
-        let job_fence = if want_fence {
-            let f = Fence::new(&active.timeline, seqno, JobFence)?;
+        // Room for the fence is made before the job is written, so nothing can fail after the
+        // doorbell.
+        if fence.is_some() {
             active.fences.reserve(1, GFP_KERNEL)?;
-            Some(f)
-        } else {
-            None
-        };
+        }
         let mut tail = active.tail;
         for c in commands {
             core.vram_write_bytes(active.ring_offset + u64::from(tail) * SLOT as u64, c)?;
             tail = (tail + 1) % SLOTS;
         }
-        let mut fence = [0u8; SLOT];
-        fence[0..4].copy_from_slice(&(OP_FENCE | FLAG_INTERRUPT).to_le_bytes());
-        fence[8..16].copy_from_slice(&active.fence_va.to_le_bytes());
-        fence[16..24].copy_from_slice(&seqno.to_le_bytes());
-        core.vram_write_bytes(active.ring_offset + u64::from(tail) * SLOT as u64, &fence)?;
+        let mut fence_cmd = [0u8; SLOT];
+        fence_cmd[0..4].copy_from_slice(&(OP_FENCE | FLAG_INTERRUPT).to_le_bytes());
+        fence_cmd[8..16].copy_from_slice(&active.fence_va.to_le_bytes());
+        fence_cmd[16..24].copy_from_slice(&seqno.to_le_bytes());
+        core.vram_write_bytes(active.ring_offset + u64::from(tail) * SLOT as u64, &fence_cmd)?;
         tail = (tail + 1) % SLOTS;
-        if let Some(f) = job_fence.as_ref() {
-            if let Err(e) = attach(f) {
-                // The slots written past the old tail are simply written over later.
-                f.signal_error(e);
-                return Err(e);
-            }
-        }
         active.tail = tail;
         let i = self.index as usize;
         // A read back of BAR2 orders the ring writes before the doorbell (queues.rst); unlike
@@ -316,11 +295,11 @@ impl HwQueue {
             st.progress = Instant::now();
         }
         st.submitted = seqno;
-        if let (Some(f), Some(a)) = (job_fence.as_ref(), st.active.as_mut()) {
+        if let (Some(f), Some(a)) = (fence, st.active.as_mut()) {
             // Cannot fail: the slot was reserved above.
-            let _ = a.fences.push((seqno, f.clone()), GFP_ATOMIC);
+            let _ = a.fences.push((seqno, f), GFP_ATOMIC);
         }
-        Ok((seqno, job_fence))
+        Ok(seqno)
     }
 
     /// The MMU context the queue runs on, while it is active.

@@ -378,6 +378,8 @@ struct drm_vela_queue_destroy {
  * @seqno: out: the job's sequence number on its queue, for WAIT.
  * @in_syncobjs: user pointer to @in_syncobj_count DRM sync object handles
  *	(__u32); the job runs only after each one's current fence signalled.
+ *	SUBMIT does not wait for them: the job waits in the kernel (at most
+ *	30 s, then it fails with -ETIME on its fence).
  * @in_syncobj_count: 0..DRM_VELA_MAX_IN_SYNCOBJS.
  * @out_syncobj: a DRM sync object handle, or 0: it gets the job's fence, which
  *	signals when the job completes, with -EIO when it failed.

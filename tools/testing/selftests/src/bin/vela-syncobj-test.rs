@@ -8,7 +8,7 @@
 use std::{fs::File, os::fd::AsRawFd, time::Duration};
 
 use libc::{EFAULT, EINVAL, EIO, ENOENT, ETIME};
-use vela_runtime::{raw, Access, Buffer, BufferFlags, Command, Device, Queue, Vm};
+use vela_runtime::{raw, Access, Buffer, BufferFlags, Command, Device, Queue, Vm, WaitStatus};
 use vela_selftests::{open_device, Tap};
 
 const T: Duration = Duration::from_secs(20);
@@ -229,7 +229,7 @@ fn main() {
             out: s1,
         },
     );
-    t.ok(j1, "job 1: 976 FILLs with an out-syncobj");
+    let j1 = t.ok(j1, "job 1: 976 FILLs with an out-syncobj");
     let j2 = submit(
         &dev,
         Submit {
@@ -238,6 +238,15 @@ fn main() {
             ins: &[s1],
             out: 0,
         },
+    );
+    // SUBMIT does not wait for the dependency: job 2 waits in software, so job 1 is still
+    // running when SUBMIT returns (1 GiB of writes takes the engine tens of ms).
+    let j1_running =
+        j1.map(|s| matches!(q1.wait_seqno(s, Duration::ZERO), Ok(WaitStatus::TimedOut)));
+    t.check(
+        j2.is_ok() && j1_running == Some(true),
+        "job 2's SUBMIT returns while job 1 still runs (the dependency is waited for in software)",
+        format_args!("{j2:?}, job 1 running: {j1_running:?}"),
     );
     let waited = j2.and_then(|seq| q2.wait_seqno(seq, T).map_err(std::io::Error::other));
     t.check(
