@@ -35,6 +35,10 @@ fn exit_with_jobs() -> ! {
         for _ in 0..8 {
             q.submit(&[Command::fill(bind.at(0), 0xabcd, 1 << 20)])?;
         }
+        // And a job on a second queue of the VM, which waits in the kernel for the first
+        // queue's jobs (implicit sync): the queue and VM outlive the process until it ran.
+        let q2 = Queue::create(&vm)?;
+        q2.submit(&[Command::fill(bind.at(0), 0x1234, 4096)])?;
         // Exit with everything live: the kernel must stop the queue before it frees the ring,
         // drop the bindings and mappings, and leak nothing.
         std::process::exit(0)
