@@ -10,7 +10,7 @@ use kernel::{
     new_mutex,
     prelude::*,
     sync::{aref::ARef, atomic::Relaxed, Arc, Mutex},
-    time::{delay::fsleep, Delta, Instant, Monotonic},
+    time::{Delta, Instant, Monotonic},
 };
 
 use super::gem::{self as vgem, Backing, ImportState, VelaObject};
@@ -396,34 +396,15 @@ struct Lease {
     failed: KVec<(u64, u64)>,
     /// When the current run started.
     since: Instant<Monotonic>,
-    /// The queue just gave its hardware queue up for others (see `yield_to_waiters`).
+    /// The queue just gave its hardware queue up for others: it lets them look first.
     yielded: bool,
+    /// The queue has a job ready to run and no hardware queue (counted in
+    /// `Core::hw_waiters`).
+    wants_hw: bool,
 }
 
-/// How long a SUBMIT waits for a hardware queue before `EBUSY`.
-const HW_QUEUE_WAIT_MS: i64 = 10_000;
-/// How often a waiting SUBMIT looks for a hardware queue.
-const POLL_US: i64 = 500;
-/// How long a queue keeps its hardware queue while others wait, before it yields.
+/// How long a queue keeps its hardware queue while others want one, before it yields.
 const TIMESLICE_MS: i64 = 20;
-/// How long a yielding queue waits for its ring to drain (else it keeps the hardware queue).
-const DRAIN_MS: u64 = 2000;
-
-/// One SUBMIT waiting for a hardware queue, counted in `Core::hw_waiters` while it exists.
-struct Waiting<'a>(&'a Core);
-
-impl<'a> Waiting<'a> {
-    fn new(core: &'a Core) -> Self {
-        core.hw_waiters.add(1, Relaxed);
-        Self(core)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.hw_waiters.fetch_sub(1, Relaxed);
-    }
-}
 /// Failed ranges kept per user queue for WAIT; older ones are forgotten.
 const RETIRED_FAILURES_KEPT: usize = 16;
 
@@ -447,6 +428,7 @@ impl UserQueue {
                     failed: KVec::new(),
                     since: Instant::now(),
                     yielded: false,
+                    wants_hw: false,
                 }),
             }),
             GFP_KERNEL,
@@ -487,6 +469,7 @@ impl UserQueue {
                 lease.hw = Some((index, run));
                 lease.base = lease.on_hw;
                 lease.since = Instant::now();
+                self.want_hw(lease, false);
                 Ok((index, run))
             }
             Err(e) => {
@@ -549,58 +532,27 @@ impl UserQueue {
         })
     }
 
-    /// The hardware queue this queue runs on, taken if it has none.
-    fn hold(&self, lease: &mut Lease) -> Result<(u32, u64)> {
-        if let Some(held) = lease.hw {
-            return Ok(held);
-        }
-        if core::mem::take(&mut lease.yielded) {
-            // Others waited for the hardware queue this queue just gave up: their next look
-            // (every `POLL_US`) comes first.
-            fsleep(Delta::from_micros(2 * POLL_US));
-        }
-        let start = Instant::<Monotonic>::now();
-        let mut waiting = None;
-        loop {
-            if let Ok(i) = self.core.take_queue(self.addr()) {
-                return self.start_run(lease, i);
+    /// Counts the queue in `Core::hw_waiters` while it has a job ready and no hardware
+    /// queue.
+    fn want_hw(&self, lease: &mut Lease, on: bool) {
+        if lease.wants_hw != on {
+            lease.wants_hw = on;
+            if on {
+                self.core.hw_waiters.add(1, Relaxed);
+            } else {
+                self.core.hw_waiters.fetch_sub(1, Relaxed);
             }
-            if let Some(i) = self.take_idle() {
-                return self.start_run(lease, i);
-            }
-            if start.elapsed() > Delta::from_millis(HW_QUEUE_WAIT_MS) {
-                return Err(EBUSY);
-            }
-            // Counted while waiting, so holders yield after their timeslice.
-            waiting.get_or_insert_with(|| Waiting::new(&self.core));
-            fsleep(Delta::from_micros(POLL_US));
         }
     }
 
-    /// Time slicing: a queue that has held its hardware queue for [`TIMESLICE_MS`] while
-    /// other SUBMITs wait for one gives it up before its next job, once its ring has drained
-    /// (a run is only ended idle: a busy one would lose its jobs), and then waits its turn
-    /// like the others. Without this, queues that keep their rings busy would starve the rest.
-    fn yield_to_waiters(&self, lease: &mut Lease) {
-        let Some((index, run)) = lease.hw else {
-            return;
-        };
-        if self.core.hw_waiters.load(Relaxed) == 0 || lease.since.elapsed() < Delta::from_millis(TIMESLICE_MS) {
-            return;
-        }
-        let Ok(hw) = self.core.queue(index) else {
-            return;
-        };
-        let last = lease.last - lease.base;
-        if last > 0 {
-            let _ = hw.wait_in_run(&self.core, run, last, DRAIN_MS);
-        }
-        if !hw.run_is_idle(&self.core, run) {
-            return;
-        }
-        self.end_run(lease, index, run);
-        self.core.put_queue(index);
-        lease.yielded = true;
+    /// Time slicing: whether the queue has held its hardware queue for [`TIMESLICE_MS`]
+    /// while other queues want one. It then writes no more jobs to it: they wait in
+    /// software, its ring drains, and the scheduler ends its run (`run_ready`), so that a
+    /// queue whose ring never drains cannot starve the others.
+    fn should_yield(&self, lease: &Lease) -> bool {
+        lease.hw.is_some()
+            && self.core.hw_waiters.load(Relaxed) > 0
+            && lease.since.elapsed() >= Delta::from_millis(TIMESLICE_MS)
     }
 
     /// Queues a job; returns its sequence number and fence. Its fence goes into the
@@ -609,9 +561,9 @@ impl UserQueue {
     ///
     /// A job whose dependencies (`deps`, and the other timelines' fences in those reservation
     /// objects: implicit sync) have all signalled, on a queue with nothing waiting in
-    /// software, goes straight to a hardware queue, and any error is SUBMIT's. Otherwise it
-    /// waits in software and the scheduler (`Sched`) runs it once they have signalled; errors
-    /// from then on fail its fence.
+    /// software and a hardware queue to be had at once, goes straight to it, and any error
+    /// is SUBMIT's. Otherwise it waits in software and the scheduler (`Sched`) runs it once
+    /// it can; errors from then on fail its fence. SUBMIT never waits for the device.
     pub(crate) fn submit(
         self: &Arc<Self>,
         commands: KVec<[u8; SLOT]>,
@@ -623,17 +575,19 @@ impl UserQueue {
         let mut lease = self.lease.lock();
         let seqno = lease.last + 1;
         let fence = Fence::new(&self.timeline, seqno, JobFence)?;
-        if deps.is_empty() && self.pending.lock().is_empty() {
+        if deps.is_empty() && self.pending.lock().is_empty() && !self.should_yield(&lease) {
             self.vm.revalidate(&bos)?;
-            self.yield_to_waiters(&mut lease);
-            let (index, _) = self.hold(&mut lease)?;
-            publish(&bos, &fence).and_then(|()| self.core.queue(index)?.submit(&self.core, &commands, Some(fence.clone()))).inspect_err(|&e| fence.signal_error(e))?;
-            lease.last = seqno;
-            lease.on_hw = seqno;
-            drop(lease);
-            // The job times out even if nobody waits for it.
-            crate::hw::watchdog::arm(&self.core);
-            return Ok((seqno, fence));
+            if let Some(index) = self.try_hold(&mut lease) {
+                publish(&bos, &fence)
+                    .and_then(|()| self.core.queue(index)?.submit(&self.core, &commands, Some(fence.clone())))
+                    .inspect_err(|&e| fence.signal_error(e))?;
+                lease.last = seqno;
+                lease.on_hw = seqno;
+                drop(lease);
+                // The job times out even if nobody waits for it.
+                crate::hw::watchdog::arm(&self.core);
+                return Ok((seqno, fence));
+            }
         }
         // Room first, so nothing fails once the fence is published.
         self.pending.lock().reserve(1, GFP_KERNEL)?;
@@ -672,6 +626,8 @@ impl UserQueue {
             let ready = {
                 let pending = self.pending.lock();
                 let Some(job) = pending.first() else {
+                    drop(pending);
+                    self.want_hw(&mut lease, false);
                     return false;
                 };
                 let timed_out = job.since.elapsed() > Delta::from_millis(DEP_TIMEOUT_MS);
@@ -687,6 +643,21 @@ impl UserQueue {
                 }
                 continue;
             }
+            if let (true, Some((i, run))) = (self.should_yield(&lease), lease.hw) {
+                // Its turn is over: once its ring has drained, the hardware queue goes to
+                // the others.
+                if self.core.queue(i).is_ok_and(|q| q.run_is_idle(&self.core, run)) {
+                    self.end_run(&mut lease, i, run);
+                    self.core.put_queue(i);
+                    lease.yielded = true;
+                    self.want_hw(&mut lease, true);
+                }
+                return true;
+            }
+            if core::mem::take(&mut lease.yielded) {
+                // The others look first.
+                return true;
+            }
             let Ok(bos) = self.vm.bound_objects() else {
                 return true;
             };
@@ -694,6 +665,7 @@ impl UserQueue {
                 return true;
             }
             let Some(index) = self.try_hold(&mut lease) else {
+                self.want_hw(&mut lease, true);
                 return true;
             };
             let Ok(hw) = self.core.queue(index) else {
@@ -754,6 +726,7 @@ impl UserQueue {
                 break;
             }
         }
+        self.want_hw(&mut lease, false);
     }
 
     /// The hardware queue this queue runs on, taken now if one is free or idle; `None` if
@@ -850,6 +823,7 @@ impl PinnedDrop for UserQueue {
             // Clears this queue's entry in the holders' table before it is freed.
             self.core.put_queue(index);
         }
+        self.want_hw(&mut lease, false);
         drop(lease);
         self.vm.inner.lock().queues -= 1;
         self.core.remove_user_queue();

@@ -384,9 +384,10 @@ struct drm_vela_queue_destroy {
  * @out_syncobj: a DRM sync object handle, or 0: it gets the job's fence, which
  *	signals when the job completes, with -EIO when it failed.
  *
- * A queue without a hardware queue takes one first: a free one, else one
- * whose holder is idle; if every hardware queue stays busy for 10 seconds,
- * SUBMIT fails with -EBUSY and queues nothing.
+ * SUBMIT does not wait for the device: a job whose dependencies have not
+ * signalled, or that cannot have a hardware queue at once (a free one, or
+ * one whose holder is idle), waits in the kernel and runs later, in order.
+ * -EBUSY only if the queue's ring stays full for 5 seconds.
  *
  * The sync object fields were appended after the first version of the
  * struct: an older userspace passes a shorter struct, the DRM core zero-fills

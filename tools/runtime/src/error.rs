@@ -85,7 +85,7 @@ impl Ioctl {
             (Ioctl::BoCreate, EOPNOTSUPP) => "system memory placement is not supported yet",
             (Ioctl::VmCreate, EBUSY) => "every MMU context of the device is taken (15 VMs)",
             (Ioctl::QueueCreate, EBUSY) => "the device has as many queues as it allows (64)",
-            (Ioctl::Submit, EBUSY) => "every hardware queue stayed busy for 10 s",
+            (Ioctl::Submit, EBUSY) => "the queue's ring stayed full for 5 s",
             (Ioctl::BoInfo, EINVAL) => "non-zero pad",
             (Ioctl::BoMmapOffset, EINVAL) => {
                 "the buffer is not CPU_VISIBLE, is an import of another device's or exporter's \

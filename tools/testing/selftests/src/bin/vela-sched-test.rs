@@ -16,7 +16,7 @@
 //! 5. No starvation: as many child processes as there are hardware queues keep their rings
 //!    busy for 14 s (two long jobs in flight at all times); a SUBMIT from another queue
 //!    still runs within 5 s, because holders yield after a timeslice while others wait.
-//!    Without the timeslice it would wait 10 s and fail with EBUSY.
+//!    Without the timeslice it would wait until they stop.
 
 use std::time::Duration;
 
