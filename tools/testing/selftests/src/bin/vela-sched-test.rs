@@ -17,6 +17,8 @@
 //!    busy for 14 s (two long jobs in flight at all times); a SUBMIT from another queue
 //!    still runs within 5 s, because holders yield after a timeslice while others wait.
 //!    Without the timeslice it would wait until they stop.
+//! 6. A queue destroyed while its job waits in the kernel (for another queue's long job, by
+//!    implicit sync): the job still runs afterwards.
 
 use std::time::Duration;
 
@@ -263,5 +265,53 @@ fn main() {
         .filter(|&ok| ok)
         .count();
     t.eq(ok, hw_queues, "5: the busy children's jobs all complete");
+
+    // 6. QUEUE_DESTROY with a job waiting in the kernel.
+    let buf = Buffer::create(&dev, 2 * BIG, flags);
+    let (Ok(buf), Ok(qa), Ok(qb)) = (buf, Queue::create(&vms[0]), Queue::create(&vms[0])) else {
+        t.check(
+            false,
+            "6: a buffer and two queues",
+            "BO_CREATE or QUEUE_CREATE failed",
+        );
+        t.finish()
+    };
+    let Ok(bb) = vms[0].bind_auto(&buf, Access::READ_WRITE) else {
+        t.check(false, "6: bind", "VM_BIND failed");
+        t.finish()
+    };
+    let long: Vec<Command> = (0..512u32)
+        .map(|k| Command::fill(bb.va(), k, BIG))
+        .collect();
+    let ja = qa.submit(&long).map(|j| j.seqno());
+    // Same VM: the job depends on the long job's fence in the buffers' reservation objects.
+    let jb = qb
+        .submit(&[Command::fill(bb.at(BIG), 0x600d_0006, PAGE)])
+        .map(|j| j.seqno());
+    let waiting = jb
+        .as_ref()
+        .map(|&s| matches!(qb.wait_seqno(s, Duration::ZERO), Ok(WaitStatus::TimedOut)));
+    t.check(
+        ja.is_ok() && matches!(waiting, Ok(true)),
+        "6: a job waits in the kernel for another queue's long job",
+        format_args!("{ja:?} {waiting:?}"),
+    );
+    drop(qb);
+    let r = ja.map(|s| qa.wait_seqno(s, T));
+    t.check(
+        r.is_ok(),
+        "6: the long job completes",
+        format_args!("{r:?}"),
+    );
+    let read = || buf.map().ok()?.read_u32(BIG as usize).ok();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while read() != Some(0x600d_0006) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.eq(
+        read(),
+        Some(0x600d_0006),
+        "6: the destroyed queue's waiting job ran anyway",
+    );
     t.finish()
 }
