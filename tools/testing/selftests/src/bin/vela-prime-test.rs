@@ -577,6 +577,31 @@ fn revoke(t: &mut Tap, topo: &P2pTopology) -> bool {
         format_args!("{:?}", c_side.as_ref().err()),
     );
 
+    // And a job of A's own that waits in the kernel (by implicit sync, for a long job of
+    // another queue of its VM) when A goes: unbind fails it rather than wait for it.
+    let a_vm = s(Vm::create(&a));
+    let a_big = s(Buffer::create(&a, 1 << 20, BufferFlags::VRAM));
+    let a_side = match (&a_vm, &a_big) {
+        (Ok(vm), Ok(big)) => (|| {
+            let q1 = s(Queue::create(vm))?;
+            let q2 = s(Queue::create(vm))?;
+            let b = s(vm.bind_auto(big, Access::READ_WRITE))?;
+            let long: Vec<Command> = (0..1000u32)
+                .map(|k| Command::fill(b.va(), k, 1 << 20))
+                .collect();
+            s(q1.submit(&long))?;
+            let j = s(q2.submit(&[Command::fill(b.va(), 1, 4096)]))?.seqno();
+            let waiting = matches!(q2.wait_seqno(j, Duration::ZERO), Ok(WaitStatus::TimedOut));
+            Ok::<_, String>((waiting, q2, q1, b))
+        })(),
+        _ => Err("A's VM or buffer".to_string()),
+    };
+    t.check(
+        matches!(a_side, Ok((true, ..))),
+        "6: A has a job waiting in the kernel",
+        format_args!("{:?}", a_side.as_ref().map(|x| x.0)),
+    );
+
     let r = write_driver("unbind", &topo.a.bdf);
     if !t.check(
         r.is_ok() && topo.a.node().is_err(),
