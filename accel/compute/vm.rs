@@ -855,4 +855,33 @@ mod tests {
         assert_eq!(check_bind(0, 0, 0x1000, uapi::DRM_VELA_BIND_WRITE, 0x1000), Err(EINVAL));
         assert_eq!(check_bind(0, 0, 0x1000, RW | 4, 0x1000), Err(EINVAL));
     }
+
+    #[test]
+    fn failure_record() {
+        let mut l = Lease {
+            hw: None,
+            last: 40,
+            on_hw: 40,
+            base: 0,
+            retired: 40,
+            failed: KVec::new(),
+            since: Instant::now(),
+            yielded: false,
+            wants_hw: false,
+        };
+        record_failure(&mut l, 3, 5);
+        record_failure(&mut l, 9, 9);
+        assert!(failed_in(&l, 3) && failed_in(&l, 5) && failed_in(&l, 9));
+        assert!(!failed_in(&l, 2) && !failed_in(&l, 6) && !failed_in(&l, 10));
+        assert_eq!(retired_outcome(&l, 4), Err(EIO));
+        assert_eq!(retired_outcome(&l, 8), Ok(()));
+        // Only the newest ranges are kept.
+        let kept = RETIRED_FAILURES_KEPT as u64;
+        for k in 0..kept {
+            record_failure(&mut l, 100 + k, 100 + k);
+        }
+        assert_eq!(l.failed.len(), RETIRED_FAILURES_KEPT);
+        assert!(!failed_in(&l, 3));
+        assert!(failed_in(&l, 100) && failed_in(&l, 100 + kept - 1));
+    }
 }
