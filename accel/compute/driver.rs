@@ -43,6 +43,7 @@ impl drm::Driver for VelaDriver {
     const INFO: drm::DriverInfo = INFO;
     const FEAT_COMPUTE_ACCEL: bool = true;
     const FEAT_SYNCOBJ: bool = true;
+    const FEAT_GEM_GPUVA: bool = true;
     // Open files pin vela.ko: rmmod fails with EBUSY while one is open.
     const OWNER: Option<&'static kernel::ThisModule> = Some(&crate::THIS_MODULE);
 

@@ -161,7 +161,7 @@ impl File {
         if args.flags != 0 {
             return Err(EINVAL);
         }
-        let vm = Vm::new(dev.core.clone())?;
+        let vm = Vm::new(dev)?;
         args.vm_id = insert(&mut Self::objects(file).vms, vm)?;
         Ok(0)
     }

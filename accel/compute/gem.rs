@@ -24,7 +24,7 @@ use kernel::{
 
 use super::{
     driver::{VelaDevice, VelaDriver},
-    vm::Binds,
+    vm,
 };
 use crate::{
     hw::{
@@ -86,7 +86,6 @@ pub(crate) struct LocalState {
 /// A buffer's own memory. Guarded by the buffer's reservation lock.
 pub(crate) struct Local {
     state: UnsafeCell<LocalState>,
-    pub(crate) binds: Binds,
     /// For leaving the eviction list (`Core::evictable`) when the buffer goes.
     core: Arc<Core>,
     /// The buffer's key in that list.
@@ -129,6 +128,9 @@ pub(crate) enum Backing {
     Local(Local),
     /// Another exporter's dma-buf, reached through a mapping made for this device.
     Import(Pin<KBox<DynamicAttachment<ImportState>>>),
+    /// Nothing: the object is a VM's reservation object (gpuvm's `r_obj`), never seen by
+    /// userspace.
+    Resv,
 }
 
 /// Driver data of a GEM object.
@@ -143,15 +145,36 @@ pub(crate) struct VelaObject {
 pub(crate) struct BoArgs {
     pub(crate) flags: u32,
     pub(crate) import: Option<Pin<KBox<DynamicAttachment<ImportState>>>>,
+    /// A VM's reservation object ([`Backing::Resv`]).
+    pub(crate) resv_only: bool,
 }
 
 /// The exports of the driver: dma-bufs whose `ops` are these are this driver's own.
 static VELA_DMABUF_OPS: gem::DmabufOps<VelaObject> = gem::DmabufOps::new();
 
-/// An imported buffer's state: where it is bound, so that an invalidation can remove those
-/// page table entries.
+/// An imported buffer's state: the GEM object it belongs to, so that an invalidation can
+/// find the object's binds (its gpuvm mappings) and remove their page table entries.
 pub(crate) struct ImportState {
-    pub(crate) binds: Binds,
+    /// Set once the object exists, cleared in `DriverObject::release` before the object is
+    /// released; guarded by the dma-buf's reservation lock. Holds no reference: the object
+    /// owns the attachment.
+    obj: UnsafeCell<*const gem::Object<VelaObject>>,
+}
+
+// SAFETY: The pointer is only read and written under the dma-buf's reservation lock, from
+// whichever thread holds it, and points to a `Sync` object.
+unsafe impl Send for ImportState {}
+// SAFETY: See above.
+unsafe impl Sync for ImportState {}
+
+impl ImportState {
+    /// Sets or clears the object; `locked` is the dma-buf's reservation lock.
+    fn set(attach: &DynamicAttachment<Self>, locked: &ResvLocked<'_>, obj: *const gem::Object<VelaObject>) {
+        if core::ptr::eq(locked.resv(), attach.buf().resv()) {
+            // SAFETY: The reservation lock is held (checked), which serializes every access.
+            unsafe { *attach.data().obj.get() = obj };
+        }
+    }
 }
 
 impl Importer for ImportState {
@@ -159,18 +182,15 @@ impl Importer for ImportState {
         // Jobs of this device that use the buffer finish first where they can: their fences
         // are in the shared reservation object.
         let _ = locked.resv().wait(Usage::Bookkeep, false, msecs_to_jiffies(IDLE_WAIT_MS));
-        attach.data().binds.unmap_all(attach.buf().resv(), locked);
-        attach.unmap(locked);
-    }
-}
-
-impl VelaObject {
-    /// Where the buffer is bound.
-    pub(crate) fn binds(&self) -> &Binds {
-        match &self.backing {
-            Backing::Local(l) => &l.binds,
-            Backing::Import(a) => &a.data().binds,
+        // SAFETY: The exporter calls this with the dma-buf's reservation lock held, which
+        // guards the pointer.
+        let obj = unsafe { *attach.data().obj.get() };
+        if !obj.is_null() {
+            // SAFETY: Set, so the object is not released yet (`release` clears it under the
+            // lock held here first), and its memory is valid.
+            vm::unmap_everywhere(unsafe { &*obj }, locked);
         }
+        attach.unmap(locked);
     }
 }
 
@@ -201,6 +221,7 @@ impl gem::DriverObject for VelaObject {
     ) -> impl PinInit<Self, Error> {
         let backing = match args.import {
             Some(attach) => Ok(Backing::Import(attach)),
+            None if args.resv_only => Ok(Backing::Resv),
             None => {
                 let store = if args.flags & uapi::DRM_VELA_BO_VRAM == 0 {
                     SysBacking::new(&dev.core, size).map(Store::System)
@@ -225,7 +246,6 @@ impl gem::DriverObject for VelaObject {
                             export: None,
                             bus: None,
                         }),
-                        binds: Binds::new(),
                         core: dev.core.clone(),
                         evict_id,
                     })
@@ -423,9 +443,24 @@ impl gem::DriverObject for VelaObject {
     }
 
     fn import(dev: &VelaDevice, buf: &DmaBuf) -> Result<ARef<gem::Object<Self>>> {
-        let state = ImportState { binds: Binds::new() };
+        let state = ImportState { obj: UnsafeCell::new(core::ptr::null()) };
         let attach = DynamicAttachment::new(buf, dev.core.pdev.as_ref(), state)?;
-        gem::Object::<Self>::new_imported(dev, buf, BoArgs { flags: 0, import: Some(attach) })
+        let obj = gem::Object::<Self>::new_imported(dev, buf, BoArgs { flags: 0, import: Some(attach), resv_only: false })?;
+        if let Backing::Import(attach) = &obj.backing {
+            let g = obj.resv().lock()?;
+            ImportState::set(attach, &g, &*obj);
+        }
+        Ok(obj)
+    }
+
+    fn release<Ctx: DeviceContext>(obj: &gem::Object<Self, Ctx>) {
+        if let Backing::Import(attach) = &obj.backing {
+            // The exporter's invalidations stop looking at the object, which is about to be
+            // released. The lock cannot fail without an acquire context.
+            if let Ok(g) = obj.resv().lock() {
+                ImportState::set(attach, &g, core::ptr::null());
+            }
+        }
     }
 }
 
@@ -504,7 +539,7 @@ pub(crate) fn migrate(obj: &gem::Object<VelaObject>, locked: &ResvLocked<'_>, to
         // Its bus addresses are the old place's. Importers holding it were told to unmap.
         st.bus = None;
         let (runs, in_vram) = st.store.runs()?;
-        if let Err(e) = local.binds.remap_all(resv, locked, &runs, in_vram) {
+        if let Err(e) = vm::remap_everywhere(obj, locked, &runs, in_vram) {
             // Put the old place back: the binds still point at it.
             st.store = old;
             return Err(e);
@@ -574,7 +609,7 @@ pub(crate) fn wants_vram(obj: &gem::Object<VelaObject>, locked: &ResvLocked<'_>)
         Backing::Local(local) => local
             .with(obj.resv(), locked, |st| st.moved && st.sys_maps == 0 && st.pins == 0)
             .unwrap_or(false),
-        Backing::Import(_) => false,
+        Backing::Import(_) | Backing::Resv => false,
     }
 }
 
@@ -645,10 +680,10 @@ impl VelaObject {
         let bytes = size.next_multiple_of(vram::PAGE);
         let size = usize::try_from(bytes).map_err(|_| EINVAL)?;
         let in_vram = flags & uapi::DRM_VELA_BO_VRAM != 0;
-        let obj = match gem::Object::<Self>::new(dev, size, BoArgs { flags, import: None }) {
+        let obj = match gem::Object::<Self>::new(dev, size, BoArgs { flags, import: None, resv_only: false }) {
             Err(e) if e == ENOMEM && in_vram => {
                 evict(dev, bytes);
-                gem::Object::<Self>::new(dev, size, BoArgs { flags, import: None })?
+                gem::Object::<Self>::new(dev, size, BoArgs { flags, import: None, resv_only: false })?
             }
             r => r?,
         };
@@ -662,10 +697,16 @@ impl VelaObject {
         Ok(obj)
     }
 
+    /// A VM's reservation object: a GEM object with nothing behind it, for gpuvm.
+    pub(crate) fn resv_object(dev: &VelaDevice) -> Result<ARef<gem::Object<Self>>> {
+        gem::Object::<Self>::new(dev, PAGE_SIZE, BoArgs { flags: 0, import: None, resv_only: true })
+    }
+
     /// The buffer's placement, as BO_INFO reports it.
     pub(crate) fn placement(obj: &gem::Object<Self>) -> Result<u32> {
         match &obj.backing {
             Backing::Import(_) => Ok(uapi::DRM_VELA_PLACEMENT_IMPORTED),
+            Backing::Resv => Err(EINVAL),
             Backing::Local(local) => {
                 let g = obj.resv().lock()?;
                 local.with(obj.resv(), &g, |st| match st.store {

@@ -2,8 +2,9 @@
 
 //! GPU virtual address spaces and the queues that run in them.
 //!
-//! A [`Vm`] owns one MMU context and its page tables; what is bound into it is all a job on
-//! one of its queues can reach. A [`UserQueue`] owns one hardware queue while it exists.
+//! A [`Vm`] owns one MMU context and its page tables, and a `drm_gpuvm` of what is bound
+//! into it, which is all a job on one of its queues can reach (`Documentation/driver.rst`,
+//! GPU address spaces). A [`UserQueue`] holds a hardware queue while it has one.
 
 use kernel::{
     drm::gem::{self, BaseObject},
@@ -15,12 +16,16 @@ use kernel::{
 
 use super::gem::{self as vgem, Backing, ImportState, VelaObject};
 use super::sched::Sched;
-use core::cell::UnsafeCell;
 use kernel::{
     dma_buf::DynamicAttachment,
+    drm::gpuvm::{
+        DriverGpuVm, GpuVaAlloc, GpuVm, OpMap, OpMapRequest, OpMapped, OpRemap, OpRemapped, OpUnmap, OpUnmapped,
+        UniqueRefGpuVm,
+    },
     dma_fence::{Fence, FenceContext, RawFence},
-    dma_resv::{DmaResv, ResvLocked, Usage},
+    dma_resv::{ResvLocked, Usage},
 };
+use super::driver::{VelaDevice, VelaDriver};
 use crate::{
     hw::{
         mmu::{self, PageTables},
@@ -31,77 +36,173 @@ use crate::{
     uapi,
 };
 
-/// One bind: a range of a buffer mapped at a VA. The buffer stays alive while it is bound.
-struct Binding {
-    va: u64,
-    size: u64,
-    _bo: ARef<gem::Object<VelaObject>>,
+/// A VM's page tables and MMU context. Shared with the VM's `drm_gpuvm_bo`s, so that a
+/// buffer that moves can rewrite its page table entries in every VM it is bound in without
+/// going through the VM's lock; the context is given back once the VM and every such
+/// reference are gone.
+#[pin_data(PinnedDrop)]
+pub(crate) struct Space {
+    core: Arc<Core>,
+    context: u32,
+    /// The innermost lock: taken under the VM's and the buffers' reservation locks.
+    #[pin]
+    pt: Mutex<PageTables>,
 }
 
-/// One bind, as the buffer remembers it so that a move or an invalidation can rewrite or
-/// remove the page table entries. `vm` is valid while the entry exists: a VM removes its
-/// entries (under the buffer's reservation lock) before it is freed.
-struct BufBind {
-    vm: *const Vm,
+#[pinned_drop]
+impl PinnedDrop for Space {
+    fn drop(self: Pin<&mut Self>) {
+        // The device stops using the context before its page tables (`pt`) are freed.
+        self.core.put_context(self.context);
+    }
+}
+
+impl Space {
+    /// Maps `[bo_offset, bo_offset + size)` of the buffer whose storage is `runs` (addresses
+    /// and lengths in buffer order; VRAM offsets if `in_vram`, else bus addresses) at `va`.
+    /// All or nothing. Entries that were already there stay cached until `invalidate`.
+    fn map(&self, runs: &[(u64, u64)], in_vram: bool, va: u64, bo_offset: u64, size: u64, pte_flags: u64) -> Result {
+        let mut pt = self.pt.lock();
+        let mut pos = 0u64;
+        let mut mapped = 0u64;
+        let mut res = Ok(());
+        for &(addr, len) in runs {
+            let run_end = pos + len;
+            if run_end > bo_offset && mapped < size {
+                let skip = bo_offset.saturating_sub(pos);
+                let n = (len - skip).min(size - mapped);
+                if let Err(e) = pt.map(&self.core, va + mapped, addr + skip, n, pte_flags, in_vram) {
+                    res = Err(e);
+                    break;
+                }
+                mapped += n;
+            }
+            pos = run_end;
+        }
+        if res.is_ok() && mapped != size {
+            res = Err(EINVAL);
+        }
+        if res.is_err() {
+            // Take back what was mapped so far: no half-done bind.
+            let _ = pt.unmap(&self.core, va, mapped);
+            let _ = self.core.invalidate(self.context);
+        }
+        res
+    }
+
+    /// Removes the entries of `[va, va + size)`, and the cached translations of them.
+    fn unmap(&self, va: u64, size: u64) -> Result {
+        let r = self.pt.lock().unmap(&self.core, va, size);
+        // The device must not use a cached translation to the buffer once it is unbound.
+        self.core.invalidate(self.context)?;
+        r
+    }
+}
+
+/// A VM's `drm_gpuvm` data: where its steps write.
+pub(crate) struct VaSpace {
+    space: Arc<Space>,
+}
+
+/// What a VM_BIND or VM_UNBIND step needs beyond the VM: the buffer's storage and access
+/// flags for a map, and the preallocated `drm_gpuva`.
+pub(crate) struct Step<'a> {
+    runs: &'a [(u64, u64)],
+    in_vram: bool,
+    pte_flags: u64,
+    va: Option<GpuVaAlloc<VaSpace>>,
+    /// The VM is going away: its page tables are freed with it, so unmaps skip them.
+    teardown: bool,
+}
+
+impl DriverGpuVm for VaSpace {
+    type Driver = VelaDriver;
+    type Object = gem::Object<VelaObject>;
+    /// The page table entry flags of the mapping, for rewriting it when the buffer moves.
+    type VaData = u64;
+    /// The VM's page tables, reached from the buffer's side.
+    type VmBoData = Arc<Space>;
+    type SmContext<'ctx> = Step<'ctx>;
+
+    fn sm_step_map<'op, 'ctx>(&mut self, op: OpMap<'op, Self>, step: &mut Step<'ctx>) -> Result<OpMapped<'op, Self>> {
+        let va = step.va.take().ok_or(EINVAL)?;
+        self.space.map(step.runs, step.in_vram, op.addr(), op.gem_offset(), op.length(), step.pte_flags)?;
+        Ok(op.insert(va, step.pte_flags))
+    }
+
+    fn sm_step_unmap<'op, 'ctx>(&mut self, op: OpUnmap<'op, Self>, step: &mut Step<'ctx>) -> Result<OpUnmapped<'op, Self>> {
+        if !step.teardown {
+            self.space.unmap(op.va().addr(), op.va().length())?;
+        }
+        let (done, _removed) = op.remove();
+        Ok(done)
+    }
+
+    fn sm_step_remap<'op, 'ctx>(&mut self, _op: OpRemap<'op, Self>, _step: &mut Step<'ctx>) -> Result<OpRemapped<'op, Self>> {
+        // VM_BIND refuses overlaps and VM_UNBIND takes whole mappings, so nothing is ever
+        // split.
+        Err(EINVAL)
+    }
+}
+
+/// One bind of a buffer, as a move needs it.
+struct BindAt {
+    space: Arc<Space>,
     va: u64,
     size: u64,
     bo_offset: u64,
     pte_flags: u64,
 }
 
-/// Where a buffer is bound. Only touched with the buffer's reservation lock held.
-pub(crate) struct Binds(UnsafeCell<KVec<BufBind>>);
-
-// SAFETY: The list and the VMs it points to are only used under the buffer's reservation lock,
-// from whichever thread holds it; the VMs are `Sync`.
-unsafe impl Send for Binds {}
-// SAFETY: See above.
-unsafe impl Sync for Binds {}
-
-impl Binds {
-    pub(crate) fn new() -> Self {
-        Self(UnsafeCell::new(KVec::new()))
+/// Every bind of `bo`, in every VM. `locked` is `bo`'s reservation lock, under which binds of
+/// it are made and removed, so the list stays true while it is held.
+fn binds_of(bo: &gem::Object<VelaObject>, locked: &ResvLocked<'_>) -> Result<KVec<BindAt>> {
+    if !core::ptr::eq(locked.resv(), bo.resv()) {
+        return Err(EINVAL);
     }
+    let mut out = KVec::new();
+    let mut res = Ok(());
+    // SAFETY: Vela maps its buffers only in `GpuVm<VaSpace>`s (`Vm::new`).
+    unsafe {
+        GpuVm::<VaSpace>::for_each_va_of(bo, |va| {
+            if res.is_ok() {
+                let b = BindAt {
+                    space: va.vm_bo().data().clone(),
+                    va: va.addr(),
+                    size: va.length(),
+                    bo_offset: va.gem_offset(),
+                    pte_flags: *va.data(),
+                };
+                res = out.push(b, GFP_KERNEL).map_err(Error::from);
+            }
+        })
+    };
+    res.map(|()| out)
+}
 
-    /// Runs `f` on the list; `locked` must be the lock of `resv`, the buffer's reservation
-    /// object.
-    fn with<R>(&self, resv: &DmaResv, locked: &ResvLocked<'_>, f: impl FnOnce(&mut KVec<BufBind>) -> R) -> Result<R> {
-        if !core::ptr::eq(locked.resv(), resv) {
-            return Err(EINVAL);
+/// Removes every page table entry of the buffer, in every VM (the exporter is moving or
+/// revoking it). The binds stay: the next job on a VM maps the buffer again.
+pub(crate) fn unmap_everywhere(bo: &gem::Object<VelaObject>, locked: &ResvLocked<'_>) {
+    if let Ok(binds) = binds_of(bo, locked) {
+        for b in binds.iter() {
+            let _ = b.space.unmap(b.va, b.size);
         }
-        // SAFETY: The buffer's reservation lock is held (checked above) and serializes every
-        // access; `f` gets the only reference.
-        Ok(f(unsafe { &mut *self.0.get() }))
     }
+}
 
-    /// Removes every page table entry of the buffer, in every VM (the exporter is moving or
-    /// revoking it). The binds stay: the next job on a VM maps the buffer again.
-    pub(crate) fn unmap_all(&self, resv: &DmaResv, locked: &ResvLocked<'_>) {
-        let _ = self.with(resv, locked, |list| {
-            for b in list.iter() {
-                // SAFETY: Entries point to live VMs (see `BufBind`); the lock is held.
-                let vm = unsafe { &*b.vm };
-                let mut inner = vm.inner.lock();
-                let _ = inner.pt.unmap(&vm.core, b.va, b.size);
-                let _ = vm.core.invalidate(vm.context);
-            }
-        });
+/// Points every bind of the buffer, in every VM, at its storage `runs`.
+pub(crate) fn remap_everywhere(
+    bo: &gem::Object<VelaObject>,
+    locked: &ResvLocked<'_>,
+    runs: &[(u64, u64)],
+    in_vram: bool,
+) -> Result {
+    for b in binds_of(bo, locked)?.iter() {
+        b.space.map(runs, in_vram, b.va, b.bo_offset, b.size, b.pte_flags)?;
+        // The old translations must not outlive the old place.
+        b.space.core.invalidate(b.space.context)?;
     }
-
-    /// Points every bind at the buffer's new `runs`, in every VM, and drops the VMs' cached
-    /// translations of the old ones.
-    pub(crate) fn remap_all(&self, resv: &DmaResv, locked: &ResvLocked<'_>, runs: &[(u64, u64)], in_vram: bool) -> Result {
-        self.with(resv, locked, |list| -> Result {
-            for b in list.iter() {
-                // SAFETY: Entries point to live VMs (see `BufBind`); the lock is held.
-                let vm = unsafe { &*b.vm };
-                let mut inner = vm.inner.lock();
-                vm.write_ptes(&mut inner, runs, in_vram, b.va, b.bo_offset, b.size, b.pte_flags)?;
-                vm.core.invalidate(vm.context)?;
-            }
-            Ok(())
-        })?
-    }
+    Ok(())
 }
 
 /// The DMA ranges of an import's mapping, each a whole number of pages.
@@ -123,20 +224,26 @@ fn bo_runs(bo: &gem::Object<VelaObject>, locked: &ResvLocked<'_>) -> Result<(KVe
     match &bo.backing {
         Backing::Local(local) => local.with(bo.resv(), locked, |st| st.store.runs())?,
         Backing::Import(attach) => Ok((import_runs(attach, locked)?, false)),
+        Backing::Resv => Err(EINVAL),
     }
 }
 
 struct VmInner {
-    pt: PageTables,
-    bindings: KVec<Binding>,
+    /// The VM's mappings. Lock order: after the buffers' reservation locks, before the
+    /// page tables' lock; no reservation lock is taken under it (gpuvm takes the VM's own
+    /// to add a buffer, in `obtain`, and to free unused `drm_gpuvm_bo`s).
+    gpuvm: UniqueRefGpuVm<VaSpace>,
     /// Queues created on this VM and not destroyed yet.
     queues: u32,
 }
 
+/// A GPU address space: its mappings are a `drm_gpuvm` whose steps write the page tables.
 #[pin_data(PinnedDrop)]
 pub(crate) struct Vm {
-    core: Arc<Core>,
+    space: Arc<Space>,
     pub(crate) context: u32,
+    /// For what gpuvm does outside the VM's lock (`obtain`, `deferred_cleanup`).
+    shared: ARef<GpuVm<VaSpace>>,
     #[pin]
     inner: Mutex<VmInner>,
 }
@@ -169,105 +276,97 @@ pub(crate) fn check_bind(va: u64, bo_offset: u64, size: u64, flags: u32, bo_size
 }
 
 impl Vm {
-    pub(crate) fn new(core: Arc<Core>) -> Result<Arc<Self>> {
+    pub(crate) fn new(dev: &VelaDevice) -> Result<Arc<Self>> {
+        let core = dev.core.clone();
         let pt = PageTables::new(&core)?;
         let context = core.take_context(pt.root_dpa())?;
+        let space: Arc<Space> = Arc::pin_init(
+            pin_init!(Space { core: dev.core.clone(), context, pt <- new_mutex!(pt) }),
+            GFP_KERNEL,
+        )
+        .inspect_err(|_| core.put_context(context))?;
+        // The VM's reservation object, which gpuvm needs to guard its list of the buffers
+        // bound in it. Every buffer has its own, so to gpuvm every buffer is external.
+        let r_obj = VelaObject::resv_object(dev)?;
+        let gpuvm = GpuVm::new::<Error, _>(
+            c"vela-vm",
+            dev,
+            &*r_obj,
+            0..mmu::KERNEL_VA_BASE,
+            0..0,
+            VaSpace { space: space.clone() },
+        )?;
+        let shared = ARef::from(&*gpuvm);
         Arc::pin_init(
             try_pin_init!(Self {
-                core,
+                space,
                 context,
-                inner <- new_mutex!(VmInner { pt, bindings: KVec::new(), queues: 0 }),
+                shared,
+                inner <- new_mutex!(VmInner { gpuvm, queues: 0 }),
             }),
             GFP_KERNEL,
         )
     }
 
-    /// Maps `[bo_offset, bo_offset + size)` of the buffer whose storage is `runs` (addresses
-    /// and lengths in buffer order; VRAM offsets if `in_vram`, else bus addresses) at `va`.
-    /// All or nothing.
-    fn write_ptes(
-        &self,
-        inner: &mut VmInner,
-        runs: &[(u64, u64)],
-        in_vram: bool,
-        va: u64,
-        bo_offset: u64,
-        size: u64,
-        pte_flags: u64,
-    ) -> Result {
-        let mut pos = 0u64;
-        let mut mapped = 0u64;
-        for &(addr, len) in runs {
-            let run_end = pos + len;
-            if run_end > bo_offset && mapped < size {
-                let skip = bo_offset.saturating_sub(pos);
-                let n = (len - skip).min(size - mapped);
-                if let Err(e) = inner.pt.map(&self.core, va + mapped, addr + skip, n, pte_flags, in_vram) {
-                    // Take back what was mapped so far: no half-done bind.
-                    let _ = inner.pt.unmap(&self.core, va, mapped);
-                    let _ = self.core.invalidate(self.context);
-                    return Err(e);
-                }
-                mapped += n;
-            }
-            pos = run_end;
-        }
-        if mapped != size {
-            let _ = inner.pt.unmap(&self.core, va, mapped);
-            let _ = self.core.invalidate(self.context);
-            return Err(EINVAL);
-        }
-        Ok(())
-    }
-
     /// Maps `[bo_offset, bo_offset + size)` of `bo` at `va`.
     pub(crate) fn bind(&self, bo: ARef<gem::Object<VelaObject>>, va: u64, bo_offset: u64, size: u64, flags: u32) -> Result {
         check_bind(va, bo_offset, size, flags, u64::try_from(bo.size())?)?;
+        if matches!(bo.backing, Backing::Resv) {
+            return Err(EINVAL);
+        }
         let mut pte_flags = mmu::READ;
         if flags & uapi::DRM_VELA_BIND_WRITE != 0 {
             pte_flags |= mmu::WRITE;
         }
-        let end = va + size;
-        // Lock order: the buffer's reservation lock, then the VM's. Under it the buffer
-        // cannot move, so the PTEs and the buffer's list of binds agree.
-        let resv = bo.resv();
-        let guard = resv.lock()?;
-        let (runs, in_vram) = bo_runs(&bo, &guard)?;
-        bo.binds().with(resv, &guard, |l| l.reserve(1, GFP_KERNEL))??;
-        let mut inner = self.inner.lock();
-        if inner.bindings.iter().any(|b| va < b.va + b.size && b.va < end) {
-            return Err(EEXIST);
-        }
-        inner.bindings.reserve(1, GFP_KERNEL)?;
-        self.write_ptes(&mut inner, &runs, in_vram, va, bo_offset, size, pte_flags)?;
-        inner.bindings.push(Binding { va, size, _bo: bo.clone() }, GFP_KERNEL)?;
-        drop(inner);
-        let entry = BufBind { vm: self, va, size, bo_offset, pte_flags };
-        bo.binds().with(resv, &guard, |l| l.push(entry, GFP_KERNEL))??;
-        Ok(())
+        // Before any lock: it takes the VM's reservation lock.
+        let vm_bo = self.shared.obtain(&bo, self.space.clone())?;
+        let va_alloc = GpuVaAlloc::new(GFP_KERNEL)?;
+        let res = (|| -> Result {
+            // Under the buffer's reservation lock the buffer cannot move, and binds of it are
+            // made and removed only under it: its PTEs and its list of mappings agree.
+            let resv = bo.resv();
+            let guard = resv.lock()?;
+            let (runs, in_vram) = bo_runs(&bo, &guard)?;
+            let mut inner = self.inner.lock();
+            if inner.gpuvm.find_first(va, size).is_some() {
+                return Err(EEXIST);
+            }
+            let mut step = Step { runs: &runs, in_vram, pte_flags, va: Some(va_alloc), teardown: false };
+            inner.gpuvm.sm_map(OpMapRequest {
+                addr: va,
+                range: size,
+                gem_offset: bo_offset,
+                vm_bo: &vm_bo,
+                context: &mut step,
+            })
+        })();
+        // A failed bind leaves an unused `drm_gpuvm_bo`; it goes here, with no lock held.
+        drop(vm_bo);
+        self.shared.deferred_cleanup();
+        res
     }
 
     /// Removes the mapping that is exactly `[va, va + size)`.
     pub(crate) fn unbind(&self, va: u64, size: u64) -> Result {
-        let bo = {
+        let bo: ARef<gem::Object<VelaObject>> = {
             let inner = self.inner.lock();
-            let b = inner.bindings.iter().find(|b| b.va == va && b.size == size).ok_or(ENOENT)?;
-            b._bo.clone()
+            ARef::from(inner.gpuvm.find(va, size).ok_or(ENOENT)?.obj())
         };
-        // The buffer's list of binds changes too, under its reservation lock, which comes
-        // before the VM's lock.
-        let resv = bo.resv();
-        let guard = resv.lock()?;
-        let mut inner = self.inner.lock();
-        let i = inner.bindings.iter().position(|b| b.va == va && b.size == size).ok_or(ENOENT)?;
-        inner.pt.unmap(&self.core, va, size)?;
-        // The device must not use a cached translation to the buffer once its reference goes.
-        self.core.invalidate(self.context)?;
-        inner.bindings.remove(i)?;
-        drop(inner);
-        let me: *const Vm = self;
-        let _ = bo.binds().with(resv, &guard, |l| l.retain(|b: &mut BufBind| !(core::ptr::eq(b.vm, me) && b.va == va && b.size == size)));
-        Ok(())
+        let res = (|| -> Result {
+            let _guard = bo.resv().lock()?;
+            let mut inner = self.inner.lock();
+            // Another unbind may have been first.
+            match inner.gpuvm.find(va, size) {
+                Some(m) if core::ptr::eq(m.obj(), &*bo) => {}
+                _ => return Err(ENOENT),
+            }
+            let mut step = Step { runs: &[], in_vram: false, pte_flags: 0, va: None, teardown: false };
+            inner.gpuvm.sm_unmap(va, size, &mut step)
+        })();
+        // The mapping's reference to the buffer goes here, and then ours (`bo`), which may be
+        // the last: both with no lock held.
+        self.shared.deferred_cleanup();
+        res
     }
 
     /// Before a job of this VM runs: maps again the imported buffers whose mappings the
@@ -292,13 +391,14 @@ impl Vm {
                         Err(e) if e == ENODEV => continue,
                         Err(e) => return Err(e),
                     };
-                    bo.binds().remap_all(resv, &guard, &runs, false)?;
+                    remap_everywhere(bo, &guard, &runs, false)?;
                 }
                 Backing::Local(_) => {
                     if vgem::wants_vram(bo, &guard) {
                         let _ = vgem::migrate(bo, &guard, true);
                     }
                 }
+                Backing::Resv => {}
             }
         }
         Ok(())
@@ -312,30 +412,42 @@ impl Vm {
     pub(crate) fn bound_objects(&self) -> Result<KVec<ARef<gem::Object<VelaObject>>>> {
         let inner = self.inner.lock();
         let mut out: KVec<ARef<gem::Object<VelaObject>>> = KVec::new();
-        for b in inner.bindings.iter() {
-            if !out.iter().any(|o| core::ptr::eq(&**o, &*b._bo)) {
-                out.push(b._bo.clone(), GFP_KERNEL)?;
+        let mut res = Ok(());
+        inner.gpuvm.for_each_va(|m| {
+            let obj = m.obj();
+            if res.is_ok() && !out.iter().any(|o| core::ptr::eq(&**o, obj)) {
+                res = out.push(ARef::from(obj), GFP_KERNEL).map_err(Error::from);
             }
-        }
-        Ok(out)
+        });
+        res.map(|()| out)
     }
 }
 
 #[pinned_drop]
 impl PinnedDrop for Vm {
     fn drop(self: Pin<&mut Self>) {
-        // Bound buffers forget this VM before it goes (their lists point to it).
-        if let Ok(bos) = self.bound_objects() {
-            let me: *const Vm = &*self;
-            for bo in bos.iter() {
-                if let Ok(g) = bo.resv().lock() {
-                    let _ = bo.binds().with(bo.resv(), &g, |l| l.retain(|b: &mut BufBind| !core::ptr::eq(b.vm, me)));
-                }
+        // Every mapping goes, each under its buffer's reservation lock (so that a move of the
+        // buffer, which rewrites its mappings, does not see it half gone). Every queue of the
+        // VM is stopped by now (each holds a reference to it), so the PTEs can stay: the page
+        // tables go with `space`.
+        loop {
+            let next = {
+                let inner = self.inner.lock();
+                inner.gpuvm.find_first(0, mmu::KERNEL_VA_BASE).map(|m| (ARef::from(m.obj()), m.addr(), m.length()))
+            };
+            let Some((bo, va, size)) = next else {
+                break;
+            };
+            let unmapped = bo.resv().lock().and_then(|_guard| {
+                let mut step = Step { runs: &[], in_vram: false, pte_flags: 0, va: None, teardown: true };
+                self.inner.lock().gpuvm.sm_unmap(va, size, &mut step)
+            });
+            self.shared.deferred_cleanup();
+            drop(bo);
+            if unmapped.is_err() {
+                break;
             }
         }
-        // Every queue of the VM is stopped by now (each holds a reference to it), so the
-        // context can go and, with it, the bindings' buffer references.
-        self.core.put_context(self.context);
     }
 }
 
@@ -457,11 +569,11 @@ impl UserQueue {
             let hw = core.queue(index)?;
             let fence = HwQueue::alloc_fence(core)?;
             let fence_va = fence_va(index);
-            self.vm.inner.lock().pt.map(core, fence_va, fence.1.vram_offset, PAGE, mmu::READ | mmu::WRITE, true)?;
+            self.vm.space.pt.lock().map(core, fence_va, fence.1.vram_offset, PAGE, mmu::READ | mmu::WRITE, true)?;
             // Not under the VM's lock: a queue's lock is taken before reservation locks (jobs
             // add their fences), which are taken before VM locks (invalidations).
             hw.start(core, self.vm.context, fence, fence_va).inspect_err(|_| {
-                let _ = self.vm.inner.lock().pt.unmap(core, fence_va, PAGE);
+                let _ = self.vm.space.pt.lock().unmap(core, fence_va, PAGE);
             })
         })();
         match started {
@@ -491,10 +603,7 @@ impl UserQueue {
                 record_failure(lease, base + lo, base + hi);
             }
         }
-        let mut inner = self.vm.inner.lock();
-        let _ = inner.pt.unmap(core, fence_va(index), PAGE);
-        let _ = core.invalidate(self.vm.context);
-        drop(inner);
+        let _ = self.vm.space.unmap(fence_va(index), PAGE);
         lease.hw = None;
         lease.retired = lease.on_hw;
     }

@@ -13,13 +13,19 @@
 //! 3. Reset revokes: a dynamic importer's mapping is invalidated when A resets after a hung
 //!    job, and maps again afterwards; B's peer-to-peer import of another of A's buffers
 //!    works after A's reset.
+//! 4. Every bind follows a move: a buffer bound twice in one VM (two `drm_gpuva`s of one
+//!    `drm_gpuvm_bo`) and once in another VM moves to system memory for a static importer
+//!    and back to VRAM after it; after each move the CPU writes new data at the new place,
+//!    and jobs in both VMs read it, and write, through every bind. A bind whose PTEs were
+//!    not rewritten would reach the old place. Destroying one VM leaves the other's bind of
+//!    the buffer working.
 //!
-//! Usage: vela-importer-test [CASE...] runs only the cases named (1 to 3).
+//! Usage: vela-importer-test [CASE...] runs only the cases named (1 to 4).
 
 use std::time::Duration;
 
 use vela_runtime::{
-    Access, Buffer, BufferFlags, Command, Device, Placement, Queue, Vm, WaitStatus,
+    Access, Buffer, BufferFlags, Command, Device, Placement, Queue, Vm, WaitStatus, VA_END,
 };
 use vela_selftests::{
     get,
@@ -352,6 +358,167 @@ fn case3_reset(t: &mut Tap, a: &PciDev, b: &PciDev) {
     );
 }
 
+/// The CPU writes `data` at the start of `bo`, wherever it is.
+fn write_bo(t: &mut Tap, bo: &Buffer<'_>, data: &[u8]) {
+    let r = s(bo.map()).and_then(|m| s(m.write(0, data)));
+    t.check(
+        r.is_ok(),
+        "4: the CPU writes new data",
+        format_args!("{r:?}"),
+    );
+}
+
+/// Case 4: a move rewrites every bind of the buffer, in every VM.
+fn case4_every_bind(t: &mut Tap, a: &PciDev) {
+    let Some(dev) = open(t, a, "A") else { return };
+    let half = LEN / 2;
+    let x = get!(
+        t,
+        vram_with(&dev, &pattern(41, LEN), BufferFlags::NONE),
+        "4: A buffer"
+    );
+    let sys = BufferFlags::CPU_VISIBLE;
+    let d1 = get!(
+        t,
+        s(Buffer::create(&dev, LEN, sys)),
+        "4: VM 1's destination"
+    );
+    let d2 = get!(
+        t,
+        s(Buffer::create(&dev, LEN, sys)),
+        "4: VM 2's destination"
+    );
+    let vm1 = get!(t, s(Vm::create(&dev)), "4: VM 1");
+    let vm2 = get!(t, s(Vm::create(&dev)), "4: VM 2");
+    let q1 = get!(t, s(Queue::create(&vm1)), "4: queue in VM 1");
+    let q2 = get!(t, s(Queue::create(&vm2)), "4: queue in VM 2");
+    let whole = get!(
+        t,
+        s(vm1.bind_auto(&x, Access::READ_WRITE)),
+        "4: bind it in VM 1"
+    );
+    // Its second half again, far from the allocator's VAs.
+    let hi_va = VA_END - (64 << 20);
+    let upper = get!(
+        t,
+        s(vm1.bind(&x, hi_va, half, half, Access::READ_WRITE)),
+        "4: bind its second half again in VM 1"
+    );
+    let other = get!(t, s(vm2.bind_auto(&x, Access::READ)), "4: bind it in VM 2");
+    let bd1 = get!(
+        t,
+        s(vm1.bind_auto(&d1, Access::READ_WRITE)),
+        "4: bind VM 1's destination"
+    );
+    let bd2 = get!(
+        t,
+        s(vm2.bind_auto(&d2, Access::READ_WRITE)),
+        "4: bind VM 2's destination"
+    );
+
+    // Every bind reads `want` (the whole buffer), and VM 1's second bind writes.
+    let check_all = |t: &mut Tap, want: &[u8], when: &str| {
+        let r = s(q1.run(&[Command::copy(whole.va(), bd1.va(), LEN)], T));
+        t.check(
+            r.is_ok(),
+            &format!("4: {when}: VM 1 copies through its first bind"),
+            format_args!("{r:?}"),
+        );
+        check_data(
+            t,
+            read_bo(&d1, LEN),
+            want,
+            &format!("4: {when}: it read the buffer's data"),
+        );
+        let r = s(q2.run(&[Command::copy(other.va(), bd2.va(), LEN)], T));
+        t.check(
+            r.is_ok(),
+            &format!("4: {when}: VM 2 copies through its bind"),
+            format_args!("{r:?}"),
+        );
+        check_data(
+            t,
+            read_bo(&d2, LEN),
+            want,
+            &format!("4: {when}: VM 2 read the buffer's data"),
+        );
+        let r = s(q1.run(&[Command::copy(upper.va(), bd1.va(), half)], T));
+        t.check(
+            r.is_ok(),
+            &format!("4: {when}: VM 1 copies through its second bind"),
+            format_args!("{r:?}"),
+        );
+        check_data(
+            t,
+            read_bo(&d1, half),
+            &want[half as usize..],
+            &format!("4: {when}: the second bind reads the second half"),
+        );
+    };
+    let write_all = |t: &mut Tap, v: u32, when: &str| {
+        let r = s(q1.run(&[Command::fill(upper.va(), v, half)], T));
+        t.check(
+            r.is_ok(),
+            &format!("4: {when}: VM 1 writes through its second bind"),
+            format_args!("{r:?}"),
+        );
+        let got = read_bo(&x, LEN).map(|b| b[half as usize..].to_vec());
+        check_data(
+            t,
+            got,
+            &filled(v)[..half as usize],
+            &format!("4: {when}: the CPU reads what it wrote"),
+        );
+    };
+
+    let fd = get!(t, s(x.export()), "4: export");
+    let imp = get!(t, e(Importer::open()), "4: open the test importer");
+    let slot = get!(t, e(imp.import(&fd, Attach::Static)), "4: static attach");
+    let bytes = imp.map(slot);
+    t.check(
+        matches!(bytes, Ok(LEN)),
+        "4: the importer maps it",
+        format_args!("{bytes:?}"),
+    );
+    t.eq(
+        placement(&x),
+        Some(Placement::System),
+        "4: it moved to system memory",
+    );
+    // New data at the new place: a bind still pointing at the old place reads the old data.
+    let p1 = pattern(42, LEN);
+    write_bo(t, &x, &p1);
+    check_all(t, &p1, "in system memory");
+    write_all(t, 0x4444_0001, "in system memory");
+
+    t.ok(imp.close(slot), "4: the importer lets go");
+    // VM 1's next job brings it back to VRAM; VM 2's bind follows without a job of its own.
+    let r = s(q1.run(&[Command::copy(bd1.va(), bd1.va(), 4096)], T));
+    t.check(r.is_ok(), "4: a job in VM 1", format_args!("{r:?}"));
+    t.eq(
+        placement(&x),
+        Some(Placement::Vram),
+        "4: which brought it back to VRAM",
+    );
+    let p2 = pattern(43, LEN);
+    write_bo(t, &x, &p2);
+    check_all(t, &p2, "back in VRAM");
+    write_all(t, 0x4444_0002, "back in VRAM");
+
+    // VM 1 goes, with two binds of the buffer; VM 2's stays.
+    drop((whole, upper, bd1, q1));
+    drop(vm1);
+    let p3 = pattern(44, LEN);
+    write_bo(t, &x, &p3);
+    let r = s(q2.run(&[Command::copy(other.va(), bd2.va(), LEN)], T));
+    t.check(
+        r.is_ok(),
+        "4: after VM 1 is gone, VM 2 copies through its bind",
+        format_args!("{r:?}"),
+    );
+    check_data(t, read_bo(&d2, LEN), &p3, "4: and reads the buffer's data");
+}
+
 fn main() {
     let mut t = Tap::new();
     let (a, b) = match p2p_peers() {
@@ -385,6 +552,9 @@ fn main() {
     }
     if want("3") {
         case3_reset(&mut t, &a, &b);
+    }
+    if want("4") {
+        case4_every_bind(&mut t, &a);
     }
     t.finish();
 }
