@@ -2,30 +2,57 @@
 
 //! The scheduler's software side: jobs that cannot go to a hardware queue at SUBMIT (their
 //! dependencies have not signalled, or the queue has earlier jobs waiting) wait in their
-//! queue's `pending` list, and a delayed work item runs them in order once they can run.
+//! queue's `pending` list, and work items run them in order once they can run.
 //!
-//! There are no fence callbacks here: while any queue has jobs waiting, the work item looks
-//! every jiffy (and at once when a job is added). A queue stays on the list while it has
-//! jobs waiting, which keeps it (and its VM) alive after QUEUE_DESTROY until they have run.
-//! Unbind stops the work item for good (`cancel_delayed_work_sync()`, kernel patch 0019:
-//! a pending work item runs the module's code) and fails the jobs still waiting.
+//! Nothing polls while jobs wait for their dependencies: the job at the head of a queue has a
+//! callback on a fence it waits for (`FenceWaiter`, kernel patch 0022), which queues the
+//! `kick` work item when that fence signals; the `timer` work item runs when the earliest
+//! dependency deadline passes. Only a queue that waits for a hardware queue (all are busy) or
+//! yields its own has the scheduler look again every jiffy, since a hardware queue frees up
+//! without a fence of its own to wait for. A queue stays on the list while it has jobs
+//! waiting, which keeps it (and its VM) alive after QUEUE_DESTROY until they have run.
+//! Unbind stops both work items for good (`cancel_delayed_work_sync()`, kernel patch 0019: a
+//! pending work item runs the module's code) and fails the jobs still waiting, which removes
+//! their fence callbacks.
 
 use kernel::{
+    dma_fence::FenceCallback,
     new_mutex,
     prelude::*,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{Acquire, Atomic, Release},
+        Arc, Mutex,
+    },
+    time::msecs_to_jiffies,
     workqueue::{self, DelayedWork, WorkItem},
 };
 
 use super::vm::UserQueue;
+
+/// What a queue's scheduler step left to do.
+pub(crate) enum Next {
+    /// No job waits.
+    Done,
+    /// The head job waits for a dependency, whose callback kicks the scheduler; it fails if
+    /// the dependency has not signalled in this many milliseconds.
+    Deps(i64),
+    /// Look again at the next step (waiting for a hardware queue, yielding, a full ring).
+    Poll,
+}
 
 /// The device's scheduler.
 #[pin_data]
 pub(crate) struct Sched {
     #[pin]
     state: Mutex<SchedState>,
+    /// Runs the step at once, or at the next jiffy.
     #[pin]
-    work: DelayedWork<Sched>,
+    kick: DelayedWork<Sched, 1>,
+    /// Runs the step when the earliest dependency deadline passes.
+    #[pin]
+    timer: DelayedWork<Sched, 2>,
+    /// `state.on`, for fence callbacks, which cannot take the mutex.
+    live: Atomic<bool>,
 }
 
 // SAFETY: The scheduler's state is only touched under its mutex. What it holds are user
@@ -45,15 +72,56 @@ struct SchedState {
 }
 
 kernel::impl_has_delayed_work! {
-    impl HasDelayedWork<Self> for Sched { self.work }
+    impl HasDelayedWork<Self, 1> for Sched { self.kick }
+    impl HasDelayedWork<Self, 2> for Sched { self.timer }
 }
 
-impl WorkItem for Sched {
+impl WorkItem<1> for Sched {
     type Pointer = Arc<Sched>;
 
     fn run(this: Arc<Sched>) {
+        this.step();
+    }
+}
+
+impl WorkItem<2> for Sched {
+    type Pointer = Arc<Sched>;
+
+    fn run(this: Arc<Sched>) {
+        this.step();
+    }
+}
+
+/// A fence callback that kicks the scheduler: a job's dependency signalled.
+pub(crate) struct Kick(pub(crate) Arc<Sched>);
+
+impl FenceCallback for Kick {
+    fn signalled(&self) {
+        // Possibly in an interrupt, with the fence's lock held: no mutex, only the queueing.
+        // `stop` clears `live` before it removes the callbacks and cancels the work.
+        if self.0.live.load(Acquire) {
+            let _ = workqueue::system_unbound().enqueue_delayed::<Arc<Sched>, 1>(self.0.clone(), 0);
+        }
+    }
+}
+
+impl Sched {
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(Self {
+                state <- new_mutex!(SchedState { on: true, queues: KVec::new() }),
+                kick <- kernel::new_delayed_work!("vela-sched-kick"),
+                timer <- kernel::new_delayed_work!("vela-sched-timer"),
+                live: Atomic::new(true),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// One scheduler step over every queue with jobs waiting.
+    fn step(self: &Arc<Self>) {
         let queues = {
-            let st = this.state.lock();
+            let st = self.state.lock();
             let mut v = KVec::with_capacity(st.queues.len(), GFP_KERNEL);
             if let Ok(v) = v.as_mut() {
                 for q in st.queues.iter() {
@@ -64,47 +132,48 @@ impl WorkItem for Sched {
         };
         let Ok(queues) = queues else {
             // Out of memory: try again at the next step.
-            this.arm(1);
+            self.arm_kick(1);
             return;
         };
-        let mut left = false;
+        let mut poll = false;
+        let mut deadline: Option<i64> = None;
         for q in queues.iter() {
-            if q.run_ready() {
-                left = true;
-            } else {
-                // Off the list if it is still empty: the check is under the list's lock,
-                // which `kick` takes after it adds a job, so no job is left behind.
-                let mut st = this.state.lock();
-                if !q.has_pending() {
-                    st.queues.retain(|x| !core::ptr::eq(&**x, &**q));
-                } else {
-                    left = true;
+            match q.run_ready() {
+                Next::Poll => poll = true,
+                Next::Deps(ms) => deadline = Some(deadline.map_or(ms, |d| d.min(ms))),
+                Next::Done => {
+                    // Off the list if it is still empty: the check is under the list's lock,
+                    // which `kick` takes after it adds a job, so no job is left behind.
+                    let mut st = self.state.lock();
+                    if !q.has_pending() {
+                        st.queues.retain(|x| !core::ptr::eq(&**x, &**q));
+                    } else {
+                        poll = true;
+                    }
                 }
             }
         }
         // The last references of destroyed queues may go here, with no lock held.
         drop(queues);
-        if left {
-            this.arm(1);
+        if poll {
+            self.arm_kick(1);
+        }
+        if let Some(ms) = deadline {
+            // A pending timer is never later than this: deadlines come from submit times.
+            let ms = u32::try_from(ms.max(0)).unwrap_or(u32::MAX);
+            if self.state.lock().on {
+                let _ = workqueue::system_unbound().enqueue_delayed::<Arc<Sched>, 2>(
+                    self.clone(),
+                    msecs_to_jiffies(ms).saturating_add(1),
+                );
+            }
         }
     }
-}
 
-impl Sched {
-    pub(crate) fn new() -> Result<Arc<Self>> {
-        Arc::pin_init(
-            pin_init!(Self {
-                state <- new_mutex!(SchedState { on: true, queues: KVec::new() }),
-                work <- kernel::new_delayed_work!("vela-sched"),
-            }),
-            GFP_KERNEL,
-        )
-    }
-
-    fn arm(self: &Arc<Self>, jiffies: kernel::time::Jiffies) {
+    fn arm_kick(self: &Arc<Self>, jiffies: kernel::time::Jiffies) {
         if self.state.lock().on {
             // `Err` means it is already pending, which is as good.
-            let _ = workqueue::system_unbound().enqueue_delayed(self.clone(), jiffies);
+            let _ = workqueue::system_unbound().enqueue_delayed::<Arc<Sched>, 1>(self.clone(), jiffies);
         }
     }
 
@@ -123,7 +192,7 @@ impl Sched {
                 return;
             }
         }
-        self.arm(0);
+        self.arm_kick(0);
     }
 
     /// Unbind: stops the scheduler for good and fails the jobs still waiting.
@@ -131,11 +200,15 @@ impl Sched {
         let queues = {
             let mut st = self.state.lock();
             st.on = false;
+            self.live.store(false, Release);
             core::mem::take(&mut st.queues)
         };
-        workqueue::cancel_delayed_work_sync(self);
+        // Failing the jobs drops their fence callbacks; a callback that already runs is waited
+        // out, and one that runs from now on sees `live` false.
         for q in queues.iter() {
             q.fail_pending(ENODEV);
         }
+        workqueue::cancel_delayed_work_sync::<Sched, 1>(self);
+        workqueue::cancel_delayed_work_sync::<Sched, 2>(self);
     }
 }

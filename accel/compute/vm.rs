@@ -15,14 +15,14 @@ use kernel::{
 };
 
 use super::gem::{self as vgem, Backing, ImportState, VelaObject};
-use super::sched::Sched;
+use super::sched::{Kick, Next, Sched};
 use kernel::{
     dma_buf::DynamicAttachment,
     drm::gpuvm::{
         DriverGpuVm, GpuVaAlloc, GpuVm, OpMap, OpMapRequest, OpMapped, OpRemap, OpRemapped, OpUnmap, OpUnmapped,
         UniqueRefGpuVm,
     },
-    dma_fence::{Fence, FenceContext, RawFence},
+    dma_fence::{Fence, FenceContext, FenceWaiter, RawFence},
     dma_resv::{ResvLocked, Usage},
 };
 use super::driver::{VelaDevice, VelaDriver};
@@ -489,6 +489,9 @@ struct Job {
     fence: ARef<Fence<JobFence>>,
     /// When it was submitted: dependencies that take longer than `DEP_TIMEOUT_MS` fail it.
     since: Instant<Monotonic>,
+    /// At the head of the queue: the callback that kicks the scheduler when the dependency
+    /// it waits for signals.
+    waiter: Option<Pin<KBox<FenceWaiter<Kick>>>>,
 }
 
 /// A user queue's hold on a hardware queue, and its sequence numbers.
@@ -701,7 +704,7 @@ impl UserQueue {
         // Room first, so nothing fails once the fence is published.
         self.pending.lock().reserve(1, GFP_KERNEL)?;
         publish(&bos, &fence).inspect_err(|&e| fence.signal_error(e))?;
-        let job = Job { seqno, commands, deps, fence: fence.clone(), since: Instant::now() };
+        let job = Job { seqno, commands, deps, fence: fence.clone(), since: Instant::now(), waiter: None };
         self.pending.lock().push(job, GFP_KERNEL)?;
         lease.last = seqno;
         drop(lease);
@@ -728,27 +731,39 @@ impl UserQueue {
     }
 
     /// Scheduler step: writes the jobs at the head of `pending` whose dependencies have
-    /// signalled to a hardware queue, without waiting for one. Returns whether jobs are left.
-    pub(crate) fn run_ready(&self) -> bool {
+    /// signalled to a hardware queue, without waiting for one, and says what is left to do.
+    pub(crate) fn run_ready(&self) -> Next {
         let mut lease = self.lease.lock();
         loop {
             let ready = {
-                let pending = self.pending.lock();
-                let Some(job) = pending.first() else {
+                let mut pending = self.pending.lock();
+                let Some(job) = pending.first_mut() else {
                     drop(pending);
                     self.want_hw(&mut lease, false);
-                    return false;
+                    return Next::Done;
                 };
-                let timed_out = job.since.elapsed() > Delta::from_millis(DEP_TIMEOUT_MS);
+                let left_ms = DEP_TIMEOUT_MS - job.since.elapsed().as_millis();
                 let ready = job.deps.iter().all(|f| f.is_signaled());
-                if !ready && !timed_out {
-                    return true;
+                if !ready && left_ms > 0 {
+                    // To be told when the dependency it waits for signals.
+                    if job.waiter.as_ref().is_none_or(|w| w.fence().is_signaled()) {
+                        job.waiter = None;
+                        if let Some(dep) = job.deps.iter().find(|f| !f.is_signaled()) {
+                            match FenceWaiter::new(dep, Kick(self.sched.clone())) {
+                                Ok(w) => job.waiter = Some(w),
+                                // It signalled meanwhile: look again.
+                                Err(e) if e == ENOENT => continue,
+                                Err(_) => return Next::Poll,
+                            }
+                        }
+                    }
+                    return Next::Deps(left_ms);
                 }
                 ready
             };
             if !ready {
                 if !self.fail_first(&mut lease, ETIME) {
-                    return true;
+                    return Next::Poll;
                 }
                 continue;
             }
@@ -761,28 +776,28 @@ impl UserQueue {
                     lease.yielded = true;
                     self.want_hw(&mut lease, true);
                 }
-                return true;
+                return Next::Poll;
             }
             if core::mem::take(&mut lease.yielded) {
                 // The others look first.
-                return true;
+                return Next::Poll;
             }
             let Ok(bos) = self.vm.bound_objects() else {
-                return true;
+                return Next::Poll;
             };
             if self.vm.revalidate(&bos).is_err() {
-                return true;
+                return Next::Poll;
             }
             let Some(index) = self.try_hold(&mut lease) else {
                 self.want_hw(&mut lease, true);
-                return true;
+                return Next::Poll;
             };
             let Ok(hw) = self.core.queue(index) else {
-                return true;
+                return Next::Poll;
             };
             let mut pending = self.pending.lock();
             let Some(job) = pending.first() else {
-                return false;
+                return Next::Done;
             };
             match hw.submit(&self.core, &job.commands, Some(job.fence.clone())) {
                 Ok(_) => {
@@ -796,7 +811,7 @@ impl UserQueue {
                     let _ = self.fail_first(&mut lease, e);
                 }
                 // A full ring, say: the next step tries again.
-                Err(_) => return true,
+                Err(_) => return Next::Poll,
             }
         }
     }
