@@ -7,9 +7,11 @@
 //! Nothing polls while jobs wait for their dependencies: the job at the head of a queue has a
 //! callback on a fence it waits for (`FenceWaiter`, kernel patch 0022), which queues the
 //! `kick` work item when that fence signals; the `timer` work item runs when the earliest
-//! dependency deadline passes. Only a queue that waits for a hardware queue (all are busy) or
-//! yields its own has the scheduler look again every jiffy, since a hardware queue frees up
-//! without a fence of its own to wait for. A queue stays on the list while it has jobs
+//! dependency deadline passes. A job that waits for a hardware queue (all are busy), or whose
+//! queue yields its own, has callbacks on the last job fence of every ring instead: one of
+//! them draining is what frees a hardware queue. The scheduler looks again at the next jiffy
+//! only in passing (a ring without a fenced job, a hardware queue that freed up between two
+//! looks, a full ring). A queue stays on the list while it has jobs
 //! waiting, which keeps it (and its VM) alive after QUEUE_DESTROY until they have run.
 //! Unbind stops both work items for good (`cancel_delayed_work_sync()`, kernel patch 0019: a
 //! pending work item runs the module's code) and fails the jobs still waiting, which removes
@@ -36,7 +38,11 @@ pub(crate) enum Next {
     /// The head job waits for a dependency, whose callback kicks the scheduler; it fails if
     /// the dependency has not signalled in this many milliseconds.
     Deps(i64),
-    /// Look again at the next step (waiting for a hardware queue, yielding, a full ring).
+    /// The head job waits for a hardware queue's ring to drain (or its own, to yield it),
+    /// with callbacks on the rings' last job fences that kick the scheduler.
+    Hw,
+    /// Look again at the next step (a full ring, a hardware queue that freed up meanwhile, no
+    /// memory for a callback).
     Poll,
 }
 
@@ -92,6 +98,9 @@ impl WorkItem<2> for Sched {
     }
 }
 
+// The work items go on `system_long_wq`: a step may move a buffer (up to 2 s of waiting for
+// its jobs), and `system_wq` and `system_unbound_wq` are deprecated in this kernel.
+
 /// A fence callback that kicks the scheduler: a job's dependency signalled.
 pub(crate) struct Kick(pub(crate) Arc<Sched>);
 
@@ -100,7 +109,7 @@ impl FenceCallback for Kick {
         // Possibly in an interrupt, with the fence's lock held: no mutex, only the queueing.
         // `stop` clears `live` before it removes the callbacks and cancels the work.
         if self.0.live.load(Acquire) {
-            let _ = workqueue::system_unbound().enqueue_delayed::<Arc<Sched>, 1>(self.0.clone(), 0);
+            let _ = workqueue::system_long().enqueue_delayed::<Arc<Sched>, 1>(self.0.clone(), 0);
         }
     }
 }
@@ -140,6 +149,7 @@ impl Sched {
         for q in queues.iter() {
             match q.run_ready() {
                 Next::Poll => poll = true,
+                Next::Hw => {}
                 Next::Deps(ms) => deadline = Some(deadline.map_or(ms, |d| d.min(ms))),
                 Next::Done => {
                     // Off the list if it is still empty: the check is under the list's lock,
@@ -162,7 +172,7 @@ impl Sched {
             // A pending timer is never later than this: deadlines come from submit times.
             let ms = u32::try_from(ms.max(0)).unwrap_or(u32::MAX);
             if self.state.lock().on {
-                let _ = workqueue::system_unbound().enqueue_delayed::<Arc<Sched>, 2>(
+                let _ = workqueue::system_long().enqueue_delayed::<Arc<Sched>, 2>(
                     self.clone(),
                     msecs_to_jiffies(ms).saturating_add(1),
                 );
@@ -173,7 +183,7 @@ impl Sched {
     fn arm_kick(self: &Arc<Self>, jiffies: kernel::time::Jiffies) {
         if self.state.lock().on {
             // `Err` means it is already pending, which is as good.
-            let _ = workqueue::system_unbound().enqueue_delayed::<Arc<Sched>, 1>(self.clone(), jiffies);
+            let _ = workqueue::system_long().enqueue_delayed::<Arc<Sched>, 1>(self.clone(), jiffies);
         }
     }
 

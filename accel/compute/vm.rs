@@ -492,6 +492,9 @@ struct Job {
     /// At the head of the queue: the callback that kicks the scheduler when the dependency
     /// it waits for signals.
     waiter: Option<Pin<KBox<FenceWaiter<Kick>>>>,
+    /// At the head of a queue that waits for a hardware queue (or for its own to drain, to
+    /// yield it): callbacks on the last job fence of every hardware queue.
+    hw_wait: KVec<Pin<KBox<FenceWaiter<Kick>>>>,
 }
 
 /// A user queue's hold on a hardware queue, and its sequence numbers.
@@ -704,7 +707,7 @@ impl UserQueue {
         // Room first, so nothing fails once the fence is published.
         self.pending.lock().reserve(1, GFP_KERNEL)?;
         publish(&bos, &fence).inspect_err(|&e| fence.signal_error(e))?;
-        let job = Job { seqno, commands, deps, fence: fence.clone(), since: Instant::now(), waiter: None };
+        let job = Job { seqno, commands, deps, fence: fence.clone(), since: Instant::now(), waiter: None, hw_wait: KVec::new() };
         self.pending.lock().push(job, GFP_KERNEL)?;
         lease.last = seqno;
         drop(lease);
@@ -775,8 +778,9 @@ impl UserQueue {
                     self.core.put_queue(i);
                     lease.yielded = true;
                     self.want_hw(&mut lease, true);
+                    return Next::Poll;
                 }
-                return Next::Poll;
+                return self.wait_for_hw();
             }
             if core::mem::take(&mut lease.yielded) {
                 // The others look first.
@@ -790,7 +794,7 @@ impl UserQueue {
             }
             let Some(index) = self.try_hold(&mut lease) else {
                 self.want_hw(&mut lease, true);
-                return Next::Poll;
+                return self.wait_for_hw();
             };
             let Ok(hw) = self.core.queue(index) else {
                 return Next::Poll;
@@ -813,6 +817,42 @@ impl UserQueue {
                 // A full ring, say: the next step tries again.
                 Err(_) => return Next::Poll,
             }
+        }
+    }
+
+    /// The head job waits for a hardware queue to drain: a ring's last job fence signalling
+    /// kicks the scheduler. Every hardware queue must be busy with a fenced job for that; a
+    /// free or idle one (freed, or drained, since the caller looked) or one whose last job
+    /// has no fence is looked at again at the next step instead.
+    fn wait_for_hw(&self) -> Next {
+        let core = &*self.core;
+        let mut fences = KVec::new();
+        for i in 0..core.queues.len() {
+            let Some(f) = u32::try_from(i).ok().and_then(|i| core.queue(i).ok()).and_then(|q| q.last_fence(core)) else {
+                return Next::Poll;
+            };
+            if fences.push(f, GFP_KERNEL).is_err() {
+                return Next::Poll;
+            }
+        }
+        let mut waiters = KVec::new();
+        for f in fences.iter() {
+            match FenceWaiter::new(f, Kick(self.sched.clone())) {
+                Ok(w) => {
+                    if waiters.push(w, GFP_KERNEL).is_err() {
+                        return Next::Poll;
+                    }
+                }
+                // Drained meanwhile (or out of memory): the next step looks again.
+                Err(_) => return Next::Poll,
+            }
+        }
+        match self.pending.lock().first_mut() {
+            Some(job) => {
+                job.hw_wait = waiters;
+                Next::Hw
+            }
+            None => Next::Done,
         }
     }
 

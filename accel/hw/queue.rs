@@ -8,7 +8,7 @@
 //! fault fails every job pending on the queue and resets it.
 
 use kernel::{
-    dma_fence::{Fence, FenceOps},
+    dma_fence::{Fence, FenceOps, RawFence},
     io::{register::Array, Io},
     new_condvar, new_mutex,
     prelude::*,
@@ -195,6 +195,20 @@ impl HwQueue {
         st.failed.clear();
         st.run += 1;
         Ok(st.run)
+    }
+
+    /// The fence of the last job written to the ring, while it has not signalled: it signals
+    /// when the ring drains, unless more is written meanwhile. `None` if the queue is idle or
+    /// not running, or its last job has no fence (a failed job's placeholder).
+    pub(crate) fn last_fence(&self, core: &Core) -> Option<ARef<RawFence>> {
+        let mut st = self.state.lock();
+        Self::read_fence(core, &mut st);
+        let (submitted, completed) = (st.submitted, st.completed);
+        let a = st.active.as_ref()?;
+        match a.fences.last() {
+            Some((seqno, f)) if *seqno == submitted && completed < submitted => Some(f.as_raw_fence().into()),
+            _ => None,
+        }
     }
 
     /// Whether run `run` is the queue's current one and every job it was given is done.

@@ -19,6 +19,10 @@
 //!    Without the timeslice it would wait until they stop.
 //! 6. A queue destroyed while its job waits in the kernel (for another queue's long job, by
 //!    implicit sync): the job still runs afterwards.
+//! 7. A job that waits in the kernel for a hardware queue, with nothing after it to wake the
+//!    scheduler (no other SUBMIT, no dependency): every hardware queue is busy with a queue of
+//!    its own VM, and the job runs once a ring drains. The scheduler does not poll for this:
+//!    it has callbacks on the rings' last job fences.
 
 use std::time::Duration;
 
@@ -313,5 +317,87 @@ fn main() {
         Some(0x600d_0006),
         "6: the destroyed queue's waiting job ran anyway",
     );
+    drop(qa);
+    case7_hw_wait(&mut t, &dev, hw_queues);
     t.finish()
+}
+
+/// Case 7: a job waiting for a hardware queue runs when a ring drains.
+fn case7_hw_wait(t: &mut Tap, dev: &vela_runtime::Device, hw_queues: usize) {
+    // Own VMs and buffers, so that no job depends on another by implicit sync.
+    let setup = || -> vela_runtime::Result<_> {
+        let vm = Vm::create(dev)?;
+        let bo = Buffer::create(dev, 8 << 20, BufferFlags::VRAM | BufferFlags::CPU_VISIBLE)?;
+        Ok((vm, bo))
+    };
+    let mut owners = Vec::new();
+    for _ in 0..=hw_queues {
+        match setup() {
+            Ok(o) => owners.push(o),
+            Err(e) => {
+                t.check(false, "7: VMs and buffers", e);
+                return;
+            }
+        }
+    }
+    let binds: Vec<_> = owners
+        .iter()
+        .filter_map(|(vm, bo)| vm.bind_auto(bo, Access::READ_WRITE).ok())
+        .collect();
+    let queues: Vec<_> = owners
+        .iter()
+        .filter_map(|(vm, _)| Queue::create(vm).ok())
+        .collect();
+    if binds.len() != owners.len() || queues.len() != owners.len() {
+        t.check(
+            false,
+            "7: binds and queues",
+            "VM_BIND or QUEUE_CREATE failed",
+        );
+        return;
+    }
+    // About 2 GiB of writes per ring: long enough for the last SUBMIT to find them all busy.
+    let long: Vec<Vec<Command>> = binds
+        .iter()
+        .map(|b| {
+            (0..256u32)
+                .map(|k| Command::fill(b.va(), k, 8 << 20))
+                .collect()
+        })
+        .collect();
+    let busy: Vec<_> = (0..hw_queues)
+        .map(|i| queues[i].submit(&long[i]).map(|j| j.seqno()))
+        .collect();
+    let w = hw_queues;
+    let job = queues[w].submit(&[Command::fill(binds[w].va(), 0x600d_0007, PAGE)]);
+    let submitted = std::time::Instant::now();
+    let seqno = job.as_ref().map(|j| j.seqno()).ok();
+    let waiting = seqno.map(|s| queues[w].wait_seqno(s, Duration::ZERO));
+    t.check(
+        busy.iter().all(|b| b.is_ok()) && matches!(waiting, Some(Ok(WaitStatus::TimedOut))),
+        "7: every ring busy; another queue's job waits in the kernel for one",
+        format_args!("{busy:?} {waiting:?}"),
+    );
+    let r = seqno.map(|s| queues[w].wait_seqno(s, T));
+    let took = submitted.elapsed();
+    let long_done = busy.iter().enumerate().any(|(i, b)| {
+        b.as_ref().is_ok_and(|&s| {
+            matches!(
+                queues[i].wait_seqno(s, Duration::ZERO),
+                Ok(WaitStatus::Completed)
+            )
+        })
+    });
+    t.check(
+        matches!(r, Some(Ok(WaitStatus::Completed))) && took < Duration::from_secs(15),
+        "7: it runs once a ring drains, with nothing else to wake the scheduler",
+        format_args!("{r:?} after {took:?}"),
+    );
+    t.check(
+        long_done,
+        "7: a long job was done by then (its ring drained first)",
+        "",
+    );
+    let word = owners[w].1.map().ok().and_then(|m| m.read_u32(0).ok());
+    t.eq(word, Some(0x600d_0007), "7: with its data");
 }
