@@ -222,3 +222,68 @@ impl Sched {
         workqueue::cancel_delayed_work_sync::<Sched, 2>(self);
     }
 }
+
+#[kunit_tests(vela_sched)]
+mod tests {
+    use super::*;
+    use crate::hw::queue::JobFence;
+    use kernel::dma_fence::{Fence, FenceContext, FenceWaiter};
+
+    /// Counts its calls.
+    struct Count(Arc<Atomic<u32>>);
+
+    impl FenceCallback for Count {
+        fn signalled(&self) {
+            self.0.add(1, kernel::sync::atomic::Relaxed);
+        }
+    }
+
+    fn counter() -> Result<Arc<Atomic<u32>>> {
+        Ok(Arc::new(Atomic::new(0), GFP_KERNEL)?)
+    }
+
+    #[test]
+    fn callback_runs_once_on_signal() -> Result {
+        let ctx = FenceContext::new();
+        let fence = Fence::new(&ctx, 1, JobFence)?;
+        let n = counter()?;
+        let w = FenceWaiter::new(fence.as_raw_fence(), Count(n.clone()))?;
+        assert_eq!(n.load(Acquire), 0);
+        fence.signal_error(EIO);
+        assert_eq!(n.load(Acquire), 1);
+        // Signalling is once; dropping a waiter whose callback ran is a no-op.
+        fence.signal();
+        drop(w);
+        assert_eq!(n.load(Acquire), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn dropped_waiter_is_not_called() -> Result {
+        let ctx = FenceContext::new();
+        let fence = Fence::new(&ctx, 1, JobFence)?;
+        let n = counter()?;
+        let w = FenceWaiter::new(fence.as_raw_fence(), Count(n.clone()))?;
+        // Another waiter on the same fence stays registered.
+        let m = counter()?;
+        let other = FenceWaiter::new(fence.as_raw_fence(), Count(m.clone()))?;
+        drop(w);
+        fence.signal();
+        assert_eq!(n.load(Acquire), 0);
+        assert_eq!(m.load(Acquire), 1);
+        drop(other);
+        Ok(())
+    }
+
+    #[test]
+    fn signalled_fence_says_enoent() -> Result {
+        let ctx = FenceContext::new();
+        let fence = Fence::new(&ctx, 1, JobFence)?;
+        fence.signal();
+        let n = counter()?;
+        let r = FenceWaiter::new(fence.as_raw_fence(), Count(n.clone()));
+        assert!(matches!(r, Err(e) if e == ENOENT));
+        assert_eq!(n.load(Acquire), 0);
+        Ok(())
+    }
+}

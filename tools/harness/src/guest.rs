@@ -39,6 +39,7 @@ pub(crate) const KUNIT_SUITES: &[&str] = &[
     "vela_mmu",
     "vela_submit",
     "vela_vm",
+    "vela_sched",
 ];
 
 /// The guest test list: (name, command). Each prints TAP on stdout.
