@@ -175,6 +175,20 @@ impl ImportState {
             unsafe { *attach.data().obj.get() = obj };
         }
     }
+
+    /// The object, while it is not being released; `locked` is the dma-buf's reservation
+    /// lock, and the object cannot be released before it is dropped.
+    fn get<'a>(attach: &DynamicAttachment<Self>, locked: &'a ResvLocked<'_>) -> Option<&'a gem::Object<VelaObject>> {
+        if !core::ptr::eq(locked.resv(), attach.buf().resv()) {
+            return None;
+        }
+        // SAFETY: The reservation lock is held (checked), which serializes every access.
+        let obj = unsafe { *attach.data().obj.get() };
+        // SAFETY: Non-null means set after the object was made and not yet cleared by
+        // `release`, which runs before the object is released and takes this lock first: so
+        // while the lock is held (`'a`) the object is whole and its memory valid.
+        (!obj.is_null()).then(|| unsafe { &*obj })
+    }
 }
 
 impl Importer for ImportState {
@@ -182,13 +196,8 @@ impl Importer for ImportState {
         // Jobs of this device that use the buffer finish first where they can: their fences
         // are in the shared reservation object.
         let _ = locked.resv().wait(Usage::Bookkeep, false, msecs_to_jiffies(IDLE_WAIT_MS));
-        // SAFETY: The exporter calls this with the dma-buf's reservation lock held, which
-        // guards the pointer.
-        let obj = unsafe { *attach.data().obj.get() };
-        if !obj.is_null() {
-            // SAFETY: Set, so the object is not released yet (`release` clears it under the
-            // lock held here first), and its memory is valid.
-            vm::unmap_everywhere(unsafe { &*obj }, locked);
+        if let Some(obj) = ImportState::get(attach, locked) {
+            vm::unmap_everywhere(obj, locked);
         }
         attach.unmap(locked);
     }

@@ -418,42 +418,34 @@ fn case4_every_bind(t: &mut Tap, a: &PciDev) {
 
     // Every bind reads `want` (the whole buffer), and VM 1's second bind writes.
     let check_all = |t: &mut Tap, want: &[u8], when: &str| {
-        let r = s(q1.run(&[Command::copy(whole.va(), bd1.va(), LEN)], T));
-        t.check(
-            r.is_ok(),
-            &format!("4: {when}: VM 1 copies through its first bind"),
-            format_args!("{r:?}"),
-        );
-        check_data(
-            t,
-            read_bo(&d1, LEN),
-            want,
-            &format!("4: {when}: it read the buffer's data"),
-        );
-        let r = s(q2.run(&[Command::copy(other.va(), bd2.va(), LEN)], T));
-        t.check(
-            r.is_ok(),
-            &format!("4: {when}: VM 2 copies through its bind"),
-            format_args!("{r:?}"),
-        );
-        check_data(
-            t,
-            read_bo(&d2, LEN),
-            want,
-            &format!("4: {when}: VM 2 read the buffer's data"),
-        );
-        let r = s(q1.run(&[Command::copy(upper.va(), bd1.va(), half)], T));
-        t.check(
-            r.is_ok(),
-            &format!("4: {when}: VM 1 copies through its second bind"),
-            format_args!("{r:?}"),
-        );
-        check_data(
-            t,
-            read_bo(&d1, half),
-            &want[half as usize..],
-            &format!("4: {when}: the second bind reads the second half"),
-        );
+        let h = half as usize;
+        let reads = [
+            (&q1, whole.va(), &bd1, &d1, LEN, want, "VM 1's first bind"),
+            (&q2, other.va(), &bd2, &d2, LEN, want, "VM 2's bind"),
+            (
+                &q1,
+                upper.va(),
+                &bd1,
+                &d1,
+                half,
+                &want[h..],
+                "VM 1's second bind",
+            ),
+        ];
+        for (q, src, dst, dst_bo, len, want, bind) in reads {
+            let r = s(q.run(&[Command::copy(src, dst.va(), len)], T));
+            t.check(
+                r.is_ok(),
+                &format!("4: {when}: a copy through {bind}"),
+                format_args!("{r:?}"),
+            );
+            check_data(
+                t,
+                read_bo(dst_bo, len),
+                want,
+                &format!("4: {when}: {bind} reads the buffer's data"),
+            );
+        }
     };
     let write_all = |t: &mut Tap, v: u32, when: &str| {
         let r = s(q1.run(&[Command::fill(upper.va(), v, half)], T));
