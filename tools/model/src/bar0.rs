@@ -104,6 +104,16 @@ impl Device {
             Block::Other if reg == regs::DEVICE_CONTROL && ones & device_control::RESET != 0 => {
                 st = self.quiesce(st, |_| true);
             }
+            // A command holds its translations for its whole run (a copy may go through one
+            // mapping for 64 MiB). INVALIDATE is complete when the write is: the context's
+            // commands in flight finish first, so once the driver sees the write done no
+            // access goes through a translation it removed, and it may free the memory.
+            Block::Context(c, ctx::CONTROL) if ones & ctx::CONTROL_INVALIDATE != 0 => {
+                let on_context: Vec<usize> = (0..st.queues.len())
+                    .filter(|&i| st.queues[i].context == c)
+                    .collect();
+                st = self.quiesce(st, |i| on_context.contains(&i));
+            }
             _ => {}
         }
         let st = &mut *st;
@@ -177,6 +187,14 @@ impl Device {
             queue::CONTEXT if !frozen => {
                 qs.context = (merge(qs.context as u32) & queue::CONTEXT_MASK) as usize
             }
+            queue::FENCE_BASE_LO if !frozen => {
+                let lo = merge(qs.fence_base as u32) & !(queue::FENCE_ALIGN as u32 - 1);
+                qs.fence_base = (qs.fence_base & !0xffff_ffff) | u64::from(lo);
+            }
+            queue::FENCE_BASE_HI if !frozen => {
+                let hi = merge((qs.fence_base >> 32) as u32);
+                qs.fence_base = (qs.fence_base & 0xffff_ffff) | u64::from(hi) << 32;
+            }
             queue::CONTROL => {
                 if ones & queue::CONTROL_RESET != 0 {
                     qs.reset();
@@ -244,7 +262,8 @@ impl Device {
             }
             ctx::CONTROL => {
                 cs.enabled = merge(u32::from(cs.enabled)) & ctx::CONTROL_ENABLE != 0;
-                // INVALIDATE needs no action: the model caches no translations.
+                // INVALIDATE waited above for the context's commands in flight; the next
+                // command walks the tables afresh.
                 if ones & ctx::CONTROL_FAULT_CLEAR != 0 {
                     cs.fault_status = 0;
                     cs.fault_addr = 0;
@@ -285,6 +304,8 @@ fn queue_read(st: &State, q: usize, off: u32) -> u32 {
         queue::COMPLETED => qs.completed,
         queue::ERROR_ADDR_LO => qs.error_addr as u32,
         queue::ERROR_ADDR_HI => (qs.error_addr >> 32) as u32,
+        queue::FENCE_BASE_LO => qs.fence_base as u32,
+        queue::FENCE_BASE_HI => (qs.fence_base >> 32) as u32,
         _ => 0,
     }
 }

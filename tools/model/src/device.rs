@@ -97,6 +97,8 @@ pub struct QueueState {
     pub completed: u32,
     pub error: QueueError,
     pub error_addr: u64,
+    /// Where SIGNAL writes: a DPA, never translated.
+    pub fence_base: u64,
     /// A command of this queue is executing.
     pub busy: bool,
     /// Bumped by every reset, so a command that was executing when its queue
@@ -121,6 +123,7 @@ impl QueueState {
             ring_base: self.ring_base,
             ring_log2: self.ring_log2,
             context: self.context,
+            fence_base: self.fence_base,
             generation: self.generation.wrapping_add(1),
             ..Self::default()
         };
@@ -382,6 +385,7 @@ impl Device {
             q.ring_base = 0;
             q.ring_log2 = 0;
             q.context = 0;
+            q.fence_base = 0;
         }
         st.contexts = [ContextState::default(); regs::NUM_CONTEXTS];
         st.int_status = 0;

@@ -29,6 +29,16 @@ pub struct Stats {
     pub p2p_bytes: u64,
 }
 
+impl Stats {
+    /// Counts another access's work as this one's: one command may use two.
+    pub fn add(&mut self, other: &Stats) {
+        self.bytes_written += other.bytes_written;
+        self.page_walks += other.page_walks;
+        self.dma_errors += other.dma_errors;
+        self.p2p_bytes += other.p2p_bytes;
+    }
+}
+
 /// What a command's addresses go through: a snapshot of the context and of
 /// the host's DMA mappings taken when the command started.
 pub struct Access<'a> {

@@ -20,6 +20,8 @@ struct Job {
     translate: bool,
     pt_base: u64,
     bus_master: bool,
+    /// The queue's `Q_FENCE_BASE` when the command was fetched.
+    fence_base: u64,
     slot: [u8; cmd::SIZE],
 }
 
@@ -135,6 +137,7 @@ impl Device {
                 translate: c.enabled,
                 pt_base: c.pt_base,
                 bus_master,
+                fence_base: qs.fence_base,
                 slot,
             };
             st.next_queue = (q + 1) % n;
@@ -237,6 +240,24 @@ fn execute(dev: &Device, access: &mut Access<'_>, job: &Job) -> Result<Done, Sto
                 value = !value;
             }
             access.write(addr, &value.to_le_bytes())?;
+            done.fence = true;
+        }
+        cmd::SIGNAL => {
+            reserved_word(s, 4)?;
+            if u64_at(s, 8) != 0 {
+                return Err(Stop::error(QueueError::ReservedNonZero, 0));
+            }
+            reserved_from(s, 24)?;
+            let mut value = u64_at(s, 16);
+            if dev.inject.take_corrupt_fence() {
+                value = !value;
+            }
+            // The fence location is the driver's: reached by DPA, like the ring, and never
+            // through the context's page tables, so no command of the context can reach it.
+            let mut direct = Access::new(dev, false, 0, job.bus_master);
+            let written = direct.write(job.fence_base, &value.to_le_bytes());
+            access.stats.add(&direct.stats);
+            written?;
             done.fence = true;
         }
         cmd::COPY => {

@@ -140,6 +140,8 @@ pub mod queue {
     pub const COMPLETED: u32 = 0x24;
     pub const ERROR_ADDR_LO: u32 = 0x28;
     pub const ERROR_ADDR_HI: u32 = 0x2c;
+    pub const FENCE_BASE_LO: u32 = 0x30;
+    pub const FENCE_BASE_HI: u32 = 0x34;
 
     /// RING_SIZE bits 4:0: log2 of the number of slots.
     pub const RING_SIZE_LOG2_MASK: u32 = 0x1f;
@@ -147,6 +149,8 @@ pub mod queue {
     pub const RING_LOG2_MAX: u32 = 16;
     /// Ring base alignment: one slot.
     pub const RING_ALIGN: u64 = 64;
+    /// Fence base alignment: one 64-bit store.
+    pub const FENCE_ALIGN: u64 = 8;
     pub const CONTEXT_MASK: u32 = 0xf;
 
     pub const CONTROL_ENABLE: u32 = 1 << 0;
@@ -243,6 +247,7 @@ pub mod cmd {
     pub const FENCE: u8 = 0x01;
     pub const COPY: u8 = 0x02;
     pub const FILL: u8 = 0x03;
+    pub const SIGNAL: u8 = 0x04;
     pub const KERNEL: u8 = 0x10;
 
     /// Largest COPY or FILL in one command.

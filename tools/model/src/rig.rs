@@ -242,6 +242,13 @@ pub mod encode {
         c
     }
 
+    /// The driver's completion signal: VALUE to the queue's `Q_FENCE_BASE`.
+    pub fn signal(value: u64, interrupt: bool) -> [u8; cmd::SIZE] {
+        let mut c = header(cmd::SIGNAL, interrupt);
+        put64(&mut c, 16, value);
+        c
+    }
+
     pub fn copy(src: u64, dst: u64, len: u64) -> [u8; cmd::SIZE] {
         let mut c = header(cmd::COPY, false);
         put64(&mut c, 8, src);

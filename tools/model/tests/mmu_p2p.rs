@@ -291,3 +291,109 @@ fn p2p_through_page_tables_and_decode_off() {
         (BAR2_B + (64 << 20)) & 0xffff_ffff
     );
 }
+
+/// SIGNAL writes the fence location by DPA while the queue's context translates, and no command
+/// of that context reaches the location unless the context maps it.
+#[test]
+fn signal_bypasses_translation_and_translated_commands_cannot_reach_the_fence() {
+    let r = mmu_rig();
+    let fence = vram_dpa(0x30_0000);
+    r.qw(0, queue::CONTROL, queue::CONTROL_RESET);
+    r.qw(0, queue::FENCE_BASE_LO, fence as u32 | 0x7);
+    r.qw(0, queue::FENCE_BASE_HI, (fence >> 32) as u32);
+    r.qw(0, queue::CONTROL, queue::CONTROL_ENABLE);
+    // Bits 2:0 are not stored: the location is 8-byte aligned.
+    assert_eq!(r.qr(0, queue::FENCE_BASE_LO), fence as u32);
+    // Ignored while the queue is enabled.
+    r.qw(0, queue::FENCE_BASE_LO, 0x1000);
+    assert_eq!(r.qr(0, queue::FENCE_BASE_LO), fence as u32);
+
+    r.submit(0, &[encode::fill(VA, 4096, 7), encode::signal(41, true)])
+        .unwrap();
+    r.dev.run_until_idle();
+    assert_eq!(r.qr(0, queue::STATUS) & queue::STATUS_ERROR, 0);
+    assert_eq!(r.dpa_read_u64(fence).unwrap(), 41);
+    assert_eq!(r.dev.counter(Counter::FencesWritten), 1);
+    assert!(r.irq_count(regs::queue_vector(0)) >= 1);
+
+    // The same DPA as a VA of the context: unmapped, so the FENCE faults and writes nothing.
+    let fence_va = fence & regs::dpa::OFFSET_MASK;
+    r.submit(0, &[encode::fence(fence_va, u64::MAX, false)])
+        .unwrap();
+    r.dev.run_until_idle();
+    let status = r.cr(1, ctx::FAULT_STATUS);
+    assert_ne!(status & ctx::FAULT_VALID, 0);
+    assert_eq!(
+        (status >> ctx::FAULT_REASON_SHIFT) & 0xf,
+        FaultReason::NotPresent as u32
+    );
+    assert_eq!(r.dpa_read_u64(fence).unwrap(), 41);
+}
+
+#[test]
+fn signal_checks_reserved_fields_and_an_unreachable_fence() {
+    let r = mmu_rig();
+    let mut bad = encode::signal(1, false);
+    bad[8] = 1;
+    r.submit(1, &[bad]).unwrap();
+    r.dev.run_until_idle();
+    assert_ne!(r.qr(1, queue::STATUS) & queue::STATUS_ERROR, 0);
+    assert_eq!(
+        (r.qr(1, queue::STATUS) >> queue::STATUS_ERROR_CODE_SHIFT) & 0xff,
+        QueueError::ReservedNonZero as u32
+    );
+    // Queue 2 never had a fence base: bus address 0 is not mapped system memory.
+    r.submit(2, &[encode::signal(1, false)]).unwrap();
+    r.dev.run_until_idle();
+    assert_eq!(
+        (r.qr(2, queue::STATUS) >> queue::STATUS_ERROR_CODE_SHIFT) & 0xff,
+        QueueError::DmaError as u32
+    );
+    // A global reset clears the fence base; a queue reset keeps it.
+    r.qw(1, queue::CONTROL, queue::CONTROL_RESET);
+    r.qw(1, queue::FENCE_BASE_LO, 0x4000);
+    r.qw(1, queue::CONTROL, queue::CONTROL_RESET);
+    assert_eq!(r.qr(1, queue::FENCE_BASE_LO), 0x4000);
+    r.w(regs::DEVICE_CONTROL, regs::device_control::RESET);
+    r.dev.run_until_idle();
+    assert_eq!(r.qr(1, queue::FENCE_BASE_LO), 0);
+}
+
+/// INVALIDATE completes only once the context's command in flight is done with its
+/// translations: after the write, nothing started before it is still running.
+#[test]
+fn invalidate_waits_for_the_context_s_command_in_flight() {
+    let r = mmu_rig();
+    // 28 MiB more through huge pages: a FILL long enough to be caught running.
+    for k in 2..16 {
+        let rw = pte::VALID | pte::READ | pte::WRITE | pte::HUGE | pte::VRAM;
+        set_pte(&r, L1, k, rw | (k << 21));
+    }
+    let _engine = r.dev.start_engine();
+    let mut caught = 0;
+    for _ in 0..20 {
+        r.submit(0, &[encode::fill(VA + 0x40_0000, 28 << 20, 9)])
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while !r.dev.lock().queues[0].busy && std::time::Instant::now() < deadline {
+            std::hint::spin_loop();
+        }
+        if r.dev.lock().queues[0].busy {
+            caught += 1;
+        }
+        r.cw(
+            1,
+            ctx::CONTROL,
+            ctx::CONTROL_ENABLE | ctx::CONTROL_INVALIDATE,
+        );
+        assert!(
+            !r.dev.lock().queues[0].busy,
+            "a command of the context still ran after INVALIDATE completed"
+        );
+        // Drain before the next round.
+        while r.qr(0, queue::HEAD) != r.qr(0, queue::TAIL) {
+            std::thread::yield_now();
+        }
+    }
+    assert!(caught > 0, "never saw a command in flight");
+}

@@ -122,6 +122,8 @@ fn queue_and_context_blocks() {
         ("Q_COMPLETED", queue::COMPLETED),
         ("Q_ERROR_ADDR_LO", queue::ERROR_ADDR_LO),
         ("Q_ERROR_ADDR_HI", queue::ERROR_ADDR_HI),
+        ("Q_FENCE_BASE_LO", queue::FENCE_BASE_LO),
+        ("Q_FENCE_BASE_HI", queue::FENCE_BASE_HI),
     ];
     let model_c = [
         ("CTX_PT_BASE_LO", ctx::PT_BASE_LO),
@@ -236,6 +238,7 @@ fn codes_opcodes_and_kernels() {
         ("FENCE", cmd::FENCE),
         ("COPY", cmd::COPY),
         ("FILL", cmd::FILL),
+        ("SIGNAL", cmd::SIGNAL),
         ("KERNEL", cmd::KERNEL),
     ];
     let model: Vec<_> = model.iter().map(|(n, v)| (*n, u64::from(*v))).collect();
