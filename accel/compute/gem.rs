@@ -238,7 +238,15 @@ impl gem::DriverObject for VelaObject {
                     u64::try_from(size)
                         .map_err(|_| EINVAL)
                         .and_then(|size| dev.core.vram.alloc(size, false))
-                        .map(Store::Vram)
+                        .and_then(|blocks| {
+                            // VRAM comes back from the allocator as its last owner left it
+                            // (another process's buffer, a freed ring or page table): cleared
+                            // before anyone can map, bind or export it.
+                            for (off, len) in vram::runs(&blocks) {
+                                dev.core.vram_fill(off, len, 0)?;
+                            }
+                            Ok(Store::Vram(blocks))
+                        })
                 };
                 let evict_id = {
                     let mut e = dev.core.evictable.lock();
@@ -398,10 +406,19 @@ impl gem::DriverObject for VelaObject {
         })?
     }
 
+    /// `VRAM_ONLY` buffers have no kernel mapping (see `dmabuf_vmap`): their exports have no
+    /// `vmap`, so `dma_buf_vmap()` refuses them with `EINVAL` itself. An error from
+    /// `dmabuf_vmap` would make the dma-buf core WARN, and importers such as V4L2's
+    /// vb2-vmalloc queues vmap without attaching, so `dmabuf_attach` cannot refuse them first.
+    fn dmabuf_vmappable(obj: &gem::Object<Self>) -> bool {
+        matches!(obj.backing, Backing::Local(_)) && obj.flags & uapi::DRM_VELA_BO_VRAM_ONLY == 0
+    }
+
     /// The kernel's CPU mapping of a buffer is its system memory: VRAM is only reachable
     /// through BAR2, whose kernel mapping goes away at unbind while an importer may keep the
     /// address. So the buffer moves to system memory and is pinned there until vunmap;
-    /// `VRAM_ONLY` buffers have no kernel mapping.
+    /// `VRAM_ONLY` buffers have no kernel mapping (`dmabuf_vmappable` keeps vmap from being
+    /// asked; the check here is a backstop).
     fn dmabuf_vmap(obj: &gem::Object<Self>, locked: &ResvLocked<'_>) -> Result<KernelMap> {
         let Backing::Local(local) = &obj.backing else {
             return Err(EOPNOTSUPP);
@@ -544,12 +561,16 @@ pub(crate) fn migrate(obj: &gem::Object<VelaObject>, locked: &ResvLocked<'_>, to
     obj.unmap_user_mappings();
     local.with(resv, locked, |st| -> Result {
         copy(core, &st.store, &new, size)?;
+        // Both lists before anything changes: a failure from here on must leave every PTE
+        // pointing at the old place, which stays, or at nothing, never at the new one, which
+        // is freed.
+        let (runs, in_vram) = new.runs()?;
+        let (old_runs, old_in_vram) = st.store.runs()?;
         let old = core::mem::replace(&mut st.store, new);
         // Its bus addresses are the old place's. Importers holding it were told to unmap.
         st.bus = None;
-        let (runs, in_vram) = st.store.runs()?;
-        if let Err(e) = vm::remap_everywhere(obj, locked, &runs, in_vram) {
-            // Put the old place back: the binds still point at it.
+        if let Err(e) = vm::remap_everywhere(obj, locked, &runs, in_vram, Some((&old_runs, old_in_vram))) {
+            // Put the old place back: the binds point at it again, or at nothing.
             st.store = old;
             return Err(e);
         }

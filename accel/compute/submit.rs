@@ -3,6 +3,11 @@
 //! SUBMIT's command checks. The device would stop the queue on a bad command; the kernel
 //! refuses it up front with EINVAL, so userspace learns which job was wrong and the queue never
 //! enters the error state for a malformed job.
+//!
+//! The checks are also the one privilege boundary the device leaves to the kernel: the ring is
+//! the kernel's, and SIGNAL (the kernel's completion signal, which writes the fence slot by DPA
+//! whatever the context) is not an opcode a user may submit. Everything else a user command
+//! does goes through the VM's page tables, which the device enforces.
 
 use kernel::prelude::*;
 
@@ -52,6 +57,11 @@ pub(crate) fn check_command(c: &[u8; SLOT]) -> Result {
 mod tests {
     use super::*;
 
+    /// The kernel's completion signal, written by DPA past every VM: a user never gets to emit
+    /// it (`Documentation/hardware/queues.rst`, Privilege), and `check_command` knows it only as
+    /// an opcode it refuses.
+    const OP_SIGNAL: u8 = 0x04;
+
     fn cmd(op: u8) -> [u8; SLOT] {
         let mut c = [0u8; SLOT];
         c[0] = op;
@@ -86,6 +96,11 @@ mod tests {
         let mut fence = cmd(OP_FENCE);
         fence[5] = 1;
         assert_eq!(check_command(&fence), Err(EINVAL));
+        // The kernel's completion signal, however well formed.
+        assert_eq!(check_command(&cmd(OP_SIGNAL)), Err(EINVAL));
+        let mut signal = cmd(OP_SIGNAL);
+        signal[16] = 0xff;
+        assert_eq!(check_command(&signal), Err(EINVAL));
         // KERNEL with no id and with an unknown one.
         assert_eq!(check_command(&cmd(OP_KERNEL)), Err(EINVAL));
         let mut k = cmd(OP_KERNEL);

@@ -29,7 +29,7 @@ use super::driver::{VelaDevice, VelaDriver};
 use crate::{
     hw::{
         mmu::{self, PageTables},
-        queue::{HwQueue, JobFence, SLOT},
+        queue::{self, JobFence, SLOT},
         vram::PAGE,
         Core,
     },
@@ -191,16 +191,37 @@ pub(crate) fn unmap_everywhere(bo: &gem::Object<VelaObject>, locked: &ResvLocked
 }
 
 /// Points every bind of the buffer, in every VM, at its storage `runs`.
+///
+/// All or nothing, since the caller frees `runs` when this fails: the binds already moved
+/// (and the one that failed) go back to `back`, the storage they had, or where that cannot be
+/// had either, to nothing (a job touching them faults). No entry is left pointing at `runs`.
 pub(crate) fn remap_everywhere(
     bo: &gem::Object<VelaObject>,
     locked: &ResvLocked<'_>,
     runs: &[(u64, u64)],
     in_vram: bool,
+    back: Option<(&[(u64, u64)], bool)>,
 ) -> Result {
-    for b in binds_of(bo, locked)?.iter() {
-        b.space.map(runs, in_vram, b.va, b.bo_offset, b.size, b.pte_flags)?;
+    let binds = binds_of(bo, locked)?;
+    for (i, b) in binds.iter().enumerate() {
         // The old translations must not outlive the old place.
-        b.space.core.invalidate(b.space.context)?;
+        let r = b
+            .space
+            .map(runs, in_vram, b.va, b.bo_offset, b.size, b.pte_flags)
+            .and_then(|()| b.space.core.invalidate(b.space.context));
+        if let Err(e) = r {
+            for b in binds.iter().take(i + 1) {
+                let restored = back.is_some_and(|(old, old_in_vram)| {
+                    b.space.map(old, old_in_vram, b.va, b.bo_offset, b.size, b.pte_flags).is_ok()
+                });
+                if restored {
+                    let _ = b.space.core.invalidate(b.space.context);
+                } else {
+                    let _ = b.space.unmap(b.va, b.size);
+                }
+            }
+            return Err(e);
+        }
     }
     Ok(())
 }
@@ -391,7 +412,7 @@ impl Vm {
                         Err(e) if e == ENODEV => continue,
                         Err(e) => return Err(e),
                     };
-                    remap_everywhere(bo, &guard, &runs, false)?;
+                    remap_everywhere(bo, &guard, &runs, false, None)?;
                 }
                 Backing::Local(_) => {
                     if vgem::wants_vram(bo, &guard) {
@@ -571,17 +592,10 @@ impl UserQueue {
     /// Starts a run of hardware queue `index` (just taken for this queue) on the VM.
     fn start_run(&self, lease: &mut Lease, index: u32) -> Result<(u32, u64)> {
         let core = &*self.core;
-        let started = (|| -> Result<u64> {
-            let hw = core.queue(index)?;
-            let fence = HwQueue::alloc_fence(core)?;
-            let fence_va = fence_va(index);
-            self.vm.space.pt.lock().map(core, fence_va, fence.1.vram_offset, PAGE, mmu::READ | mmu::WRITE, true)?;
-            // Not under the VM's lock: a queue's lock is taken before reservation locks (jobs
-            // add their fences), which are taken before VM locks (invalidations).
-            hw.start(core, self.vm.context, fence, fence_va).inspect_err(|_| {
-                let _ = self.vm.space.pt.lock().unmap(core, fence_va, PAGE);
-            })
-        })();
+        // Not under the VM's lock: a queue's lock is taken before reservation locks (jobs add
+        // their fences), which are taken before VM locks (invalidations). The queue's fence slot
+        // is not mapped into the VM: SIGNAL writes it by DPA, out of every job's reach.
+        let started = core.queue(index).and_then(|hw| hw.start(core, self.vm.context));
         match started {
             Ok(run) => {
                 lease.hw = Some((index, run));
@@ -598,8 +612,8 @@ impl UserQueue {
     }
 
     /// Ends this queue's run of hardware queue `index`: stops it (waiting a bounded time for
-    /// jobs, then failing what is left), takes the run's failures into the lease and removes
-    /// the queue's fence slot from the VM. The caller passes the hardware queue on or frees it.
+    /// jobs, then failing what is left) and takes the run's failures into the lease. The caller
+    /// passes the hardware queue on or frees it.
     fn end_run(&self, lease: &mut Lease, index: u32, run: u64) {
         let core = &*self.core;
         if let Ok(hw) = core.queue(index) {
@@ -609,7 +623,6 @@ impl UserQueue {
                 record_failure(lease, base + lo, base + hi);
             }
         }
-        let _ = self.vm.space.unmap(fence_va(index), PAGE);
         lease.hw = None;
         lease.retired = lease.on_hw;
     }
@@ -751,13 +764,17 @@ impl UserQueue {
                     // To be told when the dependency it waits for signals.
                     if job.waiter.as_ref().is_none_or(|w| w.fence().is_signaled()) {
                         job.waiter = None;
-                        if let Some(dep) = job.deps.iter().find(|f| !f.is_signaled()) {
-                            match FenceWaiter::new(dep, Kick(self.sched.clone())) {
-                                Ok(w) => job.waiter = Some(w),
-                                // It signalled meanwhile: look again.
-                                Err(e) if e == ENOENT => continue,
-                                Err(_) => return Next::Poll,
-                            }
+                        // The last dependency may have signalled since `ready` was computed:
+                        // no callback of this job is on it, so nothing would kick the
+                        // scheduler for it before its deadline. Look again instead.
+                        let Some(dep) = job.deps.iter().find(|f| !f.is_signaled()) else {
+                            continue;
+                        };
+                        match FenceWaiter::new(dep, Kick(self.sched.clone())) {
+                            Ok(w) => job.waiter = Some(w),
+                            // It signalled meanwhile: look again.
+                            Err(e) if e == ENOENT => continue,
+                            Err(_) => return Next::Poll,
                         }
                     }
                     return Next::Deps(left_ms);
@@ -953,10 +970,7 @@ fn failed_in(lease: &Lease, seqno: u64) -> bool {
 
 /// Adds a failed range to the record, forgetting the oldest beyond the limit.
 fn record_failure(lease: &mut Lease, lo: u64, hi: u64) {
-    if lease.failed.len() >= RETIRED_FAILURES_KEPT {
-        let _ = lease.failed.remove(0);
-    }
-    let _ = lease.failed.push((lo, hi), GFP_KERNEL);
+    queue::record_failure(&mut lease.failed, RETIRED_FAILURES_KEPT, lo, hi);
 }
 
 /// The outcome of job `seqno`, which belongs to a run that ended.
@@ -970,12 +984,6 @@ fn retired_outcome(lease: &Lease, seqno: u64) -> Result {
 
 /// How long a job may wait for its dependencies before it fails with `ETIME`.
 const DEP_TIMEOUT_MS: i64 = 30_000;
-
-/// Where hardware queue `index` finds its fence slot in the VM of its holder: one page each
-/// in the kernel's VAs.
-fn fence_va(index: u32) -> u64 {
-    mmu::KERNEL_VA_BASE + PAGE * u64::from(index)
-}
 
 #[pinned_drop]
 impl PinnedDrop for UserQueue {
@@ -1039,13 +1047,15 @@ mod tests {
         assert!(!failed_in(&l, 2) && !failed_in(&l, 6) && !failed_in(&l, 10));
         assert_eq!(retired_outcome(&l, 4), Err(EIO));
         assert_eq!(retired_outcome(&l, 8), Ok(()));
-        // Only the newest ranges are kept.
+        // Beyond the ranges kept, the oldest merge: no failure is forgotten (a job between
+        // two old failures may then read as failed, never a failed one as done).
         let kept = RETIRED_FAILURES_KEPT as u64;
         for k in 0..kept {
-            record_failure(&mut l, 100 + k, 100 + k);
+            record_failure(&mut l, 100 + 2 * k, 100 + 2 * k);
         }
         assert_eq!(l.failed.len(), RETIRED_FAILURES_KEPT);
-        assert!(!failed_in(&l, 3));
-        assert!(failed_in(&l, 100) && failed_in(&l, 100 + kept - 1));
+        assert!(failed_in(&l, 3) && failed_in(&l, 9));
+        assert!(failed_in(&l, 100) && failed_in(&l, 100 + 2 * (kept - 1)));
+        assert!(!failed_in(&l, 2) && !failed_in(&l, 101 + 2 * (kept - 1)));
     }
 }

@@ -16,7 +16,10 @@ use super::{
 /// VAs are 39 bits wide.
 pub(crate) const VA_BITS: u32 = 39;
 pub(crate) const VA_LIMIT: u64 = 1 << VA_BITS;
-/// The top 1 GiB of every VM belongs to the kernel (queue fence slots); binds stay below.
+/// The top 1 GiB of every VM is the kernel's: binds stay below it. Nothing is mapped there
+/// (queue fence slots are written by DPA, not through a VM), so a job's access to it faults;
+/// the range stays reserved so the kernel can map its own things there later without moving
+/// `va_size`, the uAPI's bound.
 pub(crate) const KERNEL_VA_BASE: u64 = VA_LIMIT - (1 << 30);
 
 const VALID: u64 = 1 << 0;
@@ -121,25 +124,49 @@ impl PageTables {
     /// needs no invalidation.
     ///
     /// Without `in_vram`, `vram_offset` is a bus address instead (the spec's VRAM = 0 entries).
+    ///
+    /// All or nothing: if a table cannot be had part-way, the leaves already written are
+    /// cleared again before the error returns, so no entry is left that the caller does not
+    /// know about (and would not clear before it frees what the entry points at).
     pub(crate) fn map(&mut self, core: &Core, va: u64, vram_offset: u64, len: u64, flags: u64, in_vram: bool) -> Result {
-        let entry = |addr: u64, flags: u64| if in_vram { pte(addr, flags) } else { pte_bus(addr, flags) };
         if !in_vram && (vram_offset & !ADDR_MASK) != 0 {
             return Err(EINVAL);
         }
         let mut off = 0;
-        while off < len {
-            let v = va + off;
-            if huge_fits(v, vram_offset + off, len - off) && self.table(core, v, 0, false)?.is_none() {
+        let r = self.map_from(core, va, vram_offset, len, flags, in_vram, &mut off);
+        if r.is_err() {
+            let _ = self.unmap(core, va, off);
+        }
+        r
+    }
+
+    /// The body of [`PageTables::map`]; `off` says how far it got.
+    #[allow(clippy::too_many_arguments)]
+    fn map_from(
+        &mut self,
+        core: &Core,
+        va: u64,
+        vram_offset: u64,
+        len: u64,
+        flags: u64,
+        in_vram: bool,
+        off: &mut u64,
+    ) -> Result {
+        let entry = |addr: u64, flags: u64| if in_vram { pte(addr, flags) } else { pte_bus(addr, flags) };
+        while *off < len {
+            let off_now = *off;
+            let v = va + off_now;
+            if huge_fits(v, vram_offset + off_now, len - off_now) && self.table(core, v, 0, false)?.is_none() {
                 let l1 = self.table(core, v, 1, true)?.ok_or(ENOMEM)?;
                 self.huge.reserve(1, GFP_KERNEL)?;
-                core.vram_write64(l1 + 8 * index(v, 1), entry(vram_offset + off, flags | HUGE))?;
+                core.vram_write64(l1 + 8 * index(v, 1), entry(vram_offset + off_now, flags | HUGE))?;
                 self.huge.push(v >> 21, GFP_KERNEL)?;
-                off += HUGE_PAGE;
+                *off += HUGE_PAGE;
                 continue;
             }
             let l0 = self.table(core, v, 0, true)?.ok_or(ENOMEM)?;
-            core.vram_write64(l0 + 8 * index(v, 0), entry(vram_offset + off, flags))?;
-            off += PAGE;
+            core.vram_write64(l0 + 8 * index(v, 0), entry(vram_offset + off_now, flags))?;
+            *off += PAGE;
         }
         Ok(())
     }

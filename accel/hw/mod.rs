@@ -450,12 +450,15 @@ impl Core {
 
     /// Turns the context off and frees it. Its queues must be stopped.
     pub(crate) fn put_context(&self, c: u32) {
+        // Under the lock, like every write of a context's registers: `recover` programs the
+        // contexts it finds taken, and must not point one at a root that was freed meanwhile.
+        let mut o = self.owners.lock();
         let _ = self.with_bar0(|bar| {
             let at = regs::CTX_CONTROL::try_at(c as usize).ok_or(EINVAL)?;
             bar.write(at, regs::CTX_CONTROL::zeroed().with_const_invalidate::<1>());
             Ok(())
         });
-        self.owners.lock().contexts &= !(1 << c);
+        o.contexts &= !(1 << c);
     }
 
     /// Drops the context's cached translations (after an unmap, before the memory is reused).
@@ -487,7 +490,7 @@ impl Core {
         dev_warn!(self.pdev, "queue {} hung: resetting the device\n", guilty);
         self.resetting.store(true, Release);
         self.exports.revoke_all();
-        let heads: KVec<u32> = {
+        let heads: KVec<(u32, u64)> = {
             let mut v = KVec::new();
             for q in self.queues.iter() {
                 if v.push(q.head(self), GFP_KERNEL).is_err() {
@@ -509,15 +512,14 @@ impl Core {
         if ready.is_err() {
             dev_err!(self.pdev, "device not ready after reset\n");
         }
-        let (contexts, roots) = {
-            let o = self.owners.lock();
-            (o.contexts, o.roots)
-        };
+        // The owners lock is held while the contexts are written: a context freed and taken
+        // again meanwhile must get its new root, not the old one, which may be freed.
+        let owners = self.owners.lock();
         let queues = (1u32 << self.queues.len()) - 1;
         let _ = self.with_bar0(|bar| {
             for c in 1..regs::CONTEXTS {
-                if contexts & (1 << c) != 0 {
-                    let root = roots[c];
+                if owners.contexts & (1 << c) != 0 {
+                    let root = owners.roots[c];
                     bar.write(regs::CTX_PT_BASE_LO::try_at(c).ok_or(EINVAL)?, regs::CTX_PT_BASE_LO::from_raw(root as u32));
                     bar.write(regs::CTX_PT_BASE_HI::try_at(c).ok_or(EINVAL)?, regs::CTX_PT_BASE_HI::from_raw((root >> 32) as u32));
                     bar.write(regs::CTX_CONTROL::try_at(c).ok_or(EINVAL)?, regs::CTX_CONTROL::zeroed().with_const_enable::<1>());
@@ -527,9 +529,13 @@ impl Core {
             bar.write_reg(regs::INT_MASK::from_raw(!(queues | irq::ERROR_SOURCES)));
             Ok(())
         });
+        drop(owners);
         for (i, q) in self.queues.iter().enumerate() {
-            let head = heads.get(i).copied().unwrap_or(0);
-            q.restart(self, head, q.index == guilty);
+            let Some(&(head, epoch)) = heads.get(i) else {
+                q.restart(self, None, true);
+                continue;
+            };
+            q.restart(self, Some((head, epoch)), q.index == guilty);
         }
         self.resetting.store(false, Release);
     }

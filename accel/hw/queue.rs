@@ -3,8 +3,10 @@
 //! Hardware queues (`Documentation/hardware/queues.rst`): a ring of 64-byte commands in VRAM
 //! that the device consumes, and the fence slot its completions are reported in.
 //!
-//! Every job ends with a FENCE command carrying the INTERRUPT flag that writes the job's
-//! sequence number; the queue's MSI-X vector then wakes the waiters. A queue error or an MMU
+//! Every job ends with a SIGNAL command carrying the INTERRUPT flag that writes the job's
+//! sequence number to the fence slot; the queue's MSI-X vector then wakes the waiters. SIGNAL
+//! reaches the slot by DPA (`Q_FENCE_BASE`), so the slot is mapped in no context and no user
+//! command can forge a completion. A queue error or an MMU
 //! fault fails every job pending on the queue and resets it.
 
 use kernel::{
@@ -31,11 +33,33 @@ const SLOTS: u32 = 1 << LOG2_SLOTS;
 /// How long a submitter waits for ring space before giving up with EBUSY.
 const RING_FULL_TIMEOUT_MS: u32 = 5000;
 
-const OP_FENCE: u32 = 0x01;
+const OP_SIGNAL: u32 = 0x04;
 const FLAG_INTERRUPT: u32 = 1 << 8;
 
-/// Failed job ranges remembered for WAIT; older failures are forgotten.
-const FAILURES_KEPT: usize = 16;
+/// Failed job ranges remembered for WAIT; beyond that the oldest ones merge (see
+/// [`record_failure`]).
+pub(crate) const FAILURES_KEPT: usize = 16;
+
+/// Records that jobs `lo..=hi` failed in `list`, which holds at most `keep` ranges, oldest
+/// first. A failure is never forgotten, since WAIT would then report a failed job done: when
+/// the list is full its two oldest ranges merge into one (the successful jobs between them
+/// then read as failed too, the safe side), and if memory for the entry cannot be had the range
+/// joins the newest one the same way.
+pub(crate) fn record_failure(list: &mut KVec<(u64, u64)>, keep: usize, lo: u64, hi: u64) {
+    if list.len() >= keep.max(2) {
+        let next_hi = list.get(1).map(|r| r.1);
+        if let (Some(first), Some(next_hi)) = (list.first_mut(), next_hi) {
+            first.1 = next_hi;
+            let _ = list.remove(1);
+        }
+    }
+    if list.push((lo, hi), GFP_ATOMIC).is_err() {
+        if let Some(last) = list.last_mut() {
+            last.0 = last.0.min(lo);
+            last.1 = last.1.max(hi);
+        }
+    }
+}
 /// A queue with pending jobs whose completion count has not moved for this long is hung.
 pub(crate) const JOB_TIMEOUT_MS: i64 = 2000;
 /// How often a waiter looks at the fence itself: a dropped interrupt costs at most this.
@@ -61,8 +85,6 @@ struct Active {
     ring_offset: u64,
     _fence: VramBlocks,
     fence_offset: u64,
-    /// VA of the fence slot in the queue's context.
-    fence_va: u64,
     /// Next slot to write.
     tail: u32,
     /// The device's read position as last seen; it only moves forward, so free space computed
@@ -84,6 +106,10 @@ pub(crate) struct QueueState {
     failed: KVec<(u64, u64)>,
     /// When `completed` last moved, or the queue went from idle to busy.
     progress: Instant<Monotonic>,
+    /// Bumped whenever the ring's contents stop being what the device was working through:
+    /// a start, a stop, a reset of the queue. A ring position read under one epoch means
+    /// nothing under another (see `restart`).
+    epoch: u64,
 }
 
 /// What the watchdog found on a queue.
@@ -114,11 +140,6 @@ pub(crate) struct HwQueue {
     done: CondVar,
 }
 
-/// Where a queue's fence slot lives, for mapping it into the queue's context.
-pub(crate) struct FenceSlot {
-    pub(crate) vram_offset: u64,
-}
-
 impl HwQueue {
     pub(crate) fn new(index: u32) -> impl PinInit<Self> {
         pin_init!(Self {
@@ -130,16 +151,18 @@ impl HwQueue {
                 completed: 0,
                 failed: KVec::new(),
                 progress: Instant::now(),
+                epoch: 0,
             }),
             done <- new_condvar!(),
         })
     }
 
-    /// Points the queue at its ring and context and enables it (after a queue reset when
-    /// `reset`); a non-zero `tail` rings the doorbell for commands already in the ring.
-    fn program(&self, core: &Core, ring: u64, context: u32, reset: bool, tail: u32) -> Result {
+    /// Points the queue at its ring, fence slot and context and enables it (after a queue reset
+    /// when `reset`); a non-zero `tail` rings the doorbell for commands already in the ring.
+    fn program(&self, core: &Core, ring: u64, fence: u64, context: u32, reset: bool, tail: u32) -> Result {
         let i = self.index as usize;
         let ring_dpa = DPA_VRAM | ring;
+        let fence_dpa = DPA_VRAM | fence;
         core.with_bar0(|bar| {
             if reset {
                 bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
@@ -148,6 +171,11 @@ impl HwQueue {
             bar.write(regs::Q_RING_BASE_HI::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_HI::from_raw((ring_dpa >> 32) as u32));
             bar.write(regs::Q_RING_SIZE::try_at(i).ok_or(EINVAL)?, regs::Q_RING_SIZE::from_raw(LOG2_SLOTS));
             bar.write(regs::Q_CONTEXT::try_at(i).ok_or(EINVAL)?, regs::Q_CONTEXT::from_raw(context));
+            bar.write(regs::Q_FENCE_BASE_LO::try_at(i).ok_or(EINVAL)?, regs::Q_FENCE_BASE_LO::from_raw(fence_dpa as u32));
+            bar.write(
+                regs::Q_FENCE_BASE_HI::try_at(i).ok_or(EINVAL)?,
+                regs::Q_FENCE_BASE_HI::from_raw((fence_dpa >> 32) as u32),
+            );
             bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_enable::<1>());
             if tail > 0 {
                 bar.write(regs::Q_DOORBELL::try_at(i).ok_or(EINVAL)?, regs::Q_DOORBELL::from_raw(tail));
@@ -156,44 +184,36 @@ impl HwQueue {
         })
     }
 
-    /// Reserves the fence slot of a queue about to start; map it at `fence_va`, then `start`.
-    pub(crate) fn alloc_fence(core: &Core) -> Result<(VramBlocks, FenceSlot)> {
+    /// Starts the queue on `context`, with a ring and a fence slot of its own. Both are kernel
+    /// VRAM that no context maps: the device reaches them by DPA only.
+    pub(crate) fn start(&self, core: &Core, context: u32) -> Result<u64> {
         let fence = core.vram.alloc(PAGE, true)?;
-        let vram_offset = vram::runs(&fence).next().map(|(o, _)| o).ok_or(ENOMEM)?;
-        core.vram_fill(vram_offset, PAGE, 0)?;
-        Ok((fence, FenceSlot { vram_offset }))
-    }
-
-    /// Starts the queue on `context`, its fence slot mapped at `fence_va`.
-    pub(crate) fn start(
-        &self,
-        core: &Core,
-        context: u32,
-        fence: (VramBlocks, FenceSlot),
-        fence_va: u64,
-    ) -> Result<u64> {
+        let fence_offset = vram::runs(&fence).next().map(|(o, _)| o).ok_or(ENOMEM)?;
+        core.vram_fill(fence_offset, PAGE, 0)?;
         let ring = core.vram.alloc(u64::from(SLOTS) * SLOT as u64, true)?;
         let ring_offset = vram::runs(&ring).next().map(|(o, _)| o).ok_or(ENOMEM)?;
         let mut st = self.state.lock();
         if st.active.is_some() {
             return Err(EBUSY);
         }
-        self.program(core, ring_offset, context, true, 0)?;
+        self.program(core, ring_offset, fence_offset, context, true, 0)?;
         st.active = Some(Active {
             fences: KVec::new(),
             context,
             _ring: ring,
             ring_offset,
-            _fence: fence.0,
-            fence_offset: fence.1.vram_offset,
-            fence_va,
+            _fence: fence,
+            fence_offset,
             tail: 0,
             head_seen: 0,
         });
         st.submitted = 0;
         st.completed = 0;
         st.failed.clear();
+        // Room for every range up front: recording a failure then needs no allocation.
+        st.failed.reserve(FAILURES_KEPT, GFP_KERNEL)?;
         st.run += 1;
+        st.epoch += 1;
         Ok(st.run)
     }
 
@@ -290,8 +310,7 @@ impl HwQueue {
             tail = (tail + 1) % SLOTS;
         }
         let mut fence_cmd = [0u8; SLOT];
-        fence_cmd[0..4].copy_from_slice(&(OP_FENCE | FLAG_INTERRUPT).to_le_bytes());
-        fence_cmd[8..16].copy_from_slice(&active.fence_va.to_le_bytes());
+        fence_cmd[0..4].copy_from_slice(&(OP_SIGNAL | FLAG_INTERRUPT).to_le_bytes());
         fence_cmd[16..24].copy_from_slice(&seqno.to_le_bytes());
         core.vram_write_bytes(active.ring_offset + u64::from(tail) * SLOT as u64, &fence_cmd)?;
         tail = (tail + 1) % SLOTS;
@@ -380,11 +399,8 @@ impl HwQueue {
     pub(crate) fn fail_pending(&self, core: &Core) {
         let mut st = self.state.lock();
         if st.completed < st.submitted {
-            let range = (st.completed + 1, st.submitted);
-            if st.failed.len() >= FAILURES_KEPT {
-                let _ = st.failed.remove(0);
-            }
-            let _ = st.failed.push(range, GFP_ATOMIC);
+            let (lo, hi) = (st.completed + 1, st.submitted);
+            record_failure(&mut st.failed, FAILURES_KEPT, lo, hi);
             st.completed = st.submitted;
         }
         let i = self.index as usize;
@@ -397,6 +413,7 @@ impl HwQueue {
             a.tail = 0;
             a.head_seen = 0;
         }
+        st.epoch += 1;
         Self::signal_fences(&mut st);
         drop(st);
         self.done.notify_all();
@@ -471,26 +488,38 @@ impl HwQueue {
         }
     }
 
-    /// Before a global reset: where the device stopped reading this queue's ring.
-    pub(crate) fn head(&self, core: &Core) -> u32 {
+    /// Before a global reset: where the device stopped reading this queue's ring, and the
+    /// epoch of the ring that position is in.
+    pub(crate) fn head(&self, core: &Core) -> (u32, u64) {
+        let st = self.state.lock();
         let i = self.index as usize;
-        core.with_bar0(|bar| Ok(u32::from(bar.read(regs::Q_HEAD::try_at(i).ok_or(EINVAL)?).slot().get())))
-            .unwrap_or(0)
+        let head = core
+            .with_bar0(|bar| Ok(u32::from(bar.read(regs::Q_HEAD::try_at(i).ok_or(EINVAL)?).slot().get())))
+            .unwrap_or(0);
+        (head, st.epoch)
     }
 
     /// After a global reset: programs the queue again. A `guilty` queue's pending jobs fail; an
     /// innocent queue's pending commands, from `head` on, move to the start of the ring and
     /// run again, so its jobs complete as if nothing happened.
-    pub(crate) fn restart(&self, core: &Core, head: u32, guilty: bool) {
+    ///
+    /// `head` is where the device stopped, read before the reset, with the epoch it was read
+    /// in. If the queue was stopped, started for another holder or reset since, that position
+    /// is in a ring that is no more: replaying from it would run slots this run never wrote
+    /// (another holder's old commands, on this holder's context). Then, or without a `head`,
+    /// the pending jobs fail instead.
+    pub(crate) fn restart(&self, core: &Core, head: Option<(u32, u64)>, guilty: bool) {
         let mut st = self.state.lock();
         Self::read_fence(core, &mut st);
         let Some(active) = st.active.as_ref() else {
             return;
         };
-        let (ring, context, tail) = (active.ring_offset, active.context, active.tail);
-        let pending = tail.wrapping_sub(head) % SLOTS;
+        let (ring, fence, context, tail) = (active.ring_offset, active.fence_offset, active.context, active.tail);
+        let head = head.and_then(|(h, epoch)| (epoch == st.epoch && h < SLOTS).then_some(h));
+        let pending = head.map_or(0, |h| tail.wrapping_sub(h) % SLOTS);
         let mut new_tail = 0;
-        if !guilty && st.completed < st.submitted && pending > 0 {
+        let replay = head.filter(|_| !guilty && st.completed < st.submitted && pending > 0);
+        if let Some(head) = replay {
             // Copy through a buffer: the source and destination slots may overlap.
             let mut slots = KVec::<[u8; SLOT]>::new();
             let ok = (0..pending).all(|k| {
@@ -509,20 +538,18 @@ impl HwQueue {
             }
         }
         if new_tail == 0 && st.completed < st.submitted {
-            let range = (st.completed + 1, st.submitted);
-            if st.failed.len() >= FAILURES_KEPT {
-                let _ = st.failed.remove(0);
-            }
-            let _ = st.failed.push(range, GFP_KERNEL);
+            let (lo, hi) = (st.completed + 1, st.submitted);
+            record_failure(&mut st.failed, FAILURES_KEPT, lo, hi);
             st.completed = st.submitted;
         }
         if let Some(a) = st.active.as_mut() {
             a.tail = new_tail;
             a.head_seen = 0;
         }
+        st.epoch += 1;
         Self::signal_fences(&mut st);
         st.progress = Instant::now();
-        let _ = self.program(core, ring, context, false, new_tail);
+        let _ = self.program(core, ring, fence, context, false, new_tail);
         drop(st);
         self.done.notify_all();
     }
@@ -542,16 +569,14 @@ impl HwQueue {
             Ok(())
         });
         if st.completed < st.submitted {
-            let range = (st.completed + 1, st.submitted);
-            if st.failed.len() >= FAILURES_KEPT {
-                let _ = st.failed.remove(0);
-            }
-            let _ = st.failed.push(range, GFP_KERNEL);
+            let (lo, hi) = (st.completed + 1, st.submitted);
+            record_failure(&mut st.failed, FAILURES_KEPT, lo, hi);
             st.completed = st.submitted;
         }
         // Jobs aborted by the stop fail their fences rather than leave them unsignalled.
         Self::signal_fences(&mut st);
         st.active = None;
+        st.epoch += 1;
         drop(st);
         self.done.notify_all();
     }

@@ -197,6 +197,17 @@ register! {
     pub(crate) Q_COMPLETED(u32)[MAX_QUEUES, stride = 0x40] @ 0x1024 {
         31:0 count;
     }
+
+    /// Queue Q's fence location, bits 31:0: the DPA SIGNAL writes, never translated (bits 2:0
+    /// are not stored).
+    pub(crate) Q_FENCE_BASE_LO(u32)[MAX_QUEUES, stride = 0x40] @ 0x1030 {
+        31:0 value;
+    }
+
+    /// Queue Q's fence location, bits 63:32 (bit 31: the location is in VRAM).
+    pub(crate) Q_FENCE_BASE_HI(u32)[MAX_QUEUES, stride = 0x40] @ 0x1034 {
+        31:0 value;
+    }
 }
 
 /// Number of hardware event counters.

@@ -8,7 +8,10 @@
  *  - padding and reserved fields must be zero, and flags with bits the kernel
  *    does not know are rejected with -EINVAL, so they can be given a meaning
  *    later without breaking old binaries;
- *  - queries are extended by adding query ids, never by growing a reply.
+ *  - a user pointer the kernel cannot read or write is -EFAULT;
+ *  - queries are extended by adding query ids, never by growing a reply;
+ *  - an unknown buffer handle, VM id, queue id or sync object handle is
+ *    -ENOENT, reported after every argument check that needs no object.
  */
 #ifndef _UAPI_VELA_ACCEL_H_
 #define _UAPI_VELA_ACCEL_H_
@@ -112,7 +115,9 @@ struct drm_vela_query_memory {
  *	together; one more QUEUE_CREATE is -EBUSY. They share the device's
  *	hardware queues (drm_vela_query_device.num_queues).
  * @max_vram_bo: the largest VRAM buffer, in bytes.
- * @max_system_bo: the largest system-memory buffer, in bytes.
+ * @max_system_bo: the largest system-memory buffer, in bytes; above it
+ *	BO_CREATE is -EINVAL. A buffer must also fit in what is left of
+ *	@system_budget, which may be less.
  * @system_budget: system memory the device's buffers may hold in all
  *	(created there or evicted there), in bytes; beyond it BO_CREATE and
  *	eviction fail with -ENOMEM.
@@ -161,7 +166,7 @@ struct drm_vela_query_counters {
 /**
  * struct drm_vela_query - Argument of %DRM_IOCTL_VELA_QUERY.
  *
- * @query: an &enum drm_vela_query_id.
+ * @query: an &enum drm_vela_query_id; any other value is -EINVAL.
  * @flags: must be zero.
  * @size: in: size of the buffer at @data; 0 asks for the size the reply needs,
  *	which the kernel writes here without touching @data. out: bytes written.
@@ -191,12 +196,16 @@ struct drm_vela_query {
  * struct drm_vela_bo_create - Argument of %DRM_IOCTL_VELA_BO_CREATE.
  *
  * @size: bytes; rounded up to the 4 KiB page. 0, a size whose rounding
- *	overflows, or more than the memory domain holds is -EINVAL; more than
- *	is free is -ENOMEM.
- * @flags: DRM_VELA_BO_* flags. VRAM_ONLY without VRAM is -EINVAL. System
- *	memory placement (no VRAM flag) is not supported yet: a well-formed
- *	request for it fails with -EOPNOTSUPP.
+ *	overflows, or more than the memory domain holds (the VRAM size, or
+ *	&drm_vela_query_limits.max_system_bo for system memory) is -EINVAL;
+ *	more than is free is -ENOMEM. For VRAM, free counts what evicting idle
+ *	buffers that may move to system memory makes free; for system memory,
+ *	what is left of &drm_vela_query_limits.system_budget.
+ * @flags: DRM_VELA_BO_* flags. VRAM_ONLY without VRAM is -EINVAL. Without
+ *	VRAM the buffer is placed in system memory.
  * @handle: out: the GEM handle.
+ *
+ * A new buffer reads zeros, in either placement.
  */
 struct drm_vela_bo_create {
 	__u64 size;
@@ -207,7 +216,7 @@ struct drm_vela_bo_create {
 /**
  * struct drm_vela_bo_info - Argument of %DRM_IOCTL_VELA_BO_INFO.
  *
- * @handle: the buffer.
+ * @handle: the buffer; an unknown handle is -ENOENT.
  * @flags: out: its DRM_VELA_BO_* creation flags.
  * @size: out: its size in bytes (page-rounded).
  * @placement: out: where it is now, a DRM_VELA_PLACEMENT_* value.
@@ -226,17 +235,32 @@ struct drm_vela_bo_info {
 /*
  * A dma-buf of another exporter (another Vela device, udmabuf, a dma-heap)
  * imported with DRM_IOCTL_PRIME_FD_TO_HANDLE. Its flags read as 0; it has no
- * BO_MMAP_OFFSET (map the dma-buf fd instead).
+ * BO_MMAP_OFFSET (-EINVAL: map the dma-buf fd instead).
  */
 #define DRM_VELA_PLACEMENT_IMPORTED	2
 
 /**
+ * DOC: Sharing buffers (PRIME)
+ *
+ * The DRM core's DRM_IOCTL_PRIME_HANDLE_TO_FD and DRM_IOCTL_PRIME_FD_TO_HANDLE
+ * work on the accel node, with the DRM core's errors. HANDLE_TO_FD: an
+ * unknown handle is -ENOENT, flags other than DRM_CLOEXEC and DRM_RDWR are
+ * -EINVAL. FD_TO_HANDLE: an fd that is not open is -EBADF, an open file that
+ * is not a dma-buf is -EINVAL, and an exporter that refuses to attach this
+ * device gives its own error; a Vela exporter says -EOPNOTSUPP for a
+ * VRAM_ONLY buffer the importer cannot reach peer-to-peer, and -ENODEV once
+ * it is unbound.
+ */
+
+/**
  * struct drm_vela_bo_mmap_offset - Argument of %DRM_IOCTL_VELA_BO_MMAP_OFFSET.
  *
- * @handle: a CPU_VISIBLE buffer (else -EINVAL).
+ * @handle: a CPU_VISIBLE buffer (else -EINVAL); an unknown handle is
+ *	-ENOENT.
  * @pad: must be zero.
- * @offset: out: the offset to pass to mmap() on the accel fd. VRAM is
- *	mapped write-combined through BAR2.
+ * @offset: out: the offset to pass to mmap() on the accel fd. The mapping
+ *	is write-combined wherever the buffer is: VRAM through BAR2, system
+ *	memory as its pages. A mapping larger than the buffer fails.
  */
 struct drm_vela_bo_mmap_offset {
 	__u32 handle;
@@ -263,7 +287,9 @@ struct drm_vela_vm_create {
 /**
  * struct drm_vela_vm_destroy - Argument of %DRM_IOCTL_VELA_VM_DESTROY.
  *
- * @vm_id: the VM. Its queues must be destroyed first (-EBUSY otherwise).
+ * @vm_id: the VM. Its queues must be destroyed first (-EBUSY otherwise). A
+ *	destroyed queue whose jobs still wait in the kernel for their
+ *	dependencies still counts until they have gone to the device.
  * @pad: must be zero.
  */
 struct drm_vela_vm_destroy {
@@ -282,8 +308,11 @@ struct drm_vela_vm_destroy {
  * and @size must be 4 KiB aligned and @size non-zero (-EINVAL), inside the
  * VM's user address space, [0, &drm_vela_query_memory.va_size), and inside
  * the buffer (-EINVAL), and must not overlap an existing mapping (-EEXIST).
- * The VAs above va_size (the top 1 GiB of the 39-bit space) are the
- * kernel's. Argument errors are reported before unknown ids.
+ * The VAs from va_size up (the top 1 GiB of the 39-bit space) are the
+ * kernel's: no bind reaches them and nothing is mapped there, so a job's
+ * command that touches one faults and the job fails (WAIT: -EIO), as for
+ * any unbound VA. Argument errors are reported before unknown ids (-ENOENT),
+ * except the range inside the buffer, which needs the buffer.
  *
  * @vm_id: the VM.
  * @handle: the buffer.
@@ -344,7 +373,11 @@ struct drm_vela_queue_create {
 /**
  * struct drm_vela_queue_destroy - Argument of %DRM_IOCTL_VELA_QUEUE_DESTROY.
  *
- * Waits for the queue's jobs to finish (or time out) first.
+ * Waits up to a second for the queue's jobs on the device, then aborts the
+ * rest (they fail). Jobs that still wait in the kernel for their
+ * dependencies keep the queue alive and the ioctl returns at once: they go
+ * to the device when they can, and the queue then waits for them in the
+ * same way. The id is freed at once either way.
  *
  * @queue_id: the queue.
  * @pad: must be zero.
@@ -366,28 +399,37 @@ struct drm_vela_queue_destroy {
  *
  * Queues one job: @command_count hardware commands (NOP, COPY, FILL, FENCE,
  * KERNEL) whose addresses are VAs of the queue's VM. The kernel checks every
- * command's opcode and reserved fields (-EINVAL) and appends the fence that
- * reports the job done; the device MMU keeps the job inside its VM.
+ * command's opcode and reserved fields (-EINVAL; SIGNAL, opcode 0x04, is the
+ * kernel's own and always refused) and appends a SIGNAL that reports the
+ * job done. SIGNAL writes the queue's fence slot by device address, past
+ * every VM: no command of any job can reach the slot, so a job cannot make
+ * its own completion (or anyone's) look earlier than it is. The device MMU
+ * keeps the job inside its VM.
  *
  * @queue_id: the queue.
  * @flags: must be zero.
  * @commands: user pointer to @command_count commands of
  *	DRM_VELA_COMMAND_SIZE bytes.
- * @command_count: 1..DRM_VELA_MAX_COMMANDS.
+ * @command_count: 1..DRM_VELA_MAX_COMMANDS (else -EINVAL).
  * @pad: must be zero.
  * @seqno: out: the job's sequence number on its queue, for WAIT.
  * @in_syncobjs: user pointer to @in_syncobj_count DRM sync object handles
  *	(__u32); the job runs only after each one's current fence signalled.
  *	SUBMIT does not wait for them: the job waits in the kernel (at most
- *	30 s, then it fails with -ETIME on its fence).
- * @in_syncobj_count: 0..DRM_VELA_MAX_IN_SYNCOBJS.
+ *	30 s, then it fails with -ETIME on its fence). A sync object that
+ *	holds no fence (created without DRM_SYNCOBJ_CREATE_SIGNALED and never
+ *	given one, or reset) is no dependency: SUBMIT succeeds and the job does
+ *	not wait for a fence the sync object gets later.
+ * @in_syncobj_count: 0..DRM_VELA_MAX_IN_SYNCOBJS (else -EINVAL); with 0,
+ *	@in_syncobjs is not read.
  * @out_syncobj: a DRM sync object handle, or 0: it gets the job's fence, which
  *	signals when the job completes, with -EIO when it failed.
  *
  * SUBMIT does not wait for the device: a job whose dependencies have not
  * signalled, or that cannot have a hardware queue at once (a free one, or
  * one whose holder is idle), waits in the kernel and runs later, in order.
- * -EBUSY only if the queue's ring stays full for 5 seconds.
+ * The one wait SUBMIT may do is for room in the ring of the hardware queue
+ * a job goes to at once: -EBUSY if it stays full for 5 seconds.
  *
  * The sync object fields were appended after the first version of the
  * struct: an older userspace passes a shorter struct, the DRM core zero-fills
@@ -411,13 +453,16 @@ struct drm_vela_submit {
  *
  * Waits until job @seqno of the queue is done. Returns 0 when it completed,
  * -ETIME when @timeout_ns passed first, -EIO when the job failed (a device
- * error or an MMU fault in it or in a job queued with it), and -EINVAL for a
- * seqno never submitted. Unknown VM and queue ids are -ENOENT in every ioctl.
+ * error or an MMU fault in it or in a job queued with it, or dependencies
+ * that took more than 30 s), and -EINVAL for a seqno never submitted.
+ * Unknown VM and queue ids are -ENOENT in every ioctl. Failures are kept as
+ * ranges of sequence numbers; past 16 the oldest merge, so an old job between
+ * two failures may read -EIO, but a failed job never reads 0.
  *
  * @queue_id: the queue.
  * @flags: must be zero.
  * @seqno: the job.
- * @timeout_ns: relative timeout; 0 polls.
+ * @timeout_ns: relative timeout; 0 polls, negative is -EINVAL.
  */
 struct drm_vela_wait {
 	__u32 queue_id;
@@ -435,9 +480,9 @@ struct drm_vela_wait {
  * mapping, and for anyone that shares the buffer. Returns 0 when idle, -ETIME
  * when @timeout_ns passed first (0 polls).
  *
- * @handle: the buffer.
+ * @handle: the buffer; an unknown handle is -ENOENT.
  * @flags: must be zero.
- * @timeout_ns: relative timeout, not negative.
+ * @timeout_ns: relative timeout; negative is -EINVAL.
  */
 struct drm_vela_bo_wait {
 	__u32 handle;

@@ -196,6 +196,11 @@ fn qemu_args(
         "init=/usr/local/sbin/vela-init",
         "panic=-1",
         "no_hash_pointers",
+        // vivid (vela-v4l2-test): instance 0 with vb2-vmalloc, 1 with vb2-dma-contig; only
+        // their video capture and output nodes.
+        "vivid.n_devs=2",
+        "vivid.allocators=0,1",
+        "vivid.node_types=0x101,0x101",
     ]
     .join(" ");
     // Benchmarks measure the driver, not allocation debugging: with slub_debug's user

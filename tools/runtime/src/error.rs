@@ -63,9 +63,9 @@ impl Ioctl {
         }
     }
 
-    /// What `errno` means for this ioctl according to `vela_accel.h` and `uapi.rst`. Errnos the
-    /// header leaves open (a stale handle or id) are described by DRM's convention, `ENOENT`
-    /// for a lookup that found nothing.
+    /// What `errno` means for this ioctl according to `vela_accel.h` and `uapi.rst`, and for the
+    /// PRIME ioctls the DRM core's. A lookup that found nothing is `ENOENT`, DRM's convention,
+    /// which the header states for every handle and id.
     pub fn meaning(self, errno: i32) -> &'static str {
         use libc::{
             EBADF, EBUSY, EEXIST, EFAULT, EINVAL, EIO, EMFILE, ENODEV, ENOENT, ENOMEM, ENOTTY,
@@ -82,7 +82,6 @@ impl Ioctl {
                 "size is 0 or more than the memory domain holds, unknown flags, or VRAM_ONLY without VRAM"
             }
             (Ioctl::BoCreate, ENOMEM) => "the memory domain has not that much free space",
-            (Ioctl::BoCreate, EOPNOTSUPP) => "system memory placement is not supported yet",
             (Ioctl::VmCreate, EBUSY) => "every MMU context of the device is taken (15 VMs)",
             (Ioctl::QueueCreate, EBUSY) => "the device has as many queues as it allows (64)",
             (Ioctl::Submit, EBUSY) => "the queue's ring stayed full for 5 s",
@@ -94,7 +93,10 @@ impl Ioctl {
             (Ioctl::BoInfo | Ioctl::BoMmapOffset, ENOENT) => "no buffer with this handle",
             (Ioctl::VmCreate, EINVAL) => "non-zero flags",
             (Ioctl::VmDestroy, EINVAL) => "non-zero pad",
-            (Ioctl::VmDestroy, EBUSY) => "the VM still has queues; destroy them first",
+            (Ioctl::VmDestroy, EBUSY) => {
+                "the VM still has queues (destroy them first), or a destroyed queue of it still \
+                 has jobs waiting for their dependencies"
+            }
             (Ioctl::VmDestroy | Ioctl::QueueCreate, ENOENT) => "no VM with this id",
             (Ioctl::VmBind, EINVAL) => {
                 "va, bo_offset or size not 4 KiB aligned or outside the VM or the buffer, \
@@ -110,10 +112,12 @@ impl Ioctl {
             (Ioctl::QueueDestroy, EINVAL) => "non-zero pad",
             (Ioctl::QueueDestroy | Ioctl::Submit | Ioctl::Wait, ENOENT) => "no queue with this id",
             (Ioctl::Submit, EINVAL) => {
-                "command_count not in 1..=1024, non-zero flags or pad, or a command with an \
-                 unknown opcode or non-zero reserved fields"
+                "command_count not in 1..=1024, more than 64 in-syncobjs, non-zero flags or pad, \
+                 or a command with an unknown opcode or non-zero reserved fields"
             }
-            (Ioctl::Wait, EINVAL) => "a seqno never submitted on the queue, or non-zero flags",
+            (Ioctl::Wait, EINVAL) => {
+                "a seqno never submitted on the queue, non-zero flags, or a negative timeout"
+            }
             (Ioctl::Wait, ETIME) => "the timeout passed before the job completed",
             (Ioctl::Wait, EIO) => {
                 "the job failed: a device error or MMU fault in it or in a job queued with it"

@@ -346,10 +346,9 @@ pub fn run(cmd: &str, args: &[&str]) -> io::Result<()> {
     }
 }
 
-/// The errno for a handle, VM id or queue id that names nothing. `vela_accel.h` does not
-/// document it; this is DRM's convention (a failed GEM handle or object id lookup is
-/// `-ENOENT`, as in Xe, Panthor and others), kept in one place so the tests follow the
-/// header if it ever says otherwise.
+/// The errno for a handle, VM id or queue id that names nothing, as `vela_accel.h` states it:
+/// DRM's convention (a failed GEM handle or object id lookup is `-ENOENT`, as in Xe, Panthor
+/// and others), kept in one place so the tests follow the header if it ever says otherwise.
 pub const ENOENT_BAD_ID: i32 = libc::ENOENT;
 
 /// Opens the first Vela device, or ends the test with a failed check (never a silent pass).

@@ -161,8 +161,8 @@ fn main() {
         BufferFlags::VRAM | BufferFlags::CPU_VISIBLE,
         "VRAM",
     );
-    // System memory: the same round trip through a cached mapping of the pages, and BO_INFO
-    // says where the buffer lives.
+    // System memory: the same round trip through a mapping of the pages (write-combined, as for
+    // VRAM), and BO_INFO says where the buffer lives.
     round_trip(&mut t, &dev, BufferFlags::CPU_VISIBLE, "system");
     if let Ok(bo) = Buffer::create(&dev, 64 << 10, BufferFlags::NONE) {
         t.eq(

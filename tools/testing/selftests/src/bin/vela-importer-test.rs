@@ -200,6 +200,25 @@ fn case2_vmap(t: &mut Tap, a: &PciDev) {
         format_args!("{st:?}"),
     );
     t.ok(imp.vunmap(slot), "2: dma_buf_vunmap()");
+    // A VRAM_ONLY buffer has no kernel mapping: its export has no vmap, so the dma-buf core
+    // refuses it itself (EINVAL) instead of WARNing on an exporter's error.
+    let only = get!(
+        t,
+        vram_with(&dev, &pat1, BufferFlags::VRAM_ONLY),
+        "2: a VRAM_ONLY buffer"
+    );
+    let only_fd = get!(t, s(only.export()), "2: export it");
+    let only_slot = get!(t, e(imp.import(&only_fd, Attach::None)), "2: take it");
+    t.errno(
+        imp.vmap(only_slot),
+        libc::EINVAL,
+        "2: dma_buf_vmap() of a VRAM_ONLY buffer fails with EINVAL",
+    );
+    t.eq(
+        placement(&only),
+        Some(Placement::Vram),
+        "2: …and it stays in VRAM",
+    );
     let r = s(q.run(&[Command::copy(bx.va(), by.va(), LEN)], T));
     t.check(r.is_ok(), "2: A's next job", format_args!("{r:?}"));
     t.eq(

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! SUBMIT with DRM sync objects: the out-syncobj gets a fence that signals when the job is
-//! done (with -EIO when it failed), and a job with in-syncobjs runs only after their fences.
-//! Implicit sync: every job's fence is in the reservation object of the buffers bound in its
-//! VM, and BO_WAIT waits for it.
+//! done (with -EIO when it failed), and a job with in-syncobjs runs only after their fences;
+//! an in-syncobj that holds no fence is no dependency (the job runs at once). Implicit sync:
+//! every job's fence is in the reservation object of the buffers bound in its VM, and BO_WAIT
+//! waits for it.
 
 use std::{fs::File, os::fd::AsRawFd, time::Duration};
 
@@ -465,6 +466,40 @@ fn main() {
         ok,
         "implicit: job 2 saw all of job 1's writes (it waited for the buffer's fences)",
         "job 2 ran before job 1 finished",
+    );
+
+    // 8. An in-syncobj that holds no fence (created without SIGNALED and never given one) is
+    //    no dependency: SUBMIT succeeds and the job runs at once. Were it waited for, the job
+    //    would still be waiting when WAIT gives up (20 s), and fail at the 30 s deadline.
+    let Ok(empty) = syncobj(&dev) else {
+        t.check(false, "SYNCOBJ_CREATE of an empty sync object", "failed");
+        t.finish()
+    };
+    t.errno(
+        fence_status(&dev, empty),
+        EINVAL,
+        "a new sync object holds no fence (sync_file export: EINVAL)",
+    );
+    let r = submit(
+        &dev,
+        Submit {
+            q: q2.id(),
+            cmds: &[Command::fill(bmid.at(0), 0x5eed_0008, 4096)],
+            ins: &[empty],
+            out: 0,
+        },
+    );
+    let r = t.ok(r, "SUBMIT with an in-syncobj that holds no fence");
+    let waited = r.map(|seq| q2.wait_seqno(seq, T));
+    t.check(
+        matches!(waited, Some(Ok(WaitStatus::Completed))),
+        "the job does not wait for it: WAIT says it completed",
+        format_args!("{waited:?}"),
+    );
+    t.eq(
+        mmid.read_u32(0).ok(),
+        Some(0x5eed_0008),
+        "and its data is there",
     );
     t.finish()
 }
