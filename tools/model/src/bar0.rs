@@ -63,7 +63,7 @@ impl Device {
             regs::DEVICE_SERIAL => o.serial,
             regs::VRAM_SIZE_LO => o.vram_size as u32,
             regs::VRAM_SIZE_HI => (o.vram_size >> 32) as u32,
-            regs::TOPOLOGY => o.queues | (regs::NUM_ENGINES << 8),
+            regs::TOPOLOGY => o.queues | (o.engines << 8),
             regs::SCRATCH => st.scratch,
             regs::TOPOLOGY2 => {
                 use regs::topology2::*;

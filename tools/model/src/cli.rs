@@ -8,13 +8,15 @@ use crate::device::DeviceOptions;
 use crate::inject::Knob;
 
 pub const USAGE: &str = "\
-usage: vela-model --socket PATH [--vram-mib N] [--serial N] [--queues N] [OPTIONS]
-       vela-model --device socket=PATH[,vram-mib=N][,serial=N][,queues=N] [--device ...] [OPTIONS]
-       vela-model bench [--vram-mib N]
+usage: vela-model --socket PATH [--vram-mib N] [--serial N] [--queues N] [--engines N] [OPTIONS]
+       vela-model --device socket=PATH[,vram-mib=N][,serial=N][,queues=N][,engines=N] [--device ...] [OPTIONS]
+       vela-model bench [--vram-mib N] [--engines N]
 
 Creates one listening vfio-user socket per device, then serves one
 connection on each; exits 0 when every client has disconnected.
 Devices served by one process reach each other's VRAM (peer-to-peer).
+--engines (default 2, at most 8): engines per device, a host thread each; every
+engine runs commands of any kind, so as many queues make progress at once.
 
 OPTIONS
   --control PATH   control socket for fault injection and status (one line
@@ -42,7 +44,7 @@ pub struct Args {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Serve(Args),
-    Bench { vram_size: u64 },
+    Bench { vram_size: u64, engines: u32 },
     Help,
 }
 
@@ -99,6 +101,7 @@ fn device_spec(s: &str, index: usize) -> Result<DeviceSpec, CliError> {
             "vram-mib" => opts.vram_size = vram_mib(v)?,
             "serial" => opts.serial = u32_arg("serial", v)?,
             "queues" => opts.queues = u32_arg("queues", v)?,
+            "engines" => opts.engines = u32_arg("engines", v)?,
             _ => return err(format!("--device: unknown key '{k}'")),
         }
     }
@@ -107,20 +110,21 @@ fn device_spec(s: &str, index: usize) -> Result<DeviceSpec, CliError> {
 }
 
 fn parse_bench(mut it: impl Iterator<Item = String>) -> Result<Command, CliError> {
-    let mut vram_size = 256 << 20;
+    let mut vram_size = 1 << 30;
+    let mut engines = DeviceOptions::default().engines;
     while let Some(a) = it.next() {
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| CliError(format!("{a} needs a value")))
+        };
         match a.as_str() {
-            "--vram-mib" => {
-                let v = it
-                    .next()
-                    .ok_or_else(|| CliError("--vram-mib needs a value".into()))?;
-                vram_size = vram_mib(&v)?;
-            }
+            "--vram-mib" => vram_size = vram_mib(&value()?)?,
+            "--engines" => engines = u32_arg("--engines", &value()?)?,
             "--help" | "-h" => return Ok(Command::Help),
             _ => return err(format!("bench: unknown argument '{a}'")),
         }
     }
-    Ok(Command::Bench { vram_size })
+    Ok(Command::Bench { vram_size, engines })
 }
 
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliError> {
@@ -165,6 +169,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
                 top.queues = u32_arg("--queues", &value()?)?;
                 top_used = true;
             }
+            "--engines" => {
+                top.engines = u32_arg("--engines", &value()?)?;
+                top_used = true;
+            }
             "--device" => {
                 let v = value()?;
                 extra.push(v);
@@ -177,7 +185,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
     let mut devices = Vec::new();
     match top_socket {
         Some(socket) => devices.push(DeviceSpec { socket, opts: top }),
-        None if top_used => return err("--vram-mib, --serial and --queues need --socket"),
+        None if top_used => {
+            return err("--vram-mib, --serial, --queues and --engines need --socket")
+        }
         None => {}
     }
     for spec in &extra {
@@ -230,7 +240,8 @@ mod tests {
             DeviceOptions {
                 vram_size: 512 << 20,
                 serial: 7,
-                queues: 2
+                queues: 2,
+                ..Default::default()
             }
         );
         let d = devices("--socket /tmp/v.sock");
@@ -239,7 +250,8 @@ mod tests {
             DeviceOptions {
                 vram_size: 256 << 20,
                 serial: 1,
-                queues: 4
+                queues: 4,
+                ..Default::default()
             }
         );
     }
@@ -252,7 +264,9 @@ mod tests {
         assert_eq!(d[0].opts.serial, 5);
         assert_eq!(d[1].socket, PathBuf::from("/b"));
         assert_eq!(d[1].opts.serial, 2);
-        let d = devices("--socket /a --device socket=/b,queues=8");
+        let d = devices("--socket /a --device socket=/b,queues=8,engines=3");
+        assert_eq!(d[1].opts.engines, 3);
+        assert_eq!(d[0].opts.engines, 2);
         assert_eq!(d.len(), 2);
         assert_eq!(d[1].opts.queues, 8);
     }
@@ -287,13 +301,15 @@ mod tests {
         assert_eq!(
             p("bench").unwrap(),
             Command::Bench {
-                vram_size: 256 << 20
+                vram_size: 1 << 30,
+                engines: 2
             }
         );
         assert_eq!(
-            p("bench --vram-mib 64").unwrap(),
+            p("bench --vram-mib 64 --engines 1").unwrap(),
             Command::Bench {
-                vram_size: 64 << 20
+                vram_size: 64 << 20,
+                engines: 1
             }
         );
     }

@@ -27,6 +27,9 @@ pub struct DeviceOptions {
     pub vram_size: u64,
     pub serial: u32,
     pub queues: u32,
+    /// Engines: each runs one command at a time, of any kind, so commands of different
+    /// queues run in parallel on as many engines (`TOPOLOGY.ENGINES`).
+    pub engines: u32,
 }
 
 impl Default for DeviceOptions {
@@ -35,6 +38,7 @@ impl Default for DeviceOptions {
             vram_size: 256 << 20,
             serial: 1,
             queues: 4,
+            engines: 2,
         }
     }
 }
@@ -223,6 +227,13 @@ impl Device {
             return Err(DeviceError::BadOptions(format!(
                 "VRAM size {:#x} must be a power of two of at least 1 MiB",
                 opts.vram_size
+            )));
+        }
+        if opts.engines == 0 || opts.engines > regs::MAX_ENGINES {
+            return Err(DeviceError::BadOptions(format!(
+                "engine count {} must be 1..={}",
+                opts.engines,
+                regs::MAX_ENGINES
             )));
         }
         if opts.queues == 0 || opts.queues as usize > regs::MAX_QUEUES {
@@ -509,6 +520,7 @@ mod tests {
             vram_size: 8 << 30,
             serial: 42,
             queues: 3,
+            ..Default::default()
         })
         .unwrap();
         let bar0 = VFIO_PCI_BAR0_REGION_INDEX;
@@ -613,5 +625,12 @@ mod tests {
             ..Default::default()
         })
         .is_err());
+        for engines in [0, regs::MAX_ENGINES + 1] {
+            assert!(Device::new(DeviceOptions {
+                engines,
+                ..Default::default()
+            })
+            .is_err());
+        }
     }
 }

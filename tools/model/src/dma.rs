@@ -5,7 +5,7 @@
 use crate::device::Device;
 use crate::mem::{self, Backing, SysMemSnapshot};
 use crate::mmu::{self, Fault};
-use crate::regs::{dpa, FaultReason, QueueError};
+use crate::regs::{cmd, dpa, FaultReason, QueueError};
 
 /// Why a command stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,8 +60,12 @@ struct Chunk {
     len: usize,
 }
 
-/// Bounds one host copy so a huge command still walks pages as it goes.
-const MAX_CHUNK: u64 = 64 << 20;
+/// The longest run one host copy takes: a whole command. Runs are as long as the memory is
+/// contiguous on both sides, and are copied with one memmove each: glibc picks its strategy by
+/// size (above some 16 times its non-temporal threshold it copies four pages interleaved,
+/// measurably faster on this host), so cutting a run into pieces (it was 64 MiB) costs
+/// bandwidth (`Documentation/hardware/model.rst`, Performance).
+const MAX_CHUNK: u64 = cmd::MAX_TRANSFER;
 
 impl<'a> Access<'a> {
     pub fn new(dev: &'a Device, translate: bool, pt_base: u64, bus_master: bool) -> Self {

@@ -56,14 +56,20 @@ impl Device {
         while self.step() {}
     }
 
-    /// Run the engine on a thread of its own until the handle is dropped.
+    /// Run the engines, a thread each, until the handle is dropped. Each takes the next
+    /// runnable queue that no other engine is busy with, so a queue's commands stay in order
+    /// and different queues' commands run in parallel.
     pub fn start_engine(self: &Arc<Self>) -> EngineThread {
         self.stop.store(false, Ordering::Release);
-        let dev = self.clone();
-        let handle = std::thread::spawn(move || dev.engine_loop());
+        let handles = (0..self.opts.engines)
+            .map(|_| {
+                let dev = self.clone();
+                std::thread::spawn(move || dev.engine_loop())
+            })
+            .collect();
         EngineThread {
             dev: self.clone(),
-            handle: Some(handle),
+            handles,
         }
     }
 
@@ -325,10 +331,10 @@ pub const fn vram_dpa(offset: u64) -> u64 {
     offset | dpa::VRAM
 }
 
-/// Stops the device's engine thread when dropped.
+/// Stops the device's engine threads when dropped.
 pub struct EngineThread {
     dev: Arc<Device>,
-    handle: Option<JoinHandle<()>>,
+    handles: Vec<JoinHandle<()>>,
 }
 
 impl Drop for EngineThread {
@@ -338,7 +344,7 @@ impl Drop for EngineThread {
             let mut st = self.dev.lock();
             self.dev.kick(&mut st);
         }
-        if let Some(h) = self.handle.take() {
+        for h in self.handles.drain(..) {
             let _ = h.join();
         }
     }

@@ -298,7 +298,8 @@ pub enum Engine {
     Copy = 0,
     Compute = 1,
 }
-pub const NUM_ENGINES: u32 = 2;
+/// Most engines a device may have (model option `engines`).
+pub const MAX_ENGINES: u32 = 8;
 
 /// Page-table entries: 64-bit, 512 per 4 KiB table, three levels.
 pub mod pte {

@@ -170,6 +170,21 @@ impl Rig {
         Ok(())
     }
 
+    /// Blocks until queue `q` has executed everything submitted to it (the engines run on
+    /// their own threads), without spinning: a waiting core is one an engine could use.
+    pub fn wait_idle(&self, q: usize) {
+        let mut st = self.dev.lock();
+        while {
+            let qs = &st.queues[q];
+            qs.enabled && qs.error == regs::QueueError::None && (qs.head != qs.tail || qs.busy)
+        } {
+            st = match self.dev.idle.wait(st) {
+                Ok(g) => g,
+                Err(e) => e.into_inner(),
+            };
+        }
+    }
+
     /// Write bytes at a DPA the rig can reach: VRAM or its system memory.
     pub fn dpa_write(&self, addr: u64, data: &[u8]) -> Result<(), RigError> {
         if addr & regs::dpa::VRAM != 0 {

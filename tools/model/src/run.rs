@@ -36,9 +36,9 @@ pub fn main<I: IntoIterator<Item = String>>(args: I) -> Result<(), RunError> {
             println!("{}", cli::USAGE);
             return Ok(());
         }
-        Command::Bench { vram_size } => {
-            let report =
-                crate::bench::run(vram_size).map_err(|e| RunError::Device(e.to_string()))?;
+        Command::Bench { vram_size, engines } => {
+            let report = crate::bench::run(vram_size, engines, Default::default())
+                .map_err(|e| RunError::Device(e.to_string()))?;
             println!("{report}");
             return Ok(());
         }

@@ -13,6 +13,7 @@ fn rig() -> Rig {
         vram_size: 64 << 20,
         serial: 1,
         queues: 4,
+        ..Default::default()
     })
     .unwrap()
 }
@@ -434,4 +435,44 @@ fn read_only_system_memory_refuses_writes() {
     assert_eq!(r.qr(0, queue::HEAD), 1, "reading is fine");
     assert_eq!(error_code(&r, 0), QueueError::DmaError as u32);
     assert_eq!(r.qr(0, queue::ERROR_ADDR_LO), (ro + 8) as u32);
+}
+
+/// With two engines a second queue's command runs while the first queue's long one is still
+/// executing; with one engine it waits for it. TOPOLOGY reports the engine count.
+#[test]
+fn engines_run_different_queues_in_parallel() {
+    for engines in [1u32, 2] {
+        let r = Rig::new(DeviceOptions {
+            vram_size: 64 << 20,
+            queues: 2,
+            engines,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(r.r(regs::TOPOLOGY) >> 8 & 0xff, engines);
+        r.setup_queue(0, vram_dpa(0), 4, 0);
+        r.setup_queue(1, RAM_BASE, 4, 0);
+        let _engine = r.dev.start_engine();
+        let mut overlapped = 0;
+        for i in 0..5u64 {
+            r.submit(0, &[encode::fill(vram_dpa(8 << 20), 56 << 20, i as u32)])
+                .unwrap();
+            while !r.dev.lock().queues[0].busy {
+                std::thread::yield_now();
+            }
+            r.submit(1, &[encode::fence(FENCE_ADDR, i + 1, false)])
+                .unwrap();
+            r.wait_idle(1);
+            if r.dev.lock().queues[0].busy {
+                overlapped += 1;
+            }
+            r.wait_idle(0);
+            assert_eq!(r.dpa_read_u64(FENCE_ADDR).unwrap(), i + 1);
+        }
+        if engines == 1 {
+            assert_eq!(overlapped, 0, "one engine ran two commands at once");
+        } else {
+            assert_eq!(overlapped, 5, "the second queue waited for the first");
+        }
+    }
 }

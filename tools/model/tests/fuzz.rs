@@ -261,6 +261,7 @@ fn random_streams_neither_panic_nor_hang() {
             vram_size: VRAM,
             serial: 1,
             queues: 4,
+            ..Default::default()
         };
         let a = Rig::on_fabric(opts.clone(), &fabric, 0x80_0000_0000).unwrap();
         let b = Rig::on_fabric(opts, &fabric, BAR2_PEER).unwrap();

@@ -17,6 +17,7 @@ fn rig() -> Rig {
         vram_size: 16 << 20,
         serial: 1,
         queues: 2,
+        ..Default::default()
     })
     .unwrap();
     r.setup_queue(0, vram_dpa(0), 4, 0);

@@ -19,6 +19,7 @@ fn opts() -> DeviceOptions {
         vram_size: 64 << 20,
         serial: 1,
         queues: 4,
+        ..Default::default()
     }
 }
 

@@ -35,6 +35,7 @@ fn serves_config_bar0_and_mappable_vram() {
         vram_size: 16 << 20,
         serial: 9,
         queues: 2,
+        ..Default::default()
     })
     .unwrap();
     let srv = server::listen(&dev, &path).unwrap();
@@ -85,6 +86,7 @@ fn dma_and_msix_over_the_socket() {
         vram_size: 16 << 20,
         serial: 1,
         queues: 1,
+        ..Default::default()
     })
     .unwrap();
     let srv = server::listen(&dev, &path).unwrap();
