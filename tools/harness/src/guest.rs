@@ -152,7 +152,9 @@ insmod /run/vela/vela.ko
 vela info
 vela bench --seconds 2 --live 100000 --max-seconds 600 --raw-ns "$RAW"
 # dma-buf sharing between the two devices below the switch: the export/import/bind cycle
-# against a system dma-heap buffer's, and P2P COPY bandwidth against local.
+# against a system dma-heap buffer's, P2P COPY bandwidth against local, and moves to system
+# memory (for the C test importer) and back against the copy engine.
+insmod /run/vela/vela_test_importer.ko
 vela-prime-bench --seconds 2
 "#;
 

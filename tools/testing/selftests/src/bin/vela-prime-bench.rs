@@ -22,6 +22,15 @@
 //!     P2P copy is checked, and B's P2P_BYTES counter must grow by the bytes copied, so the
 //!     path measured is the peer-to-peer one.
 //!
+//! (c) Moves of a VRAM buffer of A, against A's copy engine copying the same size VRAM ->
+//!     VRAM (SUBMIT to WAIT of one COPY): to system memory, when a static importer without a
+//!     P2P path (the test importer module, `vela_test_importer.ko`) maps it (the map
+//!     ioctl's time, less the same map of a buffer already in system memory), and back,
+//!     when A's next job uses it (that job's SUBMIT to WAIT, less a NOP job's). The
+//!     driver moves buffers with the CPU (`Documentation/driver.rst`), so these ratios show
+//!     what that costs against the device's engine. Skipped, with a note, when the importer
+//!     module is not loaded.
+//!
 //! Usage: vela-prime-bench [--seconds S] [--cycle-kib K] [--mib M]
 
 use std::{
@@ -31,6 +40,7 @@ use std::{
 };
 
 use vela_runtime::{raw, Access, Buffer, BufferFlags, Command, Device, Queue, Vm};
+use vela_selftests::importer::{Attach, Importer};
 use vela_selftests::{dmabuf, p2p_peers};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -310,6 +320,73 @@ fn bench_p2p(a: &Device, b: &Device, size: u64, budget: Duration) -> Result<f64,
     Ok(ratio)
 }
 
+fn bench_moves(a: &Device, size: u64, budget: Duration) -> Result<(), String> {
+    let Ok(imp) = Importer::open() else {
+        println!("(c) moves: skipped, vela_test_importer.ko is not loaded");
+        return Ok(());
+    };
+    let flags = BufferFlags::VRAM | BufferFlags::CPU_VISIBLE;
+    let bo = Buffer::create(a, size, flags).map_err(|e| err("A buffer", e))?;
+    let src = Buffer::create(a, size, flags).map_err(|e| err("A buffer", e))?;
+    let sys = Buffer::create(a, size, BufferFlags::CPU_VISIBLE).map_err(|e| err("A buffer", e))?;
+    let vm = Vm::create(a).map_err(|e| err("A VM", e))?;
+    let q = Queue::create(&vm).map_err(|e| err("A queue", e))?;
+    let bind = |bo| {
+        vm.bind_auto(bo, Access::READ_WRITE)
+            .map_err(|e| err("VM_BIND", e))
+    };
+    let (bb, bs) = (bind(&bo)?, bind(&src)?);
+    let fd = bo.export().map_err(|e| err("export", e))?;
+    let sys_fd = sys.export().map_err(|e| err("export", e))?;
+    let slot = imp
+        .import(&fd, Attach::Static)
+        .map_err(|e| err("importer attach", e))?;
+    let sys_slot = imp
+        .import(&sys_fd, Attach::Static)
+        .map_err(|e| err("importer attach", e))?;
+    let job = |cmds: &[Command]| -> Result<Duration, String> {
+        let t = Instant::now();
+        q.run(cmds, TIMEOUT).map_err(|e| err("job", e))?;
+        Ok(t.elapsed())
+    };
+    let timed = |f: &dyn Fn() -> std::io::Result<u64>| -> Result<Duration, String> {
+        let t = Instant::now();
+        f().map_err(|e| err("importer map", e))?;
+        Ok(t.elapsed())
+    };
+    job(&[Command::copy(bs.va(), bb.va(), size)])?;
+    let (mut engine, mut out, mut back) = (Vec::new(), Vec::new(), Vec::new());
+    let start = Instant::now();
+    while engine.len() < 3 || (start.elapsed() < budget && engine.len() < 1000) {
+        engine.push(job(&[Command::copy(bs.va(), bb.va(), size)])?);
+        // Out: the map pins the buffer in system memory, moving it there.
+        let moved = timed(&|| imp.map(slot))?;
+        let still = timed(&|| imp.map(sys_slot))?;
+        out.push(moved.saturating_sub(still));
+        imp.unmap(slot).map_err(|e| err("importer unmap", e))?;
+        imp.unmap(sys_slot).map_err(|e| err("importer unmap", e))?;
+        // Back: the next job of A's VM brings it into VRAM before it runs.
+        let moving = job(&[Command::nop()])?;
+        let nop = job(&[Command::nop()])?;
+        back.push(moving.saturating_sub(nop));
+    }
+    let n = engine.len();
+    let (e, o, b) = (median(&mut engine), median(&mut out), median(&mut back));
+    let (eg, og, bg) = (gb_s(size, e), gb_s(size, o), gb_s(size, b));
+    println!(
+        "(c) moves of a {} MiB VRAM buffer of A, median of {n} each:\n    \
+         A's copy engine VRAM -> VRAM {eg:.2} GB/s (the baseline);\n    \
+         to system memory for a static importer {og:.2} GB/s, ratio {:.2} {}\n    \
+         back into VRAM for A's next job {bg:.2} GB/s, ratio {:.2} {}",
+        size >> 20,
+        og / eg.max(1e-12),
+        verdict(og / eg.max(1e-12) >= 0.8),
+        bg / eg.max(1e-12),
+        verdict(bg / eg.max(1e-12) >= 0.8),
+    );
+    Ok(())
+}
+
 fn run(o: &Opts) -> Result<(), String> {
     let (pa, pb) = p2p_peers()?;
     let a = pa.open()?;
@@ -324,6 +401,7 @@ fn run(o: &Opts) -> Result<(), String> {
     );
     bench_cycle(&a, &b, o.cycle_bytes, o.budget)?;
     bench_p2p(&a, &b, o.copy_bytes, o.budget)?;
+    bench_moves(&a, o.copy_bytes, o.budget)?;
     Ok(())
 }
 
