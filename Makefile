@@ -4,6 +4,7 @@
 #   make run    boot a VM with the Vela accelerator, load the driver, show it working
 #   make check  every test: host tests, lints, and the guest tests in the VM
 #   make bench  benchmarks: the device model on the host, the driver in the VM
+#   make vm-test T=prime,sched  only those guest tests (and probe, which loads vela.ko)
 #
 # vela.ko itself is built by kbuild from Kbuild; everything the build makes
 # goes to $(VELA_CACHE), outside the work tree.
@@ -12,13 +13,15 @@ VELA_CACHE ?= /var/cache/vela
 export VELA_CACHE
 CARGO ?= cargo
 BIN := tools/target/release
+# Guest tests of `make vm-test`, comma-separated (vela-harness check --tests); empty: all.
+T ?=
 
 .PHONY: all deps module tools run check host-test lint vm-test bench clean help
 
 all: module tools
 
 help:
-	@sed -n '3,9p' Makefile
+	@sed -n '3,10p' Makefile
 
 deps:
 	tools/build/host-deps.sh
@@ -41,13 +44,14 @@ lint: deps
 	cd tools && $(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 vm-test: module tools
-	$(BIN)/vela-harness check
+	$(BIN)/vela-harness check $(if $(strip $(T)),--tests $(T))
 
-# The VM run comes last: its summary line is the run's verdict.
+# The VM run comes last: its summary line is the run's verdict. Every guest test,
+# whatever T or VELA_ONLY say.
 check:
 	$(MAKE) host-test
 	$(MAKE) lint
-	$(MAKE) vm-test
+	VELA_ONLY= $(MAKE) vm-test T=
 
 # The device model's own benchmark (host), then the driver's in the VM.
 bench: module tools

@@ -23,7 +23,7 @@ use std::{
 use vela_runtime::{raw, Buffer, BufferFlags, Command, Device, Queue, Vm};
 
 use crate::{
-    args::Args,
+    args,
     cmd::{device, Fail, R, TIMEOUT},
 };
 
@@ -269,25 +269,18 @@ fn bench_alloc(
     Ok(())
 }
 
-pub fn bench(a: &Args) -> R {
-    let known = ["seconds", "mib", "live", "max-seconds", "device", "raw-ns"];
-    let u = a.unknown(&known);
-    if !u.is_empty() {
-        return Err(Fail::Usage(format!("unknown option {}", u.join(" "))));
-    }
-    let secs = a.num_or("seconds", 2)?;
+pub fn bench(dev: Option<&std::path::Path>, a: &args::Bench) -> R {
+    let secs = a.seconds;
     let budget = Duration::from_secs(secs.max(1)) / 2;
-    let mib = a.num_or("mib", 64)?;
-    let live = a.num_or("live", 100_000)?;
-    let max = Duration::from_secs(a.num_or("max-seconds", 300)?);
-    let dev = device(a)?;
+    let max = Duration::from_secs(a.max_seconds);
+    let dev = device(dev)?;
     println!(
         "vela bench on {} ({} MiB VRAM); each measurement about {secs} s",
         dev.path().display(),
         dev.vram_size() >> 20
     );
-    bench_bandwidth(&dev, mib, budget)?;
-    bench_latency(&dev, budget, a.num("raw-ns")?)?;
-    bench_alloc(&dev, live, budget * 2, max)?;
+    bench_bandwidth(&dev, a.mib, budget)?;
+    bench_latency(&dev, budget, a.raw_ns)?;
+    bench_alloc(&dev, a.live, budget * 2, max)?;
     Ok(())
 }

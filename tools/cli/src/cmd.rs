@@ -1,15 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `vela alloc`, `fill`, `read` and `run`.
+//! `vela alloc`, `fill`, `read`, `run` and `stats`.
 
-use std::time::{Duration, Instant};
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use vela_runtime::{exec, kernels, Access, Buffer, BufferFlags, Command, Device, Queue, Vm};
 
-use crate::args::Args;
-
-/// Options that take no value.
-pub const SWITCHES: &[&str] = &["vram", "cpu-visible", "vram-only", "system"];
+use crate::args;
 
 /// How a command failed: bad usage (exit 2) or an error (exit 1).
 #[derive(Debug)]
@@ -24,61 +24,38 @@ impl From<vela_runtime::Error> for Fail {
     }
 }
 
-impl From<String> for Fail {
-    fn from(s: String) -> Self {
-        Fail::Usage(s)
-    }
-}
-
 pub type R = Result<(), Fail>;
 
 /// Jobs of the CLI are small; a minute means the device or the driver is stuck.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
-pub fn device(a: &Args) -> Result<Device, Fail> {
-    Ok(match a.str("device") {
+/// `--device`, or the first Vela device.
+pub fn device(path: Option<&Path>) -> Result<Device, Fail> {
+    Ok(match path {
         Some(p) => Device::open(p)?,
         None => Device::first()?,
     })
 }
 
-fn check_known(a: &Args, known: &[&str]) -> R {
-    let mut all = known.to_vec();
-    all.push("device");
-    let u = a.unknown(&all);
-    if u.is_empty() {
-        Ok(())
-    } else {
-        Err(Fail::Usage(format!("unknown option {}", u.join(" "))))
-    }
-}
-
-fn size(a: &Args) -> Result<u64, Fail> {
-    a.num("size")?
-        .ok_or_else(|| Fail::Usage("--size is required".into()))
-}
-
-/// VRAM unless `--system` asks for system memory (which the driver does not support yet).
-fn placement(a: &Args) -> BufferFlags {
-    if a.flag("system") {
+/// VRAM unless `--system` asks for system memory.
+fn placement(p: &args::Placement) -> BufferFlags {
+    if p.system {
         BufferFlags::NONE
     } else {
         BufferFlags::VRAM
     }
 }
 
-pub fn alloc(a: &Args) -> R {
-    check_known(a, &["size", "count", "vram", "cpu-visible", "vram-only"])?;
-    let size = size(a)?;
-    let count = a.num_or("count", 1)?;
-    let mut flags = placement(a);
-    if a.flag("cpu-visible") {
+pub fn alloc(dev: Option<&Path>, a: &args::Alloc) -> R {
+    let (size, count) = (a.size, a.count);
+    let mut flags = placement(&a.placement);
+    if a.cpu_visible {
         flags = flags | BufferFlags::CPU_VISIBLE;
     }
-    if a.flag("vram-only") {
+    if a.vram_only {
         flags = flags | BufferFlags::VRAM_ONLY;
     }
-    let dev = device(a)?;
+    let dev = device(dev)?;
     let t = Instant::now();
     let mut bos = Vec::new();
     for _ in 0..count {
@@ -105,20 +82,10 @@ pub fn alloc(a: &Args) -> R {
     Ok(())
 }
 
-/// Parses `--pattern` (a 32-bit word).
-fn pattern(a: &Args) -> Result<Option<u32>, Fail> {
-    a.num("pattern")?
-        .map(|p| {
-            u32::try_from(p)
-                .map_err(|_| Fail::Usage(format!("--pattern {p:#x} is wider than 32 bits")))
-        })
-        .transpose()
-}
-
 /// Offset and length of the range a command works on, checked against `size`.
-fn range(a: &Args, size: u64) -> Result<(u64, u64), Fail> {
-    let off = a.num_or("offset", 0)?;
-    let len = a.num_or("len", size.saturating_sub(off))?;
+fn range(a: &args::Range, size: u64) -> Result<(u64, u64), Fail> {
+    let off = a.offset;
+    let len = a.len.unwrap_or(size.saturating_sub(off));
     if off.checked_add(len).is_none_or(|e| e > size) {
         return Err(Fail::Usage(format!(
             "range {off:#x}+{len:#x} is outside the {size:#x}-byte buffer"
@@ -143,12 +110,14 @@ fn device_fill(
     Ok(t.elapsed())
 }
 
-pub fn fill(a: &Args) -> R {
-    check_known(a, &["size", "pattern", "vram", "offset", "len"])?;
-    let size = size(a)?;
-    let pat = pattern(a)?.unwrap_or(0xa5a5_5a5a);
-    let dev = device(a)?;
-    let bo = Buffer::create(&dev, size, placement(a) | BufferFlags::CPU_VISIBLE)?;
+pub fn fill(dev: Option<&Path>, a: &args::Range) -> R {
+    let pat = a.pattern.unwrap_or(0xa5a5_5a5a);
+    let dev = device(dev)?;
+    let bo = Buffer::create(
+        &dev,
+        a.size,
+        placement(&a.placement) | BufferFlags::CPU_VISIBLE,
+    )?;
     let (off, len) = range(a, bo.size())?;
     if !off.is_multiple_of(4) || !len.is_multiple_of(4) {
         return Err(Fail::Usage(
@@ -185,13 +154,15 @@ pub fn fill(a: &Args) -> R {
     }
 }
 
-pub fn read(a: &Args) -> R {
-    check_known(a, &["size", "pattern", "vram", "offset", "len"])?;
-    let size = size(a)?;
-    let dev = device(a)?;
-    let bo = Buffer::create(&dev, size, placement(a) | BufferFlags::CPU_VISIBLE)?;
+pub fn read(dev: Option<&Path>, a: &args::Range) -> R {
+    let dev = device(dev)?;
+    let bo = Buffer::create(
+        &dev,
+        a.size,
+        placement(&a.placement) | BufferFlags::CPU_VISIBLE,
+    )?;
     let (off, len) = range(a, bo.size())?;
-    if let Some(p) = pattern(a)? {
+    if let Some(p) = a.pattern {
         device_fill(&dev, &bo, 0, bo.size(), p)?;
     }
     let map = bo.map()?;
@@ -231,48 +202,36 @@ fn hexdump(base: u64, data: &[u8]) {
     println!("{:08x}", base + data.len() as u64);
 }
 
-pub fn run(a: &Args) -> R {
-    check_known(a, &["count", "n", "k", "param", "seed", "system"])?;
-    let name = a
-        .positional
-        .get(1)
-        .ok_or_else(|| Fail::Usage("run needs a KERNEL".into()))?;
-    let id = kernels::KernelId::from_name(name)
-        .ok_or_else(|| Fail::Usage(format!("unknown kernel {name}")))?;
-    let count = a
-        .num("count")?
-        .ok_or_else(|| Fail::Usage("--count is required".into()))?;
+pub fn run(dev: Option<&Path>, a: &args::Run) -> R {
+    let id = a.kernel;
+    let count = u64::from(a.count);
     let (n, k) = if id == kernels::KernelId::MatmulF32 {
-        (a.num_or("n", count)?, a.num_or("k", count)?)
+        (a.n.unwrap_or(a.count), a.k.unwrap_or(a.count))
     } else {
         (0, 0)
     };
-    let to32 = |what: &str, v: u64| {
-        u32::try_from(v).map_err(|_| Fail::Usage(format!("--{what} {v} does not fit in 32 bits")))
-    };
-    let param = to32("param", a.num_or("param", 0)?)?;
-    if !id.sizes_in_limits(count, n, k) {
+    let param = a.param;
+    if !id.sizes_in_limits(count, n.into(), k.into()) {
         eprintln!(
             "vela: note: these sizes exceed the device limits; expect the job to fail (BAD_LENGTH)"
         );
     }
-    let sizes = id.operand_bytes(count, n, k);
-    let seed = a.num_or("seed", 1)?;
-    let mut rng = kernels::Rng::new(seed);
+    let sizes = id.operand_bytes(count, n.into(), k.into());
+    let mut rng = kernels::Rng::new(a.seed);
     let mut gen = |bytes: u64| rng.operand(id, bytes as usize);
     let (da, db, dc) = (gen(sizes.a), gen(sizes.b), gen(sizes.c));
-    let call = kernels::KernelCall::new(id, 0, 0, 0, 0, to32("count", count)?)
-        .with_nk(to32("n", n)?, to32("k", k)?)
+    let call = kernels::KernelCall::new(id, 0, 0, 0, 0, a.count)
+        .with_nk(n, k)
         .with_param(param);
 
     let t = Instant::now();
     let want = kernels::reference(&call, &da, &db, &dc);
     let cpu = t.elapsed();
 
-    let dev = device(a)?;
+    let dev = device(dev)?;
     let vm = Vm::create(&dev)?;
     let q = Queue::create(&vm)?;
-    let flags = if a.flag("system") {
+    let flags = if a.system {
         BufferFlags::NONE
     } else {
         BufferFlags::VRAM
@@ -338,48 +297,19 @@ pub fn run(a: &Args) -> R {
 }
 
 /// `vela stats`: VRAM use (QUERY_MEMORY), limits and system memory use (QUERY_LIMITS), and
-/// the device's counters (QUERY_COUNTERS).
-pub fn stats(a: &Args) -> R {
-    let dev = device(a)?;
-    let m = dev.memory()?;
-    println!(
-        "{}: VRAM {} MiB, {} MiB free ({} KiB pages); VM address space {} GiB",
-        dev.path().display(),
-        m.vram_size >> 20,
-        m.vram_free >> 20,
-        m.page_size >> 10,
-        m.va_size >> 30
+/// the device's counters (QUERY_COUNTERS); as text or one JSON object.
+pub fn stats(dev: Option<&Path>, json: bool) -> R {
+    let dev = device(dev)?;
+    let s = crate::report::Stats::new(
+        &dev.path().display().to_string(),
+        &dev.memory()?,
+        &dev.limits()?,
+        dev.counters()?,
     );
-    let l = dev.limits()?;
-    println!(
-        "limits: {} commands and {} in-syncobjs per SUBMIT, {} VMs and {} queues at once; \
-         system memory {} MiB used of {} MiB (buffers up to {} GiB)",
-        l.max_commands,
-        l.max_in_syncobjs,
-        l.max_vms,
-        l.max_queues,
-        l.system_used >> 20,
-        l.system_budget >> 20,
-        l.max_system_bo >> 30
-    );
-    let names = [
-        "commands completed",
-        "bytes written",
-        "kernels executed",
-        "fences written",
-        "interrupts sent",
-        "interrupts suppressed",
-        "doorbells",
-        "page walks",
-        "MMU faults",
-        "queue errors",
-        "DMA errors",
-        "peer-to-peer bytes",
-        "resets",
-    ];
-    let c = dev.counters()?;
-    for (name, v) in names.iter().zip(c) {
-        println!("  {name:<22} {v}");
+    if json {
+        println!("{}", crate::report::json(&s));
+    } else {
+        print!("{}", s.text());
     }
     Ok(())
 }

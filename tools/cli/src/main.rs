@@ -4,9 +4,14 @@
 
 use std::{fs, path::PathBuf, process::ExitCode};
 
+use clap::{error::ErrorKind, CommandFactory, Parser};
+
 mod args;
 mod bench;
 mod cmd;
+mod report;
+
+use args::{Cli, Cmd};
 
 fn accel_nodes() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir("/dev/accel")
@@ -16,28 +21,8 @@ fn accel_nodes() -> Vec<PathBuf> {
     v
 }
 
-fn caps(c: u64) -> String {
-    let names = [
-        (vela_uapi::DRM_VELA_CAP_COPY, "copy"),
-        (vela_uapi::DRM_VELA_CAP_COMPUTE, "compute"),
-        (vela_uapi::DRM_VELA_CAP_MMU, "mmu"),
-        (vela_uapi::DRM_VELA_CAP_P2P, "p2p"),
-        (vela_uapi::DRM_VELA_CAP_FAULT_INJECT, "fault-inject"),
-    ];
-    let s: Vec<&str> = names
-        .iter()
-        .filter(|(b, _)| c & u64::from(*b) != 0)
-        .map(|(_, n)| *n)
-        .collect();
-    if s.is_empty() {
-        "-".into()
-    } else {
-        s.join(",")
-    }
-}
-
-/// `vela info`: one table row per Vela device.
-fn info() -> ExitCode {
+/// `vela info`: one table row (or JSON object) per Vela device.
+fn info(json: bool) -> ExitCode {
     let mut rows = Vec::new();
     for node in accel_nodes() {
         let Ok(f) = fs::File::open(&node) else {
@@ -47,97 +32,72 @@ fn info() -> ExitCode {
         let Ok(q) = vela_uapi::query_device(&f) else {
             continue;
         };
-        rows.push([
-            node.display().to_string(),
-            format!("{:04x}:{:04x} rev {}", q.vendor_id, q.device_id, q.revision),
-            format!("{}.{}", q.hw_version >> 16, q.hw_version & 0xffff),
-            q.serial.to_string(),
-            format!("{} MiB", q.vram_size >> 20),
-            q.num_queues.to_string(),
-            q.num_engines.to_string(),
-            caps(q.caps),
-        ]);
+        rows.push(report::DeviceRow::new(&node.display().to_string(), &q));
     }
     if rows.is_empty() {
         eprintln!("vela: no Vela device found (is vela.ko loaded?)");
         return ExitCode::FAILURE;
     }
-    let head = [
-        "DEVICE", "PCI ID", "HW", "SERIAL", "VRAM", "QUEUES", "ENGINES", "CAPS",
-    ];
-    let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.len());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let s: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<0$}", w[i]))
-            .collect();
-        println!("{}", s.join("  ").trim_end());
-    };
-    line(head.to_vec());
-    for r in &rows {
-        line(r.iter().map(String::as_str).collect());
+    if json {
+        println!("{}", report::json(&report::Info { devices: rows }));
+    } else {
+        print!("{}", report::info_table(&rows));
     }
     ExitCode::SUCCESS
 }
 
-const USAGE: &str = "\
-usage: vela [--device /dev/accel/accelN] COMMAND [OPTIONS]
-  info                                   list Vela devices
-  stats                                  VRAM use and the device's event counters
-  alloc --size N [--count C] [--system] [--cpu-visible] [--vram-only]
-                                         create buffers and show what BO_INFO says
-  fill  --size N [--pattern P] [--system] [--offset O] [--len L]
-                                         FILL a buffer on the device, verify through a mapping
-  read  --size N [--system] [--pattern P] [--offset O] [--len L]
-                                         hexdump a buffer (after a device FILL with P if given)
-  run KERNEL --count N [--n N] [--k K] [--param P] [--seed S] [--system]
-                                         run a compute kernel on device buffers and compare
-                                         with the CPU reference; KERNEL: add_f32 mul_f32
-                                         fma_f32 add_u32 mul_u32 fma_u32 sum_f32 sum_u32
-                                         crc32c matmul_f32
-  bench [--seconds S] [--mib M] [--live N] [--max-seconds T] [--raw-ns NS]
-                                         bandwidth, submit latency and allocation ratios
-Sizes take K/M/G suffixes or 0x hex.";
+/// A usage error found after parsing (a range outside the buffer, ...), as clap reports its
+/// own: with the command's usage, and exit code 2.
+fn usage_error(sub: &str, msg: &str) -> clap::Error {
+    let mut cli = Cli::command();
+    cli.build();
+    let mut cmd = cli.find_subcommand(sub).cloned().unwrap_or(cli);
+    cmd.error(ErrorKind::ValueValidation, msg)
+}
 
 fn main() -> ExitCode {
-    let raw: Vec<String> = std::env::args().skip(1).collect();
-    let args = match args::Args::parse(raw, cmd::SWITCHES) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("vela: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    // --help and --version exit 0; usage errors name the argument and exit 2.
+    let cli = Cli::parse();
+    let device = cli.device.as_deref();
+    let Some(command) = cli.command else {
+        return info(false);
     };
-    let sub = args.positional.first().map(String::as_str);
-    let r = match sub {
-        Some("info") | None => return info(),
-        Some("alloc") => cmd::alloc(&args),
-        Some("fill") => cmd::fill(&args),
-        Some("read") => cmd::read(&args),
-        Some("run") => cmd::run(&args),
-        Some("bench") => bench::bench(&args),
-        Some("stats") => cmd::stats(&args),
-        Some("help") => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Some(other) => Err(cmd::Fail::Usage(format!("unknown command {other}"))),
+    let r = match &command {
+        Cmd::Info(j) => return info(j.json),
+        Cmd::Stats(j) => cmd::stats(device, j.json),
+        Cmd::Alloc(a) => cmd::alloc(device, a),
+        Cmd::Fill(a) => cmd::fill(device, a),
+        Cmd::Read(a) => cmd::read(device, a),
+        Cmd::Run(a) => cmd::run(device, a),
+        Cmd::Bench(a) => bench::bench(device, a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(cmd::Fail::Usage(m)) => {
-            eprintln!("vela: {m}\n{USAGE}");
-            ExitCode::from(2)
+            let e = usage_error(command.name(), &m);
+            let _ = e.print();
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
         }
         Err(cmd::Fail::Error(m)) => {
             eprintln!("vela: {m}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_errors_after_parsing() {
+        let e = usage_error("fill", "FILL needs a 4-byte aligned --offset and --len");
+        assert_eq!(e.exit_code(), 2);
+        let text = e.to_string();
+        assert!(
+            text.starts_with("error: FILL needs a 4-byte aligned --offset"),
+            "{text}"
+        );
+        assert!(text.contains("Usage: vela fill"), "{text}");
     }
 }

@@ -75,17 +75,55 @@ const CHECK_TESTS: &[(&str, &str)] = &[
     ("prime", "vela-prime-test"),
 ];
 
-/// The tests of [`CHECK_TESTS`] this run runs: all of them, or for development the ones named in
-/// `VELA_ONLY` (comma-separated; `probe` loads vela.ko, so name it first). The verdict of such
-/// a run covers only those.
-fn check_tests() -> Vec<(&'static str, &'static str)> {
-    let only = std::env::var("VELA_ONLY").unwrap_or_default();
-    let wanted: Vec<&str> = only.split(',').filter(|n| !n.is_empty()).collect();
+/// One guest test: (name, command).
+pub(crate) type Test = (&'static str, &'static str);
+
+/// The guest test that loads vela.ko; every selection runs it.
+const PROBE: &str = "probe";
+
+/// The names of [`CHECK_TESTS`], for messages.
+pub(crate) fn test_names() -> String {
     CHECK_TESTS
         .iter()
-        .filter(|(name, _)| wanted.is_empty() || wanted.contains(name))
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `VELA_ONLY`, the selection of the edit loop: comma-separated test names.
+pub(crate) fn only_from_env() -> Vec<String> {
+    only_from(&std::env::var("VELA_ONLY").unwrap_or_default())
+}
+
+/// The names of a comma-separated list.
+pub(crate) fn only_from(list: &str) -> Vec<String> {
+    list.split(',').map(str::to_string).collect()
+}
+
+/// The tests of [`CHECK_TESTS`] a `check` runs: all of them when `names` is empty, else the
+/// named ones and `probe` (which loads vela.ko), in the list's order, so `probe` comes before
+/// all but `bar0-smoke` (which must run before vela.ko loads). The verdict of such a run covers
+/// only those tests, the KUnit suites and the kernel log. An unknown name is an error.
+pub(crate) fn select(names: &[String]) -> Result<Vec<Test>, String> {
+    let wanted: Vec<&str> = names
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if let Some(bad) = wanted
+        .iter()
+        .find(|n| !CHECK_TESTS.iter().any(|(name, _)| name == *n))
+    {
+        return Err(format!(
+            "unknown guest test '{bad}'; the tests are {}",
+            test_names()
+        ));
+    }
+    Ok(CHECK_TESTS
+        .iter()
+        .filter(|(name, _)| wanted.is_empty() || *name == PROBE || wanted.contains(name))
         .copied()
-        .collect()
+        .collect())
 }
 
 fn expectations(devices: &[model::DeviceSpec]) -> String {
@@ -109,11 +147,16 @@ mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
 echo "VELA-GUEST: up, kernel $(uname -r)"
 # Boot-time kmemleak reports are not ours; only what the tests leave counts.
 [ -w /sys/kernel/debug/kmemleak ] && echo clear > /sys/kernel/debug/kmemleak
+# Each test's TAP, exit status and start and end (seconds since boot) come back in results/.
 run() {
 	name=$1; shift
 	echo "VELA-GUEST: test $name: $*"
+	read -r t0 _ </proc/uptime
+	echo "$t0" >$R/$name.time
 	"$@" >$R/$name.tap 2>&1
 	echo $? >$R/$name.rc
+	read -r t1 _ </proc/uptime
+	echo "$t0 $t1" >$R/$name.time
 	cat $R/$name.tap
 }
 "#;
@@ -164,7 +207,7 @@ fn extra_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn script(mode: Mode, devices: &[model::DeviceSpec], extra: &[PathBuf]) -> String {
+fn script(mode: Mode, devices: &[model::DeviceSpec], tests: &[Test], extra: &[PathBuf]) -> String {
     let mut s = String::from(PROLOGUE);
     s.push_str(&expectations(devices));
     match mode {
@@ -172,7 +215,7 @@ fn script(mode: Mode, devices: &[model::DeviceSpec], extra: &[PathBuf]) -> Strin
         Mode::Bench => s.push_str(BENCH),
         Mode::Check => {
             s.push_str("insmod /run/vela/vela_test_importer.ko\n");
-            for (name, cmd) in check_tests() {
+            for (name, cmd) in tests {
                 s.push_str(&format!("run {name} {cmd}\n"));
             }
         }
@@ -190,6 +233,7 @@ pub(crate) fn prepare(
     paths: &Paths,
     mode: Mode,
     devices: &[model::DeviceSpec],
+    tests: &[Test],
     extra: &[PathBuf],
 ) -> Result<PathBuf, String> {
     let stamp = std::time::SystemTime::now()
@@ -221,7 +265,7 @@ pub(crate) fn prepare(
             .map_err(|er| err(&e.display().to_string(), er))?;
     }
     let init = share.join("init.sh");
-    fs::write(&init, script(mode, devices, extra)).map_err(|e| err("init.sh", e))?;
+    fs::write(&init, script(mode, devices, tests, extra)).map_err(|e| err("init.sh", e))?;
     set_executable(&init)?;
     Ok(run_dir)
 }
@@ -231,13 +275,18 @@ fn set_executable(p: &Path) -> Result<(), String> {
     fs::set_permissions(p, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())
 }
 
-/// The TAP each guest test wrote, by test name. A test that never ran yields no entry; the
-/// judge counts the missing ones from the test list.
-pub(crate) fn collect(run_dir: &Path, mode: Mode, extra: &[PathBuf]) -> Vec<(String, String)> {
+/// The TAP each guest test wrote, by test name: `tests` (those of a check), then the extra
+/// binaries. A test that never ran gets a TAP stream that says so, which fails it.
+pub(crate) fn collect(
+    run_dir: &Path,
+    mode: Mode,
+    tests: &[Test],
+    extra: &[PathBuf],
+) -> Vec<(String, String)> {
     let results = run_dir.join("share/results");
     let mut out = Vec::new();
     if mode == Mode::Check {
-        for (name, _) in check_tests() {
+        for (name, _) in tests {
             let tap =
                 fs::read_to_string(results.join(format!("{name}.tap"))).unwrap_or_else(|_| {
                     format!("TAP version 13\n1..1\nnot ok 1 - {name} did not run\n")
@@ -254,6 +303,19 @@ pub(crate) fn collect(run_dir: &Path, mode: Mode, extra: &[PathBuf]) -> Vec<(Str
     out
 }
 
+/// How long guest test `name` ran: the start and end the script wrote to
+/// `results/NAME.time` (seconds since boot, from `/proc/uptime`).
+pub(crate) fn seconds(run_dir: &Path, name: &str) -> Option<std::time::Duration> {
+    let text = fs::read_to_string(run_dir.join(format!("share/results/{name}.time"))).ok()?;
+    parse_time(&text)
+}
+
+fn parse_time(text: &str) -> Option<std::time::Duration> {
+    let mut it = text.split_whitespace().map(|v| v.parse::<f64>().ok());
+    let (start, end) = (it.next()??, it.next()??);
+    std::time::Duration::try_from_secs_f64(end - start).ok()
+}
+
 /// Removes the run directory of a passing run unless VELA_KEEP is set; a failing run's is kept
 /// for a look at serial.log and the model's log.
 pub(crate) fn cleanup(run_dir: &Path, passed: bool) {
@@ -261,5 +323,68 @@ pub(crate) fn cleanup(run_dir: &Path, passed: bool) {
         let _ = fs::remove_dir_all(run_dir);
     } else {
         eprintln!("vela-harness: kept {}", run_dir.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(tests: &[Test]) -> Vec<&str> {
+        tests.iter().map(|(n, _)| *n).collect()
+    }
+
+    fn strings(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn selection() {
+        assert_eq!(select(&[]).unwrap(), CHECK_TESTS.to_vec());
+        assert_eq!(select(&strings(&[""])).unwrap(), CHECK_TESTS.to_vec());
+        // probe comes in by itself, and first.
+        assert_eq!(
+            names(&select(&strings(&["prime", "sched"])).unwrap()),
+            ["probe", "sched", "prime"]
+        );
+        assert_eq!(
+            names(&select(&strings(&["probe", "isolation"])).unwrap()),
+            ["probe", "isolation"]
+        );
+        // bar0-smoke still runs before vela.ko loads.
+        assert_eq!(
+            names(&select(&strings(&["evict", "bar0-smoke"])).unwrap()),
+            ["bar0-smoke", "probe", "evict"]
+        );
+        let e = select(&strings(&["prime", "nope"])).unwrap_err();
+        assert!(e.contains("'nope'") && e.contains("sched"), "{e}");
+    }
+
+    #[test]
+    fn check_script_runs_the_selection_and_times_each_test() {
+        let devices = model::topology(Mode::Check);
+        let tests = select(&strings(&["sched"])).unwrap();
+        let s = script(Mode::Check, &devices, &tests, &[]);
+        assert!(
+            s.contains("run probe vela-probe-test\nrun sched vela-sched-test\n"),
+            "{s}"
+        );
+        assert!(!s.contains("vela-prime-test"), "{s}");
+        assert!(s.contains("$R/$name.time"), "{s}");
+        let all = script(Mode::Check, &devices, &select(&[]).unwrap(), &[]);
+        for (name, cmd) in CHECK_TESTS {
+            assert!(all.contains(&format!("run {name} {cmd}\n")), "{name}");
+        }
+    }
+
+    #[test]
+    fn test_times() {
+        assert_eq!(
+            parse_time("12.50 15.75\n"),
+            Some(std::time::Duration::from_millis(3250))
+        );
+        assert_eq!(parse_time("12.50\n"), None, "a test that never ended");
+        assert_eq!(parse_time(""), None);
+        assert_eq!(parse_time("15 12"), None);
     }
 }

@@ -11,6 +11,7 @@
 mod guest;
 mod judge;
 mod model;
+mod results;
 mod vm;
 
 use std::{
@@ -18,6 +19,8 @@ use std::{
     process::ExitCode,
     time::{Duration, Instant},
 };
+
+use clap::{error::ErrorKind, Args, CommandFactory, Parser, Subcommand};
 
 /// What to do in the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,59 +54,117 @@ impl Paths {
     }
 }
 
+#[derive(Debug)]
 struct Options {
     mode: Mode,
+    /// The guest tests of a check (all of them, or those of `--tests` or `VELA_ONLY`).
+    tests: Vec<guest::Test>,
     /// Extra guest test binaries (`--extra PATH`), run after the test list; for development.
     extra: Vec<PathBuf>,
     timeout: Duration,
     echo: vm::Echo,
 }
 
-fn usage() -> ExitCode {
-    eprintln!(
-        "usage: vela-harness run|check [--timeout SECS] [--verbose] [--extra GUEST-TEST-BIN]...\n\
-         \n\
-         run    boot a VM with the Vela device, load the driver, show it working\n\
-         check  run every guest test and judge the kernel log\n\
-         bench  run the guest benchmarks (vela bench, vela-prime-bench)\n\
-         \n\
-         Environment: VELA_CACHE (default /var/cache/vela), VELA_ACCEL (tcg|kvm, default tcg)"
-    );
-    ExitCode::from(2)
+const AFTER_HELP: &str = "\
+Environment: VELA_CACHE (default /var/cache/vela), VELA_ACCEL (tcg|kvm, default: tcg
+unless a KVM boot of this kernel was probed to work), VELA_ONLY (check: the guest tests
+to run, as --tests), VELA_KEEP (keep the run directory of a passing run too).
+
+Every run's results (TAP, KUnit, serial and kernel log, the verdict) are kept in
+$VELA_CACHE/work/results/latest (a link to the newest of the timestamped directories).";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vela-harness",
+    version,
+    propagate_version = true,
+    about = "Boots the Vela test kernel under QEMU with the device model and judges the run",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    #[command(subcommand)]
+    mode: ModeArg,
 }
 
-fn parse_args() -> Option<Options> {
-    let mut args = std::env::args().skip(1);
-    let mode = match args.next()?.as_str() {
-        "run" => Mode::Demo,
-        "check" => Mode::Check,
-        "bench" => Mode::Bench,
-        _ => return None,
-    };
-    let mut opts = Options {
-        mode,
-        extra: Vec::new(),
-        timeout: Duration::from_secs(900),
-        echo: match mode {
-            Mode::Demo | Mode::Bench => vm::Echo::Guest,
-            Mode::Check => vm::Echo::Quiet,
-        },
-    };
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--timeout" => opts.timeout = Duration::from_secs(args.next()?.parse().ok()?),
-            "--verbose" => opts.echo = vm::Echo::All,
-            "--extra" => opts.extra.push(PathBuf::from(args.next()?)),
-            _ => return None,
+#[derive(Subcommand, Debug)]
+enum ModeArg {
+    /// Boot a VM with the Vela device, load the driver, show it working
+    Run(Common),
+    /// Run every guest test (or those of --tests) and judge the kernel log
+    #[command(after_help = format!("Guest tests, in the order they run: {}", guest::test_names()))]
+    Check {
+        #[command(flatten)]
+        common: Common,
+        /// Only these guest tests, comma-separated (probe, which loads vela.ko, is always
+        /// run); overrides VELA_ONLY
+        #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+        tests: Vec<String>,
+    },
+    /// Run the guest benchmarks (vela bench, vela-prime-bench)
+    Bench(Common),
+}
+
+#[derive(Args, Debug)]
+struct Common {
+    /// Give up on the VM after SECS seconds
+    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    timeout: u64,
+    /// Echo the whole console (by default check echoes nothing, run and bench the guest's
+    /// output and the kernel lines that matter)
+    #[arg(long)]
+    verbose: bool,
+    /// One more guest test binary, run after the test list; repeatable (for development)
+    #[arg(long, value_name = "GUEST-TEST-BIN")]
+    extra: Vec<PathBuf>,
+}
+
+/// The options of the command line; `--help`, `--version` and usage errors (exit 2) end the
+/// process here.
+fn parse_args() -> Options {
+    options(Cli::parse(), guest::only_from_env).unwrap_or_else(|e| {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut check = cmd.find_subcommand("check").cloned().unwrap_or(cmd);
+        check.error(ErrorKind::InvalidValue, e).exit()
+    })
+}
+
+/// What the parsed command line asks for; `vela_only` reads `VELA_ONLY`, which a check
+/// without `--tests` uses. Errs with a message naming the bad argument.
+fn options(cli: Cli, vela_only: impl FnOnce() -> Vec<String>) -> Result<Options, String> {
+    let (mode, common, tests) = match cli.mode {
+        ModeArg::Run(c) => (Mode::Demo, c, Vec::new()),
+        ModeArg::Check { common, tests } => {
+            let picked = if tests.is_empty() {
+                guest::select(&vela_only()).map_err(|e| format!("VELA_ONLY: {e}"))
+            } else if tests.iter().all(|n| n.trim().is_empty()) {
+                // An empty VELA_ONLY means every test; an explicit --tests must name one.
+                Err("--tests: names no guest test".to_string())
+            } else {
+                guest::select(&tests).map_err(|e| format!("--tests: {e}"))
+            };
+            (Mode::Check, common, picked?)
         }
-    }
-    Some(opts)
+        ModeArg::Bench(c) => (Mode::Bench, c, Vec::new()),
+    };
+    Ok(Options {
+        mode,
+        tests,
+        extra: common.extra,
+        timeout: Duration::from_secs(common.timeout),
+        echo: if common.verbose {
+            vm::Echo::All
+        } else {
+            match mode {
+                Mode::Demo | Mode::Bench => vm::Echo::Guest,
+                Mode::Check => vm::Echo::Quiet,
+            }
+        },
+    })
 }
 
 fn main() -> ExitCode {
-    let Some(opts) = parse_args() else {
-        return usage();
-    };
+    let opts = parse_args();
     let cache = PathBuf::from(std::env::var("VELA_CACHE").unwrap_or("/var/cache/vela".into()));
     let bin = match std::env::current_exe() {
         Ok(exe) => exe.parent().map(PathBuf::from).unwrap_or_default(),
@@ -119,12 +180,16 @@ fn main() -> ExitCode {
     };
     let start = Instant::now();
     match run(&paths, &opts) {
-        Ok(report) => {
-            println!("{}", report.render());
+        Ok((report, rendered, kept)) => {
+            println!("{rendered}");
             eprintln!(
                 "vela-harness: VM run took {:.1} s",
                 start.elapsed().as_secs_f64()
             );
+            match kept {
+                Ok(dir) => eprintln!("vela-harness: results and logs in {}", dir.display()),
+                Err(e) => eprintln!("vela-harness: cannot keep the results: {e}"),
+            }
             if report.is_success() {
                 ExitCode::SUCCESS
             } else {
@@ -139,9 +204,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(paths: &Paths, opts: &Options) -> Result<judge::Report, String> {
+/// The report, as printed, and where the results were kept.
+type Outcome = (judge::Report, String, Result<PathBuf, String>);
+
+fn run(paths: &Paths, opts: &Options) -> Result<Outcome, String> {
     let devices = model::topology(opts.mode);
-    let run_dir = guest::prepare(paths, opts.mode, &devices, &opts.extra)?;
+    let run_dir = guest::prepare(paths, opts.mode, &devices, &opts.tests, &opts.extra)?;
     let accel = vm::pick_accel(paths, &run_dir);
     let models = model::start(paths, &run_dir, &devices)?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -162,12 +230,17 @@ fn run(paths: &Paths, opts: &Options) -> Result<judge::Report, String> {
     let _ = bridge.join();
     drop(models);
     let outcome = outcome?;
-    let taps = guest::collect(&run_dir, opts.mode, &opts.extra);
+    let taps = guest::collect(&run_dir, opts.mode, &opts.tests, &opts.extra);
     let mut report = judge::judge(&outcome.serial, &taps);
+    for (name, _) in &taps {
+        if let Some(secs) = guest::seconds(&run_dir, name) {
+            report.set_seconds(name, secs);
+        }
+    }
     if outcome.timed_out {
-        add_failure(&mut report, "vm/timed-out", outcome.tail(30));
+        report.add_failure("harness", "vm/timed-out", outcome.tail(30));
     } else if !outcome.finished {
-        add_failure(&mut report, "vm/unfinished", outcome.tail(30));
+        report.add_failure("harness", "vm/unfinished", outcome.tail(30));
     }
     if opts.mode == Mode::Check {
         // The driver's KUnit suites run when vela.ko loads; if none reported, the module never
@@ -175,23 +248,118 @@ fn run(paths: &Paths, opts: &Options) -> Result<judge::Report, String> {
         for suite in guest::KUNIT_SUITES {
             let prefix = format!("kunit/{suite}/");
             if !report.results.iter().any(|r| r.name.starts_with(&prefix)) {
-                add_failure(
-                    &mut report,
+                report.add_failure(
+                    "kunit",
                     &format!("kunit/{suite}"),
                     "suite did not run".into(),
                 );
             }
         }
     }
+    // The per-suite table (guest tests, KUnit, kernel log) before the summary, when guest
+    // tests ran.
+    let rendered = if taps.is_empty() {
+        report.render()
+    } else {
+        report.render_with_suites()
+    };
+    let kept = results::keep(paths, &run_dir, opts.mode, &report, &rendered);
     guest::cleanup(&run_dir, report.is_success());
-    Ok(report)
+    Ok((report, rendered, kept))
 }
 
-fn add_failure(report: &mut judge::Report, name: &str, detail: String) {
-    report.results.push(judge::TestResult {
-        name: name.into(),
-        status: judge::Status::Fail,
-        detail: Some(detail),
-    });
-    report.summary = judge::Summary::new(&report.results, &report.findings);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(args: &str, vela_only: &str) -> Result<Options, String> {
+        let cli = Cli::try_parse_from(std::iter::once("vela-harness").chain(args.split(' ')))
+            .map_err(|e| e.to_string())?;
+        options(cli, || guest::only_from(vela_only))
+    }
+
+    fn names(o: &Options) -> Vec<&str> {
+        o.tests.iter().map(|(n, _)| *n).collect()
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn modes_and_their_options() {
+        let o = opts("check", "").unwrap();
+        assert_eq!(o.mode, Mode::Check);
+        assert_eq!(o.tests.len(), guest::select(&[]).unwrap().len());
+        assert_eq!(o.timeout, Duration::from_secs(900));
+        assert_eq!(o.echo, vm::Echo::Quiet);
+        assert!(o.extra.is_empty());
+        let o = opts("run --timeout 60 --verbose --extra /a/x --extra /b/y", "").unwrap();
+        assert_eq!(o.mode, Mode::Demo);
+        assert!(o.tests.is_empty());
+        assert_eq!(o.timeout, Duration::from_secs(60));
+        assert_eq!(o.echo, vm::Echo::All);
+        assert_eq!(o.extra, [PathBuf::from("/a/x"), PathBuf::from("/b/y")]);
+        let o = opts("bench", "").unwrap();
+        assert_eq!((o.mode, o.echo), (Mode::Bench, vm::Echo::Guest));
+    }
+
+    #[test]
+    fn test_selection() {
+        assert_eq!(
+            names(&opts("check --tests prime,sched", "").unwrap()),
+            ["probe", "sched", "prime"]
+        );
+        assert_eq!(
+            names(&opts("check --tests prime --tests=sched", "").unwrap()),
+            ["probe", "sched", "prime"]
+        );
+        assert_eq!(
+            names(&opts("check", "probe,isolation").unwrap()),
+            ["probe", "isolation"]
+        );
+        // --tests wins over VELA_ONLY.
+        assert_eq!(
+            names(&opts("check --tests mmu", "isolation").unwrap()),
+            ["probe", "mmu"]
+        );
+        let e = opts("check --tests prime,nope", "").unwrap_err();
+        assert!(e.starts_with("--tests: unknown guest test 'nope'"), "{e}");
+        let e = opts("check", "nope").unwrap_err();
+        assert!(e.starts_with("VELA_ONLY: unknown guest test 'nope'"), "{e}");
+        let e = opts("check --tests ,", "").unwrap_err();
+        assert!(e.contains("--tests"), "{e}");
+        // --tests is check's alone.
+        assert!(opts("run --tests prime", "").is_err());
+    }
+
+    #[test]
+    fn usage_errors_and_help() {
+        for bad in [
+            "",
+            "nope",
+            "check --bogus",
+            "check --timeout x",
+            "run --extra",
+        ] {
+            let e = Cli::try_parse_from(
+                std::iter::once("vela-harness").chain(bad.split(' ').filter(|a| !a.is_empty())),
+            )
+            .expect_err(bad);
+            assert_eq!(e.exit_code(), 2, "{bad}: {e}");
+        }
+        for ok in [
+            "--help",
+            "--version",
+            "run --help",
+            "check --help",
+            "bench --help",
+            "check --version",
+        ] {
+            let e = Cli::try_parse_from(std::iter::once("vela-harness").chain(ok.split(' ')))
+                .expect_err(ok);
+            assert_eq!(e.exit_code(), 0, "{ok}: {e}");
+        }
+    }
 }

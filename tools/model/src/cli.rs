@@ -1,32 +1,37 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Command line: `vela-model --socket PATH [--vram-mib N] [--serial N] [--queues N]`
 //! and, for several devices in one process, `--device socket=PATH,vram-mib=N,serial=N`.
+//!
+//! Parsed with clap: `--help` and `--version` everywhere (`bench` too), errors name the bad
+//! argument, and usage errors exit 2 (see [`CliError::exit`]).
 
 use std::path::PathBuf;
+
+use clap::{error::ErrorKind, ArgGroup, CommandFactory, Parser, Subcommand};
 
 use crate::device::DeviceOptions;
 use crate::inject::Knob;
 
+/// The usage lines `--help` shows; the first is the contract with the test harness
+/// (`Documentation/hardware/identity.rst.contract`).
 pub const USAGE: &str = "\
-usage: vela-model --socket PATH [--vram-mib N] [--serial N] [--queues N] [--engines N] [OPTIONS]
+vela-model --socket PATH [--vram-mib N] [--serial N] [--queues N] [--engines N] [OPTIONS]
        vela-model --device socket=PATH[,vram-mib=N][,serial=N][,queues=N][,engines=N] [--device ...] [OPTIONS]
-       vela-model bench [--vram-mib N] [--engines N]
+       vela-model bench [--vram-mib N] [--engines N]";
+
+const ABOUT: &str = "Device model of the Vela PCIe accelerator, served over vfio-user.
 
 Creates one listening vfio-user socket per device, then serves one
 connection on each; exits 0 when every client has disconnected.
 Devices served by one process reach each other's VRAM (peer-to-peer).
 --engines (default 2, at most 8): engines per device, a host thread each; every
-engine runs commands of any kind, so as many queues make progress at once.
+engine runs commands of any kind, so as many queues make progress at once.";
 
-OPTIONS
-  --control PATH   control socket for fault injection and status (one line
-                   per request: [dev=N] VERB)
-  --inject KNOB    arm a fault on every device at start; repeatable. KNOB is
-                   hang-engine=copy|compute, fail-dma[=N], drop-irq[=N],
-                   corrupt-fence[=N], mmu-fault[=N]
-
+const AFTER_HELP: &str = "\
 bench prints copy-engine VRAM->VRAM bandwidth against host memcpy and the
-doorbell -> fence -> interrupt latency, measured in-process.";
+doorbell -> fence -> interrupt latency, measured in-process.
+
+Environment: VELA_MODEL_LOG=error|warn|info|debug|trace (default warn).";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceSpec {
@@ -45,11 +50,24 @@ pub struct Args {
 pub enum Command {
     Serve(Args),
     Bench { vram_size: u64, engines: u32 },
-    Help,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub struct CliError(pub String);
+/// A usage error, or a request for `--help` or `--version` (whose text clap prints).
+#[derive(Debug)]
+pub struct CliError(pub clap::Error);
+
+impl CliError {
+    /// What clap made of the command line ([`ErrorKind::DisplayHelp`] for `--help`, ...).
+    pub fn kind(&self) -> ErrorKind {
+        self.0.kind()
+    }
+
+    /// Prints the help, the version or the error (naming the bad argument) and exits: 0 for
+    /// `--help` and `--version`, 2 for a usage error.
+    pub fn exit(&self) -> ! {
+        self.0.exit()
+    }
+}
 
 impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -59,159 +77,193 @@ impl std::fmt::Display for CliError {
 
 impl std::error::Error for CliError {}
 
-fn err<T>(msg: impl Into<String>) -> Result<T, CliError> {
-    Err(CliError(msg.into()))
+#[derive(Parser, Debug)]
+#[command(
+    name = "vela-model",
+    version,
+    about = ABOUT,
+    override_usage = USAGE,
+    after_help = AFTER_HELP,
+    propagate_version = true,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+#[command(group(
+    ArgGroup::new("devices")
+        .args(["socket", "device"])
+        .multiple(true)
+        .required(true)
+))]
+struct Cli {
+    /// Listening vfio-user socket of the device
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// VRAM (and BAR2) size in MiB, a power of two [default: 256]
+    #[arg(long = "vram-mib", value_name = "N", requires = "socket", value_parser = vram_mib)]
+    vram_size: Option<u64>,
+    /// DEVICE_SERIAL [default: 1]
+    #[arg(long, value_name = "N", requires = "socket", value_parser = u32_arg)]
+    serial: Option<u32>,
+    /// Number of queues, 1 to 16 [default: 4]
+    #[arg(long, value_name = "N", requires = "socket", value_parser = u32_arg)]
+    queues: Option<u32>,
+    /// Number of engines, 1 to 8, a host thread each [default: 2]
+    #[arg(long, value_name = "N", requires = "socket", value_parser = u32_arg)]
+    engines: Option<u32>,
+    /// One more device: socket=PATH[,vram-mib=N][,serial=N][,queues=N][,engines=N], defaults
+    /// as above except serial, which defaults to the device's position + 1. Repeatable
+    #[arg(long, value_name = "SPEC", value_parser = device_arg)]
+    device: Vec<DeviceArg>,
+    /// Control socket for fault injection and status (one line per request: [dev=N] VERB)
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
+    /// Arm a fault on every device at start; repeatable. KNOB is hang-engine=copy|compute,
+    /// fail-dma[=N], drop-irq[=N], corrupt-fence[=N], mmu-fault[=N]
+    #[arg(long, value_name = "KNOB", value_parser = Knob::parse)]
+    inject: Vec<Knob>,
+    #[command(subcommand)]
+    command: Option<Sub>,
 }
 
-fn number(name: &str, v: &str) -> Result<u64, CliError> {
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// Copy-engine bandwidth against memcpy, doorbell -> interrupt latency (in-process)
+    ///
+    /// Prints copy-engine VRAM->VRAM bandwidth against host memcpy and the doorbell -> fence
+    /// -> interrupt latency, measured in-process on a device of its own.
+    Bench {
+        /// VRAM of the benchmark's device in MiB, a power of two
+        #[arg(long = "vram-mib", value_name = "N", default_value = "1024", value_parser = vram_mib)]
+        vram_size: u64,
+        /// Engines of the benchmark's device
+        #[arg(long, value_name = "N", default_value_t = DeviceOptions::default().engines, value_parser = u32_arg)]
+        engines: u32,
+    },
+}
+
+/// One `--device` as given; what it leaves out is filled in by [`DeviceArg::spec`].
+#[derive(Clone, Debug)]
+struct DeviceArg {
+    socket: PathBuf,
+    vram_size: Option<u64>,
+    serial: Option<u32>,
+    queues: Option<u32>,
+    engines: Option<u32>,
+}
+
+impl DeviceArg {
+    /// The device at `index` among all devices: its serial defaults to `index + 1`.
+    fn spec(&self, index: usize) -> DeviceSpec {
+        let d = DeviceOptions::default();
+        DeviceSpec {
+            socket: self.socket.clone(),
+            opts: DeviceOptions {
+                vram_size: self.vram_size.unwrap_or(d.vram_size),
+                serial: self.serial.unwrap_or(index as u32 + 1),
+                queues: self.queues.unwrap_or(d.queues),
+                engines: self.engines.unwrap_or(d.engines),
+            },
+        }
+    }
+}
+
+/// Decimal, or hex with `0x`.
+fn number(v: &str) -> Result<u64, String> {
     let parsed = match v.strip_prefix("0x") {
         Some(hex) => u64::from_str_radix(hex, 16),
         None => v.parse(),
     };
-    parsed.map_err(|_| CliError(format!("{name}: '{v}' is not a number")))
+    parsed.map_err(|_| format!("'{v}' is not a number"))
 }
 
-fn u32_arg(name: &str, v: &str) -> Result<u32, CliError> {
-    u32::try_from(number(name, v)?).map_err(|_| CliError(format!("{name}: {v} is too large")))
+fn u32_arg(v: &str) -> Result<u32, String> {
+    u32::try_from(number(v)?).map_err(|_| format!("{v} is too large"))
 }
 
-fn vram_mib(v: &str) -> Result<u64, CliError> {
-    let mib = number("vram-mib", v)?;
+/// A VRAM size in MiB, returned in bytes.
+fn vram_mib(v: &str) -> Result<u64, String> {
+    let mib = number(v)?;
     if !mib.is_power_of_two() || mib > (1 << 20) {
-        return err(format!(
-            "vram-mib: {mib} must be a power of two up to 1048576"
-        ));
+        return Err(format!("{mib} must be a power of two up to 1048576"));
     }
     Ok(mib << 20)
 }
 
-/// `socket=PATH,vram-mib=N,serial=N,queues=N`
-fn device_spec(s: &str, index: usize) -> Result<DeviceSpec, CliError> {
+/// `socket=PATH,vram-mib=N,serial=N,queues=N,engines=N`
+fn device_arg(s: &str) -> Result<DeviceArg, String> {
     let mut socket = None;
-    let mut opts = DeviceOptions {
-        serial: index as u32 + 1,
-        ..Default::default()
+    let mut d = DeviceArg {
+        socket: PathBuf::new(),
+        vram_size: None,
+        serial: None,
+        queues: None,
+        engines: None,
     };
     for kv in s.split(',').filter(|kv| !kv.is_empty()) {
         let (k, v) = kv
             .split_once('=')
-            .ok_or_else(|| CliError(format!("--device: '{kv}' is not key=value")))?;
+            .ok_or_else(|| format!("'{kv}' is not key=value"))?;
+        let key = |r: Result<u32, String>| r.map_err(|e| format!("{k}: {e}"));
         match k {
             "socket" => socket = Some(PathBuf::from(v)),
-            "vram-mib" => opts.vram_size = vram_mib(v)?,
-            "serial" => opts.serial = u32_arg("serial", v)?,
-            "queues" => opts.queues = u32_arg("queues", v)?,
-            "engines" => opts.engines = u32_arg("engines", v)?,
-            _ => return err(format!("--device: unknown key '{k}'")),
+            "vram-mib" => d.vram_size = Some(vram_mib(v).map_err(|e| format!("{k}: {e}"))?),
+            "serial" => d.serial = Some(key(u32_arg(v))?),
+            "queues" => d.queues = Some(key(u32_arg(v))?),
+            "engines" => d.engines = Some(key(u32_arg(v))?),
+            _ => return Err(format!("unknown key '{k}'")),
         }
     }
-    let socket = socket.ok_or_else(|| CliError("--device needs socket=PATH".into()))?;
-    Ok(DeviceSpec { socket, opts })
+    d.socket = socket.ok_or("needs socket=PATH")?;
+    Ok(d)
 }
 
-fn parse_bench(mut it: impl Iterator<Item = String>) -> Result<Command, CliError> {
-    let mut vram_size = 1 << 30;
-    let mut engines = DeviceOptions::default().engines;
-    while let Some(a) = it.next() {
-        let mut value = || {
-            it.next()
-                .ok_or_else(|| CliError(format!("{a} needs a value")))
-        };
-        match a.as_str() {
-            "--vram-mib" => vram_size = vram_mib(&value()?)?,
-            "--engines" => engines = u32_arg("--engines", &value()?)?,
-            "--help" | "-h" => return Ok(Command::Help),
-            _ => return err(format!("bench: unknown argument '{a}'")),
-        }
-    }
-    Ok(Command::Bench { vram_size, engines })
-}
-
+/// Parses the arguments after the program name.
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliError> {
-    let mut it = args.into_iter().peekable();
-    if it.peek().map(String::as_str) == Some("bench") {
-        it.next();
-        return parse_bench(it);
+    let argv = std::iter::once("vela-model".to_string()).chain(args);
+    let cli = Cli::try_parse_from(argv).map_err(CliError)?;
+    if let Some(Sub::Bench { vram_size, engines }) = cli.command {
+        return Ok(Command::Bench { vram_size, engines });
     }
-    let mut control = None;
-    let mut inject = Vec::new();
-    let mut top = DeviceOptions::default();
-    let mut top_socket = None;
-    let mut top_used = false;
-    let mut extra = Vec::new();
-    while let Some(a) = it.next() {
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (a.clone(), None),
-        };
-        if flag == "--help" || flag == "-h" {
-            return Ok(Command::Help);
-        }
-        let mut value = || -> Result<String, CliError> {
-            match inline.clone() {
-                Some(v) => Ok(v),
-                None => it
-                    .next()
-                    .ok_or_else(|| CliError(format!("{flag} needs a value"))),
-            }
-        };
-        match flag.as_str() {
-            "--socket" => top_socket = Some(PathBuf::from(value()?)),
-            "--vram-mib" => {
-                top.vram_size = vram_mib(&value()?)?;
-                top_used = true;
-            }
-            "--serial" => {
-                top.serial = u32_arg("--serial", &value()?)?;
-                top_used = true;
-            }
-            "--queues" => {
-                top.queues = u32_arg("--queues", &value()?)?;
-                top_used = true;
-            }
-            "--engines" => {
-                top.engines = u32_arg("--engines", &value()?)?;
-                top_used = true;
-            }
-            "--device" => {
-                let v = value()?;
-                extra.push(v);
-            }
-            "--control" => control = Some(PathBuf::from(value()?)),
-            "--inject" => inject.push(Knob::parse(&value()?).map_err(CliError)?),
-            _ => return err(format!("unknown argument '{a}'\n{USAGE}")),
-        }
-    }
+    let usage = |kind, msg: String| CliError(Cli::command().error(kind, msg));
     let mut devices = Vec::new();
-    match top_socket {
-        Some(socket) => devices.push(DeviceSpec { socket, opts: top }),
-        None if top_used => {
-            return err("--vram-mib, --serial, --queues and --engines need --socket")
-        }
-        None => {}
+    if let Some(socket) = cli.socket {
+        let d = DeviceOptions::default();
+        devices.push(DeviceSpec {
+            socket,
+            opts: DeviceOptions {
+                vram_size: cli.vram_size.unwrap_or(d.vram_size),
+                serial: cli.serial.unwrap_or(d.serial),
+                queues: cli.queues.unwrap_or(d.queues),
+                engines: cli.engines.unwrap_or(d.engines),
+            },
+        });
     }
-    for spec in &extra {
-        let d = device_spec(spec, devices.len())?;
-        devices.push(d);
-    }
-    if devices.is_empty() {
-        return err(format!("no device given\n{USAGE}"));
+    for arg in &cli.device {
+        devices.push(arg.spec(devices.len()));
     }
     for (i, d) in devices.iter().enumerate() {
         if devices[..i].iter().any(|o| o.socket == d.socket) {
-            return err(format!("socket {} given twice", d.socket.display()));
+            return Err(usage(
+                ErrorKind::ArgumentConflict,
+                format!("socket {} given twice", d.socket.display()),
+            ));
         }
     }
-    if control
-        .as_ref()
-        .is_some_and(|c| devices.iter().any(|d| &d.socket == c))
-    {
-        return err("the control socket cannot be a device socket");
+    if let Some(c) = &cli.control {
+        if devices.iter().any(|d| &d.socket == c) {
+            return Err(usage(
+                ErrorKind::ArgumentConflict,
+                format!(
+                    "the control socket '--control {}' cannot be a device socket",
+                    c.display()
+                ),
+            ));
+        }
     }
     Ok(Command::Serve(Args {
         devices,
-        control,
-        inject,
+        control: cli.control,
+        inject: cli.inject,
     }))
 }
 
@@ -228,6 +280,18 @@ mod tests {
             Command::Serve(a) => a.devices,
             c => panic!("{c:?}"),
         }
+    }
+
+    /// The error of a bad command line: a usage error (exit 2) whose message names `arg`.
+    fn usage_error(s: &str, arg: &str) {
+        let e = p(s).expect_err(s);
+        assert_eq!(e.0.exit_code(), 2, "{s}: {e}");
+        assert!(e.to_string().contains(arg), "{s}: {e}");
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 
     #[test]
@@ -254,6 +318,11 @@ mod tests {
                 ..Default::default()
             }
         );
+        // `--name=value` and hex numbers, as before clap.
+        let d = devices("--socket=/s --vram-mib=0x40 --serial 0x10 --engines 3");
+        assert_eq!(d[0].opts.vram_size, 64 << 20);
+        assert_eq!(d[0].opts.serial, 16);
+        assert_eq!(d[0].opts.engines, 3);
     }
 
     #[test]
@@ -269,21 +338,55 @@ mod tests {
         assert_eq!(d[0].opts.engines, 2);
         assert_eq!(d.len(), 2);
         assert_eq!(d[1].opts.queues, 8);
+        assert_eq!(d[1].opts.serial, 2);
     }
 
     #[test]
     fn rejects_nonsense() {
-        assert!(p("").is_err());
-        assert!(p("--vram-mib 3 --socket /a").is_err());
-        assert!(p("--socket").is_err());
-        assert!(p("--socket /a --bogus").is_err());
-        assert!(p("--device vram-mib=64").is_err());
-        assert!(p("--device socket=/a --device socket=/a").is_err());
-        assert!(p("--serial 1").is_err());
-        assert!(p("--socket /a --inject explode").is_err());
-        assert!(p("--socket /a --control /a").is_err());
-        assert!(p("bench --bogus").is_err());
-        assert_eq!(p("--help").unwrap(), Command::Help);
+        usage_error("", "--socket");
+        usage_error("--vram-mib 3 --socket /a", "--vram-mib");
+        usage_error("--socket", "--socket");
+        usage_error("--socket /a --bogus", "--bogus");
+        usage_error("--device vram-mib=64", "--device");
+        usage_error("--device socket=/a,color=red", "unknown key 'color'");
+        usage_error("--device socket=/a --device socket=/a", "/a given twice");
+        usage_error("--serial 1", "--socket");
+        usage_error("--socket /a --queues x", "--queues");
+        usage_error("--socket /a --inject explode", "--inject");
+        usage_error("--socket /a --control /a", "--control");
+        usage_error("bench --bogus", "--bogus");
+        usage_error("bench --vram-mib 5", "--vram-mib");
+        usage_error("--socket /a bench", "bench");
+        for (s, kind) in [
+            ("--help", ErrorKind::DisplayHelp),
+            ("-h", ErrorKind::DisplayHelp),
+            ("bench --help", ErrorKind::DisplayHelp),
+            ("--version", ErrorKind::DisplayVersion),
+            ("bench --version", ErrorKind::DisplayVersion),
+        ] {
+            let e = p(s).expect_err(s);
+            assert_eq!(e.kind(), kind, "{s}");
+            assert_eq!(e.0.exit_code(), 0, "{s}");
+        }
+    }
+
+    #[test]
+    fn help_shows_the_contract() {
+        let help = Cli::command().render_help().to_string();
+        assert!(
+            help.contains("vela-model --socket PATH [--vram-mib N] [--serial N] [--queues N]"),
+            "{help}"
+        );
+        for opt in [
+            "--device",
+            "--control",
+            "--inject",
+            "--engines",
+            "bench",
+            "--version",
+        ] {
+            assert!(help.contains(opt), "{opt}: {help}");
+        }
     }
 
     #[test]

@@ -30,12 +30,10 @@ impl std::fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
+/// Runs `vela-model` with the arguments after the program name. `--help`, `--version` and
+/// usage errors come back as [`RunError::Cli`], for the caller to [`cli::CliError::exit`] with.
 pub fn main<I: IntoIterator<Item = String>>(args: I) -> Result<(), RunError> {
     let args = match cli::parse(args).map_err(RunError::Cli)? {
-        Command::Help => {
-            println!("{}", cli::USAGE);
-            return Ok(());
-        }
         Command::Bench { vram_size, engines } => {
             let report = crate::bench::run(vram_size, engines, Default::default())
                 .map_err(|e| RunError::Device(e.to_string()))?;

@@ -112,19 +112,39 @@ fn several_devices_and_the_control_socket() {
     assert_eq!(wait_exit(child), 0);
 }
 
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vela-model"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn bad_arguments_fail() {
-    let out = Command::new(env!("CARGO_BIN_EXE_vela-model"))
-        .args(["--vram-mib", "3"])
-        .output()
-        .unwrap();
-    assert_ne!(out.status.code(), Some(0));
-    let out = Command::new(env!("CARGO_BIN_EXE_vela-model"))
-        .arg("--help")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("--socket PATH"));
+    // Usage errors exit 2 and name the bad argument.
+    let (code, _, err) = run(&["--vram-mib", "3"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, err) = run(&["--socket", "/nonexistent/v.sock", "--vram-mib", "3"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--vram-mib"), "{err}");
+    let (code, _, err) = run(&["bench", "--bogus"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--bogus"), "{err}");
+    // --help and --version print on stdout and exit 0, for bench too.
+    let (code, out, _) = run(&["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("--socket PATH"), "{out}");
+    let (code, out, _) = run(&["bench", "--help"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("--vram-mib"), "{out}");
+    let (code, out, _) = run(&["--version"]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("vela-model "), "{out}");
 }
 
 #[test]

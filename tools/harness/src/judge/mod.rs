@@ -50,7 +50,7 @@ mod line;
 mod splat;
 mod tap;
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
 pub use kunit::parse_kunit;
 pub use splat::{find_splats, Finding, SplatKind};
@@ -121,6 +121,15 @@ impl fmt::Display for Summary {
     }
 }
 
+/// One line of the per-suite table: a TAP suite, `kunit` or `kernel-log`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuiteLine {
+    pub name: String,
+    pub summary: Summary,
+    /// How long the suite ran, when known.
+    pub seconds: Option<Duration>,
+}
+
 /// Everything [`judge`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -129,6 +138,9 @@ pub struct Report {
     /// Kernel-log splats in log order.
     pub findings: Vec<Finding>,
     pub summary: Summary,
+    /// Each TAP suite in input order, then `kunit` (when KUnit reported) and `kernel-log`
+    /// (one failure per splat): together they count what [`Report::summary`] counts.
+    pub suites: Vec<SuiteLine>,
 }
 
 impl Report {
@@ -140,6 +152,70 @@ impl Report {
     /// Each failure with its diagnostics or log excerpt, then the summary
     /// line.
     pub fn render(&self) -> String {
+        self.render_inner(false)
+    }
+
+    /// As [`Report::render`], with the per-suite table just before the summary line.
+    pub fn render_with_suites(&self) -> String {
+        self.render_inner(true)
+    }
+
+    /// The per-suite table: a header, then one line per suite with its counts and seconds.
+    pub fn suite_table(&self) -> String {
+        let w = self
+            .suites
+            .iter()
+            .map(|s| s.name.len())
+            .chain([5])
+            .max()
+            .unwrap_or(5);
+        let mut out = format!(
+            "{:<w$}  {:>6}  {:>6}  {:>7}  {:>7}\n",
+            "suite", "passed", "failed", "skipped", "seconds"
+        );
+        for s in &self.suites {
+            let secs = s
+                .seconds
+                .map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64()));
+            out.push_str(&format!(
+                "{:<w$}  {:>6}  {:>6}  {:>7}  {:>7}\n",
+                s.name, s.summary.passed, s.summary.failed, s.summary.skipped, secs
+            ));
+        }
+        out
+    }
+
+    /// Records how long suite `name` ran.
+    pub fn set_seconds(&mut self, name: &str, seconds: Duration) {
+        if let Some(s) = self.suites.iter_mut().find(|s| s.name == name) {
+            s.seconds = Some(seconds);
+        }
+    }
+
+    /// Adds a failed test that the caller found (a VM that timed out, a KUnit suite that
+    /// never reported), counted in the summary and in the line of `suite`, which is added if
+    /// there is none.
+    pub fn add_failure(&mut self, suite: &str, name: &str, detail: String) {
+        self.results.push(TestResult {
+            name: name.into(),
+            status: Status::Fail,
+            detail: Some(detail),
+        });
+        self.summary = Summary::new(&self.results, &self.findings);
+        match self.suites.iter_mut().find(|s| s.name == suite) {
+            Some(s) => s.summary.failed += 1,
+            None => self.suites.push(SuiteLine {
+                name: suite.into(),
+                summary: Summary {
+                    failed: 1,
+                    ..Summary::default()
+                },
+                seconds: None,
+            }),
+        }
+    }
+
+    fn render_inner(&self, with_suites: bool) -> String {
         let mut out = String::new();
         for r in self.results.iter().filter(|r| r.status == Status::Fail) {
             out.push_str(&format!("FAIL {}\n", r.name));
@@ -155,6 +231,9 @@ impl Report {
         }
         if !out.is_empty() {
             out.push('\n');
+        }
+        if with_suites && !self.suites.is_empty() {
+            out.push_str(&self.suite_table());
         }
         out.push_str(&self.summary.line());
         out.push('\n');
@@ -173,17 +252,38 @@ fn push_indented(out: &mut String, text: &str) {
 /// Judges a run from the guest's serial log and each suite's TAP output,
 /// given as `(suite name, TAP text)`.
 pub fn judge(serial_log: &str, tap_streams: &[(String, String)]) -> Report {
-    let mut results: Vec<TestResult> = tap_streams
-        .iter()
-        .flat_map(|(suite, text)| parse_tap(suite, text))
-        .collect();
-    results.extend(parse_kunit(serial_log));
+    let mut results = Vec::new();
+    let mut suites = Vec::new();
+    for (suite, text) in tap_streams {
+        let r = parse_tap(suite, text);
+        suites.push(SuiteLine {
+            name: suite.clone(),
+            summary: Summary::new(&r, &[]),
+            seconds: None,
+        });
+        results.extend(r);
+    }
+    let kunit = parse_kunit(serial_log);
+    if !kunit.is_empty() {
+        suites.push(SuiteLine {
+            name: "kunit".into(),
+            summary: Summary::new(&kunit, &[]),
+            seconds: None,
+        });
+    }
+    results.extend(kunit);
     let findings = find_splats(serial_log);
+    suites.push(SuiteLine {
+        name: "kernel-log".into(),
+        summary: Summary::new(&[], &findings),
+        seconds: None,
+    });
     let summary = Summary::new(&results, &findings);
     Report {
         results,
         findings,
         summary,
+        suites,
     }
 }
 
@@ -241,6 +341,75 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("    Modules linked in: vela(O)\n"), "{text}");
+    }
+
+    #[test]
+    fn suite_lines_add_up_to_the_summary() {
+        let serial = "\
+[    3.100000] KTAP version 1
+[    3.100001] 1..1
+[    3.100002]     KTAP version 1
+[    3.100003]     # Subtest: vela_bo
+[    3.100004]     1..1
+[    3.100005]     ok 1 vela_alloc_basic
+[    3.100007] ok 1 vela_bo
+[    5.100010] WARNING: CPU: 1 PID: 87 at drivers/vela/vela_core.c:412 vela_queue_submit+0x1c4/0x2b0 [vela]
+[    5.100190] ---[ end trace 0000000000000000 ]---
+";
+        let tap = vec![
+            (
+                "probe".to_string(),
+                "TAP version 13\n1..3\nok 1 a\nnot ok 2 b\nok 3 c # SKIP no\n".to_string(),
+            ),
+            (
+                "prime".to_string(),
+                "TAP version 13\n1..2\nok 1 a\n".to_string(),
+            ),
+        ];
+        let mut report = judge(serial, &tap);
+        report.set_seconds("probe", Duration::from_millis(12_340));
+        report.add_failure("kunit", "kunit/vela_sched", "suite did not run".into());
+        report.add_failure("harness", "vm/timed-out", "tail".into());
+        let lines: Vec<(&str, Summary)> = report
+            .suites
+            .iter()
+            .map(|s| (s.name.as_str(), s.summary))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                ("probe", summary(1, 1, 1)),
+                ("prime", summary(1, 1, 0)),
+                ("kunit", summary(1, 1, 0)),
+                ("kernel-log", summary(0, 1, 0)),
+                ("harness", summary(0, 1, 0)),
+            ]
+        );
+        let total = lines.iter().fold(Summary::default(), |t, (_, s)| Summary {
+            passed: t.passed + s.passed,
+            failed: t.failed + s.failed,
+            skipped: t.skipped + s.skipped,
+        });
+        assert_eq!(total, report.summary);
+        let text = report.render_with_suites();
+        assert!(
+            text.ends_with(
+                "\n\
+                 suite       passed  failed  skipped  seconds\n\
+                 probe            1       1        1     12.3\n\
+                 prime            1       1        0        -\n\
+                 kunit            1       1        0        -\n\
+                 kernel-log       0       1        0        -\n\
+                 harness          0       1        0        -\n\
+                 3 passed, 5 failed, 1 skipped\n"
+            ),
+            "{text}"
+        );
+        assert!(text.starts_with("FAIL probe/b\n"), "{text}");
+        assert!(
+            !report.render().contains("passed  failed"),
+            "render() has no table"
+        );
     }
 
     #[test]
