@@ -67,6 +67,11 @@ impl pci::Driver for VelaPciDriver {
     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
         pin_init::pin_init_scope(move || {
             let core = hw::Core::probe(pdev)?;
+            // Before any buffer: moves must find it when VRAM is full. Without it the CPU
+            // copies.
+            if let Err(e) = core.kq.reserve(&core) {
+                dev_warn!(pdev.as_ref(), "no kernel copy queue, the CPU moves buffers: {:?}\n", e);
+            }
             let nqueues = u32::try_from(core.queues.len())?;
             // Vector 0: errors and faults; vector 1 + N: queue N.
             let msix = pci::IrqTypes::default().with(pci::IrqType::MsiX);

@@ -29,6 +29,7 @@ use super::{
 use crate::{
     hw::{
         sysmem::SysBacking,
+        kqueue::Span,
         vram::{self, VramBlocks},
         BusCache, Core,
     },
@@ -241,9 +242,17 @@ impl gem::DriverObject for VelaObject {
                         .and_then(|blocks| {
                             // VRAM comes back from the allocator as its last owner left it
                             // (another process's buffer, a freed ring or page table): cleared
-                            // before anyone can map, bind or export it.
+                            // before anyone can map, bind or export it, by the copy engine if
+                            // it can take it, else by the CPU.
+                            let core = &dev.core;
+                            let mut spans = KVec::new();
                             for (off, len) in vram::runs(&blocks) {
-                                dev.core.vram_fill(off, len, 0)?;
+                                spans.push(Span::vram(off, len), GFP_KERNEL)?;
+                            }
+                            if core.kq.clear(core, &spans).is_err() {
+                                for (off, len) in vram::runs(&blocks) {
+                                    core.vram_fill(off, len, 0)?;
+                                }
                             }
                             Ok(Store::Vram(blocks))
                         })
@@ -644,7 +653,29 @@ pub(crate) fn wants_vram(obj: &gem::Object<VelaObject>, locked: &ResvLocked<'_>)
 }
 
 /// Copies `size` bytes from `from` to `to` with the CPU.
+/// The device's view of `size` bytes of a store, for the kernel's copy engine.
+fn spans(store: &Store, size: usize) -> Result<KVec<Span>> {
+    let (runs, in_vram) = store.runs()?;
+    let mut left = u64::try_from(size)?;
+    let mut out = KVec::with_capacity(runs.len(), GFP_KERNEL)?;
+    for (addr, len) in runs.iter().copied() {
+        let n = len.min(left);
+        if n == 0 {
+            break;
+        }
+        out.push(if in_vram { Span::vram(addr, n) } else { Span::bus(addr, n) }, GFP_KERNEL)?;
+        left -= n;
+    }
+    Ok(out)
+}
+
+/// Copies a buffer's contents between places: on the device's copy engine, or with the CPU
+/// when the engine cannot take it (no free hardware queue, a timeout, no kernel ring).
 fn copy(core: &Core, from: &Store, to: &Store, size: usize) -> Result {
+    let on_device = spans(from, size).and_then(|src| core.kq.copy(core, &src, &spans(to, size)?));
+    if on_device.is_ok() {
+        return Ok(());
+    }
     const CHUNK: usize = 64 << 10;
     let mut buf = KVec::from_elem(0u8, CHUNK, GFP_KERNEL)?;
     let mut off = 0usize;

@@ -13,6 +13,7 @@
 pub(crate) mod exports;
 pub(crate) mod identity;
 pub(crate) mod irq;
+pub(crate) mod kqueue;
 pub(crate) mod mmu;
 pub(crate) mod queue;
 pub(crate) mod regs;
@@ -93,6 +94,9 @@ pub(crate) struct Core {
     /// Whether the watchdog may be armed; cleared for good at unbind.
     #[pin]
     watchdog_on: Mutex<bool>,
+    /// The kernel's copies and clears on the copy engine (buffer moves, new buffers).
+    #[pin]
+    pub(crate) kq: kqueue::KernelQueue,
 }
 
 /// A VRAM buffer's table for peers behind the switch (`kernel::dma_buf::BusTable`), and the
@@ -240,6 +244,7 @@ impl Core {
                 evictable <- new_mutex!(Evictable { next: 0, tree: kernel::rbtree::RBTree::new() }),
                 p2p,
                 watchdog <- kernel::new_delayed_work!("vela-watchdog"),
+                kq <- kqueue::KernelQueue::new(),
                 watchdog_on <- new_mutex!(true),
             }),
             GFP_KERNEL,
@@ -423,6 +428,15 @@ impl Core {
 
     pub(crate) fn queue(&self, index: u32) -> Result<&queue::HwQueue> {
         self.queues.get(index as usize).map(|q| &**q).ok_or(EINVAL)
+    }
+
+    /// Takes a free hardware queue for the kernel's own copies ([`kqueue`]); `EBUSY` if none is
+    /// free. It has no holder: no user queue can take it over. Given back with `put_queue`.
+    pub(crate) fn take_queue_for_kernel(&self) -> Result<u32> {
+        let mut o = self.owners.lock();
+        let i = (0..self.queues.len()).find(|&i| o.queues & (1 << i) == 0).ok_or(EBUSY)?;
+        o.queues |= 1 << i;
+        Ok(u32::try_from(i)?)
     }
 
     pub(crate) fn put_queue(&self, index: u32) {

@@ -1,0 +1,223 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The kernel's own copies on the device: buffer moves and clears run as COPY and FILL
+//! commands on the copy engine, on context 0 (translation off, so addresses are DPAs), instead
+//! of the CPU copying through BAR2. Under TCG a CPU copy runs at a few percent of the engine's
+//! bandwidth; on silicon it would cost a CPU and uncached BAR reads.
+//!
+//! The ring and fence slot are reserved at probe (a move must work when VRAM is full: that is
+//! when eviction moves buffers). A hardware queue is borrowed for each batch, only when one is
+//! free, and handed back reset: user queues always reset the queues they take. With no free
+//! queue, or if the device does not complete the batch in time, the caller copies with the CPU.
+//!
+//! The lock here is taken under buffers' reservation locks and never the other way round, so
+//! the wait never recovers the device (recovery revokes exports, which takes reservation
+//! locks): a timeout resets the borrowed queue and reports `ETIME`.
+
+use kernel::{
+    io::{register::Array, Io},
+    new_mutex,
+    prelude::*,
+    sync::Mutex,
+    time::{delay::fsleep, Delta, Instant, Monotonic},
+};
+
+use super::{
+    mmu::DPA_VRAM,
+    queue::{JOB_TIMEOUT_MS, SLOT},
+    regs,
+    vram::{self, VramBlocks, PAGE},
+    Core,
+};
+
+const OP_COPY: u32 = 0x02;
+const OP_FILL: u32 = 0x03;
+const OP_SIGNAL: u32 = 0x04;
+/// 1024 slots (64 KiB of VRAM): batches of up to 1022 commands.
+const LOG2_SLOTS: u32 = 10;
+const SLOTS: usize = 1 << LOG2_SLOTS;
+/// A COPY or FILL moves at most this much (`Documentation/hardware/commands.rst`).
+const MAX_LEN: u64 = 1 << 32;
+
+/// One stretch of memory as the device addresses it with translation off.
+#[derive(Clone, Copy)]
+pub(crate) struct Span {
+    pub(crate) dpa: u64,
+    pub(crate) len: u64,
+}
+
+impl Span {
+    /// A VRAM range.
+    pub(crate) fn vram(offset: u64, len: u64) -> Self {
+        Self { dpa: DPA_VRAM | offset, len }
+    }
+
+    /// A range of bus addresses (system memory mapped for the device).
+    pub(crate) fn bus(addr: u64, len: u64) -> Self {
+        Self { dpa: addr, len }
+    }
+}
+
+struct Ring {
+    _blocks: VramBlocks,
+    ring: u64,
+    fence: u64,
+    /// The last value signalled, so every batch waits for a new one.
+    seq: u64,
+}
+
+/// The kernel's ring and fence slot, and the lock that serializes their use.
+#[pin_data]
+pub(crate) struct KernelQueue {
+    #[pin]
+    ring: Mutex<Option<Ring>>,
+}
+
+impl KernelQueue {
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self { ring <- new_mutex!(None) })
+    }
+
+    /// Reserves the ring and fence slot (at probe, while VRAM is empty). Without them every
+    /// copy goes to the CPU.
+    pub(crate) fn reserve(&self, core: &Core) -> Result {
+        let blocks = core.vram.alloc((SLOTS * SLOT) as u64 + PAGE, true)?;
+        let ring = vram::runs(&blocks).next().map(|(o, _)| o).ok_or(ENOMEM)?;
+        let fence = ring + (SLOTS * SLOT) as u64;
+        core.vram_fill(fence, PAGE, 0)?;
+        *self.ring.lock() = Some(Ring { _blocks: blocks, ring, fence, seq: 0 });
+        Ok(())
+    }
+
+    /// Copies `src` to `dst` (the same total length) on the device.
+    pub(crate) fn copy(&self, core: &Core, src: &[Span], dst: &[Span]) -> Result {
+        let total = |s: &[Span]| s.iter().map(|s| s.len).sum::<u64>();
+        if total(src) != total(dst) {
+            return Err(EINVAL);
+        }
+        let mut cmds = KVec::new();
+        let (mut si, mut di, mut so, mut doff) = (0usize, 0usize, 0u64, 0u64);
+        while let (Some(s), Some(d)) = (src.get(si), dst.get(di)) {
+            let n = (s.len - so).min(d.len - doff).min(MAX_LEN);
+            if n > 0 {
+                cmds.push(command(OP_COPY, 0, s.dpa + so, d.dpa + doff, n), GFP_KERNEL)?;
+            }
+            so += n;
+            doff += n;
+            if so == s.len {
+                si += 1;
+                so = 0;
+            }
+            if doff == d.len {
+                di += 1;
+                doff = 0;
+            }
+        }
+        self.run(core, &cmds)
+    }
+
+    /// Fills `dst` with zeros on the device.
+    pub(crate) fn clear(&self, core: &Core, dst: &[Span]) -> Result {
+        let mut cmds = KVec::new();
+        for d in dst {
+            let mut off = 0;
+            while off < d.len {
+                let n = (d.len - off).min(MAX_LEN - PAGE);
+                cmds.push(command(OP_FILL, 0, 0, d.dpa + off, n), GFP_KERNEL)?;
+                off += n;
+            }
+        }
+        self.run(core, &cmds)
+    }
+
+    /// Runs `cmds` in batches on a borrowed hardware queue.
+    fn run(&self, core: &Core, cmds: &[[u8; SLOT]]) -> Result {
+        let mut guard = self.ring.lock();
+        let Some(ring) = &mut *guard else {
+            return Err(ENODEV);
+        };
+        let index = core.take_queue_for_kernel()?;
+        let r = cmds
+            .chunks(SLOTS - 2)
+            .try_for_each(|batch| Self::batch(core, ring, index, batch));
+        // Handed back idle and reset: nothing of ours runs once the reset write returns.
+        let _ = core.with_bar0(|bar| {
+            bar.write(regs::Q_CONTROL::try_at(index as usize).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
+            Ok(())
+        });
+        core.put_queue(index);
+        r
+    }
+
+    fn batch(core: &Core, ring: &mut Ring, index: u32, batch: &[[u8; SLOT]]) -> Result {
+        ring.seq += 1;
+        let seq = ring.seq;
+        let mut tail = 0u64;
+        let signal = command(OP_SIGNAL, seq, 0, 0, 0);
+        for c in Iterator::chain(batch.iter(), [&signal]) {
+            core.vram_write_bytes(ring.ring + tail * SLOT as u64, c)?;
+            tail += 1;
+        }
+        // Ordered before the doorbell: a BAR2 read back (queues.rst).
+        core.vram_read64(ring.ring)?;
+        let i = index as usize;
+        let (ring_dpa, fence_dpa) = (DPA_VRAM | ring.ring, DPA_VRAM | ring.fence);
+        core.with_bar0(|bar| {
+            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
+            bar.write(regs::Q_RING_BASE_LO::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_LO::from_raw(ring_dpa as u32));
+            bar.write(regs::Q_RING_BASE_HI::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_HI::from_raw((ring_dpa >> 32) as u32));
+            bar.write(regs::Q_RING_SIZE::try_at(i).ok_or(EINVAL)?, regs::Q_RING_SIZE::from_raw(LOG2_SLOTS));
+            // Context 0: translation off, the kernel's.
+            bar.write(regs::Q_CONTEXT::try_at(i).ok_or(EINVAL)?, regs::Q_CONTEXT::from_raw(0));
+            bar.write(regs::Q_FENCE_BASE_LO::try_at(i).ok_or(EINVAL)?, regs::Q_FENCE_BASE_LO::from_raw(fence_dpa as u32));
+            bar.write(
+                regs::Q_FENCE_BASE_HI::try_at(i).ok_or(EINVAL)?,
+                regs::Q_FENCE_BASE_HI::from_raw((fence_dpa >> 32) as u32),
+            );
+            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_enable::<1>());
+            bar.write(regs::Q_DOORBELL::try_at(i).ok_or(EINVAL)?, regs::Q_DOORBELL::from_raw(tail as u32));
+            Ok(())
+        })?;
+        let start = Instant::<Monotonic>::now();
+        // Short batches finish in microseconds; long ones are not polled hard.
+        let mut nap_us: i64 = 20;
+        loop {
+            if core.vram_read64(ring.fence)? >= seq {
+                return Ok(());
+            }
+            // A queue error, a fault, or a reset under us (a user queue's hang): the batch will
+            // not complete.
+            let failed = core.with_bar0(|bar| {
+                let st = bar.read(regs::Q_STATUS::try_at(i).ok_or(EINVAL)?);
+                Ok(st.error().get() != 0 || st.fault_stopped().get() != 0 || st.enabled().get() == 0)
+            })?;
+            if failed || start.elapsed() > Delta::from_millis(JOB_TIMEOUT_MS) {
+                return Err(ETIME);
+            }
+            fsleep(Delta::from_micros(nap_us));
+            nap_us = (nap_us * 2).min(2000);
+        }
+    }
+}
+
+/// A command slot: `op`, then the fields at their offsets in `Documentation/hardware/commands.rst`
+/// (COPY: SRC at 8, DST at 16, LENGTH at 24; FILL: PATTERN at 4, DST at 8, LENGTH at 16;
+/// SIGNAL: VALUE at 16).
+fn command(op: u32, value: u64, src: u64, dst: u64, len: u64) -> [u8; SLOT] {
+    let mut c = [0u8; SLOT];
+    c[0..4].copy_from_slice(&op.to_le_bytes());
+    let mut put = |at: usize, v: u64| c[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    match op {
+        OP_COPY => {
+            put(8, src);
+            put(16, dst);
+            put(24, len);
+        }
+        OP_FILL => {
+            put(8, dst);
+            put(16, len);
+        }
+        _ => put(16, value),
+    }
+    c
+}
