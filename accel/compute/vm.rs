@@ -154,40 +154,52 @@ struct BindAt {
     pte_flags: u64,
 }
 
-/// Every bind of `bo`, in every VM. `locked` is `bo`'s reservation lock, under which binds of
-/// it are made and removed, so the list stays true while it is held.
-fn binds_of(bo: &gem::Object<VelaObject>, locked: &ResvLocked<'_>) -> Result<KVec<BindAt>> {
+/// Calls `f` on every mapping of `bo`, in every VM, under gpuvm's per-object gpuva lock.
+/// `locked` is `bo`'s reservation lock, under which binds of it are made and removed, so the
+/// walk sees them all.
+fn for_each_bind(
+    bo: &gem::Object<VelaObject>,
+    locked: &ResvLocked<'_>,
+    f: impl FnMut(&kernel::drm::gpuvm::GpuVa<VaSpace>),
+) -> Result {
     if !core::ptr::eq(locked.resv(), bo.resv()) {
         return Err(EINVAL);
     }
+    // SAFETY: Vela maps its buffers only in `GpuVm<VaSpace>`s (`Vm::new`).
+    unsafe { GpuVm::<VaSpace>::for_each_va_of(bo, f) };
+    Ok(())
+}
+
+/// Every bind of `bo`, in every VM; the list stays true while `locked` is held.
+fn binds_of(bo: &gem::Object<VelaObject>, locked: &ResvLocked<'_>) -> Result<KVec<BindAt>> {
     let mut out = KVec::new();
     let mut res = Ok(());
-    // SAFETY: Vela maps its buffers only in `GpuVm<VaSpace>`s (`Vm::new`).
-    unsafe {
-        GpuVm::<VaSpace>::for_each_va_of(bo, |va| {
-            if res.is_ok() {
-                let b = BindAt {
-                    space: va.vm_bo().data().clone(),
-                    va: va.addr(),
-                    size: va.length(),
-                    bo_offset: va.gem_offset(),
-                    pte_flags: *va.data(),
-                };
-                res = out.push(b, GFP_KERNEL).map_err(Error::from);
-            }
-        })
-    };
+    for_each_bind(bo, locked, |va| {
+        if res.is_ok() {
+            let b = BindAt {
+                space: va.vm_bo().data().clone(),
+                va: va.addr(),
+                size: va.length(),
+                bo_offset: va.gem_offset(),
+                pte_flags: *va.data(),
+            };
+            res = out.push(b, GFP_KERNEL).map_err(Error::from);
+        }
+    })?;
     res.map(|()| out)
 }
 
 /// Removes every page table entry of the buffer, in every VM (the exporter is moving or
 /// revoking it). The binds stay: the next job on a VM maps the buffer again.
+///
+/// Unmaps inside the walk rather than from a collected list: collecting allocates, and a
+/// failed allocation must not leave entries pointing at memory the exporter takes back. The
+/// page-table lock nests inside the gpuva lock the walk holds (`Documentation/driver.rst`,
+/// lock order).
 pub(crate) fn unmap_everywhere(bo: &gem::Object<VelaObject>, locked: &ResvLocked<'_>) {
-    if let Ok(binds) = binds_of(bo, locked) {
-        for b in binds.iter() {
-            let _ = b.space.unmap(b.va, b.size);
-        }
-    }
+    let _ = for_each_bind(bo, locked, |va| {
+        let _ = va.vm_bo().data().unmap(va.addr(), va.length());
+    });
 }
 
 /// Points every bind of the buffer, in every VM, at its storage `runs`.

@@ -102,11 +102,14 @@ impl ThreadedHandler for ErrorIrq {
                 q.fail_pending(core);
             }
         }
-        // The faulting queues are reset; clear the records so the contexts run again.
+        // The faulting queues are reset; clear the records so the contexts run again. Context
+        // 0 is the kernel's copy queue's (`kqueue.rs`), which stops on its own fault: it keeps
+        // translation off.
         for c in 0..regs::CONTEXTS {
             if faults & (1 << c) != 0 {
                 if let Some(at) = regs::CTX_CONTROL::try_at(c) {
-                    bar.write(at, regs::CTX_CONTROL::zeroed().with_const_enable::<1>().with_const_fault_clear::<1>());
+                    let clear = regs::CTX_CONTROL::zeroed().with_const_fault_clear::<1>();
+                    bar.write(at, if c == 0 { clear } else { clear.with_const_enable::<1>() });
                 }
             }
         }
