@@ -165,6 +165,12 @@ impl PageTables {
                 continue;
             }
             let l0 = self.table(core, v, 0, true)?.ok_or(ENOMEM)?;
+            // A 2 MiB page mapped here before (a buffer that moved out of aligned VRAM) was
+            // replaced by the table's link when the table was made: no longer a huge entry, so
+            // `unmap` must not clear the link as if it were one.
+            if let Some(i) = self.huge.iter().position(|&h| h == v >> 21) {
+                let _ = self.huge.remove(i);
+            }
             core.vram_write64(l0 + 8 * index(v, 0), entry(vram_offset + off_now, flags))?;
             *off += PAGE;
         }
