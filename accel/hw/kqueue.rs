@@ -24,7 +24,7 @@ use kernel::{
 
 use super::{
     mmu::DPA_VRAM,
-    queue::{JOB_TIMEOUT_MS, SLOT},
+    queue::{program, Setup, JOB_TIMEOUT_MS, SLOT},
     regs,
     vram::{self, VramBlocks, PAGE},
     Core,
@@ -160,24 +160,10 @@ impl KernelQueue {
         }
         // Ordered before the doorbell: a BAR2 read back (queues.rst).
         core.vram_read64(ring.ring)?;
+        // Context 0: translation off, the kernel's.
+        let setup = Setup { ring: ring.ring, log2_slots: LOG2_SLOTS, fence: ring.fence, context: 0 };
+        program(core, index, &setup, true, tail as u32)?;
         let i = index as usize;
-        let (ring_dpa, fence_dpa) = (DPA_VRAM | ring.ring, DPA_VRAM | ring.fence);
-        core.with_bar0(|bar| {
-            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
-            bar.write(regs::Q_RING_BASE_LO::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_LO::from_raw(ring_dpa as u32));
-            bar.write(regs::Q_RING_BASE_HI::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_HI::from_raw((ring_dpa >> 32) as u32));
-            bar.write(regs::Q_RING_SIZE::try_at(i).ok_or(EINVAL)?, regs::Q_RING_SIZE::from_raw(LOG2_SLOTS));
-            // Context 0: translation off, the kernel's.
-            bar.write(regs::Q_CONTEXT::try_at(i).ok_or(EINVAL)?, regs::Q_CONTEXT::from_raw(0));
-            bar.write(regs::Q_FENCE_BASE_LO::try_at(i).ok_or(EINVAL)?, regs::Q_FENCE_BASE_LO::from_raw(fence_dpa as u32));
-            bar.write(
-                regs::Q_FENCE_BASE_HI::try_at(i).ok_or(EINVAL)?,
-                regs::Q_FENCE_BASE_HI::from_raw((fence_dpa >> 32) as u32),
-            );
-            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_enable::<1>());
-            bar.write(regs::Q_DOORBELL::try_at(i).ok_or(EINVAL)?, regs::Q_DOORBELL::from_raw(tail as u32));
-            Ok(())
-        })?;
         let start = Instant::<Monotonic>::now();
         // Short batches finish in microseconds; long ones are not polled hard.
         let mut nap_us: i64 = 20;

@@ -130,6 +130,40 @@ enum Waited {
     Hung,
 }
 
+/// What a queue is programmed with: a ring in VRAM of 2^`log2_slots` slots, a fence slot in
+/// VRAM (offsets, not DPAs) and a context.
+pub(crate) struct Setup {
+    pub(crate) ring: u64,
+    pub(crate) log2_slots: u32,
+    pub(crate) fence: u64,
+    pub(crate) context: u32,
+}
+
+/// Points hardware queue `index` at `setup` and enables it (after a queue reset when `reset`);
+/// a non-zero `tail` rings the doorbell for commands already in the ring. The one place queue
+/// registers are programmed, for user queues' runs and the kernel's copies alike.
+pub(crate) fn program(core: &Core, index: u32, setup: &Setup, reset: bool, tail: u32) -> Result {
+    let i = index as usize;
+    let ring_dpa = DPA_VRAM | setup.ring;
+    let fence_dpa = DPA_VRAM | setup.fence;
+    core.with_bar0(|bar| {
+        if reset {
+            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
+        }
+        bar.write(regs::Q_RING_BASE_LO::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_LO::from_raw(ring_dpa as u32));
+        bar.write(regs::Q_RING_BASE_HI::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_HI::from_raw((ring_dpa >> 32) as u32));
+        bar.write(regs::Q_RING_SIZE::try_at(i).ok_or(EINVAL)?, regs::Q_RING_SIZE::from_raw(setup.log2_slots));
+        bar.write(regs::Q_CONTEXT::try_at(i).ok_or(EINVAL)?, regs::Q_CONTEXT::from_raw(setup.context));
+        bar.write(regs::Q_FENCE_BASE_LO::try_at(i).ok_or(EINVAL)?, regs::Q_FENCE_BASE_LO::from_raw(fence_dpa as u32));
+        bar.write(regs::Q_FENCE_BASE_HI::try_at(i).ok_or(EINVAL)?, regs::Q_FENCE_BASE_HI::from_raw((fence_dpa >> 32) as u32));
+        bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_enable::<1>());
+        if tail > 0 {
+            bar.write(regs::Q_DOORBELL::try_at(i).ok_or(EINVAL)?, regs::Q_DOORBELL::from_raw(tail));
+        }
+        Ok(())
+    })
+}
+
 /// One hardware queue.
 #[pin_data]
 pub(crate) struct HwQueue {
@@ -160,28 +194,8 @@ impl HwQueue {
     /// Points the queue at its ring, fence slot and context and enables it (after a queue reset
     /// when `reset`); a non-zero `tail` rings the doorbell for commands already in the ring.
     fn program(&self, core: &Core, ring: u64, fence: u64, context: u32, reset: bool, tail: u32) -> Result {
-        let i = self.index as usize;
-        let ring_dpa = DPA_VRAM | ring;
-        let fence_dpa = DPA_VRAM | fence;
-        core.with_bar0(|bar| {
-            if reset {
-                bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
-            }
-            bar.write(regs::Q_RING_BASE_LO::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_LO::from_raw(ring_dpa as u32));
-            bar.write(regs::Q_RING_BASE_HI::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_HI::from_raw((ring_dpa >> 32) as u32));
-            bar.write(regs::Q_RING_SIZE::try_at(i).ok_or(EINVAL)?, regs::Q_RING_SIZE::from_raw(LOG2_SLOTS));
-            bar.write(regs::Q_CONTEXT::try_at(i).ok_or(EINVAL)?, regs::Q_CONTEXT::from_raw(context));
-            bar.write(regs::Q_FENCE_BASE_LO::try_at(i).ok_or(EINVAL)?, regs::Q_FENCE_BASE_LO::from_raw(fence_dpa as u32));
-            bar.write(
-                regs::Q_FENCE_BASE_HI::try_at(i).ok_or(EINVAL)?,
-                regs::Q_FENCE_BASE_HI::from_raw((fence_dpa >> 32) as u32),
-            );
-            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_enable::<1>());
-            if tail > 0 {
-                bar.write(regs::Q_DOORBELL::try_at(i).ok_or(EINVAL)?, regs::Q_DOORBELL::from_raw(tail));
-            }
-            Ok(())
-        })
+        let setup = Setup { ring, log2_slots: LOG2_SLOTS, fence, context };
+        program(core, self.index, &setup, reset, tail)
     }
 
     /// Starts the queue on `context`, with a ring and a fence slot of its own. Both are kernel
