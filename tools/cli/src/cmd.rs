@@ -110,14 +110,16 @@ fn device_fill(
     Ok(t.elapsed())
 }
 
+/// The CPU-visible buffer `fill` and `read` work on, in the placement asked for.
+fn visible_buffer<'d>(dev: &'d Device, a: &args::Range) -> Result<Buffer<'d>, Fail> {
+    let flags = placement(&a.placement) | BufferFlags::CPU_VISIBLE;
+    Ok(Buffer::create(dev, a.size, flags)?)
+}
+
 pub fn fill(dev: Option<&Path>, a: &args::Range) -> R {
     let pat = a.pattern.unwrap_or(0xa5a5_5a5a);
     let dev = device(dev)?;
-    let bo = Buffer::create(
-        &dev,
-        a.size,
-        placement(&a.placement) | BufferFlags::CPU_VISIBLE,
-    )?;
+    let bo = visible_buffer(&dev, a)?;
     let (off, len) = range(a, bo.size())?;
     if !off.is_multiple_of(4) || !len.is_multiple_of(4) {
         return Err(Fail::Usage(
@@ -156,11 +158,7 @@ pub fn fill(dev: Option<&Path>, a: &args::Range) -> R {
 
 pub fn read(dev: Option<&Path>, a: &args::Range) -> R {
     let dev = device(dev)?;
-    let bo = Buffer::create(
-        &dev,
-        a.size,
-        placement(&a.placement) | BufferFlags::CPU_VISIBLE,
-    )?;
+    let bo = visible_buffer(&dev, a)?;
     let (off, len) = range(a, bo.size())?;
     if let Some(p) = a.pattern {
         device_fill(&dev, &bo, 0, bo.size(), p)?;
