@@ -5,12 +5,16 @@
 #   make check  every test: host tests, lints, and the guest tests in the VM
 #   make bench  benchmarks: the device model on the host, the driver in the VM
 #   make vm-test T=prime,sched  only those guest tests (and probe, which loads vela.ko)
+#   VELA_KERNEL=fast            any of them on the gcc kernel without sanitizers
 #
 # vela.ko itself is built by kbuild from Kbuild; everything the build makes
 # goes to $(VELA_CACHE), outside the work tree.
 
 VELA_CACHE ?= /var/cache/vela
-export VELA_CACHE
+# The test kernel: strict (clang, KASAN, UBSAN, KFENCE, KCOV; what check runs on)
+# or fast (gcc, no sanitizers; `make vm-test VELA_KERNEL=fast T=...` for the edit loop).
+VELA_KERNEL ?= strict
+export VELA_CACHE VELA_KERNEL
 CARGO ?= cargo
 BIN := tools/target/release
 # Guest tests of `make vm-test`, comma-separated (vela-harness check --tests); empty: all.
@@ -21,7 +25,7 @@ T ?=
 all: module tools
 
 help:
-	@sed -n '3,10p' Makefile
+	@sed -n '3,11p' Makefile
 
 deps:
 	tools/build/host-deps.sh
@@ -60,4 +64,4 @@ bench: module tools
 
 clean:
 	cd tools && $(CARGO) clean
-	rm -rf $(VELA_CACHE)/work/module $(VELA_CACHE)/work/run
+	rm -rf $(VELA_CACHE)/work/module-* $(VELA_CACHE)/work/run

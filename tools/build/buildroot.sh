@@ -13,18 +13,24 @@ key=$(inputs_hash "${lists[@]}" "format=$ROOT_FORMAT")
 
 # Builds and VMs hold this lock shared while they use the root; replacing the
 # root takes it exclusively, so it never disappears under a running build.
+# A root that is current needs only the shared lock, so checking it does not
+# wait for a long build (a kernel) that holds the root.
 mkdir -p "$VELA_CACHE"
 exec 9>"$VELA_CACHE/.root.lock"
-flock -x 9
 install_init() {
 	# The guest's init changes without the package list changing: refresh it on every run.
 	install -D -m 0755 "$VELA_TOP/tools/build/guest-init" "$1/usr/local/sbin/vela-init"
 }
-if [ -f "$ROOT_DIR/.vela-stamp" ] && [ "$(cat "$ROOT_DIR/.vela-stamp")" = "$key" ]; then
-	cmp -s "$VELA_TOP/tools/build/guest-init" "$ROOT_DIR/usr/local/sbin/vela-init" ||
-		install_init "$ROOT_DIR"
-	exit 0
-fi
+for mode in -s -x; do
+	flock $mode 9
+	if [ -f "$ROOT_DIR/.vela-stamp" ] && [ "$(cat "$ROOT_DIR/.vela-stamp")" = "$key" ]; then
+		cmp -s "$VELA_TOP/tools/build/guest-init" "$ROOT_DIR/usr/local/sbin/vela-init" ||
+			install_init "$ROOT_DIR"
+		exit 0
+	fi
+	flock -u 9
+done
+flock -x 9
 
 if ! command -v mmdebstrap >/dev/null; then
 	log "installing mmdebstrap on the host"

@@ -13,14 +13,32 @@ ROOT_DIR=$VELA_CACHE/root
 log() { printf '[vela] %s\n' "$*" >&2; }
 die() { printf '[vela] error: %s\n' "$*" >&2; exit 1; }
 
+# The test kernel flavour (Documentation/testing.rst, "Two kernels"):
+#   strict  clang-built, KASAN, UBSAN, KFENCE, KCOV on vela.ko, lockdep,
+#           kmemleak: what `make check` and CI run on;
+#   fast    gcc-built, lockdep and kmemleak only: about 4x faster guests, for
+#           the edit loop (`make vm-test VELA_KERNEL=fast`).
+# Each has its own tree and module output, so switching rebuilds nothing.
+VELA_KERNEL=${VELA_KERNEL:-strict}
+case $VELA_KERNEL in
+strict) KMAKE="make LLVM=1" ;;
+fast) KMAKE="make" ;;
+*) die "VELA_KERNEL must be strict or fast, not '$VELA_KERNEL'" ;;
+esac
+KTREE=linux-$VELA_KERNEL      # under $VELA_CACHE/work, /cache in the root
+# Worktrees that build different driver sources side by side give each its
+# own module output (the harness reads the same variable).
+KMOD=${VELA_MODULE_DIR:-module-$VELA_KERNEL}
+
 # The kernel tree and the module output are shared by every checkout that uses
-# this cache (a CI clone next to a work tree, say): one build at a time. The
+# this cache (a CI clone next to a work tree, say): one build of a flavour at
+# a time. The
 # scripts re-run themselves under an exclusive lock; nested calls (module.sh
 # calls kernel.sh) see VELA_BUILD_LOCKED and do not lock again.
 build_lock() {
 	if [ -z "${VELA_BUILD_LOCKED:-}" ]; then
 		mkdir -p "$VELA_CACHE"
-		VELA_BUILD_LOCKED=1 exec flock -x "$VELA_CACHE/.build.lock" "$0" "$@"
+		VELA_BUILD_LOCKED=1 exec flock -x "$VELA_CACHE/.build-$VELA_KERNEL.lock" "$0" "$@"
 	fi
 }
 
@@ -56,4 +74,4 @@ in_root() {
 			PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin "$@"
 	' in_root "$ROOT_DIR" "$@"
 }
-export VELA_TOP VELA_CACHE
+export VELA_TOP VELA_CACHE VELA_KERNEL

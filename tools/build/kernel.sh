@@ -1,19 +1,22 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# Build (or reuse) the Vela test kernel: linux-source-7.2 from the build root,
-# the project's patches from rust/patches applied in order, the config
-# fragment on top of `vng --kconfig`. The tree is kept and rebuilt
+# Build (or reuse) the Vela test kernel of flavour $VELA_KERNEL (common.sh):
+# linux-source-7.2 from the build root, the project's patches from
+# rust/patches applied in order, the config fragments (vela.config, and
+# strict.config for the strict flavour) on top of `vng --kconfig`. The tree is kept and rebuilt
 # incrementally; a stamp keyed by every input skips make when nothing changed.
 . "$(dirname "$0")/common.sh"
 build_lock "$@"
 
 "$VELA_TOP/tools/build/buildroot.sh"
 
-SRC=$VELA_CACHE/work/linux           # seen as /cache/linux inside the root
+SRC=$VELA_CACHE/work/$KTREE           # seen as /cache/$KTREE inside the root
+fragments=("$VELA_TOP/tools/build/vela.config")
+[ "$VELA_KERNEL" = strict ] && fragments+=("$VELA_TOP/tools/build/strict.config")
 mkdir -p "$VELA_CACHE/work"
 kver=$(chroot "$ROOT_DIR" dpkg-query -W -f='${Version}' linux-source-7.2)
 patches=("$VELA_TOP"/rust/patches/*.patch)
-key=$(inputs_hash "$kver" "${patches[@]}" "$VELA_TOP/tools/build/vela.config" \
+key=$(inputs_hash "$kver" "$KMAKE" "${patches[@]}" "${fragments[@]}" \
 	"$VELA_TOP/tools/build/kernel.sh" "$ROOT_DIR/.vela-stamp")
 
 if [ -f "$SRC/.vela-stamp" ] && [ "$(cat "$SRC/.vela-stamp")" = "$key" ] &&
@@ -56,17 +59,22 @@ for ((i = common; i < ${#patches[@]}; i++)); do
 	cp "${patches[$i]}" "$SRC/.vela-patches/"
 done
 
-cfgkey=$(inputs_hash "$VELA_TOP/tools/build/vela.config" "${patches[@]}")
+cfgkey=$(inputs_hash "$KMAKE" "${fragments[@]}" "${patches[@]}")
 if [ "$(cat "$SRC/.vela-config-key" 2>/dev/null)" != "$cfgkey" ]; then
-	log "configuring: vng --kconfig + tools/build/vela.config"
-	cp "$VELA_TOP/tools/build/vela.config" "$SRC/.vela.config"
+	log "configuring ($VELA_KERNEL): vng --kconfig + ${fragments[*]##*/}"
+	cat "${fragments[@]}" >"$SRC/.vela.config"
 	in_root /bin/sh -euc '
-		cd /cache/linux
+		cd "/cache/$1"
+		# vng writes .config with the toolchain of its environment: LLVM=1
+		# must be there already, or CC_IS_CLANG (which RUST needs under
+		# KASAN) is decided for gcc.
+		if [ -n "$2" ]; then export LLVM=1; fi
 		vng --kconfig >/dev/null
-		scripts/kconfig/merge_config.sh -m .config .vela.config >/dev/null
-		make -s olddefconfig
-		make -s rustavailable
-	'
+		scripts/kconfig/merge_config.sh -m .config .vela.config >.vela-merge.log 2>&1 ||
+			{ cat .vela-merge.log >&2; exit 1; }
+		$3 -s olddefconfig
+		$3 -s rustavailable
+	' sh "$KTREE" "${KMAKE#make}" "$KMAKE"
 	# Every option the fragment sets must have survived olddefconfig.
 	bad=0
 	while IFS= read -r line; do
@@ -75,14 +83,14 @@ if [ "$(cat "$SRC/.vela-config-key" 2>/dev/null)" != "$cfgkey" ]; then
 			grep -q "^$sym=" "$SRC/.config" && { log "$sym is set"; bad=1; } ;;
 		CONFIG_*) grep -qxF "$line" "$SRC/.config" || { log "missing: $line"; bad=1; } ;;
 		esac
-	done <"$VELA_TOP/tools/build/vela.config"
+	done < <(cat "${fragments[@]}")
 	[ $bad = 0 ] || die "the config fragment did not apply"
 	printf '%s\n' "$cfgkey" >"$SRC/.vela-config-key"
 fi
 
 jobs=$(nproc)
-log "building the kernel (make -j$jobs; about 10 minutes from scratch)"
+log "building the $VELA_KERNEL kernel ($KMAKE -j$jobs; from scratch about 10 minutes fast, 17 strict)"
 start=$(date +%s)
-in_root /bin/sh -euc "cd /cache/linux && make -s -j$jobs" >&2
+in_root /bin/sh -euc "cd /cache/$KTREE && $KMAKE -s -j$jobs" >&2
 log "kernel built in $(( $(date +%s) - start )) s"
 printf '%s\n' "$key" >"$SRC/.vela-stamp"

@@ -248,11 +248,11 @@ pub(crate) fn prepare(
     let err = |what: &str, e: std::io::Error| format!("{what}: {e}");
     fs::create_dir_all(share.join("bin")).map_err(|e| err("run dir", e))?;
     fs::create_dir_all(share.join("results")).map_err(|e| err("run dir", e))?;
-    let ko = paths.work.join("module/accel/vela.ko");
+    let ko = paths.module_dir().join("accel/vela.ko");
     fs::copy(&ko, share.join("vela.ko")).map_err(|e| err(&ko.display().to_string(), e))?;
     let importer = paths
-        .work
-        .join("module/tools/testing/importer/vela_test_importer.ko");
+        .module_dir()
+        .join("tools/testing/importer/vela_test_importer.ko");
     fs::copy(&importer, share.join("vela_test_importer.ko"))
         .map_err(|e| err(&importer.display().to_string(), e))?;
     for b in GUEST_BINS {

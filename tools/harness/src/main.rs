@@ -42,9 +42,31 @@ pub(crate) struct Paths {
     pub(crate) work: PathBuf,
     /// Directory of the host-side binaries (model, selftests).
     pub(crate) bin: PathBuf,
+    /// The test kernel's flavour (`VELA_KERNEL`, see tools/build/common.sh): its tree is
+    /// `work/linux-<flavour>` and vela.ko is in `work/module-<flavour>`.
+    pub(crate) kernel: String,
 }
 
 impl Paths {
+    /// The test kernel's tree (tools/build/kernel.sh builds it in place).
+    pub(crate) fn kernel_tree(&self) -> PathBuf {
+        self.work.join(format!("linux-{}", self.kernel))
+    }
+
+    /// The test kernel's image.
+    pub(crate) fn bzimage(&self) -> PathBuf {
+        self.kernel_tree().join("arch/x86/boot/bzImage")
+    }
+
+    /// The directory kbuild built vela.ko into (`MO=`): `VELA_MODULE_DIR` under `work`, as
+    /// tools/build/module.sh names it.
+    pub(crate) fn module_dir(&self) -> PathBuf {
+        match std::env::var("VELA_MODULE_DIR") {
+            Ok(d) if !d.is_empty() => self.work.join(d),
+            _ => self.work.join(format!("module-{}", self.kernel)),
+        }
+    }
+
     /// The path `p` (under `work`) as QEMU inside the build root sees it.
     pub(crate) fn in_root(&self, p: &std::path::Path) -> PathBuf {
         match p.strip_prefix(&self.work) {
@@ -177,6 +199,7 @@ fn main() -> ExitCode {
         root: cache.join("root"),
         work: cache.join("work"),
         bin,
+        kernel: std::env::var("VELA_KERNEL").unwrap_or("strict".into()),
     };
     let start = Instant::now();
     match run(&paths, &opts) {

@@ -192,6 +192,7 @@ mod tests {
             root: work.join("root"),
             work: work.clone(),
             bin: work.join("bin"),
+            kernel: "fast".into(),
         };
         let latest = keep(&paths, &run_dir, Mode::Check, &report, "1 passed\n").unwrap();
         assert_eq!(latest, work.join("results/latest"));

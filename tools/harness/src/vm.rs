@@ -112,8 +112,9 @@ pub(crate) fn pick_accel(paths: &Paths, run_dir: &Path) -> Accel {
     {
         return Accel::Tcg;
     }
-    let stamp = std::fs::read_to_string(paths.work.join("linux/.vela-stamp")).unwrap_or_default();
-    let cache = paths.work.join("kvm-probe");
+    let stamp =
+        std::fs::read_to_string(paths.kernel_tree().join(".vela-stamp")).unwrap_or_default();
+    let cache = paths.work.join(format!("kvm-probe-{}", paths.kernel));
     if let Ok(c) = std::fs::read_to_string(&cache) {
         if let Some((s, verdict)) = c.rsplit_once(' ') {
             if s.trim() == stamp.trim() {
@@ -185,7 +186,7 @@ fn qemu_args(
     accel: Accel,
     mode: crate::Mode,
 ) -> Vec<String> {
-    let kernel = paths.in_root(&paths.work.join("linux/arch/x86/boot/bzImage"));
+    let kernel = paths.in_root(&paths.bzimage());
     let share = paths.in_root(&run_dir.join("share"));
     let cmdline = [
         "console=ttyS0",
