@@ -5,7 +5,7 @@
 //! It starts the device model, boots the Vela test kernel under QEMU (inside the build root,
 //! whose QEMU has the vfio-user client), runs the guest test list, collects TAP, KUnit results
 //! and the guest's kernel log, and judges the run: any test failure or any kernel report
-//! (WARN, BUG, Oops, KASAN, lockdep, kmemleak, RCU stall) fails it. The last line it prints is
+//! (WARN, BUG, Oops, KASAN, KFENCE, UBSAN, lockdep, kmemleak, RCU stall, hung task) fails it. The last line it prints is
 //! `N passed, N failed[, N skipped]`.
 
 mod guest;

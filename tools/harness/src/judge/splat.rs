@@ -35,6 +35,8 @@ pub enum SplatKind {
     /// `Kernel panic - not syncing` not caused by an earlier report.
     Panic,
     Kasan,
+    /// `BUG: KFENCE: ...`: KFENCE's sampled out-of-bounds, use-after-free and corruption reports.
+    Kfence,
     Ubsan,
     /// Lockdep and RCU-lockdep `WARNING:` reports.
     Lockdep,
@@ -57,6 +59,7 @@ impl SplatKind {
             SplatKind::GeneralProtectionFault => "general-protection-fault",
             SplatKind::Panic => "kernel-panic",
             SplatKind::Kasan => "kasan",
+            SplatKind::Kfence => "kfence",
             SplatKind::Ubsan => "ubsan",
             SplatKind::Lockdep => "lockdep",
             SplatKind::Kmemleak => "kmemleak",
@@ -346,6 +349,9 @@ fn classify(body: &str) -> Mark {
         if m.starts_with("BUG: KASAN:") {
             return Mark::Start(SplatKind::Kasan);
         }
+        if m.starts_with("BUG: KFENCE:") {
+            return Mark::Start(SplatKind::Kfence);
+        }
         if m.starts_with("BUG: ") || m.starts_with("Watchdog detected hard LOCKUP") {
             return Mark::Start(SplatKind::Bug);
         }
@@ -542,6 +548,30 @@ BUG: this is a userspace echo
 [    6.200250] Disabling lock debugging due to kernel taint
 ";
         expect_one(s, SplatKind::Kasan, 1, "BUG: KASAN: slab-use-after-free");
+    }
+
+    #[test]
+    fn kfence_out_of_bounds() {
+        let s = "\
+[    7.300000] ==================================================================
+[    7.300010] BUG: KFENCE: out-of-bounds read in vela_query_fill+0x8a/0x1c0 [vela]
+[    7.300020]
+[    7.300030] Out-of-bounds read at 0xffff88807d9fdfff (1B left of kfence-#41):
+[    7.300040]  vela_query_fill+0x8a/0x1c0 [vela]
+[    7.300050]  vela_ioctl+0x2f1/0x4a0 [vela]
+[    7.300060]  __x64_sys_ioctl+0x130/0x1a0
+[    7.300070]
+[    7.300080] kfence-#41: 0xffff88807d9fe000-0xffff88807d9fe03f, size=64, cache=kmalloc-64
+[    7.300090]
+[    7.300100] allocated by task 95 on cpu 1 at 7.290000s (0.010000s ago):
+[    7.300110]  __kmalloc_noprof+0x1a2/0x4b0
+[    7.300120]  vela_query_fill+0x41/0x1c0 [vela]
+[    7.300130]
+[    7.300140] CPU: 1 UID: 0 PID: 95 Comm: vela-test Tainted: G           O        7.2.12-vela #1 PREEMPT(voluntary)
+[    7.300150] Hardware name: QEMU Standard PC (Q35 + ICH9, 2009), BIOS 1.16.3-debian-1.16.3-2 04/01/2014
+[    7.300160] ==================================================================
+";
+        expect_one(s, SplatKind::Kfence, 1, "BUG: KFENCE: out-of-bounds read");
     }
 
     #[test]
