@@ -57,10 +57,13 @@ check:
 	$(MAKE) lint
 	VELA_ONLY= $(MAKE) vm-test T=
 
-# The device model's own benchmark (host), then the driver's in the VM.
-bench: module tools
+# The device model's own benchmark (host), then the driver's in the VM, on the fast
+# kernel: sanitizers would measure themselves (BENCH_KERNEL=strict to see how much).
+BENCH_KERNEL ?= fast
+bench: tools
+	$(MAKE) module VELA_KERNEL=$(BENCH_KERNEL)
 	$(BIN)/vela-model bench
-	$(BIN)/vela-harness bench
+	VELA_KERNEL=$(BENCH_KERNEL) $(BIN)/vela-harness bench
 
 clean:
 	cd tools && $(CARGO) clean
