@@ -142,7 +142,10 @@ pub(crate) fn pick_accel(paths: &Paths, run_dir: &Path) -> Accel {
                 &[],
                 Accel::Kvm,
                 crate::Mode::Check,
-                Duration::from_secs(60),
+                // A KVM that works boots even the strict kernel to userspace in seconds; one
+                // that cannot stops its vCPU and never finishes, so this is what a fresh
+                // machine pays once per kernel build.
+                Duration::from_secs(30),
                 Echo::Quiet,
             )
             .ok()
