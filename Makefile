@@ -4,6 +4,7 @@
 #   make run    boot a VM with the Vela accelerator, load the driver, show it working
 #   make check  every test: host tests, lints, and the guest tests in the VM
 #   make bench  benchmarks: the device model on the host, the driver in the VM
+#   make soak   an hour of fuzzing with faults and unbinds under it (not in check)
 #   make vm-test T=prime,sched  only those guest tests (and probe, which loads vela.ko)
 #   VELA_KERNEL=fast            any of them on the gcc kernel without sanitizers
 #
@@ -20,12 +21,12 @@ BIN := tools/target/release
 # Guest tests of `make vm-test`, comma-separated (vela-harness check --tests); empty: all.
 T ?=
 
-.PHONY: all deps module tools run check host-test lint vm-test bench clean help
+.PHONY: all deps module tools run check host-test lint vm-test bench soak clean help
 
 all: module tools
 
 help:
-	@sed -n '3,11p' Makefile
+	@sed -n '3,12p' Makefile
 
 deps:
 	tools/build/host-deps.sh
@@ -64,6 +65,12 @@ bench: tools
 	$(MAKE) module VELA_KERNEL=$(BENCH_KERNEL)
 	$(BIN)/vela-model bench
 	VELA_KERNEL=$(BENCH_KERNEL) $(BIN)/vela-harness bench
+
+# Not part of check: the fuzzer at length with faults and unbinds under it (at most an
+# hour; SOAK_ARGS="--minutes 10 --calls 100000" for a shorter one).
+SOAK_ARGS ?=
+soak: module tools
+	$(BIN)/vela-harness soak $(SOAK_ARGS)
 
 clean:
 	cd tools && $(CARGO) clean

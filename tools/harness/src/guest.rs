@@ -31,6 +31,7 @@ const GUEST_BINS: &[&str] = &[
     "vela-prime-bench",
     "vela-isolation-test",
     "vela-v4l2-test",
+    "vela-soak",
 ];
 
 /// KUnit suites vela.ko carries; each must report when the module loads.

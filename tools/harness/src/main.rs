@@ -124,12 +124,27 @@ enum ModeArg {
     },
     /// Run the guest benchmarks (vela bench, vela-prime-bench)
     Bench(Common),
+    /// The soak (not part of check): probe, then vela-soak for at most --minutes; judged
+    /// like a check
+    Soak {
+        #[command(flatten)]
+        common: Common,
+        /// Fuzzer calls in all
+        #[arg(long, default_value_t = 1_000_000)]
+        calls: u64,
+        /// Fuzzer processes per round
+        #[arg(long, default_value_t = 8)]
+        procs: u64,
+        /// Stop fuzzing after this many minutes even if calls remain
+        #[arg(long, default_value_t = 50)]
+        minutes: u64,
+    },
 }
 
 #[derive(Args, Debug)]
 struct Common {
-    /// Give up on the VM after SECS seconds
-    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    /// Give up on the VM after SECS seconds (a soak adds its --minutes)
+    #[arg(long, value_name = "SECS", default_value_t = 1800)]
     timeout: u64,
     /// Echo the whole console (by default check echoes nothing, run and bench the guest's
     /// output and the kernel lines that matter)
@@ -168,6 +183,22 @@ fn options(cli: Cli, vela_only: impl FnOnce() -> Vec<String>) -> Result<Options,
             (Mode::Check, common, picked?)
         }
         ModeArg::Bench(c) => (Mode::Bench, c, Vec::new()),
+        ModeArg::Soak {
+            mut common,
+            calls,
+            procs,
+            minutes,
+        } => {
+            common.timeout += minutes * 60;
+            // The command is built once per process, so leaking it is bounded.
+            let cmd: &'static str = Box::leak(
+                format!("vela-soak --calls {calls} --procs {procs} --minutes {minutes}")
+                    .into_boxed_str(),
+            );
+            let mut tests = guest::select(&["probe".to_string()])?;
+            tests.push(("soak", cmd));
+            (Mode::Check, common, tests)
+        }
     };
     Ok(Options {
         mode,
@@ -315,7 +346,7 @@ mod tests {
         let o = opts("check", "").unwrap();
         assert_eq!(o.mode, Mode::Check);
         assert_eq!(o.tests.len(), guest::select(&[]).unwrap().len());
-        assert_eq!(o.timeout, Duration::from_secs(900));
+        assert_eq!(o.timeout, Duration::from_secs(1800));
         assert_eq!(o.echo, vm::Echo::Quiet);
         assert!(o.extra.is_empty());
         let o = opts("run --timeout 60 --verbose --extra /a/x --extra /b/y", "").unwrap();
@@ -326,6 +357,13 @@ mod tests {
         assert_eq!(o.extra, [PathBuf::from("/a/x"), PathBuf::from("/b/y")]);
         let o = opts("bench", "").unwrap();
         assert_eq!((o.mode, o.echo), (Mode::Bench, vm::Echo::Guest));
+        let o = opts("soak --minutes 10 --calls 5000", "prime").unwrap();
+        assert_eq!(names(&o), ["probe", "soak"]);
+        assert_eq!(
+            o.tests[1].1,
+            "vela-soak --calls 5000 --procs 8 --minutes 10"
+        );
+        assert_eq!(o.timeout, Duration::from_secs(1800 + 600));
     }
 
     #[test]
