@@ -489,9 +489,11 @@ impl PinnedDrop for Vm {
 ///
 /// User queues share the device's few hardware queues. A queue takes one at a SUBMIT that
 /// finds it without one: a free one, else one whose holder is idle (every job it gave the
-/// hardware queue is done), which loses it; else SUBMIT waits, up to [`HW_QUEUE_WAIT_MS`],
-/// for one to become idle, then says `EBUSY`. A holder keeps its hardware queue while idle,
-/// so a busy queue does not pay for a switch per job. Each hold is one *run* of the
+/// hardware queue is done), which loses it; else the job waits in `pending` and the
+/// scheduler ([`Sched`]) gives the queue a hardware queue when a holder yields one (after
+/// [`TIMESLICE_MS`] while others want one) or goes idle; SUBMIT itself never waits for one.
+/// A holder keeps its hardware queue while idle, so a busy queue does not pay for a switch
+/// per job. Each hold is one *run* of the
 /// hardware queue (its sequence numbers start at 1); the user queue's own numbers continue
 /// across runs (`base`), and the outcome of the jobs of runs that ended (all done by then)
 /// is kept here for WAIT.
