@@ -50,7 +50,10 @@ pub(crate) struct Paths {
 impl Paths {
     /// The test kernel's tree (tools/build/kernel.sh builds it in place).
     pub(crate) fn kernel_tree(&self) -> PathBuf {
-        self.work.join(format!("linux-{}", self.kernel))
+        match std::env::var("VELA_KERNEL_TREE") {
+            Ok(t) if !t.is_empty() => self.work.join(t),
+            _ => self.work.join(format!("linux-{}", self.kernel)),
+        }
     }
 
     /// The test kernel's image.
