@@ -308,6 +308,11 @@ impl gem::DriverObject for VelaObject {
             return Err(EFAULT);
         };
         let core = &obj.dev().core;
+        // A lost device's mappings are all revoked (`Core::mark_lost`), system memory too:
+        // every access faults and gets SIGBUS. VRAM inserts check again under `bound`.
+        if core.is_lost() {
+            return Err(ENODEV);
+        }
         let resv = obj.resv();
         let guard = resv.lock()?;
         local.with(resv, &guard, |st| -> Result {

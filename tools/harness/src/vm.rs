@@ -242,6 +242,12 @@ fn qemu_args(
             share.display()
         ),
     ];
+    // The monitor, for device_del and device_add (`model::bridge`).
+    a.push("-qmp".into());
+    a.push(format!(
+        "unix:{},server=on,wait=off",
+        paths.in_root(&model::qmp_path(run_dir)).display()
+    ));
     a.extend(topology_args());
     for d in devices {
         let sock = paths.in_root(&model::socket_path(run_dir, d));

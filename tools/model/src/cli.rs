@@ -44,6 +44,8 @@ pub struct Args {
     pub devices: Vec<DeviceSpec>,
     pub control: Option<PathBuf>,
     pub inject: Vec<Knob>,
+    /// Serve the next client when one disconnects, rather than exit.
+    pub reconnect: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -121,6 +123,10 @@ struct Cli {
     /// fail-dma[=N], drop-irq[=N], corrupt-fence[=N], mmu-fault[=N]
     #[arg(long, value_name = "KNOB", value_parser = Knob::parse)]
     inject: Vec<Knob>,
+    /// When a device's client disconnects (QEMU's device_del), reset the device and wait for
+    /// the next client on the same socket (a device_add) rather than exit
+    #[arg(long)]
+    reconnect: bool,
     #[command(subcommand)]
     command: Option<Sub>,
 }
@@ -263,6 +269,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
     Ok(Command::Serve(Args {
         devices,
         control: cli.control,
+        reconnect: cli.reconnect,
         inject: cli.inject,
     }))
 }
