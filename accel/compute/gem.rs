@@ -348,7 +348,7 @@ impl gem::DriverObject for VelaObject {
             return Err(EOPNOTSUPP);
         };
         let core = &obj.dev().core;
-        if !core.is_bound() {
+        if !core.is_bound() || core.is_lost() {
             return Err(ENODEV);
         }
         if obj.flags & uapi::DRM_VELA_BO_VRAM_ONLY != 0 && !p2p_ok(core, attach) {

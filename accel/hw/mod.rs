@@ -347,6 +347,10 @@ impl Core {
     pub(crate) fn unbinding(&self) {
         *self.bound.lock() = false;
         self.bound_now.store(false, Release);
+        // The jobs that unbind fails fail with ENODEV, as a lost device's do.
+        for q in self.queues.iter() {
+            q.device_gone();
+        }
     }
 
     /// How the importer of `attach` reaches this device's VRAM.

@@ -110,7 +110,8 @@ pub(crate) struct QueueState {
     /// a start, a stop, a reset of the queue. A ring position read under one epoch means
     /// nothing under another (see `restart`).
     epoch: u64,
-    /// The device is lost ([`Core::mark_lost`]): failed jobs fail with `ENODEV`, not `EIO`.
+    /// The device is lost ([`Core::mark_lost`]) or being unbound: failed jobs fail with
+    /// `ENODEV`, not `EIO`.
     lost: bool,
 }
 
@@ -442,6 +443,11 @@ impl HwQueue {
         Self::signal_fences(&mut st);
         drop(st);
         self.done.notify_all();
+    }
+
+    /// The device is going (unbind): jobs that fail from now on fail with `ENODEV`.
+    pub(crate) fn device_gone(&self) {
+        self.state.lock().lost = true;
     }
 
     /// The device is lost ([`Core::mark_lost`]): every pending job fails with `ENODEV` and

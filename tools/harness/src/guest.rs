@@ -31,6 +31,7 @@ const GUEST_BINS: &[&str] = &[
     "vela-prime-bench",
     "vela-isolation-test",
     "vela-v4l2-test",
+    "vela-devloss-test",
 ];
 
 /// KUnit suites vela.ko carries; each must report when the module loads.
@@ -73,6 +74,9 @@ const CHECK_TESTS: &[(&str, &str)] = &[
     // dma-buf sharing between the devices and with udmabuf and the system dma-heap. Last: it
     // unbinds and rebinds a device.
     ("prime", "vela-prime-test"),
+    // Device loss: a model process killed and devices hot-removed and added again through
+    // QEMU's monitor. Last of all: it destroys devices (and brings them back).
+    ("devloss", "vela-devloss-test"),
 ];
 
 /// One guest test: (name, command).
