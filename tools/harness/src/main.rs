@@ -237,10 +237,13 @@ fn run(paths: &Paths, opts: &Options) -> Result<Outcome, String> {
     let devices = model::topology(opts.mode);
     let run_dir = guest::prepare(paths, opts.mode, &devices, &opts.tests, &opts.extra)?;
     let accel = vm::pick_accel(paths, &run_dir);
-    let models = std::sync::Arc::new(std::sync::Mutex::new(model::start(paths, &run_dir, &devices)?));
+    let models = std::sync::Arc::new(std::sync::Mutex::new(model::start(
+        paths, &run_dir, &devices,
+    )?));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let bridge = {
-        let (paths, dir, models, stop) = (paths.clone(), run_dir.clone(), models.clone(), stop.clone());
+        let (paths, dir, models, stop) =
+            (paths.clone(), run_dir.clone(), models.clone(), stop.clone());
         std::thread::spawn(move || model::bridge(paths, dir, models, stop))
     };
     let outcome = vm::boot(

@@ -116,7 +116,9 @@ impl Models {
     /// until every socket is listening.
     fn spawn(&mut self, members: &[usize], sockets: Vec<(usize, PathBuf)>) -> Result<(), String> {
         let name = self.devices.get(members[0]).map(domain).unwrap_or("model");
-        let control = self.run_dir.join(format!("control-{name}-{}.sock", self.generation));
+        let control = self
+            .run_dir
+            .join(format!("control-{name}-{}.sock", self.generation));
         self.generation += 1;
         let log = File::options()
             .create(true)
@@ -153,7 +155,8 @@ impl Models {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !proc.sockets.iter().all(|(_, s)| s.exists()) {
             if let Ok(Some(status)) = proc.child.try_wait() {
-                let log = std::fs::read_to_string(self.run_dir.join("model.log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(self.run_dir.join("model.log")).unwrap_or_default();
                 return Err(format!("the device model exited ({status}):\n{log}"));
             }
             if Instant::now() > deadline {
@@ -183,7 +186,10 @@ impl Models {
     /// Where device `i` is served now (it changes when its process is started again).
     pub(crate) fn socket_of(&mut self, i: usize) -> Option<PathBuf> {
         let p = self.proc_of(i)?;
-        p.sockets.iter().find(|(d, _)| *d == i).map(|(_, s)| s.clone())
+        p.sockets
+            .iter()
+            .find(|(d, _)| *d == i)
+            .map(|(_, s)| s.clone())
     }
 
     /// Forwards a `[dev=N] VERB` line to the control socket of the process serving device N
@@ -220,7 +226,11 @@ impl Models {
 
 /// Starts the model processes (one per peer-to-peer domain, see the module's comment) and
 /// waits until every device's socket is listening.
-pub(crate) fn start(paths: &Paths, run_dir: &Path, devices: &[DeviceSpec]) -> Result<Models, String> {
+pub(crate) fn start(
+    paths: &Paths,
+    run_dir: &Path,
+    devices: &[DeviceSpec],
+) -> Result<Models, String> {
     let mut models = Models {
         procs: Vec::new(),
         devices: devices.to_vec(),
@@ -231,8 +241,13 @@ pub(crate) fn start(paths: &Paths, run_dir: &Path, devices: &[DeviceSpec]) -> Re
     let mut domains: Vec<&'static str> = devices.iter().map(domain).collect();
     domains.dedup();
     for dom in domains {
-        let members: Vec<usize> = (0..devices.len()).filter(|&i| domain(&devices[i]) == dom).collect();
-        let sockets = members.iter().map(|&i| (i, socket_path(run_dir, &devices[i]))).collect();
+        let members: Vec<usize> = (0..devices.len())
+            .filter(|&i| domain(&devices[i]) == dom)
+            .collect();
+        let sockets = members
+            .iter()
+            .map(|&i| (i, socket_path(run_dir, &devices[i])))
+            .collect();
         models.spawn(&members, sockets)?;
     }
     Ok(models)
@@ -247,7 +262,8 @@ struct Qmp {
 impl Qmp {
     fn connect(path: &Path) -> Result<Self, String> {
         let s = UnixStream::connect(path).map_err(|e| format!("QMP {}: {e}", path.display()))?;
-        s.set_read_timeout(Some(Duration::from_secs(1))).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(1)))
+            .map_err(|e| e.to_string())?;
         let writer = s.try_clone().map_err(|e| e.to_string())?;
         let mut q = Qmp {
             reader: BufReader::new(s),
@@ -274,7 +290,11 @@ impl Qmp {
                         return Ok(line);
                     }
                 }
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(e) => return Err(format!("QMP: {e}")),
             }
         }
@@ -295,13 +315,23 @@ const DEVICE_DEL_TIMEOUT: Duration = Duration::from_secs(90);
 /// process serving NAME (SIGKILL, as a crash would); `device-del` hot-removes NAME through QMP
 /// and waits until QEMU reports it gone (`DEVICE_DELETED`); `device-add` hot-adds NAME again on
 /// its port, first starting a model process for it if its own was killed.
-fn harness_request(models: &Mutex<Models>, paths: &Paths, run_dir: &Path, verb: &str, name: &str) -> Result<String, String> {
-    let mut m = models.lock().map_err(|_| "models lock poisoned".to_string())?;
+fn harness_request(
+    models: &Mutex<Models>,
+    paths: &Paths,
+    run_dir: &Path,
+    verb: &str,
+    name: &str,
+) -> Result<String, String> {
+    let mut m = models
+        .lock()
+        .map_err(|_| "models lock poisoned".to_string())?;
     let i = m.index(name).ok_or_else(|| format!("no device '{name}'"))?;
     let started = Instant::now();
     match verb {
         "kill-model" => {
-            let p = m.proc_of(i).ok_or_else(|| format!("{name} has no model process"))?;
+            let p = m
+                .proc_of(i)
+                .ok_or_else(|| format!("{name} has no model process"))?;
             let pid = p.child.id();
             p.child.kill().map_err(|e| format!("kill {pid}: {e}"))?;
             let _ = p.child.wait();
@@ -312,10 +342,17 @@ fn harness_request(models: &Mutex<Models>, paths: &Paths, run_dir: &Path, verb: 
         "device-del" => {
             drop(m);
             let mut q = Qmp::connect(&qmp_path(run_dir))?;
-            q.execute(&format!(r#"{{"execute":"device_del","arguments":{{"id":"{name}"}}}}"#))?;
+            q.execute(&format!(
+                r#"{{"execute":"device_del","arguments":{{"id":"{name}"}}}}"#
+            ))?;
             let tag = format!("\"device\": \"{name}\"");
-            q.expect(DEVICE_DEL_TIMEOUT, |l| l.contains("DEVICE_DELETED") && l.contains(&tag))?;
-            Ok(format!("ok deleted in {} ms", started.elapsed().as_millis()))
+            q.expect(DEVICE_DEL_TIMEOUT, |l| {
+                l.contains("DEVICE_DELETED") && l.contains(&tag)
+            })?;
+            Ok(format!(
+                "ok deleted in {} ms",
+                started.elapsed().as_millis()
+            ))
         }
         "device-add" => {
             let sock = match m.socket_of(i) {
@@ -346,7 +383,12 @@ fn harness_request(models: &Mutex<Models>, paths: &Paths, run_dir: &Path, verb: 
 /// model.rst) goes to the control socket of the model process serving device N; a line
 /// `harness VERB NAME` is done by the harness (see [`harness_request`]). Stops when `stop` is
 /// set.
-pub(crate) fn bridge(paths: Paths, run_dir: PathBuf, models: Arc<Mutex<Models>>, stop: Arc<AtomicBool>) {
+pub(crate) fn bridge(
+    paths: Paths,
+    run_dir: PathBuf,
+    models: Arc<Mutex<Models>>,
+    stop: Arc<AtomicBool>,
+) {
     let dir = run_dir.join("share/inject");
     let _ = std::fs::create_dir_all(&dir);
     while !stop.load(Ordering::Relaxed) {
@@ -368,7 +410,9 @@ pub(crate) fn bridge(paths: Paths, run_dir: PathBuf, models: Arc<Mutex<Models>>,
                     eprintln!("vela-harness: guest request '{}': {r}", request.trim());
                     format!("{r}\n")
                 }
-                ["harness", ..] => "error: usage: harness kill-model|device-del|device-add NAME\n".into(),
+                ["harness", ..] => {
+                    "error: usage: harness kill-model|device-del|device-add NAME\n".into()
+                }
                 _ => match models.lock() {
                     Ok(mut m) => m.control(request.trim()),
                     Err(_) => "error: models lock poisoned\n".into(),

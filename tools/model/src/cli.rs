@@ -388,6 +388,7 @@ mod tests {
             "--device",
             "--control",
             "--inject",
+            "--reconnect",
             "--engines",
             "bench",
             "--version",
@@ -397,10 +398,19 @@ mod tests {
     }
 
     #[test]
+    fn reconnect() {
+        match p("--socket /a --reconnect").unwrap() {
+            Command::Serve(a) => assert!(a.reconnect),
+            c => panic!("{c:?}"),
+        }
+    }
+
+    #[test]
     fn extensions() {
         match p("--socket /a --control /c --inject fail-dma=2 --inject hang-engine=copy").unwrap() {
             Command::Serve(a) => {
                 assert_eq!(a.control, Some(PathBuf::from("/c")));
+                assert!(!a.reconnect);
                 assert_eq!(
                     a.inject,
                     vec![Knob::FailDma(2), Knob::Hang(crate::regs::Engine::Copy)]

@@ -120,9 +120,7 @@ fn serve_one(
         dev.function_reset();
         dev.sysmem.unmap_all();
         // The old client's eventfds: no interrupt may reach them.
-        use vfio_bindings::bindings::vfio::{
-            VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_NONE,
-        };
+        use vfio_bindings::bindings::vfio::{VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_NONE};
         let _ = dev.set_msix(
             VFIO_IRQ_SET_ACTION_TRIGGER | VFIO_IRQ_SET_DATA_NONE,
             0,

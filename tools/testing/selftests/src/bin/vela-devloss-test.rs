@@ -60,8 +60,9 @@ fn probe_read(ptr: *const u8) -> Result<Option<i32>, String> {
         // SAFETY: `ptr` points into a shared mapping the child inherited; a revoked one
         // raises SIGBUS, which is what is tested.
         let v = unsafe { std::ptr::read_volatile(ptr) };
+        std::hint::black_box(v);
         // SAFETY: _exit() ends the child without running the parent's destructors.
-        unsafe { libc::_exit(i32::from(v & 0)) };
+        unsafe { libc::_exit(0) };
     }
     let mut status = 0;
     // SAFETY: waits for the child just forked; `status` is a live local.
@@ -138,7 +139,11 @@ fn part1_kill(t: &mut Tap, a_dev: &PciDev, c_dev: &PciDev) {
         return;
     };
     let r = harness("device-add", &name, HOTPLUG);
-    t.check(r.is_ok(), &format!("1: device_add {name} on a fresh model process"), format_args!("{r:?}"));
+    t.check(
+        r.is_ok(),
+        &format!("1: device_add {name} on a fresh model process"),
+        format_args!("{r:?}"),
+    );
     let t3 = Instant::now();
     let r = wait_probed(&c_dev.bdf, Duration::from_secs(60)).and_then(|c| local_copy_works(&c, 6));
     t.check(
@@ -146,7 +151,10 @@ fn part1_kill(t: &mut Tap, a_dev: &PciDev, c_dev: &PciDev) {
         &format!("1: {name} probes again and runs a COPY, data checked"),
         format_args!("{r:?}"),
     );
-    t.diag(format_args!("1: re-added device usable {} ms after device_add returned", t3.elapsed().as_millis()));
+    t.diag(format_args!(
+        "1: re-added device usable {} ms after device_add returned",
+        t3.elapsed().as_millis()
+    ));
 }
 
 /// The loss and removal of part 1. Returns C's name once it was removed, after closing
@@ -155,20 +163,35 @@ fn part1_lose(t: &mut Tap, a_dev: &PciDev, c_dev: &PciDev) -> Option<String> {
     let started = Instant::now();
     let removed = part1_lose_with_objects(t, a_dev, c_dev).map(|(name, at)| (name, at.elapsed()));
     let (name, closing) = removed?;
-    t.check(closing < T, "1: closing C's objects and file after the removal does not hang", format_args!("{closing:?}"));
-    t.diag(format_args!("1: part 1 up to here took {} ms", started.elapsed().as_millis()));
+    t.check(
+        closing < T,
+        "1: closing C's objects and file after the removal does not hang",
+        format_args!("{closing:?}"),
+    );
+    t.diag(format_args!(
+        "1: part 1 up to here took {} ms",
+        started.elapsed().as_millis()
+    ));
     Some(name)
 }
 
 /// Returns C's name and when its objects started to be closed (when it returns).
-fn part1_lose_with_objects(t: &mut Tap, a_dev: &PciDev, c_dev: &PciDev) -> Option<(String, Instant)> {
+fn part1_lose_with_objects(
+    t: &mut Tap,
+    a_dev: &PciDev,
+    c_dev: &PciDev,
+) -> Option<(String, Instant)> {
     let (Some(a), Some(c)) = (open(t, a_dev, "A"), open(t, c_dev, "C")) else {
         return None;
     };
     let name = name_of(&c);
     let index = c.info().serial.saturating_sub(1);
     // C's buffer with a CPU mapping.
-    let mapped = got(t, vram_with(&c, &pattern(1, LEN), BufferFlags::NONE), "1: C's buffer")?;
+    let mapped = got(
+        t,
+        vram_with(&c, &pattern(1, LEN), BufferFlags::NONE),
+        "1: C's buffer",
+    )?;
     let map = got(t, s(mapped.map()), "1: C's buffer mapped")?;
     let setup = (|| {
         // C's buffer imported by A (through system memory: no P2P path between them).
@@ -181,7 +204,11 @@ fn part1_lose_with_objects(t: &mut Tap, a_dev: &PciDev, c_dev: &PciDev) -> Optio
         holds(&c, &c_imp, &pattern(3, LEN))?;
         Ok::<_, String>((cexp, a_imp, aexp, c_imp))
     })();
-    let (_cexp, a_imp, aexp, _c_imp) = got(t, setup, "1: A imports a buffer of C and C one of A; data checked both ways")?;
+    let (_cexp, a_imp, aexp, _c_imp) = got(
+        t,
+        setup,
+        "1: A imports a buffer of C and C one of A; data checked both ways",
+    )?;
     let r = map.read_vec(0, 64);
     t.check(
         matches!(&r, Ok(v) if v[..] == pattern(1, LEN)[..64]),
@@ -216,7 +243,11 @@ fn part1_lose_with_objects(t: &mut Tap, a_dev: &PciDev, c_dev: &PciDev) -> Optio
 
     let killed = harness("kill-model", &name, T);
     let t0 = Instant::now();
-    t.check(killed.is_ok(), &format!("1: kill {name}'s model process"), format_args!("{killed:?}"));
+    t.check(
+        killed.is_ok(),
+        &format!("1: kill {name}'s model process"),
+        format_args!("{killed:?}"),
+    );
     t.diag(format_args!("1: {}", killed.as_deref().unwrap_or("?")));
 
     if let Ok(job) = &job {
@@ -227,7 +258,10 @@ fn part1_lose_with_objects(t: &mut Tap, a_dev: &PciDev, c_dev: &PciDev) -> Optio
             &format!("1: the pending job fails with ENODEV within {LOSS_BOUND:?}"),
             format_args!("{r:?} after {took:?}"),
         );
-        t.diag(format_args!("1: the pending job failed {} ms after the kill", took.as_millis()));
+        t.diag(format_args!(
+            "1: the pending job failed {} ms after the kill",
+            took.as_millis()
+        ));
     }
     let r = q.submit(&[Command::fill(bd.va(), 8, LEN)]).map(|_| ());
     t.check(
@@ -251,9 +285,17 @@ fn part1_lose_with_objects(t: &mut Tap, a_dev: &PciDev, c_dev: &PciDev) -> Optio
         t.diag(format_args!("1: {how}"));
     }
     let r = local_copy_works(&a, 5);
-    t.check(r.is_ok(), "1: A runs a COPY, data checked", format_args!("{r:?}"));
+    t.check(
+        r.is_ok(),
+        "1: A runs a COPY, data checked",
+        format_args!("{r:?}"),
+    );
     let r = holds(&a, &aexp, &pattern(3, LEN));
-    t.check(r.is_ok(), "1: A's buffer that C imported still holds its data", format_args!("{r:?}"));
+    t.check(
+        r.is_ok(),
+        "1: A's buffer that C imported still holds its data",
+        format_args!("{r:?}"),
+    );
 
     // Hot-remove the dead device with all of the above still open: unbind must not wait for
     // a device that never answers.
@@ -264,7 +306,10 @@ fn part1_lose_with_objects(t: &mut Tap, a_dev: &PciDev, c_dev: &PciDev) -> Optio
         &format!("1: device_del {name} (dead) completes and the function is gone"),
         format_args!("{r:?} after {:?}", t1.elapsed()),
     );
-    t.diag(format_args!("1: device_del took {} ms", t1.elapsed().as_millis()));
+    t.diag(format_args!(
+        "1: device_del took {} ms",
+        t1.elapsed().as_millis()
+    ));
     // Everything of the removed device is closed on return, in the reverse order of creation.
     Some((name, Instant::now()))
 }
@@ -298,7 +343,9 @@ fn worker(dev: &Device, stop: &AtomicBool) -> Worked {
         let bo = Buffer::create(dev, 4 << 20, BufferFlags::VRAM)?;
         let b = vm.bind_auto(&bo, Access::READ_WRITE)?;
         let q = Queue::create(&vm)?;
-        let fills: Vec<Command> = (0..16u32).map(|k| Command::fill(b.va(), k, 4 << 20)).collect();
+        let fills: Vec<Command> = (0..16u32)
+            .map(|k| Command::fill(b.va(), k, 4 << 20))
+            .collect();
         while !stop.load(Ordering::Relaxed) {
             q.run(&fills, T)?;
             *ok += 1;
@@ -306,7 +353,11 @@ fn worker(dev: &Device, stop: &AtomicBool) -> Worked {
         Ok(())
     };
     let end = run(&mut ok).err();
-    Worked { ok, end, at: Instant::now() }
+    Worked {
+        ok,
+        end,
+        at: Instant::now(),
+    }
 }
 
 /// Part 2: B, alive, is hot-removed with jobs running; then added again.
@@ -318,9 +369,17 @@ fn part2_remove(t: &mut Tap, a_dev: &PciDev, b_dev: &PciDev, c_dev: &PciDev) {
         return;
     };
     let closing = at.elapsed();
-    t.check(closing < T, "2: closing B's objects and file after the removal does not hang", format_args!("{closing:?}"));
+    t.check(
+        closing < T,
+        "2: closing B's objects and file after the removal does not hang",
+        format_args!("{closing:?}"),
+    );
     let r = harness("device-add", &name, HOTPLUG);
-    t.check(r.is_ok(), &format!("2: device_add {name}"), format_args!("{r:?}"));
+    t.check(
+        r.is_ok(),
+        &format!("2: device_add {name}"),
+        format_args!("{r:?}"),
+    );
     let r = wait_probed(&b_dev.bdf, Duration::from_secs(60)).and_then(|b| {
         local_copy_works(&b, 17)?;
         // And it shares with A peer-to-peer again.
@@ -337,33 +396,50 @@ fn part2_remove(t: &mut Tap, a_dev: &PciDev, b_dev: &PciDev, c_dev: &PciDev) {
 
 /// The removal of part 2. Returns B's name once removed and when its objects started to be
 /// closed (when it returns).
-fn part2_lose_with_objects(t: &mut Tap, a: &Device, b_dev: &PciDev, c_dev: &PciDev) -> Option<(String, Instant)> {
+fn part2_lose_with_objects(
+    t: &mut Tap,
+    a: &Device,
+    b_dev: &PciDev,
+    c_dev: &PciDev,
+) -> Option<(String, Instant)> {
     let (Some(b), Some(c)) = (open(t, b_dev, "B"), open(t, c_dev, "C")) else {
         return None;
     };
     let name = name_of(&b);
-    let mapped = got(t, vram_with(&b, &pattern(11, LEN), BufferFlags::NONE), "2: B's buffer")?;
+    let mapped = got(
+        t,
+        vram_with(&b, &pattern(11, LEN), BufferFlags::NONE),
+        "2: B's buffer",
+    )?;
     let map = got(t, s(mapped.map()), "2: B's buffer mapped")?;
     let setup = (|| {
         // B's buffer imported by A, peer-to-peer.
         let bexp = vram_with(&b, &pattern(12, LEN), BufferFlags::NONE)?;
         let a_imp = s(a.import(s(bexp.export())?))?;
-        holds(&a, &a_imp, &pattern(12, LEN))?;
+        holds(a, &a_imp, &pattern(12, LEN))?;
         // A's buffer imported by B.
-        let aexp = vram_with(&a, &pattern(13, LEN), BufferFlags::NONE)?;
+        let aexp = vram_with(a, &pattern(13, LEN), BufferFlags::NONE)?;
         let b_imp = s(b.import(s(aexp.export())?))?;
         holds(&b, &b_imp, &pattern(13, LEN))?;
         Ok::<_, String>((bexp, a_imp, aexp, b_imp))
     })();
-    let (_bexp, a_imp, aexp, _b_imp) = got(t, setup, "2: A imports a buffer of B (P2P) and B one of A; data checked both ways")?;
+    let (_bexp, a_imp, aexp, _b_imp) = got(
+        t,
+        setup,
+        "2: A imports a buffer of B (P2P) and B one of A; data checked both ways",
+    )?;
     // An import A has of the third device, which must keep working.
     let other = (|| {
         let cexp = vram_with(&c, &pattern(14, LEN), BufferFlags::NONE)?;
         let imp = s(a.import(s(cexp.export())?))?;
-        holds(&a, &imp, &pattern(14, LEN))?;
+        holds(a, &imp, &pattern(14, LEN))?;
         Ok::<_, String>((cexp, imp))
     })();
-    t.check(other.is_ok(), "2: A imports a buffer of C", format_args!("{:?}", other.as_ref().err()));
+    t.check(
+        other.is_ok(),
+        "2: A imports a buffer of C",
+        format_args!("{:?}", other.as_ref().err()),
+    );
 
     let stop = AtomicBool::new(false);
     let (del, worked) = std::thread::scope(|sc| {
@@ -394,7 +470,11 @@ fn part2_lose_with_objects(t: &mut Tap, a: &Device, b_dev: &PciDev, c_dev: &PciD
             ));
         }
         _ => {
-            t.check(false, "2: B's worker", format_args!("{:?}", worked.as_ref().map(|w| w.ok)));
+            t.check(
+                false,
+                "2: B's worker",
+                format_args!("{:?}", worked.as_ref().map(|w| w.ok)),
+            );
         }
     }
     let r = probe_read(map.as_ptr());
@@ -409,21 +489,41 @@ fn part2_lose_with_objects(t: &mut Tap, a: &Device, b_dev: &PciDev, c_dev: &PciD
         "2: a new ioctl on B's open file fails with ENODEV",
         format_args!("{r:?}"),
     );
-    let r = import_revoked(&a, &a_imp);
-    t.check(r.is_ok(), "2: A's COPY out of its P2P import of B's buffer fails cleanly (revoked)", format_args!("{r:?}"));
+    let r = import_revoked(a, &a_imp);
+    t.check(
+        r.is_ok(),
+        "2: A's COPY out of its P2P import of B's buffer fails cleanly (revoked)",
+        format_args!("{r:?}"),
+    );
     if let Ok(how) = &r {
         t.diag(format_args!("2: {how}"));
     }
     if let Ok((_, imp)) = &other {
-        let r = holds(&a, imp, &pattern(14, LEN));
-        t.check(r.is_ok(), "2: A's import of C's buffer still works, data checked", format_args!("{r:?}"));
+        let r = holds(a, imp, &pattern(14, LEN));
+        t.check(
+            r.is_ok(),
+            "2: A's import of C's buffer still works, data checked",
+            format_args!("{r:?}"),
+        );
     }
-    let r = local_copy_works(&a, 15);
-    t.check(r.is_ok(), "2: A runs a COPY, data checked", format_args!("{r:?}"));
-    let r = holds(&a, &aexp, &pattern(13, LEN));
-    t.check(r.is_ok(), "2: A's buffer that B imported still holds its data", format_args!("{r:?}"));
+    let r = local_copy_works(a, 15);
+    t.check(
+        r.is_ok(),
+        "2: A runs a COPY, data checked",
+        format_args!("{r:?}"),
+    );
+    let r = holds(a, &aexp, &pattern(13, LEN));
+    t.check(
+        r.is_ok(),
+        "2: A's buffer that B imported still holds its data",
+        format_args!("{r:?}"),
+    );
     let r = local_copy_works(&c, 16);
-    t.check(r.is_ok(), "2: C runs a COPY, data checked", format_args!("{r:?}"));
+    t.check(
+        r.is_ok(),
+        "2: C runs a COPY, data checked",
+        format_args!("{r:?}"),
+    );
 
     drop(map);
     Some((name, Instant::now()))
