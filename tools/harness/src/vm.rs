@@ -171,6 +171,9 @@ fn topology_args() -> Vec<String> {
         "xio3130-downstream,id=sw0_dn1,bus=sw0_up,chassis=3,slot=0",
         "xio3130-downstream,id=sw0_dn2,bus=sw0_up,chassis=4,slot=0",
         "pcie-root-port,id=rp1,bus=pcie.0,chassis=5,slot=2",
+        // Empty: where `harness device-add` puts a device whose old one cannot be deleted
+        // (see `model::harness_request`).
+        "pcie-root-port,id=rp2,bus=pcie.0,chassis=6,slot=3",
         "virtio-net-pci,netdev=n0,bus=sw0_dn2",
     ]
     .iter()
@@ -242,6 +245,7 @@ fn qemu_args(
             share.display()
         ),
     ];
+    // Hotplug is q35's default, ACPI hotplug (acpiphp in the guest, see vela.config).
     // The monitor, for device_del and device_add (`model::bridge`).
     a.push("-qmp".into());
     a.push(format!(
