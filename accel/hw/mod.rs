@@ -347,9 +347,9 @@ impl Core {
     pub(crate) fn unbinding(&self) {
         *self.bound.lock() = false;
         self.bound_now.store(false, Release);
-        // The jobs that unbind fails fail with ENODEV, as a lost device's do.
+        // Pending jobs are aborted and fail with ENODEV, as a lost device's do.
         for q in self.queues.iter() {
-            q.device_gone();
+            q.device_gone(self);
         }
     }
 
@@ -565,8 +565,9 @@ impl Core {
     /// reset keeps VRAM and the BARs, so nothing waits for importers' DMA to drain (a wait
     /// could include the hung job's own fence); they map again once the reset is done.
     pub(crate) fn recover(&self, guilty: u32) {
-        // A device that does not answer cannot be reset: it is lost instead.
-        if self.check_lost() {
+        // A device that does not answer cannot be reset: it is lost instead. One being
+        // unbound is not reset either: unbind failed its jobs.
+        if self.check_lost() || !self.is_bound() {
             return;
         }
         let _serial = self.recovery.lock();

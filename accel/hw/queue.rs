@@ -286,7 +286,7 @@ impl HwQueue {
         if needed >= SLOTS {
             return Err(EINVAL);
         }
-        if core.is_lost() {
+        if core.is_lost() || !core.is_bound() {
             return Err(ENODEV);
         }
         let mut st = self.state.lock();
@@ -445,9 +445,31 @@ impl HwQueue {
         self.done.notify_all();
     }
 
-    /// The device is going (unbind): jobs that fail from now on fail with `ENODEV`.
-    pub(crate) fn device_gone(&self) {
-        self.state.lock().lost = true;
+    /// The device is going (unbind begins): the queue's pending jobs are aborted (a queue
+    /// reset, after which the device writes nothing for them) and fail with `ENODEV`, as do
+    /// jobs that fail from now on. Nothing would complete them: the device is being removed,
+    /// or unbound with no one left to take its interrupts.
+    pub(crate) fn device_gone(&self, core: &Core) {
+        let mut st = self.state.lock();
+        st.lost = true;
+        if st.completed < st.submitted {
+            let i = self.index as usize;
+            let _ = core.with_bar0(|bar| {
+                bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
+                Ok(())
+            });
+            let (lo, hi) = (st.completed + 1, st.submitted);
+            record_failure(&mut st.failed, FAILURES_KEPT, lo, hi);
+            st.completed = st.submitted;
+            if let Some(a) = st.active.as_mut() {
+                a.tail = 0;
+                a.head_seen = 0;
+            }
+            st.epoch += 1;
+        }
+        Self::signal_fences(&mut st);
+        drop(st);
+        self.done.notify_all();
     }
 
     /// The device is lost ([`Core::mark_lost`]): every pending job fails with `ENODEV` and
@@ -489,7 +511,10 @@ impl HwQueue {
                 // A device that stopped answering is not reset: it is lost, which fails
                 // this queue's jobs, and the next step returns.
                 Waited::Hung => {
-                    if !core.check_lost() {
+                    if core.check_lost() || !core.is_bound() {
+                        // Nothing will reset it: fail what is pending.
+                        self.device_gone(core);
+                    } else {
                         core.recover(self.index);
                     }
                 }
