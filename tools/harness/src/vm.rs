@@ -172,8 +172,9 @@ fn topology_args() -> Vec<String> {
         "xio3130-downstream,id=sw0_dn2,bus=sw0_up,chassis=4,slot=0",
         "pcie-root-port,id=rp1,bus=pcie.0,chassis=5,slot=2",
         // Empty: where `harness device-add` puts a device whose old one cannot be deleted
-        // (see `model::harness_request`).
-        "pcie-root-port,id=rp2,bus=pcie.0,chassis=6,slot=3",
+        // (see `model::harness_request`). The firmware reserves it a prefetchable window for
+        // a device's BAR2: acpiphp does not grow a bridge's windows.
+        "pcie-root-port,id=rp2,bus=pcie.0,chassis=6,slot=3,pref64-reserve=256M",
         "virtio-net-pci,netdev=n0,bus=sw0_dn2",
     ]
     .iter()
@@ -220,7 +221,11 @@ fn qemu_args(
         "-machine".into(),
         format!("q35,accel={},memory-backend=mem", accel.name()),
         "-cpu".into(),
-        "max".into(),
+        // 39 physical address bits: with 40 or more, QEMU reserves AMD's HyperTransport hole
+        // (0xfd00000000-0xffffffffff) in the e820 map for an AMD-like vCPU, where the firmware
+        // also puts the 64-bit PCI windows; the kernel then cannot place a hot-added or
+        // rescanned device's BAR2 in them (vela-devloss-test).
+        "max,phys-bits=39".into(),
         "-smp".into(),
         "2".into(),
         "-m".into(),
