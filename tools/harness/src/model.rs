@@ -453,3 +453,17 @@ pub(crate) fn bridge(
         sleep(Duration::from_millis(20));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_process_per_p2p_domain() {
+        let devs = topology(crate::Mode::Check);
+        let domains: Vec<&str> = devs.iter().map(domain).collect();
+        // The peers behind the switch share a process (peer-to-peer DMA is routed inside
+        // it); the device on its own root port has its own, which a test may kill.
+        assert_eq!(domains, ["sw0", "sw0", "vela2"]);
+    }
+}
