@@ -92,6 +92,7 @@ impl pci::Driver for VelaPciDriver {
             let accel = compute::register(pdev, core.clone())?;
             let errors = hw::irq::ErrorIrq(core.clone());
             let selftest = core.clone();
+            let lost = accel.clone();
             Ok(try_pin_init!(VelaPci {
                 core,
                 irq_errors <- pdev.request_threaded_irq(
@@ -103,15 +104,26 @@ impl pci::Driver for VelaPciDriver {
                 irq_queues,
                 _accel: accel,
             })
-            .pin_chain(move |_| selftest.enable_interrupts(pdev.as_ref())))
+            .pin_chain(move |_| {
+                selftest.enable_interrupts(pdev.as_ref())?;
+                // Last, so that a failed probe leaves no reference cycle behind; unbind takes
+                // it back.
+                selftest.set_lost_hook(KBox::new(move || lost.unmap_all_mappings(), GFP_KERNEL)?);
+                Ok(())
+            }))
         })
     }
 
     fn unbind<'bound>(pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
+        // A device removed because it stopped answering (its model died, then a hot-remove) is
+        // marked lost first: its pending jobs fail with ENODEV rather than time out one by one.
+        this.core.check_lost();
         // Peers lose VRAM first: no new mappings, then every importer drops its mappings, so
         // nothing maps BAR2 once the device's resources go.
         this.core.unbinding();
         hw::watchdog::stop(&this.core);
+        // The hook holds the accel device; the watchdog, which may run it, has stopped.
+        drop(this.core.take_lost_hook());
         this._accel.sched.stop();
         this._accel.core.exports.revoke_all();
         this.core.disable_interrupts(pdev.as_ref());

@@ -308,6 +308,11 @@ impl gem::DriverObject for VelaObject {
             return Err(EFAULT);
         };
         let core = &obj.dev().core;
+        // A lost device's mappings are all revoked (`Core::mark_lost`), system memory too:
+        // every access faults and gets SIGBUS. VRAM inserts check again under `bound`.
+        if core.is_lost() {
+            return Err(ENODEV);
+        }
         let resv = obj.resv();
         let guard = resv.lock()?;
         local.with(resv, &guard, |st| -> Result {
@@ -343,7 +348,7 @@ impl gem::DriverObject for VelaObject {
             return Err(EOPNOTSUPP);
         };
         let core = &obj.dev().core;
-        if !core.is_bound() {
+        if !core.is_bound() || core.is_lost() {
             return Err(ENODEV);
         }
         if obj.flags & uapi::DRM_VELA_BO_VRAM_ONLY != 0 && !p2p_ok(core, attach) {

@@ -934,8 +934,16 @@ impl UserQueue {
         self.start_run(lease, i).ok().map(|(i, _)| i)
     }
 
-    /// Waits for job `seqno`: `EIO` if it failed, `ETIME` on timeout.
+    /// Waits for job `seqno`: `EIO` if it failed, `ETIME` on timeout; `ENODEV` for a failed
+    /// job once the device is lost or being removed (`Documentation/uapi.rst`).
     pub(crate) fn wait(&self, seqno: u64, timeout_ms: u64) -> Result {
+        match self.wait_job(seqno, timeout_ms) {
+            Err(e) if e == EIO && (self.core.is_lost() || !self.core.is_bound()) => Err(ENODEV),
+            r => r,
+        }
+    }
+
+    fn wait_job(&self, seqno: u64, timeout_ms: u64) -> Result {
         let (index, run, hw_seqno) = {
             let lease = self.lease.lock();
             if seqno == 0 || seqno > lease.last {

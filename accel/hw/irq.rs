@@ -78,7 +78,13 @@ impl ThreadedHandler for ErrorIrq {
         let Ok(bar) = self.0.bar0.access(dev) else {
             return ThreadedIrqReturn::None;
         };
-        let mine = bar.read(regs::INT_STATUS).into_raw() & ERROR_SOURCES;
+        let status = bar.read(regs::INT_STATUS).into_raw();
+        if status == u32::MAX {
+            // All-ones: nobody answered the read. The thread finds out whether the device is
+            // lost (it may sleep; this handler may not).
+            return ThreadedIrqReturn::WakeThread;
+        }
+        let mine = status & ERROR_SOURCES;
         if mine == 0 {
             return ThreadedIrqReturn::None;
         }
@@ -89,6 +95,10 @@ impl ThreadedHandler for ErrorIrq {
 
     fn handle_threaded(&self, dev: &Device<Bound>) -> IrqReturn {
         let core = &self.0;
+        // A lost device's summaries read all-ones, which would fail every queue with EIO.
+        if core.check_lost() {
+            return IrqReturn::Handled;
+        }
         let Ok(bar) = core.bar0.access(dev) else {
             return IrqReturn::None;
         };

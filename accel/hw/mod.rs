@@ -74,6 +74,13 @@ pub(crate) struct Core {
     bound_now: Atomic<bool>,
     /// True while a reset is in progress: peers get no new mappings (see [`Core::recover`]).
     resetting: Atomic<bool>,
+    /// The device stopped answering: its registers read all-ones (a dead device model, a
+    /// surprise removal). Set once, under `bound`, by [`Core::mark_lost`]; never cleared: a
+    /// device that comes back is probed again as a new one.
+    lost: Atomic<bool>,
+    /// What the frontend does when the device is lost (zap its CPU mappings); taken at unbind.
+    #[pin]
+    lost_hook: Mutex<Option<KBox<dyn Fn() + Send + Sync>>>,
     /// SUBMITs waiting for a hardware queue: while there are any, holders give theirs up after
     /// a timeslice (`compute::vm::UserQueue`).
     pub(crate) hw_waiters: Atomic<u32>,
@@ -238,6 +245,8 @@ impl Core {
                 bound <- new_mutex!(true),
                 bound_now: Atomic::new(true),
                 resetting: Atomic::new(false),
+                lost: Atomic::new(false),
+                lost_hook <- new_mutex!(None),
                 hw_waiters: Atomic::new(0),
                 exports <- exports::Exports::new(),
                 sys_used <- new_mutex!(0),
@@ -257,7 +266,7 @@ impl Core {
     /// Unlike the BAR guards, `f` may sleep (allocate, map DMA).
     pub(crate) fn with_bound_device<R>(&self, f: impl FnOnce(&kernel::device::Device<kernel::device::Bound>) -> Result<R>) -> Result<R> {
         let bound = self.bound.lock();
-        if !*bound {
+        if !*bound || self.is_lost() {
             return Err(ENODEV);
         }
         // SAFETY: `bound` is cleared under this lock by `unbinding()`, which the driver's unbind
@@ -273,15 +282,75 @@ impl Core {
         self.bound_now.load(Acquire)
     }
 
-    /// Whether peers may map the device's memory: bound, and no reset in progress.
+    /// Whether peers may map the device's memory: bound, not lost, and no reset in progress.
     pub(crate) fn serves_peers(&self) -> bool {
-        self.is_bound() && !self.resetting.load(Acquire)
+        self.is_bound() && !self.is_lost() && !self.resetting.load(Acquire)
+    }
+
+    /// Whether the device was found lost ([`Core::mark_lost`]).
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost.load(Acquire)
+    }
+
+    /// Reads the identity register and, if it reads all-ones (no device answers: PCIe returns
+    /// all-ones for a read nobody completes, and so does QEMU for a vfio-user device whose
+    /// server is gone), marks the device lost. Returns whether it is lost. May sleep: not
+    /// from a hard interrupt handler.
+    pub(crate) fn check_lost(&self) -> bool {
+        if self.is_lost() {
+            return true;
+        }
+        let id = self.with_bar0(|bar| Ok(bar.read(regs::ID).into_raw()));
+        match id {
+            Ok(u32::MAX) => {
+                self.mark_lost();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The device is gone for good: fails every pending job with `ENODEV` (and every later
+    /// SUBMIT), revokes every export (peers' mappings of its VRAM, and no new ones) and has the
+    /// frontend zap every CPU mapping of its buffers (faults then raise SIGBUS). Unbind, which
+    /// follows when the device is removed, then finds nothing to wait for. Idempotent.
+    pub(crate) fn mark_lost(&self) {
+        {
+            // Under `bound`: a CPU fault or a peer's map that checked the flag under this lock
+            // has finished, so the zap and the revocation below see what it mapped.
+            let _bound = self.bound.lock();
+            if self.lost.xchg(true, Release) {
+                return;
+            }
+        }
+        dev_err!(self.pdev, "the device stopped answering (registers read all-ones): lost; its jobs fail with ENODEV\n");
+        for q in self.queues.iter() {
+            q.fail_lost();
+        }
+        self.exports.revoke_all();
+        if let Some(hook) = self.lost_hook.lock().as_ref() {
+            hook();
+        }
+    }
+
+    /// Sets what the frontend does when the device is lost (see [`Core::mark_lost`]).
+    pub(crate) fn set_lost_hook(&self, hook: KBox<dyn Fn() + Send + Sync>) {
+        *self.lost_hook.lock() = Some(hook);
+    }
+
+    /// Takes the hook back (at unbind): it may hold references to the frontend.
+    pub(crate) fn take_lost_hook(&self) -> Option<KBox<dyn Fn() + Send + Sync>> {
+        self.lost_hook.lock().take()
     }
 
     /// Unbind has begun: from now on nothing new may be mapped for peers.
     pub(crate) fn unbinding(&self) {
         *self.bound.lock() = false;
         self.bound_now.store(false, Release);
+        // Pending jobs are aborted and fail with ENODEV, as a lost device's do.
+        for q in self.queues.iter() {
+            q.device_gone(self);
+        }
     }
 
     /// How the importer of `attach` reaches this device's VRAM.
@@ -496,6 +565,11 @@ impl Core {
     /// reset keeps VRAM and the BARs, so nothing waits for importers' DMA to drain (a wait
     /// could include the hung job's own fence); they map again once the reset is done.
     pub(crate) fn recover(&self, guilty: u32) {
+        // A device that does not answer cannot be reset: it is lost instead. One being
+        // unbound is not reset either: unbind failed its jobs.
+        if self.check_lost() || !self.is_bound() {
+            return;
+        }
         let _serial = self.recovery.lock();
         // A waiter and the watchdog may both have seen the hang: the first one recovers.
         if !matches!(self.queue(guilty).map(|q| q.poll(self)), Ok(queue::Poll::Hung)) {

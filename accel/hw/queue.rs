@@ -110,6 +110,9 @@ pub(crate) struct QueueState {
     /// a start, a stop, a reset of the queue. A ring position read under one epoch means
     /// nothing under another (see `restart`).
     epoch: u64,
+    /// The device is lost ([`Core::mark_lost`]) or being unbound: failed jobs fail with
+    /// `ENODEV`, not `EIO`.
+    lost: bool,
 }
 
 /// What the watchdog found on a queue.
@@ -186,6 +189,7 @@ impl HwQueue {
                 failed: KVec::new(),
                 progress: Instant::now(),
                 epoch: 0,
+                lost: false,
             }),
             done <- new_condvar!(),
         })
@@ -201,6 +205,9 @@ impl HwQueue {
     /// Starts the queue on `context`, with a ring and a fence slot of its own. Both are kernel
     /// VRAM that no context maps: the device reaches them by DPA only.
     pub(crate) fn start(&self, core: &Core, context: u32) -> Result<u64> {
+        if core.is_lost() {
+            return Err(ENODEV);
+        }
         let fence = core.vram.alloc(PAGE, true)?;
         let fence_offset = vram::runs(&fence).next().map(|(o, _)| o).ok_or(ENOMEM)?;
         core.vram_fill(fence_offset, PAGE, 0)?;
@@ -278,6 +285,9 @@ impl HwQueue {
         let needed = u32::try_from(commands.len() + 1)?;
         if needed >= SLOTS {
             return Err(EINVAL);
+        }
+        if core.is_lost() || !core.is_bound() {
+            return Err(ENODEV);
         }
         let mut st = self.state.lock();
         let deadline = msecs_to_jiffies(RING_FULL_TIMEOUT_MS);
@@ -369,15 +379,17 @@ impl HwQueue {
         Self::signal_fences(st);
     }
 
-    /// Signals the dma_fences of every finished job: with EIO for the failed ones.
+    /// Signals the dma_fences of every finished job: with `EIO` for the failed ones, `ENODEV`
+    /// once the device is lost.
     fn signal_fences(st: &mut QueueState) {
         let (completed, failed) = (st.completed, &st.failed);
+        let errno = if st.lost { ENODEV } else { EIO };
         let Some(a) = st.active.as_mut() else { return };
         let done = a.fences.iter().take_while(|(s, _)| *s <= completed).count();
         for _ in 0..done {
             let Ok((seqno, f)) = a.fences.remove(0) else { break };
             if failed.iter().any(|&(lo, hi)| lo <= seqno && seqno <= hi) {
-                f.signal_error(EIO);
+                f.signal_error(errno);
             } else {
                 f.signal();
             }
@@ -433,6 +445,48 @@ impl HwQueue {
         self.done.notify_all();
     }
 
+    /// The device is going (unbind begins): the queue's pending jobs are aborted (a queue
+    /// reset, after which the device writes nothing for them) and fail with `ENODEV`, as do
+    /// jobs that fail from now on. Nothing would complete them: the device is being removed,
+    /// or unbound with no one left to take its interrupts.
+    pub(crate) fn device_gone(&self, core: &Core) {
+        let mut st = self.state.lock();
+        st.lost = true;
+        if st.completed < st.submitted {
+            let i = self.index as usize;
+            let _ = core.with_bar0(|bar| {
+                bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
+                Ok(())
+            });
+            let (lo, hi) = (st.completed + 1, st.submitted);
+            record_failure(&mut st.failed, FAILURES_KEPT, lo, hi);
+            st.completed = st.submitted;
+            if let Some(a) = st.active.as_mut() {
+                a.tail = 0;
+                a.head_seen = 0;
+            }
+            st.epoch += 1;
+        }
+        Self::signal_fences(&mut st);
+        drop(st);
+        self.done.notify_all();
+    }
+
+    /// The device is lost ([`Core::mark_lost`]): every pending job fails with `ENODEV` and
+    /// nothing touches the registers. The ring stays as it is until the queue is stopped.
+    pub(crate) fn fail_lost(&self) {
+        let mut st = self.state.lock();
+        st.lost = true;
+        if st.completed < st.submitted {
+            let (lo, hi) = (st.completed + 1, st.submitted);
+            record_failure(&mut st.failed, FAILURES_KEPT, lo, hi);
+            st.completed = st.submitted;
+        }
+        Self::signal_fences(&mut st);
+        drop(st);
+        self.done.notify_all();
+    }
+
     /// Waits for job `seqno`: Ok when it completed, EIO when it failed, ETIME on timeout. A
     /// queue that makes no progress for [`JOB_TIMEOUT_MS`] is declared hung and the device is
     /// reset ([`Core::recover`]), which fails this queue's pending jobs.
@@ -454,7 +508,16 @@ impl HwQueue {
             match self.wait_step(core, run, seqno, timeout_ms, start)? {
                 Waited::Done(r) => return Ok(Some(r)),
                 Waited::Retired => return Ok(None),
-                Waited::Hung => core.recover(self.index),
+                // A device that stopped answering is not reset: it is lost, which fails
+                // this queue's jobs, and the next step returns.
+                Waited::Hung => {
+                    if core.check_lost() || !core.is_bound() {
+                        // Nothing will reset it: fail what is pending.
+                        self.device_gone(core);
+                    } else {
+                        core.recover(self.index);
+                    }
+                }
             }
         }
     }
@@ -482,7 +545,8 @@ impl HwQueue {
             Self::read_fence(core, &mut st);
             if st.completed >= seqno {
                 let failed = st.failed.iter().any(|&(lo, hi)| lo <= seqno && seqno <= hi);
-                return Ok(Waited::Done(if failed { Err(EIO) } else { Ok(()) }));
+                let errno = if st.lost { ENODEV } else { EIO };
+                return Ok(Waited::Done(if failed { Err(errno) } else { Ok(()) }));
             }
             if st.active.is_none() {
                 return Ok(Waited::Retired);

@@ -29,6 +29,11 @@ impl WorkItem for Core {
     type Pointer = Arc<Core>;
 
     fn run(this: Arc<Core>) {
+        // Jobs are pending (or it would not run): a device that stopped answering is lost,
+        // which fails them, rather than reset over and over.
+        if this.check_lost() {
+            return;
+        }
         let mut busy = false;
         for q in this.queues.iter() {
             match q.poll(&this) {

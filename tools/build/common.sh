@@ -25,7 +25,11 @@ strict) KMAKE="make LLVM=1" ;;
 fast) KMAKE="make" ;;
 *) die "VELA_KERNEL must be strict or fast, not '$VELA_KERNEL'" ;;
 esac
-KTREE=linux-$VELA_KERNEL      # under $VELA_CACHE/work, /cache in the root
+# The flavour's tree, under $VELA_CACHE/work (/cache in the root). A worktree
+# that changes the kernel config gives its tree another name with
+# VELA_KERNEL_TREE (the harness reads the same variable), so that its builds
+# and the others' do not rebuild one tree back and forth.
+KTREE=${VELA_KERNEL_TREE:-linux-$VELA_KERNEL}
 # Worktrees that build different driver sources side by side give each its
 # own module output (the harness reads the same variable).
 KMOD=${VELA_MODULE_DIR:-module-$VELA_KERNEL}
@@ -38,7 +42,7 @@ KMOD=${VELA_MODULE_DIR:-module-$VELA_KERNEL}
 build_lock() {
 	if [ -z "${VELA_BUILD_LOCKED:-}" ]; then
 		mkdir -p "$VELA_CACHE"
-		VELA_BUILD_LOCKED=1 exec flock -x "$VELA_CACHE/.build-$VELA_KERNEL.lock" "$0" "$@"
+		VELA_BUILD_LOCKED=1 exec flock -x "$VELA_CACHE/.build-$KTREE.lock" "$0" "$@"
 	fi
 }
 

@@ -32,6 +32,7 @@ const GUEST_BINS: &[&str] = &[
     "vela-isolation-test",
     "vela-v4l2-test",
     "vela-soak",
+    "vela-devloss-test",
 ];
 
 /// KUnit suites vela.ko carries; each must report when the module loads.
@@ -74,6 +75,9 @@ const CHECK_TESTS: &[(&str, &str)] = &[
     // dma-buf sharing between the devices and with udmabuf and the system dma-heap. Last: it
     // unbinds and rebinds a device.
     ("prime", "vela-prime-test"),
+    // Device loss: a model process killed and devices hot-removed and added again through
+    // QEMU's monitor. Last of all: it destroys devices (and brings them back).
+    ("devloss", "vela-devloss-test"),
 ];
 
 /// One guest test: (name, command).

@@ -50,7 +50,10 @@ pub(crate) struct Paths {
 impl Paths {
     /// The test kernel's tree (tools/build/kernel.sh builds it in place).
     pub(crate) fn kernel_tree(&self) -> PathBuf {
-        self.work.join(format!("linux-{}", self.kernel))
+        match std::env::var("VELA_KERNEL_TREE") {
+            Ok(t) if !t.is_empty() => self.work.join(t),
+            _ => self.work.join(format!("linux-{}", self.kernel)),
+        }
     }
 
     /// The test kernel's image.
@@ -265,11 +268,14 @@ fn run(paths: &Paths, opts: &Options) -> Result<Outcome, String> {
     let devices = model::topology(opts.mode);
     let run_dir = guest::prepare(paths, opts.mode, &devices, &opts.tests, &opts.extra)?;
     let accel = vm::pick_accel(paths, &run_dir);
-    let models = model::start(paths, &run_dir, &devices)?;
+    let models = std::sync::Arc::new(std::sync::Mutex::new(model::start(
+        paths, &run_dir, &devices,
+    )?));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let bridge = {
-        let (dir, stop) = (run_dir.clone(), stop.clone());
-        std::thread::spawn(move || model::bridge(dir, stop))
+        let (paths, dir, models, stop) =
+            (paths.clone(), run_dir.clone(), models.clone(), stop.clone());
+        std::thread::spawn(move || model::bridge(paths, dir, models, stop))
     };
     let outcome = vm::boot(
         paths,

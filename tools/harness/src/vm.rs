@@ -174,6 +174,10 @@ fn topology_args() -> Vec<String> {
         "xio3130-downstream,id=sw0_dn1,bus=sw0_up,chassis=3,slot=0",
         "xio3130-downstream,id=sw0_dn2,bus=sw0_up,chassis=4,slot=0",
         "pcie-root-port,id=rp1,bus=pcie.0,chassis=5,slot=2",
+        // Empty: where `harness device-add` puts a device whose old one cannot be deleted
+        // (see `model::harness_request`). The firmware reserves it a prefetchable window for
+        // a device's BAR2: acpiphp does not grow a bridge's windows.
+        "pcie-root-port,id=rp2,bus=pcie.0,chassis=6,slot=3,pref64-reserve=256M",
         "virtio-net-pci,netdev=n0,bus=sw0_dn2",
     ]
     .iter()
@@ -227,7 +231,11 @@ fn qemu_args(
         // feature bit, which identify_cpu() clears and reads back at boot: an interrupt in
         // that window makes KASAN report a wild-memory-access in the irq's spin lock
         // (Documentation/testing.rst, "Flakes found").
-        "max,la57=off".into(),
+        // 39 physical address bits: with 40 or more, QEMU reserves AMD's HyperTransport hole
+        // (0xfd00000000-0xffffffffff) in the e820 map for an AMD-like vCPU, where the firmware
+        // also puts the 64-bit PCI windows; the kernel then cannot place a hot-added or
+        // rescanned device's BAR2 in them (vela-devloss-test).
+        "max,phys-bits=39,la57=off".into(),
         "-smp".into(),
         "2".into(),
         "-m".into(),
@@ -252,6 +260,13 @@ fn qemu_args(
             share.display()
         ),
     ];
+    // Hotplug is q35's default, ACPI hotplug (acpiphp in the guest, see vela.config).
+    // The monitor, for device_del and device_add (`model::bridge`).
+    a.push("-qmp".into());
+    a.push(format!(
+        "unix:{},server=on,wait=off",
+        paths.in_root(&model::qmp_path(run_dir)).display()
+    ));
     a.extend(topology_args());
     for d in devices {
         let sock = paths.in_root(&model::socket_path(run_dir, d));

@@ -44,6 +44,8 @@ pub struct Args {
     pub devices: Vec<DeviceSpec>,
     pub control: Option<PathBuf>,
     pub inject: Vec<Knob>,
+    /// Serve the next client when one disconnects, rather than exit.
+    pub reconnect: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -121,6 +123,10 @@ struct Cli {
     /// fail-dma[=N], drop-irq[=N], corrupt-fence[=N], mmu-fault[=N]
     #[arg(long, value_name = "KNOB", value_parser = Knob::parse)]
     inject: Vec<Knob>,
+    /// When a device's client disconnects (QEMU's device_del), reset the device and wait for
+    /// the next client on the same socket (a device_add) rather than exit
+    #[arg(long)]
+    reconnect: bool,
     #[command(subcommand)]
     command: Option<Sub>,
 }
@@ -263,6 +269,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, CliErro
     Ok(Command::Serve(Args {
         devices,
         control: cli.control,
+        reconnect: cli.reconnect,
         inject: cli.inject,
     }))
 }
@@ -381,6 +388,7 @@ mod tests {
             "--device",
             "--control",
             "--inject",
+            "--reconnect",
             "--engines",
             "bench",
             "--version",
@@ -390,10 +398,19 @@ mod tests {
     }
 
     #[test]
+    fn reconnect() {
+        match p("--socket /a --reconnect").unwrap() {
+            Command::Serve(a) => assert!(a.reconnect),
+            c => panic!("{c:?}"),
+        }
+    }
+
+    #[test]
     fn extensions() {
         match p("--socket /a --control /c --inject fail-dma=2 --inject hang-engine=copy").unwrap() {
             Command::Serve(a) => {
                 assert_eq!(a.control, Some(PathBuf::from("/c")));
+                assert!(!a.reconnect);
                 assert_eq!(
                     a.inject,
                     vec![Knob::FailDma(2), Knob::Hang(crate::regs::Engine::Copy)]

@@ -77,7 +77,8 @@ pub fn main<I: IntoIterator<Item = String>>(args: I) -> Result<(), RunError> {
         .zip(&args.devices)
         .map(|((srv, dev), spec)| {
             let name = spec.socket.display().to_string();
-            thread::spawn(move || serve_one(&name, srv, dev))
+            let reconnect = args.reconnect;
+            thread::spawn(move || serve_one(&name, srv, dev, reconnect))
         })
         .collect();
     let mut failures = Vec::new();
@@ -99,12 +100,34 @@ pub fn main<I: IntoIterator<Item = String>>(args: I) -> Result<(), RunError> {
     }
 }
 
-fn serve_one(name: &str, srv: vfio_user::Server, dev: Arc<Device>) -> Result<(), String> {
-    log::info!("{name}: waiting for a client");
+/// Serves the device's clients: one, or with `reconnect` one after another, the device reset
+/// in between as a hot-removed function is: a device_add after a device_del finds a device
+/// fresh from power-up on the same socket (VRAM contents aside).
+fn serve_one(
+    name: &str,
+    srv: vfio_user::Server,
+    dev: Arc<Device>,
+    reconnect: bool,
+) -> Result<(), String> {
     let _engine = dev.start_engine();
-    server::serve(&srv, dev.clone()).map_err(|e| format!("{name}: {e}"))?;
-    log::info!("{name}: client disconnected");
-    Ok(())
+    loop {
+        log::info!("{name}: waiting for a client");
+        server::serve(&srv, dev.clone()).map_err(|e| format!("{name}: {e}"))?;
+        log::info!("{name}: client disconnected");
+        if !reconnect {
+            return Ok(());
+        }
+        dev.function_reset();
+        dev.sysmem.unmap_all();
+        // The old client's eventfds: no interrupt may reach them.
+        use vfio_bindings::bindings::vfio::{VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_NONE};
+        let _ = dev.set_msix(
+            VFIO_IRQ_SET_ACTION_TRIGGER | VFIO_IRQ_SET_DATA_NONE,
+            0,
+            0,
+            Vec::new(),
+        );
+    }
 }
 
 /// Block SIGTERM and SIGINT in this thread and, by inheritance, in every

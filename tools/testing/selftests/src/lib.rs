@@ -430,6 +430,17 @@ impl Drop for NoAccessPage {
 /// control socket, so it leaves a request file in the shared directory and waits for the reply
 /// the harness writes next to it. Returns the model's reply line (`ok ...`).
 pub fn inject(verb: &str) -> io::Result<String> {
+    request(verb, std::time::Duration::from_secs(20))
+}
+
+/// Asks the harness itself (`harness kill-model|device-del|device-add NAME`, see
+/// tools/harness/src/model.rs) to kill a device's model process or to hot-remove or hot-add a
+/// device through QEMU's monitor, and waits up to `timeout` for it to be done.
+pub fn harness(verb: &str, device: &str, timeout: std::time::Duration) -> io::Result<String> {
+    request(&format!("harness {verb} {device}"), timeout)
+}
+
+fn request(verb: &str, timeout: std::time::Duration) -> io::Result<String> {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let dir = std::path::Path::new("/run/vela/inject");
     fs::create_dir_all(dir)?;
@@ -443,7 +454,7 @@ pub fn inject(verb: &str) -> io::Result<String> {
     fs::write(&tmp, format!("{verb}\n"))?;
     fs::rename(&tmp, dir.join(format!("req-{id}")))?;
     let reply = dir.join(format!("rep-{id}"));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + timeout;
     while std::time::Instant::now() < deadline {
         if let Ok(r) = fs::read_to_string(&reply) {
             let _ = fs::remove_file(&reply);
