@@ -66,7 +66,7 @@ const CHECK_TESTS: &[Test] = &[
     // fast kernel.
     (
         "fuzz",
-        "vela-fuzz --seed 1 --seconds 15 --calls 40000 --procs 3",
+        "vela-fuzz --seed 1 --seconds 15 --calls 30000 --procs 3",
     ),
     // Faults injected into the model through the harness's control bridge.
     ("reliability", "vela-reliability-test"),

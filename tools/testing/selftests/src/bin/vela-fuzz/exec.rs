@@ -88,6 +88,10 @@ pub struct Outcome {
     pub sites: Vec<u32>,
     pub calls: u64,
     pub unexpected: Vec<String>,
+    /// The slowest call: (seconds, call number, its name).
+    pub slowest: (f64, usize, &'static str),
+    /// The closes at the end, in seconds.
+    pub teardown: f64,
 }
 
 /// Results of the calls: the fd, handle, id or seqno each made, while it exists.
@@ -582,28 +586,7 @@ impl<'a> Ctx<'a> {
                 let mut x: [u64; 2] = [h.as_ptr() as u64, 1];
                 (ioc(self.fd(a[0]), SYNCOBJ_RESET, &mut x), None)
             }
-            Op::Pressure => {
-                // 16 MiB VRAM buffers the file keeps until it closes: the next creates evict
-                // idle buffers to system memory, and jobs bring them back.
-                let fd = self.fd(a[0]);
-                let n = match u(1) {
-                    0 => 4,
-                    n => n.min(8),
-                };
-                let mut e = 0;
-                for _ in 0..n {
-                    let mut x = raw::drm_vela_bo_create {
-                        size: 16 << 20,
-                        flags: 3,
-                        handle: 0,
-                    };
-                    e = ioc(fd, vela_uapi::DRM_IOCTL_VELA_BO_CREATE, &mut x);
-                    if e != 0 {
-                        break;
-                    }
-                }
-                (if e == libc::ENOMEM { 0 } else { e }, None)
-            }
+            Op::Pressure => (pressure(self.fd(a[0]), u(1)), None),
         };
         if let Some(v) = res {
             if let Ok(mut t) = self.table.lock() {
@@ -620,7 +603,12 @@ impl<'a> Ctx<'a> {
         let n = range.len();
         for k in 0..n {
             let i = range.start + (start + k) % n.max(1);
+            let t0 = Instant::now();
             let e = self.call(i);
+            let dt = t0.elapsed().as_secs_f64();
+            if dt > self.out.slowest.0 {
+                self.out.slowest = (dt, i, self.prog.calls[i].op.def().name);
+            }
             self.out.calls += 1;
             self.judge(i, e);
             self.collect();
@@ -693,6 +681,45 @@ impl<'a> Ctx<'a> {
             .map(|(i, _)| i as u32)
             .collect()
     }
+}
+
+/// Fills VRAM, all but `slack` 64 KiB pages of it (0: 4), with VRAM_ONLY buffers the file
+/// keeps until it closes: the next creates must evict idle buffers to system memory, and
+/// jobs bring them back. The filler itself never moves, so the evictions are of the
+/// program's (and the other fuzzers') buffers, not of the filler.
+fn pressure(fd: i32, slack: u64) -> i32 {
+    let slack = match slack {
+        0 => 4,
+        n => n.min(64),
+    } * 0x10000;
+    let mut m = vela_uapi::drm_vela_query_memory::default();
+    let mut q = raw::drm_vela_query {
+        query: vela_uapi::drm_vela_query_id_DRM_VELA_QUERY_MEMORY,
+        size: std::mem::size_of_val(&m) as u32,
+        data: &mut m as *mut _ as u64,
+        ..Default::default()
+    };
+    let e = ioc(fd, vela_uapi::DRM_IOCTL_VELA_QUERY, &mut q);
+    if e != 0 {
+        return e;
+    }
+    // In pieces of at most 16 MiB, each of which fits in what was free: a create that does
+    // not fit even after evicting everything evicts everything first, which takes seconds.
+    let mut left = m.vram_free.saturating_sub(slack) & !0xfff;
+    while left >= 0x1000 {
+        let mut x = raw::drm_vela_bo_create {
+            size: left.min(16 << 20),
+            flags: vela_uapi::DRM_VELA_BO_VRAM | vela_uapi::DRM_VELA_BO_VRAM_ONLY,
+            handle: 0,
+        };
+        match ioc(fd, vela_uapi::DRM_IOCTL_VELA_BO_CREATE, &mut x) {
+            0 => left -= x.size,
+            // Another process took the room in between.
+            libc::ENOMEM => break,
+            e => return e,
+        }
+    }
+    0
 }
 
 fn udmabuf(size: u64) -> Result<u64, i32> {
@@ -809,6 +836,7 @@ pub fn run(env: &Env, prog: &Prog, kcov: Option<&Kcov>) -> Outcome {
         }
     }
     // Everything the program made hangs off its files and dma-bufs.
+    let t0 = Instant::now();
     if let Ok(mut t) = table.lock() {
         for (i, c) in prog.calls.iter().enumerate() {
             if matches!(c.op.def().result, Some(Kind::File) | Some(Kind::Dmabuf)) {
@@ -821,6 +849,7 @@ pub fn run(env: &Env, prog: &Prog, kcov: Option<&Kcov>) -> Outcome {
             }
         }
     }
+    main.out.teardown = t0.elapsed().as_secs_f64();
     // What the closes reached (the release paths) counts too.
     main.collect();
     main.out.sites = main.sites();

@@ -191,7 +191,7 @@ const KCOV_ENABLE: libc::c_ulong = 0x6364;
 const KCOV_DISABLE: libc::c_ulong = 0x6365;
 const KCOV_TRACE_PC: libc::c_ulong = 0;
 /// PCs one trace holds; a program's calls between two reads stay well below it.
-const WORDS: usize = 1 << 18;
+const WORDS: usize = 1 << 16;
 
 /// KCOV for the calling thread: a trace buffer the kernel fills with the PCs this thread
 /// reaches while enabled.

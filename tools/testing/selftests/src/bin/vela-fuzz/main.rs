@@ -247,7 +247,17 @@ fn main() {
     for (name, text) in &texts {
         match Prog::parse(text) {
             Ok(p) => {
+                let t0 = Instant::now();
                 let o = exec::run(&env, &p, kc);
+                t.diag(format_args!(
+                    "{name}: {} calls in {:.2} s (slowest: call {} {} {:.3} s; closes {:.3} s)",
+                    o.calls,
+                    t0.elapsed().as_secs_f64(),
+                    o.slowest.1,
+                    o.slowest.2,
+                    o.slowest.0,
+                    o.teardown
+                ));
                 replay_calls += o.calls;
                 cover.add(&o.sites);
                 bad.extend(o.unexpected.iter().map(|u| format!("{name}: {u}")));
@@ -304,6 +314,7 @@ fn main() {
     let mut kept = 0usize;
     let mut bad: Vec<String> = Vec::new();
     let mut written = 0usize;
+    let mut slow = 0;
     if let Some(d) = &out_dir {
         let _ = fs::create_dir_all(d);
     }
@@ -325,7 +336,21 @@ fn main() {
         if p.race.is_some_and(|(r, _)| r >= p.calls.len()) {
             p.race = None;
         }
+        let t0 = Instant::now();
         let o = exec::run(&env, &p, kc);
+        let dt = t0.elapsed().as_secs_f64();
+        if dt > 1.0 && slow < 10 {
+            slow += 1;
+            t.diag(format_args!(
+                "slow program ({:.2} s; call {} {} {:.3} s, closes {:.3} s):\n{}",
+                dt,
+                o.slowest.1,
+                o.slowest.2,
+                o.slowest.0,
+                o.teardown,
+                p.to_text()
+            ));
+        }
         runs += 1;
         session_calls += o.calls;
         if !o.unexpected.is_empty() {
