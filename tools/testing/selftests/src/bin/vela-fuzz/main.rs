@@ -254,10 +254,20 @@ fn main() {
             .map(|(n, s)| (n.to_string(), s.to_string()))
             .collect(),
     };
+    // The hand-written seeds first, so the coverage the kept programs add shows.
+    let mut texts = texts;
+    texts.sort_by_key(|(n, _)| (!n.starts_with("seed-"), n.clone()));
+    let seeds = texts.iter().filter(|(n, _)| n.starts_with("seed-")).count();
     let start = Instant::now();
     let mut bad: Vec<String> = Vec::new();
     let mut replay_calls = 0;
-    for (name, text) in &texts {
+    for (k, (name, text)) in texts.iter().enumerate() {
+        if k == seeds && total > 0 {
+            t.diag(format_args!(
+                "coverage after the {seeds} hand-written seed programs: {}",
+                cover.line()
+            ));
+        }
         match Prog::parse(text) {
             Ok(p) => {
                 let t0 = Instant::now();
@@ -383,7 +393,7 @@ fn main() {
         kept += 1;
         if let Some(d) = &out_dir {
             let small = minimize(&env, kc, &p, &new, &mut rng);
-            let name = format!("{:016x}-{written:04}.prog", seed);
+            let name = format!("kept-{seed:016x}-{written:04}.prog");
             let text = format!(
                 "# {} new sites; kept by vela-fuzz --seed {seed}\n{}",
                 new.len(),
