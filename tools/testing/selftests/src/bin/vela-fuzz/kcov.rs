@@ -132,11 +132,16 @@ pub fn elf_sites(elf: &[u8]) -> Result<Vec<(String, u64)>, String> {
 /// `_text` minus its link-time address: what KCOV subtracts from every PC (`canonicalize_ip`)
 /// when the kernel is relocated.
 fn kaslr_offset() -> u64 {
+    use std::io::BufRead;
     const START_KERNEL: u64 = 0xffff_ffff_8100_0000;
-    let Ok(syms) = fs::read_to_string("/proc/kallsyms") else {
+    let Ok(f) = File::open("/proc/kallsyms") else {
         return 0;
     };
-    syms.lines()
+    // `_text` comes early (after the per-CPU symbols); the whole file is large and slow to
+    // read under KASAN and TCG.
+    io::BufReader::new(f)
+        .lines()
+        .map_while(Result::ok)
         .find_map(|l| {
             let mut it = l.split_whitespace();
             let addr = it.next()?;
@@ -154,15 +159,25 @@ impl Sites {
         let kaslr = kaslr_offset();
         let mut by_pc = HashMap::new();
         let mut per_section: Vec<(String, usize)> = Vec::new();
+        let mut bases: HashMap<String, u64> = HashMap::new();
         for (sec, off) in sites {
-            let path = format!("/sys/module/{module}/sections/{sec}");
-            let base = fs::read_to_string(&path)
-                .ok()
-                .and_then(|s| u64::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok())
-                .ok_or_else(|| format!("{path}: no load address (is {module} loaded?)"))?;
-            if base == 0 {
-                return Err(format!("{path} reads 0: run as root with no_hash_pointers"));
-            }
+            let base = match bases.get(&sec) {
+                Some(b) => *b,
+                None => {
+                    let path = format!("/sys/module/{module}/sections/{sec}");
+                    let base = fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|s| {
+                            u64::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok()
+                        })
+                        .ok_or_else(|| format!("{path}: no load address (is {module} loaded?)"))?;
+                    if base == 0 {
+                        return Err(format!("{path} reads 0: run as root with no_hash_pointers"));
+                    }
+                    bases.insert(sec.clone(), base);
+                    base
+                }
+            };
             let n = by_pc.len() as u32;
             by_pc.insert(base.wrapping_add(off).wrapping_sub(kaslr), n);
             match per_section.iter_mut().find(|(s, _)| *s == sec) {
