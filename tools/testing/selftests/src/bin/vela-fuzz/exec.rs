@@ -589,9 +589,17 @@ impl<'a> Ctx<'a> {
             Op::Pressure => (pressure(self.fd(a[0]), u(1)), None),
         };
         if let Some(v) = res {
+            let is_fd = matches!(c.op.def().result, Some(Kind::File) | Some(Kind::Dmabuf));
             if let Ok(mut t) = self.table.lock() {
                 if let Some(s) = t.get_mut(i) {
-                    *s = Some(v);
+                    // Both racers ran this call: the older fd would be left open (and what it
+                    // holds alive) if it were only overwritten.
+                    if let Some(old) = s.replace(v) {
+                        if is_fd && old as i32 >= FD_BASE {
+                            // SAFETY: an fd of this program's, out of the table: closed once.
+                            unsafe { libc::close(old as i32) };
+                        }
+                    }
                 }
             }
         }
