@@ -363,8 +363,8 @@ fn main() {
         t.diag(format_args!("coverage after the corpus: {}", cover.line()));
         // COVERAGE says "N of M": what the corpus reached when it was grown. The driver
         // changes under it and timing moves a few percent between runs, so a little less is
-        // fine; much less means programs stopped
-        // reaching what they were kept for (or KCOV lost sites).
+        // fine; much less means programs stopped reaching what they were kept for (or KCOV
+        // lost sites).
         let recorded: Option<usize> = corpus::RECORDED
             .split_whitespace()
             .next()
