@@ -678,7 +678,8 @@ impl<'a> Ctx<'a> {
             .args
             .iter()
             .zip(&c.args)
-            .any(|(s, a)| *s == Slot::Num(Num::Zero) && matches!(a, Arg::Lit(v) if *v != 0))
+            // The fields are 32 bits wide: only what survives the cast reaches the kernel.
+            .any(|(s, a)| *s == Slot::Num(Num::Zero) && matches!(a, Arg::Lit(v) if *v as u32 != 0))
     }
 
     fn sites(&self) -> Vec<u32> {
