@@ -9,8 +9,8 @@
 //! 2. A guided session (`--seconds`/`--minutes`): programs of the corpus are mutated and run;
 //!    one that reaches a site of vela.ko nothing reached before joins the corpus (and, with
 //!    `--corpus-out DIR`, is minimized and written there).
-//! 3. Meanwhile `--procs` processes make `--calls` random-argument calls (random.rs), each
-//!    judged against the header's rules.
+//! 3. Meanwhile (from the session on) `--procs` processes make `--calls` random-argument
+//!    calls (random.rs), each judged against the header's rules.
 //!
 //! Then a real job's data is read back on the devices and VRAM must return to where it was.
 //!
@@ -238,16 +238,6 @@ fn main() {
     }
     let before = memory(&devs);
 
-    // The random phase runs in other processes while this one is guided.
-    let kids = match (calls, std::env::current_exe()) {
-        (0, _) => Vec::new(),
-        (_, Ok(exe)) => random::spawn(&exe, calls, procs, seed),
-        (_, Err(e)) => {
-            t.check(false, "find own executable", e);
-            Vec::new()
-        }
-    };
-
     // Coverage: the sites come from vela.ko itself; a kernel without KCOV (the fast one)
     // builds vela.ko without them, and only then may coverage be missing.
     let sites = Sites::load(&ko, "vela");
@@ -382,6 +372,18 @@ fn main() {
             }
         }
     }
+
+    // The random phase runs in other processes while this one is guided; not during the
+    // replay, whose eviction programs would spend seconds evicting the random fuzzers'
+    // buffers.
+    let kids = match (calls, std::env::current_exe()) {
+        (0, _) => Vec::new(),
+        (_, Ok(exe)) => random::spawn(&exe, calls, procs, seed),
+        (_, Err(e)) => {
+            t.check(false, "find own executable", e);
+            Vec::new()
+        }
+    };
 
     // 2. The guided session.
     let mut rng = Rng::new(seed);
