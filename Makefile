@@ -7,6 +7,7 @@
 #   make soak   an hour of fuzzing with faults and unbinds under it (not in check)
 #   make vm-test T=prime,sched  only those guest tests (and probe, which loads vela.ko)
 #   VELA_KERNEL=fast            any of them on the gcc kernel without sanitizers
+#   make fuzz-corpus            grow vela-fuzz's corpus in the VM (VELA_FUZZ_MINUTES, default 10)
 #
 # vela.ko itself is built by kbuild from Kbuild; everything the build makes
 # goes to $(VELA_CACHE), outside the work tree.
@@ -21,12 +22,12 @@ BIN := tools/target/release
 # Guest tests of `make vm-test`, comma-separated (vela-harness check --tests); empty: all.
 T ?=
 
-.PHONY: all deps module tools run check host-test lint vm-test bench soak clean help
+.PHONY: all deps module tools run check host-test lint vm-test bench soak fuzz-corpus clean help
 
 all: module tools
 
 help:
-	@sed -n '3,12p' Makefile
+	@sed -n '3,13p' Makefile
 
 deps:
 	tools/build/host-deps.sh
@@ -71,6 +72,15 @@ bench: tools
 SOAK_ARGS ?=
 soak: module tools
 	$(BIN)/vela-harness soak $(SOAK_ARGS)
+
+# A guided session on the strict kernel (the one with KCOV) whose new programs, minimized,
+# join tools/testing/fuzz/corpus with the coverage the whole corpus now reaches (COVERAGE).
+FUZZ_CORPUS := tools/testing/fuzz/corpus
+fuzz-corpus: module tools
+	$(BIN)/vela-harness check --tests fuzz-grow --timeout $$(( ($${VELA_FUZZ_MINUTES:-10} + 15) * 60 ))
+	cp $(VELA_CACHE)/work/results/latest/fuzz-corpus/*.prog $(FUZZ_CORPUS)/
+	cp $(VELA_CACHE)/work/results/latest/fuzz-corpus/COVERAGE $(FUZZ_CORPUS)/COVERAGE
+	@echo "corpus: $$(ls $(FUZZ_CORPUS)/*.prog | wc -l) programs, $$(du -sh $(FUZZ_CORPUS) | cut -f1), $$(cat $(FUZZ_CORPUS)/COVERAGE) sites"
 
 clean:
 	cd tools && $(CARGO) clean

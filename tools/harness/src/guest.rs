@@ -47,7 +47,7 @@ pub(crate) const KUNIT_SUITES: &[&str] = &[
 ];
 
 /// The guest test list: (name, command). Each prints TAP on stdout.
-const CHECK_TESTS: &[(&str, &str)] = &[
+const CHECK_TESTS: &[Test] = &[
     // Before vela.ko loads: the test drives the device from userspace.
     ("bar0-smoke", "vela-bar0-smoke"),
     ("probe", "vela-probe-test"),
@@ -62,7 +62,13 @@ const CHECK_TESTS: &[(&str, &str)] = &[
     // A job reaches only what its owner bound: the kernel's VAs and fence slots fault it.
     ("isolation", "vela-isolation-test"),
     // A fixed seed makes a failure reproducible; several processes race on one device.
-    ("fuzz", "vela-fuzz --calls 100000 --procs 4 --seed 1"),
+    // The corpus replayed, a short coverage-guided session, and random-argument calls from
+    // three processes at the same time; bounded so the suite stays within a minute on the
+    // fast kernel.
+    (
+        "fuzz",
+        "vela-fuzz --seed 1 --seconds 15 --calls 30000 --procs 3",
+    ),
     // Faults injected into the model through the harness's control bridge.
     ("reliability", "vela-reliability-test"),
     // VRAM pressure: eviction to system memory and back.
@@ -80,19 +86,29 @@ const CHECK_TESTS: &[(&str, &str)] = &[
     ("devloss", "vela-devloss-test"),
 ];
 
+/// Guest tests that only run when named (`make vm-test T=fuzz-grow`), never in a full check.
+/// `fuzz-grow` grows vela-fuzz's corpus: a guided session of `VELA_FUZZ_MINUTES` (default
+/// 10) whose new programs land in the results directory (`fuzz-corpus/`); `make fuzz-corpus`
+/// runs it and copies them into tools/testing/fuzz/corpus.
+const ON_REQUEST_TESTS: &[Test] = &[(
+    "fuzz-grow",
+    "vela-fuzz --seed $VELA_FUZZ_SEED --minutes $VELA_FUZZ_MINUTES --corpus-out $R/fuzz-corpus",
+)];
+
 /// One guest test: (name, command).
 pub(crate) type Test = (&'static str, &'static str);
 
 /// The guest test that loads vela.ko; every selection runs it.
 const PROBE: &str = "probe";
 
-/// The names of [`CHECK_TESTS`], for messages.
+/// The names of [`CHECK_TESTS`], then those of [`ON_REQUEST_TESTS`], for messages.
 pub(crate) fn test_names() -> String {
-    CHECK_TESTS
-        .iter()
-        .map(|(n, _)| *n)
-        .collect::<Vec<_>>()
-        .join(",")
+    let names = |l: &[Test]| l.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(",");
+    format!(
+        "{} (only when named: {})",
+        names(CHECK_TESTS),
+        names(ON_REQUEST_TESTS)
+    )
 }
 
 /// `VELA_ONLY`, the selection of the edit loop: comma-separated test names.
@@ -115,10 +131,12 @@ pub(crate) fn select(names: &[String]) -> Result<Vec<Test>, String> {
         .map(|n| n.trim())
         .filter(|n| !n.is_empty())
         .collect();
-    if let Some(bad) = wanted
-        .iter()
-        .find(|n| !CHECK_TESTS.iter().any(|(name, _)| name == *n))
-    {
+    if let Some(bad) = wanted.iter().find(|n| {
+        !CHECK_TESTS
+            .iter()
+            .chain(ON_REQUEST_TESTS)
+            .any(|(name, _)| name == *n)
+    }) {
         return Err(format!(
             "unknown guest test '{bad}'; the tests are {}",
             test_names()
@@ -127,6 +145,11 @@ pub(crate) fn select(names: &[String]) -> Result<Vec<Test>, String> {
     Ok(CHECK_TESTS
         .iter()
         .filter(|(name, _)| wanted.is_empty() || *name == PROBE || wanted.contains(name))
+        .chain(
+            ON_REQUEST_TESTS
+                .iter()
+                .filter(|(name, _)| wanted.contains(name)),
+        )
         .copied()
         .collect())
 }
@@ -134,12 +157,24 @@ pub(crate) fn select(names: &[String]) -> Result<Vec<Test>, String> {
 fn expectations(devices: &[model::DeviceSpec]) -> String {
     // The tests compare what the driver reports with what the model was started with.
     let d = &devices[0];
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(default)
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_secs());
     format!(
-        "export VELA_EXPECT_VRAM_MIB={} VELA_EXPECT_SERIAL={} VELA_EXPECT_QUEUES={} VELA_EXPECT_DEVICES={}\n",
+        "export VELA_EXPECT_VRAM_MIB={} VELA_EXPECT_SERIAL={} VELA_EXPECT_QUEUES={} VELA_EXPECT_DEVICES={}\n\
+         export VELA_FUZZ_MINUTES={} VELA_FUZZ_SEED={}\n",
         d.vram_mib,
         d.serial,
         d.queues,
-        devices.len()
+        devices.len(),
+        env("VELA_FUZZ_MINUTES", 10),
+        env("VELA_FUZZ_SEED", now),
     )
 }
 
@@ -380,6 +415,19 @@ mod tests {
         for (name, cmd) in CHECK_TESTS {
             assert!(all.contains(&format!("run {name} {cmd}\n")), "{name}");
         }
+    }
+
+    #[test]
+    fn on_request_tests_run_only_when_named() {
+        let all = select(&[]).unwrap();
+        assert!(!all.iter().any(|(n, _)| *n == "fuzz-grow"));
+        let grow = select(&strings(&["fuzz-grow"])).unwrap();
+        let names: Vec<&str> = grow.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["probe", "fuzz-grow"]);
+        let devices = model::topology(Mode::Check);
+        let s = script(Mode::Check, &devices, &grow, &[]);
+        assert!(s.contains("export VELA_FUZZ_MINUTES="), "{s}");
+        assert!(s.contains("--corpus-out $R/fuzz-corpus"), "{s}");
     }
 
     #[test]

@@ -52,6 +52,16 @@ pub(crate) fn keep(
             if e.file_type().is_ok_and(|t| t.is_file()) {
                 let to = dir.join(e.file_name());
                 fs::copy(e.path(), &to).map_err(|er| err(&to, er))?;
+            } else if e.file_type().is_ok_and(|t| t.is_dir()) {
+                // A test's own output directory (vela-fuzz's grown corpus): its files.
+                let sub = dir.join(e.file_name());
+                fs::create_dir_all(&sub).map_err(|er| err(&sub, er))?;
+                for f in fs::read_dir(e.path()).into_iter().flatten().flatten() {
+                    if f.file_type().is_ok_and(|t| t.is_file()) {
+                        let to = sub.join(f.file_name());
+                        fs::copy(f.path(), &to).map_err(|er| err(&to, er))?;
+                    }
+                }
             }
         }
     }
