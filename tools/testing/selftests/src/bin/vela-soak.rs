@@ -84,8 +84,11 @@ fn job_works(d: &PciDev, seed: u32) -> Result<(), String> {
     vela_selftests::same(&got, &want)
 }
 
-/// Unbinds `bdf` from vela and binds it again, waiting for its node to answer.
-fn rebind(d: &PciDev) -> io::Result<()> {
+/// Unbinds `d` (model device `index`) from vela and binds it again, waiting for its node to
+/// answer. Its faults are cleared first: probe's MSI-X self-test rightly refuses a device
+/// whose interrupt is dropped, and a hung engine would fail its first kernel copy.
+fn rebind(d: &PciDev, index: usize) -> io::Result<()> {
+    inject(&format!("dev={index} clear"))?;
     std::fs::write(format!("{DRIVER}/unbind"), &d.bdf)?;
     thread::sleep(Duration::from_millis(500));
     std::fs::write(format!("{DRIVER}/bind"), &d.bdf)?;
@@ -104,6 +107,8 @@ struct Totals {
     fault_errors: AtomicU64,
     rebinds: AtomicU64,
     rebind_errors: AtomicU64,
+    /// What the failed unbind/bind cycles said, for the diagnostics.
+    why: std::sync::Mutex<Vec<String>>,
 }
 
 fn main() {
@@ -147,16 +152,22 @@ fn main() {
         fault_errors: AtomicU64::new(0),
         rebinds: AtomicU64::new(0),
         rebind_errors: AtomicU64::new(0),
+        why: std::sync::Mutex::new(Vec::new()),
     });
     let ndev = devs.len() as u64;
+    // Held by the rebinder from clearing a device's faults until it is bound again, and by
+    // the fault thread around each request, so no fault is armed on a device while it probes.
+    // The model numbers devices in the order of their bus addresses, as `devs` is sorted.
+    let probing = Arc::new(std::sync::Mutex::new(()));
     let faults = {
-        let (stop, totals) = (stop.clone(), totals.clone());
+        let (stop, totals, probing) = (stop.clone(), totals.clone(), probing.clone());
         thread::spawn(move || {
             let mut rng = Rng::new(seed ^ 0xfa17);
             while !stop.load(Ordering::Relaxed) {
                 thread::sleep(Duration::from_millis(1000 + rng.next_u64() % 3000));
                 let verb = FAULTS[(rng.next_u64() % FAULTS.len() as u64) as usize];
                 let dev = rng.next_u64() % ndev;
+                let _g = probing.lock().unwrap_or_else(|p| p.into_inner());
                 match inject(&format!("dev={dev} {verb}")) {
                     Ok(_) => totals.faults.fetch_add(1, Ordering::Relaxed),
                     Err(_) => totals.fault_errors.fetch_add(1, Ordering::Relaxed),
@@ -170,6 +181,7 @@ fn main() {
     };
     let rebinder = {
         let (stop, totals, devs) = (stop.clone(), totals.clone(), devs.clone());
+        let probing = probing.clone();
         thread::spawn(move || {
             let mut rng = Rng::new(seed ^ 0xb1d);
             while !stop.load(Ordering::Relaxed) {
@@ -180,10 +192,16 @@ fn main() {
                     }
                     thread::sleep(Duration::from_secs(1));
                 }
-                let d = &devs[(rng.next_u64() % devs.len() as u64) as usize];
-                match rebind(d) {
+                let i = (rng.next_u64() % devs.len() as u64) as usize;
+                let _g = probing.lock().unwrap_or_else(|p| p.into_inner());
+                match rebind(&devs[i], i) {
                     Ok(()) => totals.rebinds.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => totals.rebind_errors.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        if let Ok(mut w) = totals.why.lock() {
+                            w.push(format!("{}: {e}", devs[i].bdf));
+                        }
+                        totals.rebind_errors.fetch_add(1, Ordering::Relaxed)
+                    }
                 };
             }
         })
@@ -255,6 +273,11 @@ fn main() {
         totals.rebind_errors.load(Ordering::Relaxed),
     );
     t.diag(format_args!("{f} faults armed, {r} unbind/bind cycles"));
+    if let Ok(w) = totals.why.lock() {
+        for why in w.iter() {
+            t.diag(format_args!("unbind/bind failed: {why}"));
+        }
+    }
     t.check(
         done >= calls || start.elapsed() >= bound,
         "the call budget or the time bound was spent",
