@@ -325,7 +325,7 @@ impl Core {
         }
         dev_err!(self.pdev, "the device stopped answering (registers read all-ones): lost; its jobs fail with ENODEV\n");
         for q in self.queues.iter() {
-            q.fail_lost();
+            q.fail_lost(self);
         }
         self.exports.revoke_all();
         if let Some(hook) = self.lost_hook.lock().as_ref() {

@@ -115,6 +115,17 @@ pub(crate) struct QueueState {
     lost: bool,
 }
 
+/// How [`HwQueue::end_pending`] leaves a queue whose pending jobs it failed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// After an error or a fault: reset and enabled again, empty.
+    Restart,
+    /// Unbind: reset if it had work, and jobs failing from now on fail with `ENODEV`.
+    Gone,
+    /// The device does not answer: registers untouched, `ENODEV` from now on.
+    Lost,
+}
+
 /// What the watchdog found on a queue.
 pub(crate) enum Poll {
     /// Every job submitted is done.
@@ -423,26 +434,7 @@ impl HwQueue {
 
     /// The queue stopped on an error or a fault: fail what is pending and restart it empty.
     pub(crate) fn fail_pending(&self, core: &Core) {
-        let mut st = self.state.lock();
-        if st.completed < st.submitted {
-            let (lo, hi) = (st.completed + 1, st.submitted);
-            record_failure(&mut st.failed, FAILURES_KEPT, lo, hi);
-            st.completed = st.submitted;
-        }
-        let i = self.index as usize;
-        let _ = core.with_bar0(|bar| {
-            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
-            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_enable::<1>());
-            Ok(())
-        });
-        if let Some(a) = st.active.as_mut() {
-            a.tail = 0;
-            a.head_seen = 0;
-        }
-        st.epoch += 1;
-        Self::signal_fences(&mut st);
-        drop(st);
-        self.done.notify_all();
+        self.end_pending(core, Ending::Restart);
     }
 
     /// The device is going (unbind begins): the queue's pending jobs are aborted (a queue
@@ -450,37 +442,49 @@ impl HwQueue {
     /// jobs that fail from now on. Nothing would complete them: the device is being removed,
     /// or unbound with no one left to take its interrupts.
     pub(crate) fn device_gone(&self, core: &Core) {
+        self.end_pending(core, Ending::Gone);
+    }
+
+    /// The device is lost ([`Core::mark_lost`]): every pending job fails with `ENODEV` and
+    /// nothing touches the registers. The ring stays as it is until the queue is stopped.
+    pub(crate) fn fail_lost(&self, core: &Core) {
+        self.end_pending(core, Ending::Lost);
+    }
+
+    /// Fails every job submitted and not completed, and signals their fences; what happens to
+    /// the queue itself is `how`'s.
+    fn end_pending(&self, core: &Core, how: Ending) {
         let mut st = self.state.lock();
-        st.lost = true;
-        if st.completed < st.submitted {
-            let i = self.index as usize;
-            let _ = core.with_bar0(|bar| {
-                bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
-                Ok(())
-            });
+        let pending = st.completed < st.submitted;
+        if how != Ending::Restart {
+            st.lost = true;
+        }
+        if pending {
             let (lo, hi) = (st.completed + 1, st.submitted);
             record_failure(&mut st.failed, FAILURES_KEPT, lo, hi);
             st.completed = st.submitted;
+        }
+        // A reset makes the device write nothing more for the jobs just failed. Best effort:
+        // a device whose BAR is gone writes nothing anyway.
+        let reset = match how {
+            Ending::Restart => true,
+            Ending::Gone => pending,
+            Ending::Lost => false,
+        };
+        if reset {
+            let i = self.index as usize;
+            let _ = core.with_bar0(|bar| {
+                bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
+                if how == Ending::Restart {
+                    bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_enable::<1>());
+                }
+                Ok(())
+            });
             if let Some(a) = st.active.as_mut() {
                 a.tail = 0;
                 a.head_seen = 0;
             }
             st.epoch += 1;
-        }
-        Self::signal_fences(&mut st);
-        drop(st);
-        self.done.notify_all();
-    }
-
-    /// The device is lost ([`Core::mark_lost`]): every pending job fails with `ENODEV` and
-    /// nothing touches the registers. The ring stays as it is until the queue is stopped.
-    pub(crate) fn fail_lost(&self) {
-        let mut st = self.state.lock();
-        st.lost = true;
-        if st.completed < st.submitted {
-            let (lo, hi) = (st.completed + 1, st.submitted);
-            record_failure(&mut st.failed, FAILURES_KEPT, lo, hi);
-            st.completed = st.submitted;
         }
         Self::signal_fences(&mut st);
         drop(st);

@@ -168,28 +168,38 @@ pub fn heap_alloc(heap: &str, len: u64) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(a.fd as i32) })
 }
 
-/// A shared read-write mapping of the first `len` bytes of a file (a memfd or a dma-buf);
-/// unmapped on drop. Accesses are copies through raw pointers: a device may write the memory
-/// behind the compiler's back.
 /// A new read-write shared mapping of the first `len` bytes of `fd`; the caller unmaps it.
 pub fn map_shared(fd: impl AsFd, len: usize) -> io::Result<NonNull<u8>> {
-    // SAFETY: a new shared mapping chosen by the kernel; nothing of ours is replaced.
+    map_shared_at(fd.as_fd().as_raw_fd(), len, 0)
+        .map_err(|e| io::Error::new(e.kind(), format!("mmap of {len} bytes: {e}")))
+}
+
+/// A new read-write shared mapping of `len` bytes of the file `fd` names, at `offset`; the
+/// caller unmaps it. `fd` is raw so that a fuzzer may pass one that is not open.
+pub fn map_shared_at(fd: i32, len: usize, offset: u64) -> io::Result<NonNull<u8>> {
+    let off =
+        libc::off_t::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: a new shared mapping chosen by the kernel; nothing of ours is replaced. A bad
+    // fd or offset makes the call fail, nothing else.
     let p = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
             len,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_SHARED,
-            fd.as_fd().as_raw_fd(),
-            0,
+            fd,
+            off,
         )
     };
     if p == libc::MAP_FAILED {
-        return Err(last_error(&format!("mmap of {len} bytes")));
+        return Err(io::Error::last_os_error());
     }
     NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned NULL"))
 }
 
+/// A shared read-write mapping of the first `len` bytes of a file (a memfd or a dma-buf);
+/// unmapped on drop. Accesses are copies through raw pointers: a device may write the memory
+/// behind the compiler's back.
 pub struct FdMap {
     ptr: NonNull<u8>,
     len: usize,

@@ -30,7 +30,7 @@ use std::{
 use vela_runtime::{Access, Buffer, BufferFlags, Command, Device, Error, Queue, Vm, WaitStatus};
 use vela_selftests::{
     harness, inject, p2p_topology, pattern, same,
-    sharing::{open, read_bo, s, vram_with},
+    sharing::{local_copy_works, open, read_bo, s, vram_with},
     vela_pci_devices, PciDev, Tap,
 };
 
@@ -74,19 +74,6 @@ fn probe_read(ptr: *const u8) -> Result<Option<i32>, String> {
         return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
     }
     Ok(libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)))
-}
-
-/// On `dev`: a COPY between two fresh buffers in a fresh VM, data checked.
-fn local_copy_works(dev: &Device, seed: u32) -> Result<(), String> {
-    let want = pattern(seed, LEN);
-    let src = vram_with(dev, &want, BufferFlags::NONE)?;
-    let dst = vram_with(dev, &pattern(seed ^ 0xffff, LEN), BufferFlags::NONE)?;
-    let vm = s(Vm::create(dev))?;
-    let q = s(Queue::create(&vm))?;
-    let bs = s(vm.bind_auto(&src, Access::READ))?;
-    let bd = s(vm.bind_auto(&dst, Access::READ_WRITE))?;
-    s(q.run(&[Command::copy(bs.va(), bd.va(), LEN)], T))?;
-    same(&read_bo(&dst, LEN)?, &want)
 }
 
 /// COPYs all of `bo` (a buffer or an import of `dev`) into a fresh buffer and compares.

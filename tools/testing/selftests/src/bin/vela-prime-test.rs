@@ -41,7 +41,7 @@ use vela_selftests::{
     get,
     importer::{Attach, Importer},
     io, p2p_topology, pattern, same,
-    sharing::{check_data, open, read_bo, s, vram_with},
+    sharing::{check_data, local_copy_works, open, read_bo, s, vram_with},
     step, P2pTopology, PciDev, Tap,
 };
 
@@ -65,20 +65,6 @@ fn long_fill(va: u64, junk: u32, last: u32) -> Vec<Command> {
 fn copy_ok(t: &mut Tap, q: &Queue<'_>, from: u64, to: u64, desc: &str) {
     let r = s(q.run(&[Command::copy(from, to, LEN)], T));
     t.check(r.is_ok(), desc, format_args!("{r:?}"));
-}
-
-/// On `dev`: a local buffer with data COPYed into another local buffer, checked. Proves the
-/// device (and its engine and MMU) works.
-fn local_copy_works(dev: &Device, seed: u32) -> Result<(), String> {
-    let want = pattern(seed, LEN);
-    let src = vram_with(dev, &want, BufferFlags::NONE)?;
-    let dst = vram_with(dev, &pattern(seed ^ 0xffff, LEN), BufferFlags::NONE)?;
-    let vm = s(Vm::create(dev))?;
-    let q = s(Queue::create(&vm))?;
-    let bs = s(vm.bind_auto(&src, Access::READ))?;
-    let bd = s(vm.bind_auto(&dst, Access::READ_WRITE))?;
-    s(q.run(&[Command::copy(bs.va(), bd.va(), LEN)], T))?;
-    same(&read_bo(&dst, LEN)?, &want)
 }
 
 /// BO_INFO of an import of a foreign dma-buf: IMPORTED, no flags, at least `len` bytes, and

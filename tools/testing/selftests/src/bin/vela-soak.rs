@@ -29,8 +29,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use vela_runtime::{kernels::Rng, Access, Buffer, BufferFlags, Command, Queue, Vm};
-use vela_selftests::{inject, pattern, vela_pci_devices, PciDev, Tap};
+use vela_runtime::kernels::Rng;
+use vela_selftests::{inject, sharing::local_copy_works, vela_pci_devices, PciDev, Tap};
 
 const DRIVER: &str = "/sys/bus/pci/drivers/vela";
 /// Calls per fuzzer round: short enough that a device rebound mid-round is opened afresh by
@@ -63,25 +63,7 @@ fn memory(d: &PciDev) -> Result<(u64, u64), String> {
 
 /// A copy job on `d` whose result is read back.
 fn job_works(d: &PciDev, seed: u32) -> Result<(), String> {
-    const LEN: u64 = 1 << 20;
-    let dev = d.open()?;
-    let s = |e: vela_runtime::Error| e.to_string();
-    let flags = BufferFlags::VRAM | BufferFlags::CPU_VISIBLE;
-    let want = pattern(seed, LEN);
-    let src = Buffer::create(&dev, LEN, flags).map_err(s)?;
-    src.map().map_err(s)?.write(0, &want).map_err(s)?;
-    let dst = Buffer::create(&dev, LEN, flags).map_err(s)?;
-    let vm = Vm::create(&dev).map_err(s)?;
-    let q = Queue::create(&vm).map_err(s)?;
-    let a = vm.bind_auto(&src, Access::READ).map_err(s)?;
-    let b = vm.bind_auto(&dst, Access::READ_WRITE).map_err(s)?;
-    q.run(
-        &[Command::copy(a.va(), b.va(), LEN)],
-        Duration::from_secs(60),
-    )
-    .map_err(s)?;
-    let got = dst.map().map_err(s)?.read_vec(0, LEN as usize).map_err(s)?;
-    vela_selftests::same(&got, &want)
+    local_copy_works(&d.open()?, seed)
 }
 
 /// Unbinds `d` (model device `index`) from vela and binds it again, waiting for its node to

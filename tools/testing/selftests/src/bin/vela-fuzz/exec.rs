@@ -170,20 +170,10 @@ fn timeout(v: u64) -> i64 {
 /// Maps `len` bytes of `fd` at `offset`, writes a word and reads it back, unmaps.
 fn touch(fd: i32, offset: u64, len: u64, sync: bool) -> i32 {
     let len = len.clamp(0x1000, 0x20_0000).next_multiple_of(0x1000) as usize;
-    // SAFETY: a new shared mapping at an address the kernel picks.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd,
-            offset as libc::off_t,
-        )
+    let p = match vela_selftests::dmabuf::map_shared_at(fd, len, offset) {
+        Ok(p) => p.as_ptr().cast::<libc::c_void>(),
+        Err(e) => return e.raw_os_error().unwrap_or(libc::EIO),
     };
-    if p == libc::MAP_FAILED {
-        return errno();
-    }
     // DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW, then END.
     let mut s = [3u64];
     if sync {

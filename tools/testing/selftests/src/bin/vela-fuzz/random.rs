@@ -371,34 +371,25 @@ impl Child {
 
     fn touch_mapping(&mut self, offset: u64, size: u64) {
         let len = size as usize;
-        // SAFETY: a new shared mapping of the buffer at an address the kernel picks.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                self.dev.as_raw_fd(),
-                offset as libc::off_t,
-            )
-        };
-        let res = if p == libc::MAP_FAILED {
-            Err(io::Error::last_os_error())
-        } else {
-            let v = self.rng.next_u64();
-            let at = (self.rng.below(size / 8) * 8) as usize;
-            // SAFETY: `at + 8 <= len`, 8-byte aligned inside the live mapping.
-            let back = unsafe {
-                let q = p.cast::<u8>().add(at).cast::<u64>();
-                q.write_volatile(v);
-                q.read_volatile()
-            };
-            // SAFETY: unmaps what was mapped above.
-            unsafe { libc::munmap(p, len) };
-            if back == v {
-                Ok(())
-            } else {
-                Err(io::Error::from_raw_os_error(libc::EIO))
+        let res = match vela_selftests::dmabuf::map_shared_at(self.dev.as_raw_fd(), len, offset) {
+            Err(e) => Err(e),
+            Ok(p) => {
+                let p = p.as_ptr().cast::<libc::c_void>();
+                let v = self.rng.next_u64();
+                let at = (self.rng.below(size / 8) * 8) as usize;
+                // SAFETY: `at + 8 <= len`, 8-byte aligned inside the live mapping.
+                let back = unsafe {
+                    let q = p.cast::<u8>().add(at).cast::<u64>();
+                    q.write_volatile(v);
+                    q.read_volatile()
+                };
+                // SAFETY: unmaps what was mapped above.
+                unsafe { libc::munmap(p, len) };
+                if back == v {
+                    Ok(())
+                } else {
+                    Err(io::Error::from_raw_os_error(libc::EIO))
+                }
             }
         };
         self.record(
