@@ -16,7 +16,7 @@ die() { printf '[vela] error: %s\n' "$*" >&2; exit 1; }
 # The test kernel flavour (Documentation/testing.rst, "Two kernels"):
 #   strict  clang-built, KASAN, UBSAN, KFENCE, KCOV on vela.ko, lockdep,
 #           kmemleak: what `make check` and CI run on;
-#   fast    gcc-built, lockdep and kmemleak only: about 4x faster guests, for
+#   fast    gcc-built, lockdep and kmemleak only: about 2x faster guests, for
 #           the edit loop (`make vm-test VELA_KERNEL=fast`).
 # Each has its own tree and module output, so switching rebuilds nothing.
 VELA_KERNEL=${VELA_KERNEL:-strict}
