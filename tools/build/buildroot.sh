@@ -6,9 +6,9 @@
 
 # Bump when the way the root is made changes; editing this script alone does
 # not remake the root.
-ROOT_FORMAT=1
+ROOT_FORMAT=2
 lists=("$VELA_TOP/tools/build/packages.txt" "$VELA_TOP/tools/build/backports.txt"
-	"$VELA_TOP/tools/build/kernel-versions.txt")
+	"$VELA_TOP/tools/build/kernel-versions.txt" "$VELA_TOP/tools/build/fetch-sources.sh")
 key=$(inputs_hash "${lists[@]}" "format=$ROOT_FORMAT")
 
 # Builds and VMs hold this lock shared while they use the root; replacing the
@@ -63,8 +63,10 @@ mmdebstrap --variant=apt --components=main --include="$pkgs" \
 	--aptopt='APT::Install-Recommends "false"' \
 	--customize-hook="chroot \"\$1\" apt-get install -y -q -t trixie-backports $bpo" \
 	--customize-hook="for v in $kvers; do chroot \"\$1\" apt-get install -y -q \"linux-source-7.2=\$v\" && exit 0; done; exit 1" \
+	--customize-hook="\"$VELA_TOP/tools/build/fetch-sources.sh\" \"\$1\"" \
 	--customize-hook='chroot "$1" apt-get clean' \
-	trixie "$tmp" "deb $mirror trixie main" "deb $mirror trixie-backports main" >&2
+	trixie "$tmp" "deb $mirror trixie main" "deb $mirror trixie-backports main" \
+	"deb-src $mirror trixie main" >&2
 
 mkdir -p "$tmp/vela" "$tmp/cache"
 install_init "$tmp"
