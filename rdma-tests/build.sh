@@ -127,6 +127,14 @@ unpack() {
 # the rxe provider only (ninja builds the libibverbs it links against too).
 rc_out=$W/out/rdma-core-$rc_key
 if [ ! -f "$rc_out/librxe-rdmav34.so" ]; then
+	# The provider is only ABI-compatible with the libibverbs of its own
+	# release (IBVERBS_PRIVATE_<n>, struct verbs_context_ops).
+	rc_ver=$(basename "$rc_deb")
+	rc_ver=${rc_ver#rdma-core_}
+	rc_ver=${rc_ver%.debian.tar.*}
+	have=$(chroot "$ROOT_DIR" dpkg-query -W -f='${Version}' libibverbs1)
+	[ "$have" = "$rc_ver" ] ||
+		die "the root's libibverbs1 is $have, the rdma-core source $rc_ver: refetch the sources"
 	log "building rdma-core's librxe ($(basename "$rc_orig"), ${#rc_patches[@]} patch(es))"
 	start=$(date +%s)
 	unpack "$W/rdma-core" "$rc_orig" "$rc_deb" "${rc_patches[@]}"
