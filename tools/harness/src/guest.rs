@@ -184,6 +184,9 @@ export PATH=/run/vela/bin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 R=/run/vela/results
 mkdir -p $R
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
+# Loopback: TCP to the guest's own addresses (perftest's and the RDMA tests' connection
+# setup over rxe in one VM) goes through it.
+ip link set lo up 2>/dev/null || true
 echo "VELA-GUEST: up, kernel $(uname -r)"
 # Boot-time kmemleak reports are not ours; only what the tests leave counts.
 [ -w /sys/kernel/debug/kmemleak ] && echo clear > /sys/kernel/debug/kmemleak
