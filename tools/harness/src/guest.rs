@@ -35,6 +35,10 @@ const GUEST_BINS: &[&str] = &[
     "vela-devloss-test",
 ];
 
+/// The guest binaries of rdma-tests/tests (C, built in the root by rdma-tests/build.sh into
+/// [`Paths::rdma_tests_dir`]). One that is missing is not shipped; its test then fails.
+const RDMA_BINS: &[&str] = &["vela-rdma-test"];
+
 /// KUnit suites vela.ko carries; each must report when the module loads.
 pub(crate) const KUNIT_SUITES: &[&str] = &[
     "vela_identity",
@@ -78,6 +82,10 @@ const CHECK_TESTS: &[Test] = &[
     // Vela's exports imported into V4L2 (vivid, vb2-vmalloc and vb2-dma-contig queues):
     // frames captured into them; VRAM_ONLY refused with a clean errno, no WARN.
     ("v4l2", "vela-v4l2-test"),
+    // Soft-RoCE (rxe) memory regions on dma-bufs: Vela VRAM below the NIC's switch (P2P), the
+    // device on its own root port (moved to system memory), a dma-heap and a udmabuf; bad
+    // input; and revocation. Before prime: it unbinds and rebinds the P2P device.
+    ("rdma", "vela-rdma-test"),
     // dma-buf sharing between the devices and with udmabuf and the system dma-heap. Last: it
     // unbinds and rebinds a device.
     ("prime", "vela-prime-test"),
@@ -300,6 +308,18 @@ pub(crate) fn prepare(
         fs::copy(&src, share.join("bin").join(b))
             .map_err(|e| err(&src.display().to_string(), e))?;
     }
+    for b in RDMA_BINS {
+        let src = paths.rdma_tests_dir().join(b);
+        if src.exists() {
+            fs::copy(&src, share.join("bin").join(b))
+                .map_err(|e| err(&src.display().to_string(), e))?;
+        } else {
+            eprintln!(
+                "vela-harness: {} is missing (rdma-tests/build.sh builds it); not shipped",
+                src.display()
+            );
+        }
+    }
     for e in extra {
         fs::copy(e, share.join("bin").join(extra_name(e)))
             .map_err(|er| err(&e.display().to_string(), er))?;
@@ -428,6 +448,20 @@ mod tests {
         let s = script(Mode::Check, &devices, &grow, &[]);
         assert!(s.contains("export VELA_FUZZ_MINUTES="), "{s}");
         assert!(s.contains("--corpus-out $R/fuzz-corpus"), "{s}");
+    }
+
+    #[test]
+    fn rdma_runs_before_the_tests_that_unbind_and_remove() {
+        let pos = |n: &str| CHECK_TESTS.iter().position(|(name, _)| *name == n);
+        assert!(pos("rdma") < pos("prime") && pos("rdma") < pos("devloss"));
+        assert!(pos("rdma").is_some());
+        let s = script(
+            Mode::Check,
+            &model::topology(Mode::Check),
+            &select(&strings(&["rdma"])).unwrap(),
+            &[],
+        );
+        assert!(s.contains("run rdma vela-rdma-test\n"), "{s}");
     }
 
     #[test]

@@ -70,6 +70,12 @@ impl Paths {
         }
     }
 
+    /// Where rdma-tests/build.sh puts the RDMA tests it builds in the root (their Makefile's
+    /// `O=`): `work/rdma-userspace/tests`.
+    pub(crate) fn rdma_tests_dir(&self) -> PathBuf {
+        self.work.join("rdma-userspace/tests")
+    }
+
     /// The path `p` (under `work`) as QEMU inside the build root sees it.
     pub(crate) fn in_root(&self, p: &std::path::Path) -> PathBuf {
         match p.strip_prefix(&self.work) {
