@@ -213,8 +213,8 @@ static bool find_devices(void)
 	for (i = 0; i < n; i++) {
 		int shared = pci_share_bridge(&v[i], &nic);
 
-		tap_diag("%s: Vela %s, %s a bridge with the NIC %s", v[i].bdf,
-			 v[i].up[v[i].nup - 1], shared ? "shares" : "shares no",
+		tap_diag("%s: Vela below %s, %s with the NIC %s", v[i].bdf,
+			 v[i].up[v[i].nup - 1], shared ? "shares a bridge" : "shares no bridge",
 			 nic.bdf);
 		if (shared && !p2p_bdf[0])
 			snprintf(p2p_bdf, sizeof(p2p_bdf), "%s", v[i].bdf);
