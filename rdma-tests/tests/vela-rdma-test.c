@@ -822,7 +822,7 @@ out:
 /* ---------------------------------------------------- case 5: bad input */
 
 #define SMALL_LEN	(64 * KiB)
-#define CASE5_CHECKS	25
+#define CASE5_CHECKS	27
 
 /* Expects ibv_reg_dmabuf_mr to fail with @want (or @alt, when not 0). */
 static void bad_reg(uint64_t off, uint64_t len, uint64_t iova, int fd,
@@ -847,8 +847,10 @@ static void case5(void)
 	struct region mr = { 0 }, mr2 = { 0 };
 	struct vela_dev d, d2;
 	int fd = -1, fd2 = -1, closed, memfd, r;
+	uint64_t free0 = 0, free1 = 0;
 	uint32_t handle;
 	struct ibv_wc wc;
+	double t;
 
 	tap_case_begin("5 bad-input", CASE5_CHECKS);
 	r = vela_open_bdf(&d, p2p_bdf);
@@ -910,6 +912,7 @@ static void case5(void)
 	}
 
 	/* The GEM handle and the accel fd closed while the MR lives. */
+	vela_vram_free(&d, &free0);
 	r = vela_open_bdf(&d2, p2p_bdf);
 	if (!r)
 		r = vela_bo_create(&d2, SMALL_LEN, DRM_VELA_BO_VRAM, &bo2);
@@ -926,6 +929,10 @@ static void case5(void)
 	tap_check(!r, "GEM_CLOSE of its handle while the MR lives%s%s",
 		  r ? ": " : "", r ? strerror(-r) : "");
 	vela_close(&d2);
+	vela_vram_free(&d, &free1);
+	tap_check(free1 + SMALL_LEN <= free0,
+		  "the MR keeps the buffer: VRAM free %llu KiB before it, %llu KiB with only the MR left",
+		  (unsigned long long)free0 / KiB, (unsigned long long)free1 / KiB);
 	pattern(want, 32 * KiB, 502);
 	memcpy(host.cpu, want, 32 * KiB);
 	r = rdma_rw(&P, IBV_WR_RDMA_WRITE, &host, 0, 32 * KiB, &mr2, 777, &wc);
@@ -940,6 +947,13 @@ static void case5(void)
 	r = ibv_dereg_mr(mr2.mr);
 	mr2.mr = NULL;
 	tap_check(!r, "ibv_dereg_mr of the MR that outlived its handle and file: %d", r);
+	t = now();
+	do {
+		vela_vram_free(&d, &free1);
+	} while (free1 != free0 && now() - t < 5 && !usleep(10000));
+	tap_check(free1 == free0,
+		  "deregistration frees the buffer: VRAM free back to %llu KiB (%llu KiB)",
+		  (unsigned long long)free0 / KiB, (unsigned long long)free1 / KiB);
 
 	/* Deregistering twice. */
 	handle = mr.mr->handle;

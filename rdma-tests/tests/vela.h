@@ -55,6 +55,9 @@ int vela_bo_export(struct vela_dev *d, uint32_t handle, int *dmabuf_fd);
 int vela_bo_close(struct vela_dev *d, uint32_t handle);
 int vela_bo_wait(struct vela_dev *d, uint32_t handle, int64_t timeout_ns);
 
+/* DRM_VELA_QUERY_MEMORY's vram_free, in @free. */
+int vela_vram_free(struct vela_dev *d, uint64_t *free);
+
 /* A COPY job from one buffer's range to another's, waited for. */
 int vela_copy(struct vela_dev *d, uint32_t src, uint64_t src_off,
 	      uint32_t dst, uint64_t dst_off, uint64_t len);
