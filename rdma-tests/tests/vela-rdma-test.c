@@ -285,7 +285,8 @@ static const struct span spans[] = {
 /* Per op and span: host -> VRAM (3 checks), VRAM -> host (2). */
 #define XFER_CHECKS	(NOPS * NSPANS * 5)
 #define ATOMIC_CHECKS	13
-#define CASE1_CHECKS	(2 + XFER_CHECKS + ATOMIC_CHECKS)
+#define UNALIGNED_CHECKS	7
+#define CASE1_CHECKS	(2 + XFER_CHECKS + ATOMIC_CHECKS + UNALIGNED_CHECKS)
 
 static const char *op_name(int op)
 {
@@ -445,6 +446,64 @@ static void atomics(void)
 		    &vram, voff + 64, &host, hoff + 64, h0 + 7, t, h0 + 7, t, false);
 }
 
+/*
+ * An MR on an unaligned part of the buffer: data lands where its iova says,
+ * and a WRITE across its end is refused with nothing written.
+ */
+static void unaligned_mr(void)
+{
+	const uint64_t moff = 3 * 4096 + 123, mlen = 1 * MiB + 777;
+	struct region m = { 0 };
+	struct ibv_wc wc;
+	int r, i;
+
+	r = dmabuf_region(&m, vfd, moff, mlen, vmap);
+	if (!tap_check(!r, "ibv_reg_dmabuf_mr of %llu bytes at offset %llu%s%s",
+		       (unsigned long long)mlen, (unsigned long long)moff,
+		       r ? ": " : "", r ? strerrorname_np(-r) : "")) {
+		for (i = 1; i < UNALIGNED_CHECKS; i++)
+			tap_check(false, "unaligned MR: not reached");
+		return;
+	}
+	pattern(want, mlen, 150);
+	memcpy(host.cpu + 5, want, mlen);
+	guard_set(vmap, BUF_LEN, moff, mlen);
+	r = rdma_rw(&P, IBV_WR_RDMA_WRITE, &host, 5, mlen, &m, moff, &wc);
+	if (wc_check(r, &wc, "WRITE of the whole unaligned MR")) {
+		if (!tap_check(data_ok(vmap, BUF_LEN, moff, mlen, want, err, sizeof(err)),
+			       "the unaligned MR's WRITE: data through the mmap"))
+			tap_diag("%s", err);
+	} else {
+		tap_check(false, "the unaligned MR's WRITE: data (no completion)");
+	}
+	guard_set(host2.cpu, BUF_LEN, 7, mlen);
+	r = rdma_rw(&P, IBV_WR_RDMA_READ, &host2, 7, mlen, &m, moff, &wc);
+	if (wc_check(r, &wc, "READ of the whole unaligned MR")) {
+		if (!tap_check(data_ok(host2.cpu, BUF_LEN, 7, mlen, want, err, sizeof(err)),
+			       "the unaligned MR's READ: data"))
+			tap_diag("%s", err);
+	} else {
+		tap_check(false, "the unaligned MR's READ: data (no completion)");
+	}
+	/* Two bytes: the MR's last and the one after it. */
+	host.cpu[0] = ~want[mlen - 1];
+	host.cpu[1] = 0xa5;
+	r = rdma_rw(&P, IBV_WR_RDMA_WRITE, &host, 0, 2, &m, moff + mlen - 1, &wc);
+	tap_diag("WRITE across the MR's end: %s", r ? strerror(-r) : wc_str(&wc));
+	tap_check(!r && wc.status != IBV_WC_SUCCESS,
+		  "a WRITE across the MR's end completes with an error: %s",
+		  r ? strerror(-r) : wc_str(&wc));
+	tap_check(vmap[moff + mlen - 1] == want[mlen - 1] && vmap[moff + mlen] == 0x5a,
+		  "it wrote nothing: the MR's last byte %#x (want %#x), the next %#x (want 0x5a)",
+		  vmap[moff + mlen - 1], want[mlen - 1], vmap[moff + mlen]);
+	region_dereg(&m);
+	/* The refused WRITE put the QP in the error state. */
+	qp_pair_destroy(&P);
+	r = qp_pair_create(&R, &P);
+	if (r)
+		tap_diag("a new QP pair: %s", strerror(-r));
+}
+
 /* Opens the P2P device and registers a VRAM buffer of it (the first checks of case 1). */
 static bool vram_mr(void)
 {
@@ -482,6 +541,7 @@ static void case1(void)
 			for (dir = 1; dir >= 0; dir--)
 				xfer(op, dir, &spans[i], 100 + op * 10 + i * 2 + dir);
 	atomics();
+	unaligned_mr();
 out:
 	tap_case_end();
 }
