@@ -555,7 +555,46 @@ out:
 
 /* ------------------------------------------ case 2: MR and Vela jobs agree */
 
-#define CASE2_CHECKS	11
+#define CASE2_CHECKS	14
+#define PRESSURE_BO	(16 * MiB)
+#define PRESSURE_MAX	32
+
+/*
+ * VRAM pressure: buffers of 16 MiB are created until one made earlier is
+ * evicted to system memory (or VRAM is full); the registered buffer, pinned
+ * by its importer, must stay where it is and keep working.
+ */
+static void pressure(void)
+{
+	const uint64_t off = 1 * MiB + 4096, len = 200 * KiB;
+	uint32_t bo[PRESSURE_MAX];
+	int n, i, evicted = -1, r = 0;
+	struct ibv_wc wc;
+
+	for (n = 0; n < PRESSURE_MAX && evicted < 0; n++) {
+		r = vela_bo_create(&dev, PRESSURE_BO, DRM_VELA_BO_VRAM, &bo[n]);
+		if (r)
+			break;
+		for (i = 0; i < n && evicted < 0; i++)
+			if (vela_bo_placement(&dev, bo[i]) == DRM_VELA_PLACEMENT_SYSTEM)
+				evicted = i;
+	}
+	tap_check(evicted >= 0, "VRAM pressure: buffer %d of %d (16 MiB each) was evicted%s%s",
+		  evicted, n, r ? "; BO_CREATE: " : "", r ? strerror(-r) : "");
+	pattern(want, len, 203);
+	memcpy(host.cpu + off, want, len);
+	guard_set(vmap, BUF_LEN, off, len);
+	r = rdma_rw(&P, IBV_WR_RDMA_WRITE, &host, off, len, &vram, off, &wc);
+	if (wc_check(r, &wc, "WRITE into the registered buffer under VRAM pressure")) {
+		if (!tap_check(data_ok(vmap, BUF_LEN, off, len, want, err, sizeof(err)),
+			       "the WRITE under pressure: data through the mmap"))
+			tap_diag("%s", err);
+	} else {
+		tap_check(false, "the WRITE under pressure: data (no completion)");
+	}
+	for (i = 0; i < n; i++)
+		vela_bo_close(&dev, bo[i]);
+}
 
 static void case2(void)
 {
@@ -611,9 +650,10 @@ static void case2(void)
 		check_by_copy(off, len, "after the WRITE's completion");
 	else
 		tap_check(false, "a Vela COPY job sees the WRITE (no completion)");
+	pressure();
 	pl = vela_bo_placement(&dev, vbo);
 	tap_check(pl == DRM_VELA_PLACEMENT_VRAM,
-		  "BO_INFO: still in VRAM after the jobs (placement %d)", pl);
+		  "BO_INFO: still in VRAM after the jobs and the pressure (placement %d)", pl);
 out:
 	tap_case_end();
 }
