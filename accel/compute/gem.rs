@@ -455,6 +455,68 @@ impl gem::DriverObject for VelaObject {
         })?
     }
 
+    const HAS_VMAP_ATTACHMENT: bool = true;
+
+    /// A CPU-driven importer (Soft-RoCE) that attached as a device reaching BAR2 peer-to-peer,
+    /// pinned and revocable, gets the buffer's VRAM itself, through the kernel's BAR2 mapping:
+    /// what `dmabuf_map` gave its device, never a silent move to system memory. Unlike
+    /// `dmabuf_vmap`'s shared mapping this one can be taken back: unbind, reset and device
+    /// loss revoke every export before BAR2 goes, and the importer unmaps before its
+    /// invalidation returns. A buffer in system memory (the importer had no P2P path, so its
+    /// pin moved it there) is mapped where it is. VRAM made of more than one run has no linear
+    /// mapping here: `EOPNOTSUPP` (sizes that are a power of two are always one run).
+    fn dmabuf_vmap_attachment(
+        obj: &gem::Object<Self>,
+        attach: &Attachment,
+        locked: &ResvLocked<'_>,
+    ) -> Result<KernelMap> {
+        let Backing::Local(local) = &obj.backing else {
+            return Err(EOPNOTSUPP);
+        };
+        let core = &obj.dev().core;
+        if !core.serves_peers() {
+            return Err(ENODEV);
+        }
+        let in_vram = local.with(obj.resv(), locked, |st| matches!(st.store, Store::Vram(_)))?;
+        if in_vram && !p2p_ok(core, attach) {
+            // Not this importer's placement: it maps system memory, as its pin would have.
+            migrate(obj, locked, false).map_err(not_busy)?;
+        }
+        local.with(obj.resv(), locked, |st| -> Result<KernelMap> {
+            let map = match &st.store {
+                Store::Vram(blocks) => {
+                    let mut runs = vram::runs(blocks);
+                    let (start, mut len) = runs.next().ok_or(EINVAL)?;
+                    for (off, l) in runs {
+                        if off != start + len {
+                            return Err(EOPNOTSUPP);
+                        }
+                        len += l;
+                    }
+                    let addr = core.vram_kernel_addr(start, len)?;
+                    // SAFETY: `addr` maps the buffer's one VRAM run, all of it, in BAR2's
+                    // kernel mapping. It stays valid until the matching vunmap: the pin below
+                    // keeps the buffer in that run, the dma-buf keeps the object (and so the
+                    // run) alive, and BAR2's mapping goes only after unbind has revoked every
+                    // export (`Exports::revoke_all`; reset and device loss revoke too), which
+                    // makes this revocable importer unmap before its invalidation returns.
+                    unsafe { KernelMap::io(addr) }
+                }
+                // SAFETY: As in `dmabuf_vmap`: the whole system backing, kept in place by the
+                // pin below until `dmabuf_vunmap_attachment`.
+                Store::System(sys) => unsafe { KernelMap::system(sys.mem.base()) },
+            };
+            st.pins += 1;
+            Ok(map)
+        })?
+    }
+
+    fn dmabuf_vunmap_attachment(obj: &gem::Object<Self>, _attach: &Attachment, locked: &ResvLocked<'_>) {
+        if let Backing::Local(local) = &obj.backing {
+            let _ = local.with(obj.resv(), locked, |st| st.pins = st.pins.saturating_sub(1));
+        }
+    }
+
     fn dmabuf_vunmap(obj: &gem::Object<Self>, locked: &ResvLocked<'_>) {
         if let Backing::Local(local) = &obj.backing {
             let _ = local.with(obj.resv(), locked, |st| st.pins = st.pins.saturating_sub(1));

@@ -21,6 +21,7 @@ pub(crate) mod sysmem;
 pub(crate) mod vram;
 pub(crate) mod watchdog;
 
+use core::ptr::NonNull;
 use kernel::{
     devres::Devres,
     io::{register::Array, Io},
@@ -449,6 +450,19 @@ impl Core {
             }
         }
         Ok(())
+    }
+
+    /// Where VRAM bytes `[offset, offset + len)` are in the kernel's mapping of BAR2. The
+    /// address is valid until the device's resources go at unbind; whoever keeps it past the
+    /// BAR guard must be revoked before that (see `Exports::revoke_all`).
+    pub(crate) fn vram_kernel_addr(&self, offset: u64, len: u64) -> Result<NonNull<u8>> {
+        let bar = self.bar2.try_access().ok_or(ENODEV)?;
+        let end = offset.checked_add(len).ok_or(EINVAL)?;
+        if len == 0 || end > u64::try_from(bar.maxsize())? {
+            return Err(EINVAL);
+        }
+        let addr = bar.addr().checked_add(usize::try_from(offset)?).ok_or(EINVAL)?;
+        NonNull::new(addr as *mut u8).ok_or(EINVAL)
     }
 
     pub(crate) fn vram_fill(&self, offset: u64, len: u64, value: u64) -> Result {

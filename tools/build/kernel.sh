@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # Build (or reuse) the Vela test kernel of flavour $VELA_KERNEL (common.sh):
 # linux-source-7.2 from the build root, the project's patches from
-# rust/patches applied in order, the config fragments (vela.config, and
+# rust/patches and then rdma-tests/patches/kernel applied in order, the config fragments (vela.config, and
 # strict.config for the strict flavour) on top of `vng --kconfig`. The tree is kept and rebuilt
 # incrementally; a stamp keyed by every input skips make when nothing changed.
 . "$(dirname "$0")/common.sh"
@@ -15,7 +15,7 @@ fragments=("$VELA_TOP/tools/build/vela.config")
 [ "$VELA_KERNEL" = strict ] && fragments+=("$VELA_TOP/tools/build/strict.config")
 mkdir -p "$VELA_CACHE/work"
 kver=$(chroot "$ROOT_DIR" dpkg-query -W -f='${Version}' linux-source-7.2)
-patches=("$VELA_TOP"/rust/patches/*.patch)
+patches=("$VELA_TOP"/rust/patches/*.patch "$VELA_TOP"/rdma-tests/patches/kernel/*.patch)
 key=$(inputs_hash "$kver" "$KMAKE" "${patches[@]}" "${fragments[@]}" \
 	"$VELA_TOP/tools/build/kernel.sh" "$ROOT_DIR/.vela-stamp")
 
@@ -56,7 +56,9 @@ for ((i = common; i < ${#patches[@]}; i++)); do
 	log "applying $(basename "${patches[$i]}")"
 	patch -d "$SRC" -p1 -s -N --no-backup-if-mismatch <"${patches[$i]}" ||
 		die "cannot apply ${patches[$i]}"
-	cp "${patches[$i]}" "$SRC/.vela-patches/"
+	# Named by position: the glob above must list them in series order, and
+	# rdma-tests/patches/kernel numbers its own series from 0001.
+	cp "${patches[$i]}" "$SRC/.vela-patches/$(printf %04d $((i + 1)))-${patches[$i]##*/}"
 done
 
 cfgkey=$(inputs_hash "$KMAKE" "${fragments[@]}" "${patches[@]}")
