@@ -100,7 +100,9 @@ struct Options {
 const AFTER_HELP: &str = "\
 Environment: VELA_CACHE (default /var/cache/vela), VELA_ACCEL (tcg|kvm, default: tcg
 unless a KVM boot of this kernel was probed to work), VELA_ONLY (check: the guest tests
-to run, as --tests), VELA_KEEP (keep the run directory of a passing run too).
+to run, as --tests), VELA_KEEP (keep the run directory of a passing run too),
+VELA_PAIR_CPUS (vCPUs of each VM of the pair, default 1), VELA_PAIR_CORRUPT=1 (the pair's
+checks expect a flipped byte: shows that they fail).
 
 Every run's results (TAP, KUnit, serial and kernel log, the verdict) are kept in
 $VELA_CACHE/work/results/latest (a link to the newest of the timestamped directories).";
@@ -295,7 +297,12 @@ fn run(paths: &Paths, opts: &Options) -> Result<Outcome, String> {
                  VRAM into the other's"
             );
         }
-        for (side, r) in pair::run(paths, &run_dir, opts.mode, accel, opts.timeout, opts.echo) {
+        // Two consoles at once: only what the guests print, and alarming kernel lines.
+        let echo = match opts.echo {
+            vm::Echo::Guest => vm::Echo::Program,
+            e => e,
+        };
+        for (side, r) in pair::run(paths, &run_dir, opts.mode, accel, opts.timeout, echo) {
             report.absorb(r, side.name);
         }
         with_suites = true;

@@ -21,29 +21,29 @@ pub(crate) enum Echo {
     Quiet,
     /// Guest output and the kernel lines that matter: Vela's, and anything alarming.
     Guest,
+    /// Guest output and alarming kernel lines only (the pair's demo, two VMs at once).
+    Program,
     /// Every byte.
     All,
 }
 
 impl Echo {
+    fn alarming(line: &str) -> bool {
+        ["WARNING", "BUG", "Oops", "panic", "Call Trace"]
+            .iter()
+            .any(|k| line.contains(k))
+    }
+
     fn wants(self, line: &str) -> bool {
         match self {
             Echo::Quiet => false,
             Echo::All => true,
             Echo::Guest => {
                 !line.starts_with('[')
-                    || [
-                        "vela",
-                        "WARNING",
-                        "BUG",
-                        "Oops",
-                        "panic",
-                        "Call Trace",
-                        "error",
-                    ]
-                    .iter()
-                    .any(|k| line.contains(k))
+                    || ["vela", "error"].iter().any(|k| line.contains(k))
+                    || Self::alarming(line)
             }
+            Echo::Program => !line.starts_with('[') || Self::alarming(line),
         }
     }
 }
@@ -449,6 +449,19 @@ mod tests {
             .filter(|w| w[0] == flag)
             .map(|w| w[1].as_str())
             .collect()
+    }
+
+    #[test]
+    fn what_each_echo_shows() {
+        let vela = "[    1.0] vela 0000:03:00.0: Vela v1.0";
+        let warn = "[    2.0] WARNING: CPU: 0 PID: 1 at x";
+        let boring = "[    3.0] virtio_net virtio0 eth0: link up";
+        let guest = "VM A: RDMA WRITE of 1 MiB";
+        let shown = |e: Echo| [vela, warn, boring, guest].map(|l| e.wants(l));
+        assert_eq!(shown(Echo::Quiet), [false; 4]);
+        assert_eq!(shown(Echo::All), [true; 4]);
+        assert_eq!(shown(Echo::Guest), [true, true, false, true]);
+        assert_eq!(shown(Echo::Program), [false, true, false, true]);
     }
 
     #[test]
