@@ -28,22 +28,31 @@ pub(crate) enum Echo {
 }
 
 impl Echo {
-    fn alarming(line: &str) -> bool {
-        ["WARNING", "BUG", "Oops", "panic", "Call Trace"]
-            .iter()
-            .any(|k| line.contains(k))
-    }
-
     fn wants(self, line: &str) -> bool {
         match self {
             Echo::Quiet => false,
             Echo::All => true,
             Echo::Guest => {
                 !line.starts_with('[')
-                    || ["vela", "error"].iter().any(|k| line.contains(k))
-                    || Self::alarming(line)
+                    || [
+                        "vela",
+                        "WARNING",
+                        "BUG",
+                        "Oops",
+                        "panic",
+                        "Call Trace",
+                        "error",
+                    ]
+                    .iter()
+                    .any(|k| line.contains(k))
             }
-            Echo::Program => !line.starts_with('[') || Self::alarming(line),
+            // Not "panic": the command line has panic=-1.
+            Echo::Program => {
+                !line.starts_with('[')
+                    || ["WARNING:", "BUG:", "Oops", "Kernel panic", "Call Trace"]
+                        .iter()
+                        .any(|k| line.contains(k))
+            }
         }
     }
 }
@@ -457,11 +466,12 @@ mod tests {
         let warn = "[    2.0] WARNING: CPU: 0 PID: 1 at x";
         let boring = "[    3.0] virtio_net virtio0 eth0: link up";
         let guest = "VM A: RDMA WRITE of 1 MiB";
-        let shown = |e: Echo| [vela, warn, boring, guest].map(|l| e.wants(l));
-        assert_eq!(shown(Echo::Quiet), [false; 4]);
-        assert_eq!(shown(Echo::All), [true; 4]);
-        assert_eq!(shown(Echo::Guest), [true, true, false, true]);
-        assert_eq!(shown(Echo::Program), [false, true, false, true]);
+        let cmdline = "[    0.0] Kernel command line: console=ttyS0 panic=-1";
+        let shown = |e: Echo| [vela, warn, boring, guest, cmdline].map(|l| e.wants(l));
+        assert_eq!(shown(Echo::Quiet), [false; 5]);
+        assert_eq!(shown(Echo::All), [true; 5]);
+        assert_eq!(shown(Echo::Guest), [true, true, false, true, true]);
+        assert_eq!(shown(Echo::Program), [false, true, false, true, false]);
     }
 
     #[test]
