@@ -154,6 +154,7 @@ pub(crate) fn run(
     let devices = devices(mode);
     let ncpus = cpus(std::env::var("VELA_PAIR_CPUS").ok());
     let corrupt = std::env::var("VELA_PAIR_CORRUPT").is_ok_and(|v| !v.is_empty() && v != "0");
+    let start = std::time::Instant::now();
     let outcomes: Vec<Result<vm::Outcome, String>> = std::thread::scope(|s| {
         let handles: Vec<_> = SIDES
             .iter()
@@ -192,6 +193,10 @@ pub(crate) fn run(
             })
             .collect()
     });
+    eprintln!(
+        "vela-harness: the pair's two VMs ({ncpus} vCPU each) took {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
     SIDES
         .iter()
         .zip(outcomes)
