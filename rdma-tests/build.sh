@@ -22,6 +22,7 @@
 #   /usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav34.so         patched
 #   /usr/lib/x86_64-linux-gnu/libibverbs/librxe-debian-rdmav34.so  Debian's own
 #   /usr/local/bin/ib_*_{bw,lat}, raw_ethernet_*, ...              perftest
+# (vela-harness puts /usr/local/bin ahead of /usr/bin on the guest's PATH).
 # libibverbs loads the providers named in $RDMAV_DRIVERS before those of
 # /etc/libibverbs.d, and the first provider to claim a device gets it, so
 #   RDMAV_DRIVERS=rxe-debian <command>
@@ -86,6 +87,8 @@ rc_key=$(inputs_hash "$rc_orig" "$rc_deb" "${rc_patches[@]}" "${common[@]}")
 pt_key=$(inputs_hash "$pt_orig" "$pt_deb" "${pt_patches[@]}" "$UAPI" "${common[@]}")
 t_key=$(inputs_hash "${tests[@]}" "$UAPI" "${common[@]}")
 key=$(inputs_hash "rdma-core=$rc_key" "perftest=$pt_key")
+rc_out=$W/out/rdma-core-$rc_key
+pt_out=$W/out/perftest-$pt_key
 
 # A stamp file holds the key of what was made; it is written last.
 fresh() { [ "$(cat "$1" 2>/dev/null)" = "$2" ]; }
@@ -93,7 +96,10 @@ set_stamp() { printf '%s\n' "$2" >"$1.tmp" && mv -f "$1.tmp" "$1"; }
 
 tests_wanted=0
 [ -f "$VELA_TOP/rdma-tests/tests/Makefile" ] && tests_wanted=1
+# The stamp says what was installed; the cmp catches a librxe that a package
+# reinstall in the root put back.
 if fresh "$ROOT_DIR/.vela-rdma-stamp" "$key" &&
+	cmp -s "$rc_out/librxe-rdmav34.so" "$ROOT_DIR/$PROVDIR/librxe-rdmav34.so" &&
 	{ [ $tests_wanted = 0 ] || fresh "$W/tests/.vela-stamp" "$t_key"; }; then
 	exit 0
 fi
@@ -125,7 +131,6 @@ unpack() {
 
 # rdma-core: configure as Debian does (debian/rules, hardening flags), build
 # the rxe provider only (ninja builds the libibverbs it links against too).
-rc_out=$W/out/rdma-core-$rc_key
 if [ ! -f "$rc_out/librxe-rdmav34.so" ]; then
 	# The provider is only ABI-compatible with the libibverbs of its own
 	# release (IBVERBS_PRIVATE_<n>, struct verbs_context_ops).
@@ -189,7 +194,6 @@ fetch_dev() {
 }
 fetch_dev "${need[@]}"
 
-pt_out=$W/out/perftest-$pt_key
 if [ ! -f "$pt_out/.done" ]; then
 	log "building perftest ($(basename "$pt_orig"), ${#pt_patches[@]} patch(es))"
 	start=$(date +%s)
@@ -218,7 +222,8 @@ fi
 
 # Install into the root. Debian's librxe is kept (once, checked against
 # dpkg's md5sum so a patched one is never taken for it) as librxe-debian.
-if ! fresh "$ROOT_DIR/.vela-rdma-stamp" "$key"; then
+if ! fresh "$ROOT_DIR/.vela-rdma-stamp" "$key" ||
+	! cmp -s "$rc_out/librxe-rdmav34.so" "$ROOT_DIR/$PROVDIR/librxe-rdmav34.so"; then
 	log "installing librxe and perftest into the build root"
 	rm -f "$ROOT_DIR/.vela-rdma-stamp"
 	sums=$(cat "$ROOT_DIR"/var/lib/dpkg/info/ibverbs-providers*.md5sums)
