@@ -35,6 +35,10 @@ const GUEST_BINS: &[&str] = &[
     "vela-devloss-test",
 ];
 
+/// The guest binaries of rdma-tests/tests (C, built in the root by rdma-tests/build.sh into
+/// [`Paths::rdma_tests_dir`]). One that is missing is not shipped; its test then fails.
+const RDMA_BINS: &[&str] = &["vela-rdma-test"];
+
 /// KUnit suites vela.ko carries; each must report when the module loads.
 pub(crate) const KUNIT_SUITES: &[&str] = &[
     "vela_identity",
@@ -78,12 +82,19 @@ const CHECK_TESTS: &[Test] = &[
     // Vela's exports imported into V4L2 (vivid, vb2-vmalloc and vb2-dma-contig queues):
     // frames captured into them; VRAM_ONLY refused with a clean errno, no WARN.
     ("v4l2", "vela-v4l2-test"),
+    // Soft-RoCE (rxe) memory regions on dma-bufs: Vela VRAM below the NIC's switch (P2P), the
+    // device on its own root port (moved to system memory), a dma-heap and a udmabuf; bad
+    // input; and revocation. Before prime: it unbinds and rebinds the P2P device.
+    ("rdma", "vela-rdma-test"),
     // dma-buf sharing between the devices and with udmabuf and the system dma-heap. Last: it
     // unbinds and rebinds a device.
     ("prime", "vela-prime-test"),
     // Device loss: a model process killed and devices hot-removed and added again through
     // QEMU's monitor. Last of all: it destroys devices (and brings them back).
     ("devloss", "vela-devloss-test"),
+    // Not in this VM: two more VMs, their NICs joined, RDMA between their VRAM (`crate::pair`),
+    // after this VM powered off.
+    (crate::pair::PAIR, "vela-rdma-pair"),
 ];
 
 /// Guest tests that only run when named (`make vm-test T=fuzz-grow`), never in a full check.
@@ -99,7 +110,7 @@ const ON_REQUEST_TESTS: &[Test] = &[(
 pub(crate) type Test = (&'static str, &'static str);
 
 /// The guest test that loads vela.ko; every selection runs it.
-const PROBE: &str = "probe";
+pub(crate) const PROBE: &str = "probe";
 
 /// The names of [`CHECK_TESTS`], then those of [`ON_REQUEST_TESTS`], for messages.
 pub(crate) fn test_names() -> String {
@@ -250,6 +261,16 @@ fn extra_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// A guest script: the common prologue (the `run` function, `$R`), the expectations of
+/// `devices`, `body`, and the epilogue (kmemleak scans, the done marker, power off).
+pub(crate) fn wrap_script(devices: &[model::DeviceSpec], body: &str) -> String {
+    let mut s = String::from(PROLOGUE);
+    s.push_str(&expectations(devices));
+    s.push_str(body);
+    s.push_str(&EPILOGUE.replace("@DONE@", DONE_MARKER));
+    s
+}
+
 fn script(mode: Mode, devices: &[model::DeviceSpec], tests: &[Test], extra: &[PathBuf]) -> String {
     let mut s = String::from(PROLOGUE);
     s.push_str(&expectations(devices));
@@ -258,7 +279,7 @@ fn script(mode: Mode, devices: &[model::DeviceSpec], tests: &[Test], extra: &[Pa
         Mode::Bench => s.push_str(BENCH),
         Mode::Check => {
             s.push_str("insmod /run/vela/vela_test_importer.ko\n");
-            for (name, cmd) in tests {
+            for (name, cmd) in tests.iter().filter(|(n, _)| *n != crate::pair::PAIR) {
                 s.push_str(&format!("run {name} {cmd}\n"));
             }
         }
@@ -287,30 +308,72 @@ pub(crate) fn prepare(
         .work
         .join("run")
         .join(format!("{}-{stamp}", std::process::id()));
-    let share = run_dir.join("share");
+    let share = Share {
+        bins: GUEST_BINS,
+        rdma_bins: RDMA_BINS,
+        importer: true,
+        script: script(mode, devices, tests, extra),
+    };
+    fill_share(paths, &run_dir, &share, extra)?;
+    Ok(run_dir)
+}
+
+/// What a VM's share holds besides vela.ko and the results directory.
+pub(crate) struct Share {
+    /// Binaries from the harness's own directory.
+    pub(crate) bins: &'static [&'static str],
+    /// Binaries from rdma-tests/build.sh's output (one that is missing is not shipped).
+    pub(crate) rdma_bins: &'static [&'static str],
+    /// Whether to ship `vela_test_importer.ko`.
+    pub(crate) importer: bool,
+    /// The script the guest's init execs (`init.sh`).
+    pub(crate) script: String,
+}
+
+/// Fills `run_dir/share` (making it): vela.ko, what `share` names, the extra binaries, and
+/// an empty `results/`.
+pub(crate) fn fill_share(
+    paths: &Paths,
+    run_dir: &Path,
+    share: &Share,
+    extra: &[PathBuf],
+) -> Result<(), String> {
+    let dir = run_dir.join("share");
     let err = |what: &str, e: std::io::Error| format!("{what}: {e}");
-    fs::create_dir_all(share.join("bin")).map_err(|e| err("run dir", e))?;
-    fs::create_dir_all(share.join("results")).map_err(|e| err("run dir", e))?;
+    fs::create_dir_all(dir.join("bin")).map_err(|e| err("run dir", e))?;
+    fs::create_dir_all(dir.join("results")).map_err(|e| err("run dir", e))?;
     let ko = paths.module_dir().join("accel/vela.ko");
-    fs::copy(&ko, share.join("vela.ko")).map_err(|e| err(&ko.display().to_string(), e))?;
-    let importer = paths
-        .module_dir()
-        .join("tools/testing/importer/vela_test_importer.ko");
-    fs::copy(&importer, share.join("vela_test_importer.ko"))
-        .map_err(|e| err(&importer.display().to_string(), e))?;
-    for b in GUEST_BINS {
+    fs::copy(&ko, dir.join("vela.ko")).map_err(|e| err(&ko.display().to_string(), e))?;
+    if share.importer {
+        let importer = paths
+            .module_dir()
+            .join("tools/testing/importer/vela_test_importer.ko");
+        fs::copy(&importer, dir.join("vela_test_importer.ko"))
+            .map_err(|e| err(&importer.display().to_string(), e))?;
+    }
+    for b in share.bins {
         let src = paths.bin.join(b);
-        fs::copy(&src, share.join("bin").join(b))
-            .map_err(|e| err(&src.display().to_string(), e))?;
+        fs::copy(&src, dir.join("bin").join(b)).map_err(|e| err(&src.display().to_string(), e))?;
+    }
+    for b in share.rdma_bins {
+        let src = paths.rdma_tests_dir().join(b);
+        if src.exists() {
+            fs::copy(&src, dir.join("bin").join(b))
+                .map_err(|e| err(&src.display().to_string(), e))?;
+        } else {
+            eprintln!(
+                "vela-harness: {} is missing (rdma-tests/build.sh builds it); not shipped",
+                src.display()
+            );
+        }
     }
     for e in extra {
-        fs::copy(e, share.join("bin").join(extra_name(e)))
+        fs::copy(e, dir.join("bin").join(extra_name(e)))
             .map_err(|er| err(&e.display().to_string(), er))?;
     }
-    let init = share.join("init.sh");
-    fs::write(&init, script(mode, devices, tests, extra)).map_err(|e| err("init.sh", e))?;
-    set_executable(&init)?;
-    Ok(run_dir)
+    let init = dir.join("init.sh");
+    fs::write(&init, &share.script).map_err(|e| err("init.sh", e))?;
+    set_executable(&init)
 }
 
 fn set_executable(p: &Path) -> Result<(), String> {
@@ -416,6 +479,10 @@ mod tests {
         assert!(s.contains("$R/$name.time"), "{s}");
         let all = script(Mode::Check, &devices, &select(&[]).unwrap(), &[]);
         for (name, cmd) in CHECK_TESTS {
+            if *name == crate::pair::PAIR {
+                assert!(!all.contains(cmd), "the pair runs in VMs of its own");
+                continue;
+            }
             assert!(all.contains(&format!("run {name} {cmd}\n")), "{name}");
         }
     }
@@ -431,6 +498,20 @@ mod tests {
         let s = script(Mode::Check, &devices, &grow, &[]);
         assert!(s.contains("export VELA_FUZZ_MINUTES="), "{s}");
         assert!(s.contains("--corpus-out $R/fuzz-corpus"), "{s}");
+    }
+
+    #[test]
+    fn rdma_runs_before_the_tests_that_unbind_and_remove() {
+        let pos = |n: &str| CHECK_TESTS.iter().position(|(name, _)| *name == n);
+        assert!(pos("rdma") < pos("prime") && pos("rdma") < pos("devloss"));
+        assert!(pos("rdma").is_some());
+        let s = script(
+            Mode::Check,
+            &model::topology(Mode::Check),
+            &select(&strings(&["rdma"])).unwrap(),
+            &[],
+        );
+        assert!(s.contains("run rdma vela-rdma-test\n"), "{s}");
     }
 
     #[test]

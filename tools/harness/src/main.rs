@@ -11,6 +11,7 @@
 mod guest;
 mod judge;
 mod model;
+mod pair;
 mod results;
 mod vm;
 
@@ -70,6 +71,12 @@ impl Paths {
         }
     }
 
+    /// Where rdma-tests/build.sh puts the RDMA tests it builds in the root (their Makefile's
+    /// `O=`): `work/rdma-userspace/tests`.
+    pub(crate) fn rdma_tests_dir(&self) -> PathBuf {
+        self.work.join("rdma-userspace/tests")
+    }
+
     /// The path `p` (under `work`) as QEMU inside the build root sees it.
     pub(crate) fn in_root(&self, p: &std::path::Path) -> PathBuf {
         match p.strip_prefix(&self.work) {
@@ -93,7 +100,9 @@ struct Options {
 const AFTER_HELP: &str = "\
 Environment: VELA_CACHE (default /var/cache/vela), VELA_ACCEL (tcg|kvm, default: tcg
 unless a KVM boot of this kernel was probed to work), VELA_ONLY (check: the guest tests
-to run, as --tests), VELA_KEEP (keep the run directory of a passing run too).
+to run, as --tests), VELA_KEEP (keep the run directory of a passing run too),
+VELA_PAIR_CPUS (vCPUs of each VM of the pair, default 1), VELA_PAIR_CORRUPT=1 (the pair's
+checks expect a flipped byte: shows that they fail).
 
 Every run's results (TAP, KUnit, serial and kernel log, the verdict) are kept in
 $VELA_CACHE/work/results/latest (a link to the newest of the timestamped directories).";
@@ -265,35 +274,97 @@ fn main() -> ExitCode {
 type Outcome = (judge::Report, String, Result<PathBuf, String>);
 
 fn run(paths: &Paths, opts: &Options) -> Result<Outcome, String> {
+    // The pair (two more VMs, `pair.rs`) runs after the test VM, or alone when it is all
+    // that was asked for.
+    let (tests, pair) = pair::split(opts.mode, &opts.tests);
+    let test_vm = pair::needs_test_vm(opts.mode, pair, &tests, !opts.extra.is_empty());
     let devices = model::topology(opts.mode);
-    let run_dir = guest::prepare(paths, opts.mode, &devices, &opts.tests, &opts.extra)?;
+    let run_dir = guest::prepare(paths, opts.mode, &devices, &tests, &opts.extra)?;
     let accel = vm::pick_accel(paths, &run_dir);
+    // Whether guest tests ran, which the table of suites is for.
+    let (mut report, mut with_suites) = if test_vm {
+        run_test_vm(paths, opts, &run_dir, &devices, &tests, accel)?
+    } else {
+        let mut empty = judge::judge("", &[]);
+        empty.suites.clear();
+        (empty, false)
+    };
+    if pair {
+        if opts.mode == Mode::Demo {
+            println!(
+                "\nvela-harness: now two machines: VM A and VM B, each with a Vela device behind \
+                 the PCIe switch of its NIC, the NICs joined by one network; RDMA from one VM's \
+                 VRAM into the other's"
+            );
+        }
+        // Two consoles at once: only what the guests print, and alarming kernel lines.
+        let echo = match opts.echo {
+            vm::Echo::Guest => vm::Echo::Program,
+            e => e,
+        };
+        for (side, r) in pair::run(paths, &run_dir, opts.mode, accel, opts.timeout, echo) {
+            report.absorb(r, side.name);
+        }
+        with_suites = true;
+    }
+    // The per-suite table (guest tests, KUnit, kernel log) before the summary.
+    let rendered = if with_suites {
+        report.render_with_suites()
+    } else {
+        report.render()
+    };
+    let mut kept = results::keep(paths, &run_dir, opts.mode, &report, &rendered);
+    if pair {
+        if let Ok(dir) = &kept {
+            if let Err(e) = pair::keep_into(dir, &run_dir) {
+                kept = Err(e);
+            }
+        }
+    }
+    guest::cleanup(&run_dir, report.is_success());
+    Ok((report, rendered, kept))
+}
+
+/// Boots the test VM with the device model and judges it; says whether guest tests ran.
+fn run_test_vm(
+    paths: &Paths,
+    opts: &Options,
+    run_dir: &std::path::Path,
+    devices: &[model::DeviceSpec],
+    tests: &[guest::Test],
+    accel: vm::Accel,
+) -> Result<(judge::Report, bool), String> {
     let models = std::sync::Arc::new(std::sync::Mutex::new(model::start(
-        paths, &run_dir, &devices,
+        paths, run_dir, devices,
     )?));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let bridge = {
-        let (paths, dir, models, stop) =
-            (paths.clone(), run_dir.clone(), models.clone(), stop.clone());
+        let (paths, dir, models, stop) = (
+            paths.clone(),
+            run_dir.to_path_buf(),
+            models.clone(),
+            stop.clone(),
+        );
         std::thread::spawn(move || model::bridge(paths, dir, models, stop))
     };
     let outcome = vm::boot(
         paths,
-        &run_dir,
-        &devices,
+        run_dir,
+        devices,
         accel,
         opts.mode,
         opts.timeout,
         opts.echo,
+        &vm::Shape::single(),
     );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = bridge.join();
     drop(models);
     let outcome = outcome?;
-    let taps = guest::collect(&run_dir, opts.mode, &opts.tests, &opts.extra);
+    let taps = guest::collect(run_dir, opts.mode, tests, &opts.extra);
     let mut report = judge::judge(&outcome.serial, &taps);
     for (name, _) in &taps {
-        if let Some(secs) = guest::seconds(&run_dir, name) {
+        if let Some(secs) = guest::seconds(run_dir, name) {
             report.set_seconds(name, secs);
         }
     }
@@ -316,16 +387,7 @@ fn run(paths: &Paths, opts: &Options) -> Result<Outcome, String> {
             }
         }
     }
-    // The per-suite table (guest tests, KUnit, kernel log) before the summary, when guest
-    // tests ran.
-    let rendered = if taps.is_empty() {
-        report.render()
-    } else {
-        report.render_with_suites()
-    };
-    let kept = results::keep(paths, &run_dir, opts.mode, &report, &rendered);
-    guest::cleanup(&run_dir, report.is_success());
-    Ok((report, rendered, kept))
+    Ok((report, !taps.is_empty()))
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ pub(crate) enum Echo {
     Quiet,
     /// Guest output and the kernel lines that matter: Vela's, and anything alarming.
     Guest,
+    /// Guest output and alarming kernel lines only (the pair's demo, two VMs at once).
+    Program,
     /// Every byte.
     All,
 }
@@ -43,6 +45,13 @@ impl Echo {
                     ]
                     .iter()
                     .any(|k| line.contains(k))
+            }
+            // Not "panic": the command line has panic=-1.
+            Echo::Program => {
+                !line.starts_with('[')
+                    || ["WARNING:", "BUG:", "Oops", "Kernel panic", "Call Trace"]
+                        .iter()
+                        .any(|k| line.contains(k))
             }
         }
     }
@@ -147,6 +156,7 @@ pub(crate) fn pick_accel(paths: &Paths, run_dir: &Path) -> Accel {
                 // machine pays once per kernel build.
                 Duration::from_secs(30),
                 Echo::Quiet,
+                &Shape::single(),
             )
             .ok()
         })
@@ -164,9 +174,60 @@ pub(crate) fn pick_accel(paths: &Paths, run_dir: &Path) -> Accel {
     accel
 }
 
+/// The NIC's network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Net {
+    /// A hub port that leads nowhere: the NIC is there for Soft-RoCE loopback (one VM).
+    Hub,
+    /// A datagram link to another VM's NIC (the pair): QEMU sends its frames from the unix
+    /// socket `local` to `remote`, where the other VM's QEMU listens, and the reverse. Needs
+    /// no root, no tap device and no bridge. The paths are as QEMU (inside the build root)
+    /// sees them. `mac` tells the two NICs apart.
+    Dgram {
+        local: String,
+        remote: String,
+        mac: String,
+    },
+}
+
+/// What differs between the VMs the harness boots: the single test VM, and the two of the
+/// pair (`crate::pair`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Shape {
+    pub(crate) cpus: u32,
+    pub(crate) net: Net,
+}
+
+impl Shape {
+    /// The test VM of `check`, `run` and `bench`.
+    pub(crate) fn single() -> Self {
+        Shape {
+            cpus: 2,
+            net: Net::Hub,
+        }
+    }
+}
+
+/// The NIC on the switch's third downstream port, and its network.
+fn nic_args(net: &Net) -> Vec<String> {
+    let (nic, netdev) = match net {
+        Net::Hub => (
+            "virtio-net-pci,netdev=n0,bus=sw0_dn2".to_string(),
+            "hubport,id=n0,hubid=0".to_string(),
+        ),
+        Net::Dgram { local, remote, mac } => (
+            format!("virtio-net-pci,netdev=n0,bus=sw0_dn2,mac={mac}"),
+            format!(
+                "dgram,id=n0,local.type=unix,local.path={local},remote.type=unix,remote.path={remote}"
+            ),
+        ),
+    };
+    vec!["-device".into(), nic, "-netdev".into(), netdev]
+}
+
 /// Two Vela slots and the NIC behind one PCIe switch (peer-to-peer distance OK), and a root
 /// port of their own for a device that cannot reach the others' BARs.
-fn topology_args() -> Vec<String> {
+fn topology_args(net: &Net) -> Vec<String> {
     [
         "pcie-root-port,id=rp0,bus=pcie.0,chassis=1,slot=1",
         "x3130-upstream,id=sw0_up,bus=rp0",
@@ -178,11 +239,10 @@ fn topology_args() -> Vec<String> {
         // (see `model::harness_request`). The firmware reserves it a prefetchable window for
         // a device's BAR2: acpiphp does not grow a bridge's windows.
         "pcie-root-port,id=rp2,bus=pcie.0,chassis=6,slot=3,pref64-reserve=256M",
-        "virtio-net-pci,netdev=n0,bus=sw0_dn2",
     ]
     .iter()
     .flat_map(|d| ["-device".to_string(), d.to_string()])
-    .chain(["-netdev".into(), "hubport,id=n0,hubid=0".into()])
+    .chain(nic_args(net))
     .collect()
 }
 
@@ -192,6 +252,7 @@ fn qemu_args(
     devices: &[DeviceSpec],
     accel: Accel,
     mode: crate::Mode,
+    shape: &Shape,
 ) -> Vec<String> {
     let kernel = paths.in_root(&paths.bzimage());
     let share = paths.in_root(&run_dir.join("share"));
@@ -237,7 +298,7 @@ fn qemu_args(
         // rescanned device's BAR2 in them (vela-devloss-test).
         "max,phys-bits=39,la57=off".into(),
         "-smp".into(),
-        "2".into(),
+        shape.cpus.to_string(),
         "-m".into(),
         "2G".into(),
         "-object".into(),
@@ -267,7 +328,7 @@ fn qemu_args(
         "unix:{},server=on,wait=off",
         paths.in_root(&model::qmp_path(run_dir)).display()
     ));
-    a.extend(topology_args());
+    a.extend(topology_args(&shape.net));
     for d in devices {
         let sock = paths.in_root(&model::socket_path(run_dir, d));
         a.push("-device".into());
@@ -291,8 +352,9 @@ pub(crate) fn boot(
     mode: crate::Mode,
     timeout: Duration,
     echo: Echo,
+    shape: &Shape,
 ) -> Result<Outcome, String> {
-    let args = qemu_args(paths, run_dir, devices, accel, mode);
+    let args = qemu_args(paths, run_dir, devices, accel, mode, shape);
     std::fs::write(run_dir.join("qemu.args"), args.join("\n")).map_err(|e| e.to_string())?;
     let mut child = Command::new("unshare")
         .args([
@@ -375,4 +437,93 @@ pub(crate) fn boot(
         timed_out,
         finished,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths() -> Paths {
+        Paths {
+            root: "/c/root".into(),
+            work: "/c/work".into(),
+            bin: "/c/bin".into(),
+            kernel: "fast".into(),
+        }
+    }
+
+    /// The value that follows each `flag` in `args`.
+    fn values<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
+        args.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn what_each_echo_shows() {
+        let vela = "[    1.0] vela 0000:03:00.0: Vela v1.0";
+        let warn = "[    2.0] WARNING: CPU: 0 PID: 1 at x";
+        let boring = "[    3.0] virtio_net virtio0 eth0: link up";
+        let guest = "VM A: RDMA WRITE of 1 MiB";
+        let cmdline = "[    0.0] Kernel command line: console=ttyS0 panic=-1";
+        let shown = |e: Echo| [vela, warn, boring, guest, cmdline].map(|l| e.wants(l));
+        assert_eq!(shown(Echo::Quiet), [false; 5]);
+        assert_eq!(shown(Echo::All), [true; 5]);
+        assert_eq!(shown(Echo::Guest), [true, true, false, true, true]);
+        assert_eq!(shown(Echo::Program), [false, true, false, true, false]);
+    }
+
+    #[test]
+    fn the_single_vm_keeps_its_hub_and_two_cpus() {
+        let a = qemu_args(
+            &paths(),
+            Path::new("/c/work/run/1"),
+            &model::topology(crate::Mode::Check),
+            Accel::Tcg,
+            crate::Mode::Check,
+            &Shape::single(),
+        );
+        assert_eq!(values(&a, "-smp"), ["2"]);
+        assert_eq!(values(&a, "-netdev"), ["hubport,id=n0,hubid=0"]);
+        let nics: Vec<&str> = values(&a, "-device")
+            .into_iter()
+            .filter(|d| d.starts_with("virtio-net-pci"))
+            .collect();
+        assert_eq!(nics, ["virtio-net-pci,netdev=n0,bus=sw0_dn2"]);
+        assert!(values(&a, "-qmp")[0].starts_with("unix:/cache/run/1/qmp.sock"));
+    }
+
+    #[test]
+    fn a_dgram_nic_has_its_mac_and_both_sockets() {
+        let shape = Shape {
+            cpus: 1,
+            net: Net::Dgram {
+                local: "/cache/run/1/net-a.sock".into(),
+                remote: "/cache/run/1/net-b.sock".into(),
+                mac: "52:54:00:12:34:01".into(),
+            },
+        };
+        let a = qemu_args(
+            &paths(),
+            Path::new("/c/work/run/1/pair-a"),
+            &[],
+            Accel::Tcg,
+            crate::Mode::Check,
+            &shape,
+        );
+        assert_eq!(values(&a, "-smp"), ["1"]);
+        assert_eq!(
+            values(&a, "-netdev"),
+            [
+                "dgram,id=n0,local.type=unix,local.path=/cache/run/1/net-a.sock,\
+              remote.type=unix,remote.path=/cache/run/1/net-b.sock"
+            ]
+        );
+        assert!(values(&a, "-device")
+            .contains(&"virtio-net-pci,netdev=n0,bus=sw0_dn2,mac=52:54:00:12:34:01"));
+        // The NIC stays behind the switch, with the Vela slots.
+        assert!(values(&a, "-device")
+            .contains(&"xio3130-downstream,id=sw0_dn2,bus=sw0_up,chassis=4,slot=0"));
+    }
 }

@@ -215,6 +215,33 @@ impl Report {
         }
     }
 
+    /// Adds the report of another VM (the pair's): its results and suite lines named under
+    /// `vm` (`kunit` becomes `VM/kunit`, a TAP suite already called `VM` keeps its name), its
+    /// kernel reports with the VM named in their excerpt; the summary counts them all.
+    pub fn absorb(&mut self, other: Report, vm: &str) {
+        let under = |name: &str| {
+            if name == vm || name.starts_with(&format!("{vm}/")) {
+                name.to_string()
+            } else {
+                format!("{vm}/{name}")
+            }
+        };
+        self.results.extend(other.results.into_iter().map(|mut r| {
+            r.name = under(&r.name);
+            r
+        }));
+        self.findings
+            .extend(other.findings.into_iter().map(|mut f| {
+                f.excerpt = format!("(in {vm}'s serial log)\n{}", f.excerpt);
+                f
+            }));
+        self.suites.extend(other.suites.into_iter().map(|mut s| {
+            s.name = under(&s.name);
+            s
+        }));
+        self.summary = Summary::new(&self.results, &self.findings);
+    }
+
     fn render_inner(&self, with_suites: bool) -> String {
         let mut out = String::new();
         for r in self.results.iter().filter(|r| r.status == Status::Fail) {
@@ -409,6 +436,66 @@ mod tests {
         assert!(
             !report.render().contains("passed  failed"),
             "render() has no table"
+        );
+    }
+
+    #[test]
+    fn another_vms_report_counts_under_its_name() {
+        let serial = "\
+[    3.100000] KTAP version 1
+[    3.100001] 1..1
+[    3.100002]     KTAP version 1
+[    3.100003]     # Subtest: vela_bo
+[    3.100004]     1..1
+[    3.100005]     ok 1 vela_alloc_basic
+[    3.100007] ok 1 vela_bo
+[    5.100010] WARNING: CPU: 0 PID: 87 at net/core/dev.c:1 x+0x1/0x2
+[    5.100190] ---[ end trace 0000000000000000 ]---
+";
+        let mut main = judge(
+            "",
+            &[("probe".to_string(), "TAP version 13\n1..1\nok 1 a\n".into())],
+        );
+        let mut side = judge(
+            serial,
+            &[(
+                "pair-a".to_string(),
+                "TAP version 13\n1..2\nok 1 wrote\nnot ok 2 read\n".into(),
+            )],
+        );
+        side.set_seconds("pair-a", Duration::from_secs(20));
+        side.add_failure("harness", "vm/timed-out", "tail".into());
+        main.absorb(side, "pair-a");
+        let names: Vec<&str> = main.results.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "probe/a",
+                "pair-a/wrote",
+                "pair-a/read",
+                "pair-a/kunit/vela_bo/vela_alloc_basic",
+                "pair-a/vm/timed-out"
+            ]
+        );
+        assert_eq!(main.summary, summary(3, 3, 0));
+        let text = main.render_with_suites();
+        assert!(
+            text.ends_with(
+                "\n\
+                 suite              passed  failed  skipped  seconds\n\
+                 probe                   1       0        0        -\n\
+                 kernel-log              0       0        0        -\n\
+                 pair-a                  1       1        0     20.0\n\
+                 pair-a/kunit            1       0        0        -\n\
+                 pair-a/kernel-log       0       1        0        -\n\
+                 pair-a/harness          0       1        0        -\n\
+                 3 passed, 3 failed\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("(in pair-a's serial log)\n    WARNING: CPU: 0"),
+            "{text}"
         );
     }
 
