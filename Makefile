@@ -22,7 +22,7 @@ BIN := tools/target/release
 # Guest tests of `make vm-test`, comma-separated (vela-harness check --tests); empty: all.
 T ?=
 
-.PHONY: all deps module tools run check host-test lint vm-test bench soak fuzz-corpus clean help
+.PHONY: all deps module tools rdma run check host-test lint vm-test bench soak fuzz-corpus clean help
 
 all: module tools
 
@@ -39,7 +39,12 @@ module: deps
 tools: deps
 	cd tools && $(CARGO) build --release --workspace --bins
 
-run: module tools
+# The guests' RDMA userspace: librxe and perftest patched (rdma-tests/patches),
+# installed into the build root, and rdma-tests/tests; cached by input.
+rdma: deps
+	rdma-tests/build.sh
+
+run: module tools rdma
 	$(BIN)/vela-harness run
 
 host-test: deps
@@ -49,7 +54,7 @@ lint: deps
 	cd tools && $(CARGO) fmt --all --check
 	cd tools && $(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
-vm-test: module tools
+vm-test: module tools rdma
 	$(BIN)/vela-harness check $(if $(strip $(T)),--tests $(T))
 
 # The VM run comes last: its summary line is the run's verdict. Every guest test,
@@ -62,7 +67,7 @@ check:
 # The device model's own benchmark (host), then the driver's in the VM, on the fast
 # kernel: sanitizers would measure themselves (BENCH_KERNEL=strict to see how much).
 BENCH_KERNEL ?= fast
-bench: tools
+bench: tools rdma
 	$(MAKE) module VELA_KERNEL=$(BENCH_KERNEL)
 	$(BIN)/vela-model bench
 	VELA_KERNEL=$(BENCH_KERNEL) $(BIN)/vela-harness bench
@@ -70,7 +75,7 @@ bench: tools
 # Not part of check: the fuzzer at length with faults and unbinds under it (at most an
 # hour; SOAK_ARGS="--minutes 10 --calls 100000" for a shorter one).
 SOAK_ARGS ?=
-soak: module tools
+soak: module tools rdma
 	$(BIN)/vela-harness soak $(SOAK_ARGS)
 
 # A guided session on the strict kernel (the one with KCOV) whose new programs, minimized,
