@@ -958,7 +958,7 @@ out:
 /* ---------------------------------------------------- case 5: bad input */
 
 #define SMALL_LEN	(64 * KiB)
-#define CASE5_CHECKS	27
+#define CASE5_CHECKS	28
 
 /* Expects ibv_reg_dmabuf_mr to fail with @want (or @alt, when not 0). */
 static void bad_reg(uint64_t off, uint64_t len, uint64_t iova, int fd,
@@ -1027,6 +1027,33 @@ static void case5(void)
 	bad_reg(0, SMALL_LEN, IOVA_BASE, fd, ACCESS_ALL | IBV_ACCESS_ON_DEMAND,
 		EINVAL, EOPNOTSUPP, "ON_DEMAND with a dma-buf");
 	bad_reg(0, 0, IOVA_BASE, fd, ACCESS_ALL, EINVAL, 0, "zero length");
+
+	/* An optional access bit means nothing to rxe's CPU copies: it is ignored. */
+	r = dmabuf_region(&mr, fd, 0, SMALL_LEN, map);
+	if (!r) {
+		ibv_dereg_mr(mr.mr);
+		mr.mr = ibv_reg_dmabuf_mr(R.pd, 0, SMALL_LEN, IOVA_BASE, fd,
+					  ACCESS_ALL | IBV_ACCESS_RELAXED_ORDERING);
+		r = mr.mr ? 0 : -errno;
+	}
+	if (!r) {
+		pattern(want, 4096, 503);
+		memcpy(host.cpu, want, 4096);
+		guard_set(map, SMALL_LEN, 8192, 4096);
+		r = rdma_rw(&P, IBV_WR_RDMA_WRITE, &host, 0, 4096, &mr, 8192, &wc);
+		if (!r && wc.status != IBV_WC_SUCCESS) {
+			tap_diag("WRITE with RELAXED_ORDERING: %s", wc_str(&wc));
+			r = -EIO;
+			/* The failed WRITE put the pair in the error state. */
+			qp_pair_destroy(&P);
+			if (qp_pair_create(&R, &P))
+				tap_diag("a new QP pair failed");
+		}
+	}
+	tap_check(!r && data_ok(map, SMALL_LEN, 8192, 4096, want, err, sizeof(err)),
+		  "RELAXED_ORDERING (an optional access bit) is accepted, and a WRITE lands%s%s",
+		  r ? ": " : "", r ? strerrorname_np(-r) : "");
+	region_dereg(&mr);
 
 	/* The dma-buf fd closed right after the registration: the MR holds it. */
 	r = dmabuf_region(&mr, fd, 0, SMALL_LEN, map);
