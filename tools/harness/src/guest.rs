@@ -37,7 +37,8 @@ const GUEST_BINS: &[&str] = &[
 
 /// The guest binaries of rdma-tests/tests (C, built in the root by rdma-tests/build.sh into
 /// [`Paths::rdma_tests_dir`]). One that is missing is not shipped; its test then fails.
-const RDMA_BINS: &[&str] = &["vela-rdma-test"];
+/// `vela-rdma-pair` is VM A's side of the pair (`crate::pair`).
+const RDMA_BINS: &[&str] = &["vela-rdma-test", "vela-rdma-pair"];
 
 /// KUnit suites vela.ko carries; each must report when the module loads.
 pub(crate) const KUNIT_SUITES: &[&str] = &[
@@ -86,15 +87,17 @@ const CHECK_TESTS: &[Test] = &[
     // device on its own root port (moved to system memory), a dma-heap and a udmabuf; bad
     // input; and revocation. Before prime: it unbinds and rebinds the P2P device.
     ("rdma", "vela-rdma-test"),
+    // RDMA between this VM's VRAM (it is VM A) and VM B's, a VM the harness boots with this
+    // one, their NICs joined (`crate::pair`). Needs vela0 bound (rdma rebinds it) and the NIC
+    // as rdma left it (rxe0 on eth0, 10.0.0.1); before prime and devloss, which unbind and
+    // remove devices.
+    (crate::pair::PAIR, "vela-rdma-pair --client"),
     // dma-buf sharing between the devices and with udmabuf and the system dma-heap. Last: it
     // unbinds and rebinds a device.
     ("prime", "vela-prime-test"),
     // Device loss: a model process killed and devices hot-removed and added again through
     // QEMU's monitor. Last of all: it destroys devices (and brings them back).
     ("devloss", "vela-devloss-test"),
-    // Not in this VM: two more VMs, their NICs joined, RDMA between their VRAM (`crate::pair`),
-    // after this VM powered off.
-    (crate::pair::PAIR, "vela-rdma-pair"),
 ];
 
 /// Guest tests that only run when named (`make vm-test T=fuzz-grow`), never in a full check.
@@ -177,9 +180,15 @@ fn expectations(devices: &[model::DeviceSpec]) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_secs());
+    // VELA_PAIR_CORRUPT=1: vela-rdma-pair (both VMs of the pair) expects a flipped byte.
+    let corrupt = if std::env::var("VELA_PAIR_CORRUPT").is_ok_and(|v| !v.is_empty() && v != "0") {
+        "export VELA_PAIR_CORRUPT=1\n"
+    } else {
+        ""
+    };
     format!(
         "export VELA_EXPECT_VRAM_MIB={} VELA_EXPECT_SERIAL={} VELA_EXPECT_QUEUES={} VELA_EXPECT_DEVICES={}\n\
-         export VELA_FUZZ_MINUTES={} VELA_FUZZ_SEED={}\n",
+         export VELA_FUZZ_MINUTES={} VELA_FUZZ_SEED={}\n{corrupt}",
         d.vram_mib,
         d.serial,
         d.queues,
@@ -275,11 +284,17 @@ fn script(mode: Mode, devices: &[model::DeviceSpec], tests: &[Test], extra: &[Pa
     let mut s = String::from(PROLOGUE);
     s.push_str(&expectations(devices));
     match mode {
-        Mode::Demo => s.push_str(DEMO),
+        Mode::Demo => {
+            s.push_str(DEMO);
+            // The pair last, its client explaining itself on the console.
+            if crate::pair::wanted(mode, tests) {
+                s.push_str(crate::pair::DEMO_A);
+            }
+        }
         Mode::Bench => s.push_str(BENCH),
         Mode::Check => {
             s.push_str("insmod /run/vela/vela_test_importer.ko\n");
-            for (name, cmd) in tests.iter().filter(|(n, _)| *n != crate::pair::PAIR) {
+            for (name, cmd) in tests {
                 s.push_str(&format!("run {name} {cmd}\n"));
             }
         }
@@ -381,24 +396,16 @@ fn set_executable(p: &Path) -> Result<(), String> {
     fs::set_permissions(p, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())
 }
 
-/// The TAP each guest test wrote, by test name: `tests` (those of a check), then the extra
-/// binaries. A test that never ran gets a TAP stream that says so, which fails it.
-pub(crate) fn collect(
-    run_dir: &Path,
-    mode: Mode,
-    tests: &[Test],
-    extra: &[PathBuf],
-) -> Vec<(String, String)> {
+/// The TAP each guest test wrote, by test name: `tests` (those of a check, or the pair's
+/// client in the demo), then the extra binaries. A test that never ran gets a TAP stream
+/// that says so, which fails it.
+pub(crate) fn collect(run_dir: &Path, tests: &[Test], extra: &[PathBuf]) -> Vec<(String, String)> {
     let results = run_dir.join("share/results");
     let mut out = Vec::new();
-    if mode == Mode::Check {
-        for (name, _) in tests {
-            let tap =
-                fs::read_to_string(results.join(format!("{name}.tap"))).unwrap_or_else(|_| {
-                    format!("TAP version 13\n1..1\nnot ok 1 - {name} did not run\n")
-                });
-            out.push((name.to_string(), tap));
-        }
+    for (name, _) in tests {
+        let tap = fs::read_to_string(results.join(format!("{name}.tap")))
+            .unwrap_or_else(|_| format!("TAP version 13\n1..1\nnot ok 1 - {name} did not run\n"));
+        out.push((name.to_string(), tap));
     }
     for e in extra {
         let name = extra_name(e);
@@ -479,10 +486,6 @@ mod tests {
         assert!(s.contains("$R/$name.time"), "{s}");
         let all = script(Mode::Check, &devices, &select(&[]).unwrap(), &[]);
         for (name, cmd) in CHECK_TESTS {
-            if *name == crate::pair::PAIR {
-                assert!(!all.contains(cmd), "the pair runs in VMs of its own");
-                continue;
-            }
             assert!(all.contains(&format!("run {name} {cmd}\n")), "{name}");
         }
     }
@@ -512,6 +515,53 @@ mod tests {
             &[],
         );
         assert!(s.contains("run rdma vela-rdma-test\n"), "{s}");
+    }
+
+    #[test]
+    fn the_pair_runs_after_rdma_and_before_the_tests_that_unbind_and_remove() {
+        let pos = |n: &str| CHECK_TESTS.iter().position(|(name, _)| *name == n);
+        let pair = pos(crate::pair::PAIR);
+        assert!(pair.is_some());
+        assert!(
+            pos("rdma") < pair,
+            "rdma leaves rxe0 on eth0 with A's address"
+        );
+        assert!(pair < pos("prime") && pair < pos("devloss"));
+        assert!(RDMA_BINS.contains(&"vela-rdma-pair"));
+        // T=pair: the test VM loads vela.ko (probe) and runs the client.
+        let s = script(
+            Mode::Check,
+            &model::topology(Mode::Check),
+            &select(&strings(&["pair"])).unwrap(),
+            &[],
+        );
+        assert!(
+            s.contains("run probe vela-probe-test\nrun pair vela-rdma-pair --client\n"),
+            "{s}"
+        );
+        // The demo shows it last; without the pair (bench) nothing of it.
+        let pair = select(&strings(&["pair"])).unwrap();
+        let a = &pair[1..];
+        let demo = script(Mode::Demo, &model::topology(Mode::Demo), a, &[]);
+        assert!(demo.ends_with(&format!(
+            "{}{}",
+            crate::pair::DEMO_A,
+            EPILOGUE.replace("@DONE@", DONE_MARKER)
+        )));
+        let demo = script(Mode::Demo, &model::topology(Mode::Demo), &[], &[]);
+        assert!(
+            demo.contains(crate::pair::DEMO_A),
+            "run always shows the pair"
+        );
+        let bench = script(Mode::Bench, &model::topology(Mode::Bench), &[], &[]);
+        assert!(!bench.contains("vela-rdma-pair"));
+    }
+
+    #[test]
+    fn a_collected_test_that_never_ran_fails() {
+        let taps = collect(Path::new("/nonexistent"), &[("pair", "x")], &[]);
+        assert_eq!(taps.len(), 1);
+        assert!(taps[0].1.contains("not ok 1 - pair did not run"));
     }
 
     #[test]

@@ -101,7 +101,7 @@ const AFTER_HELP: &str = "\
 Environment: VELA_CACHE (default /var/cache/vela), VELA_ACCEL (tcg|kvm, default: tcg
 unless a KVM boot of this kernel was probed to work), VELA_ONLY (check: the guest tests
 to run, as --tests), VELA_KEEP (keep the run directory of a passing run too),
-VELA_PAIR_CPUS (vCPUs of each VM of the pair, default 1), VELA_PAIR_CORRUPT=1 (the pair's
+VELA_PAIR_CPUS (vCPUs of VM B of the pair, default 1), VELA_PAIR_CORRUPT=1 (the pair's
 checks expect a flipped byte: shows that they fail).
 
 Every run's results (TAP, KUnit, serial and kernel log, the verdict) are kept in
@@ -274,41 +274,39 @@ fn main() -> ExitCode {
 type Outcome = (judge::Report, String, Result<PathBuf, String>);
 
 fn run(paths: &Paths, opts: &Options) -> Result<Outcome, String> {
-    // The pair (two more VMs, `pair.rs`) runs after the test VM, or alone when it is all
-    // that was asked for.
-    let (tests, pair) = pair::split(opts.mode, &opts.tests);
-    let test_vm = pair::needs_test_vm(opts.mode, pair, &tests, !opts.extra.is_empty());
+    // With the pair (`pair.rs`), the test VM is VM A and VM B boots next to it.
+    let pair = pair::wanted(opts.mode, &opts.tests);
+    // The demo's pair client is judged as a check's tests are.
+    let tests = match opts.mode {
+        Mode::Demo if pair => vec![pair::DEMO_TEST],
+        _ => opts.tests.clone(),
+    };
     let devices = model::topology(opts.mode);
     let run_dir = guest::prepare(paths, opts.mode, &devices, &tests, &opts.extra)?;
     let accel = vm::pick_accel(paths, &run_dir);
-    // Whether guest tests ran, which the table of suites is for.
-    let (mut report, mut with_suites) = if test_vm {
-        run_test_vm(paths, opts, &run_dir, &devices, &tests, accel)?
+    let shape = if pair {
+        vm::Shape::single().with_net(pair::net_a(paths, &run_dir))
     } else {
-        let mut empty = judge::judge("", &[]);
-        empty.suites.clear();
-        (empty, false)
+        vm::Shape::single()
     };
-    if pair {
-        if opts.mode == Mode::Demo {
-            println!(
-                "\nvela-harness: now two machines: VM A and VM B, each with a Vela device behind \
-                 the PCIe switch of its NIC, the NICs joined by one network; RDMA from one VM's \
-                 VRAM into the other's"
-            );
-        }
-        // Two consoles at once: only what the guests print, and alarming kernel lines.
+    let vm_b = pair.then(|| {
+        // Two consoles at once: B shows only what its guest prints, and alarming kernel lines.
         let echo = match opts.echo {
             vm::Echo::Guest => vm::Echo::Program,
             e => e,
         };
-        for (side, r) in pair::run(paths, &run_dir, opts.mode, accel, opts.timeout, echo) {
-            report.absorb(r, side.name);
-        }
-        with_suites = true;
+        pair::start_b(paths, &run_dir, opts.mode, accel, opts.timeout, echo)
+    });
+    let test_vm = run_test_vm(paths, opts, &run_dir, &devices, &tests, accel, &shape);
+    // VM B is judged (and never left running) whatever became of the test VM.
+    let report_b = vm_b.map(pair::VmB::finish);
+    // Whether guest tests ran, which the table of suites is for.
+    let (mut report, with_suites) = test_vm?;
+    if let Some(r) = report_b {
+        report.absorb(r, pair::B);
     }
     // The per-suite table (guest tests, KUnit, kernel log) before the summary.
-    let rendered = if with_suites {
+    let rendered = if with_suites || pair {
         report.render_with_suites()
     } else {
         report.render()
@@ -333,6 +331,7 @@ fn run_test_vm(
     devices: &[model::DeviceSpec],
     tests: &[guest::Test],
     accel: vm::Accel,
+    shape: &vm::Shape,
 ) -> Result<(judge::Report, bool), String> {
     let models = std::sync::Arc::new(std::sync::Mutex::new(model::start(
         paths, run_dir, devices,
@@ -355,13 +354,13 @@ fn run_test_vm(
         opts.mode,
         opts.timeout,
         opts.echo,
-        &vm::Shape::single(),
+        shape,
     );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = bridge.join();
     drop(models);
     let outcome = outcome?;
-    let taps = guest::collect(run_dir, opts.mode, tests, &opts.extra);
+    let taps = guest::collect(run_dir, tests, &opts.extra);
     let mut report = judge::judge(&outcome.serial, &taps);
     for (name, _) in &taps {
         if let Some(secs) = guest::seconds(run_dir, name) {

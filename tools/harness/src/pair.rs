@@ -1,36 +1,60 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The pair: RDMA between two machines' VRAM. Two more VMs, booted at the same time after the
-//! test VM (or instead of it, when only the pair was asked for), each with its own device
-//! model (one Vela device behind the PCIe switch of its NIC), its own run directory and
-//! share, and one vCPU. Their NICs are joined by a QEMU datagram link over two unix sockets,
-//! which needs no root. VM A runs `vela-rdma-pair --client`, VM B `--server`
-//! (rdma-tests/tests/vela-rdma-pair.c). Each VM is judged as the test VM is: its TAP (suite
-//! `pair-a`, `pair-b`), its KUnit suites, its kernel log; the reports are merged into the
-//! run's under the side's name.
+//! The pair: RDMA between two machines' VRAM. The test VM is VM A; one more VM, VM B, boots
+//! at the same time as it, with its own device model (one Vela device behind the PCIe switch
+//! of its NIC), its own run directory and share, and one vCPU, so its boot overlaps the test
+//! VM's run. The two NICs are joined by a QEMU datagram link over two unix sockets, which
+//! needs no root. VM A runs `vela-rdma-pair --client` as the guest test `pair`, VM B
+//! `--server` (rdma-tests/tests/vela-rdma-pair.c) once VM A has started it. VM B is judged
+//! as the test VM is: its TAP (suite `pair-b`), its KUnit suites, its kernel log; its report
+//! is merged into the run's under `pair-b`.
 
 use std::{
     fs,
     path::{Path, PathBuf},
-    time::Duration,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
 };
 
 use crate::{
     guest, judge, model,
-    vm::{self, Net, Shape},
+    vm::{self, Cut, Net, Shape},
     Mode, Paths,
 };
 
-/// The name that selects the pair (`make vm-test T=pair`).
+/// The name that selects the pair (`make vm-test T=pair`), and VM A's guest test.
 pub(crate) const PAIR: &str = "pair";
 
-/// The most the pair's VMs may take (less when the run's `--timeout` is shorter). Measured:
-/// see Documentation/testing.rst, "Two machines".
-const TIMEOUT: Duration = Duration::from_secs(900);
+/// VM B's suite and run directory (under the test VM's).
+pub(crate) const B: &str = "pair-b";
 
-/// vCPUs per VM of the pair: two VMs of one vCPU each on a 2-core host, rather than two of
-/// two competing for the same cores under TCG (measured: Documentation/testing.rst).
-/// `VELA_PAIR_CPUS` overrides it.
+/// The NICs' MAC addresses: VM A's (the test VM's) and VM B's.
+const MAC_A: &str = "52:54:00:12:34:01";
+const MAC_B: &str = "52:54:00:12:34:02";
+
+/// Each NIC's end of the datagram link, in the test VM's run directory.
+const SOCK_A: &str = "net-a.sock";
+const SOCK_B: &str = "net-b.sock";
+
+/// Files the harness makes in VM B's share: VM A has started its `pair` test (B's server
+/// starts then), or VM A has powered off (B stops waiting for it).
+const A_READY: &str = "a-ready";
+const A_GONE: &str = "a-gone";
+
+/// How long VM B may run on after VM A powered off: the end of its server's run (its last
+/// check comes after A's), the kmemleak scans and the power-off. VM B's timeout is otherwise
+/// the run's: it waits through the whole of the test VM's.
+const GRACE: Duration = Duration::from_secs(300);
+
+/// How often the harness looks for VM A's start of `pair` (its `results/pair.time`).
+const POLL: Duration = Duration::from_millis(500);
+
+/// vCPUs of VM B: one, so that B and the test VM's two compete less for a 2-core host under
+/// TCG (measured: Documentation/testing.rst). `VELA_PAIR_CPUS` overrides it.
 const CPUS: u32 = 1;
 
 fn cpus(env: Option<String>) -> u32 {
@@ -39,58 +63,40 @@ fn cpus(env: Option<String>) -> u32 {
         .unwrap_or(CPUS)
 }
 
-/// One VM of the pair.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Side {
-    /// Its suite (and run directory) name.
-    pub(crate) name: &'static str,
-    /// How the demo calls it.
-    label: &'static str,
-    /// vela-rdma-pair's role.
-    role: &'static str,
-    /// Its NIC's MAC address.
-    mac: &'static str,
-    /// Its end of the datagram link, in the run directory.
-    socket: &'static str,
-}
-
-/// VM A (10.0.0.1) writes into and reads from VM B's (10.0.0.2) VRAM.
-pub(crate) const SIDES: [Side; 2] = [
-    Side {
-        name: "pair-a",
-        label: "A",
-        role: "--client",
-        mac: "52:54:00:12:34:01",
-        socket: "net-a.sock",
-    },
-    Side {
-        name: "pair-b",
-        label: "B",
-        role: "--server",
-        mac: "52:54:00:12:34:02",
-        socket: "net-b.sock",
-    },
-];
-
-/// The tests of the test VM, and whether the pair runs: in `run` (the demo) always, in
-/// `check` when selected.
-pub(crate) fn split(mode: Mode, tests: &[guest::Test]) -> (Vec<guest::Test>, bool) {
-    let pair = match mode {
+/// Whether the pair runs: in `run` (the demo) always, in `check` when selected (a full check
+/// selects it).
+pub(crate) fn wanted(mode: Mode, tests: &[guest::Test]) -> bool {
+    match mode {
         Mode::Demo => true,
         Mode::Check => tests.iter().any(|(n, _)| *n == PAIR),
         Mode::Bench => false,
-    };
-    let rest = tests.iter().filter(|(n, _)| *n != PAIR).copied().collect();
-    (rest, pair)
+    }
 }
 
-/// Whether the test VM runs too: not when only the pair was asked for (`probe` comes with
-/// every selection, but the pair's VMs load vela.ko and report its KUnit suites themselves).
-pub(crate) fn needs_test_vm(mode: Mode, pair: bool, rest: &[guest::Test], extra: bool) -> bool {
-    mode != Mode::Check || !pair || extra || rest.iter().any(|(n, _)| *n != guest::PROBE)
+/// The test VM's NIC when the pair runs: VM A's end of the link. `top` is the test VM's run
+/// directory, where both sockets live.
+pub(crate) fn net_a(paths: &Paths, top: &Path) -> Net {
+    link(paths, top, SOCK_A, SOCK_B, MAC_A)
 }
 
-/// Each VM's device: `vela0`, behind the switch with the NIC.
+fn link(paths: &Paths, top: &Path, local: &str, remote: &str, mac: &str) -> Net {
+    let at = |s: &str| paths.in_root(&top.join(s)).display().to_string();
+    Net::Dgram {
+        local: at(local),
+        remote: at(remote),
+        mac: mac.to_string(),
+    }
+}
+
+/// VM B: `cpus` vCPUs, its NIC sending to VM A's socket.
+fn shape_b(paths: &Paths, top: &Path, cpus: u32) -> Shape {
+    Shape {
+        cpus,
+        net: link(paths, top, SOCK_B, SOCK_A, MAC_B),
+    }
+}
+
+/// VM B's device: `vela0`, behind the switch with the NIC, as in the test VM.
 fn devices(mode: Mode) -> Vec<model::DeviceSpec> {
     model::topology(mode)
         .into_iter()
@@ -99,133 +105,169 @@ fn devices(mode: Mode) -> Vec<model::DeviceSpec> {
         .collect()
 }
 
-/// The VM of `side`: one vCPU, its NIC sending to the other side's socket. `top` is the
-/// directory both sockets live in.
-fn shape(paths: &Paths, top: &Path, side: &Side, cpus: u32) -> Shape {
-    let other = SIDES.iter().find(|s| s.name != side.name).unwrap_or(side);
-    let at = |s: &Side| paths.in_root(&top.join(s.socket)).display().to_string();
-    Shape {
-        cpus,
-        net: Net::Dgram {
-            local: at(side),
-            remote: at(other),
-            mac: side.mac.to_string(),
-        },
-    }
-}
+/// The demo's pair client, as the test it is judged as ([`DEMO_A`] runs it).
+pub(crate) const DEMO_TEST: guest::Test = (PAIR, "vela-rdma-pair --client --explain");
 
-/// What the guest script of `side` does after the common prologue. `corrupt` asks
-/// vela-rdma-pair to expect a flipped byte (`VELA_PAIR_CORRUPT`, to see its checks fail).
-fn body(mode: Mode, side: &Side, corrupt: bool) -> String {
-    let mut s = String::new();
-    if corrupt {
-        s.push_str("export VELA_PAIR_CORRUPT=1\n");
-    }
-    s.push_str("insmod /run/vela/vela.ko\n");
-    let (name, role) = (side.name, side.role);
-    if mode == Mode::Demo {
+/// What the test VM's script of `run` does last: the demo's client, its plain words on the
+/// console and its TAP (judged) into the results, timed as a test is.
+pub(crate) const DEMO_A: &str = r#"
+echo "VELA-GUEST: now two machines: this VM (A) and VM B, each with a Vela device behind the PCIe switch of its NIC, the NICs joined by one network; RDMA from one VM's VRAM into the other's"
+echo "VELA-GUEST: VM A: vela-rdma-pair --client --explain"
+read -r t0 _ </proc/uptime
+echo "$t0" >$R/pair.time
+vela-rdma-pair --client --explain 2>&1 >$R/pair.tap
+echo $? >$R/pair.rc
+read -r t1 _ </proc/uptime
+echo "$t0 $t1" >$R/pair.time
+"#;
+
+/// VM B's script after the common prologue: vela.ko loads (its KUnit suites run) while VM
+/// A is still busy with its other tests, then B waits for VM A to start `pair` and runs the
+/// server; if VM A powers off first, B's TAP says so.
+fn body_b(mode: Mode) -> String {
+    let server = if mode == Mode::Demo {
         // The plain words on the console, the TAP (judged) into the results.
-        s.push_str(&format!(
-            "echo \"VELA-GUEST: VM {}: vela-rdma-pair {role} --explain\"\n\
+        format!(
+            "echo \"VELA-GUEST: VM B: vela-rdma-pair --server --explain\"\n\
              read -r t0 _ </proc/uptime\n\
-             vela-rdma-pair {role} --explain 2>&1 >$R/{name}.tap\n\
-             echo $? >$R/{name}.rc\n\
+             vela-rdma-pair --server --explain 2>&1 >$R/{B}.tap\n\
+             echo $? >$R/{B}.rc\n\
              read -r t1 _ </proc/uptime\n\
-             echo \"$t0 $t1\" >$R/{name}.time\n",
-            side.label
-        ));
+             echo \"$t0 $t1\" >$R/{B}.time\n"
+        )
     } else {
-        s.push_str(&format!("run {name} vela-rdma-pair {role}\n"));
-    }
-    s
+        format!("run {B} vela-rdma-pair --server\n")
+    };
+    format!(
+        "insmod /run/vela/vela.ko\n\
+         echo \"VELA-GUEST: VM B waits for VM A to start its pair test\"\n\
+         while [ ! -e /run/vela/{A_READY} ] && [ ! -e /run/vela/{A_GONE} ]; do sleep 1; done\n\
+         if [ -e /run/vela/{A_READY} ]; then\n\
+         {server}\
+         else\n\
+         printf 'TAP version 13\\n1..1\\nnot ok 1 - VM A powered off before it started its pair test\\n' >$R/{B}.tap\n\
+         fi\n"
+    )
 }
 
-/// Boots both VMs of the pair in `top`/pair-a and `top`/pair-b and judges each: one report per
-/// side, in [`SIDES`]' order.
-pub(crate) fn run(
+/// VM B while it runs: its thread, and what the harness tells it.
+pub(crate) struct VmB {
+    vm: JoinHandle<Result<vm::Outcome, String>>,
+    watcher: JoinHandle<()>,
+    a_done: Arc<AtomicBool>,
+    cut: Arc<Cut>,
+    dir: PathBuf,
+    mode: Mode,
+    cpus: u32,
+    start: Instant,
+}
+
+/// Boots VM B in `top`/pair-b, now, next to the test VM (whose run directory is `top`).
+/// It waits for the test VM at most `timeout` (the run's), and [`VmB::finish`] brings that
+/// forward once the test VM has powered off.
+pub(crate) fn start_b(
     paths: &Paths,
     top: &Path,
     mode: Mode,
     accel: vm::Accel,
     timeout: Duration,
     echo: vm::Echo,
-) -> Vec<(Side, judge::Report)> {
-    let timeout = timeout.min(TIMEOUT);
-    let devices = devices(mode);
+) -> VmB {
     let ncpus = cpus(std::env::var("VELA_PAIR_CPUS").ok());
-    let corrupt = std::env::var("VELA_PAIR_CORRUPT").is_ok_and(|v| !v.is_empty() && v != "0");
-    let start = std::time::Instant::now();
-    let outcomes: Vec<Result<vm::Outcome, String>> = std::thread::scope(|s| {
-        let handles: Vec<_> = SIDES
-            .iter()
-            .map(|side| {
-                let devices = &devices;
-                s.spawn(move || {
-                    let dir = top.join(side.name);
-                    let share = guest::Share {
-                        bins: &["vela"],
-                        rdma_bins: &["vela-rdma-pair"],
-                        importer: false,
-                        script: guest::wrap_script(devices, &body(mode, side, corrupt)),
-                    };
-                    guest::fill_share(paths, &dir, &share, &[])?;
-                    let models = model::start(paths, &dir, devices)?;
-                    let outcome = vm::boot(
-                        paths,
-                        &dir,
-                        devices,
-                        accel,
-                        mode,
-                        timeout,
-                        echo,
-                        &shape(paths, top, side, ncpus),
-                    );
-                    drop(models);
-                    outcome
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("the VM's thread panicked".into()))
-            })
-            .collect()
-    });
-    eprintln!(
-        "vela-harness: the pair's two VMs ({ncpus} vCPU each) took {:.1} s",
-        start.elapsed().as_secs_f64()
-    );
-    SIDES
-        .iter()
-        .zip(outcomes)
-        .map(|(side, o)| (*side, judge_side(side, &top.join(side.name), mode, o)))
-        .collect()
+    let dir = top.join(B);
+    let a_done = Arc::new(AtomicBool::new(false));
+    let cut = Arc::new(Cut::default());
+    let vm = {
+        let (paths, top, dir, cut) = (paths.clone(), top.to_path_buf(), dir.clone(), cut.clone());
+        thread::spawn(move || {
+            let devices = devices(mode);
+            let share = guest::Share {
+                bins: &["vela"],
+                rdma_bins: &["vela-rdma-pair"],
+                importer: false,
+                script: guest::wrap_script(&devices, &body_b(mode)),
+            };
+            guest::fill_share(&paths, &dir, &share, &[])?;
+            let models = model::start(&paths, &dir, &devices)?;
+            let outcome = vm::boot_until(
+                &paths,
+                &dir,
+                &devices,
+                accel,
+                mode,
+                timeout,
+                echo,
+                &shape_b(&paths, &top, ncpus),
+                &cut,
+            );
+            drop(models);
+            outcome
+        })
+    };
+    // VM A's `run` writes results/pair.time when the test starts.
+    let watcher = {
+        let (ready, share, a_done) = (
+            top.join(format!("share/results/{PAIR}.time")),
+            dir.join("share"),
+            a_done.clone(),
+        );
+        thread::spawn(move || {
+            while !a_done.load(Ordering::Relaxed) {
+                if ready.exists()
+                    && fs::create_dir_all(&share).is_ok()
+                    && fs::write(share.join(A_READY), "VM A started its pair test\n").is_ok()
+                {
+                    return;
+                }
+                thread::sleep(POLL);
+            }
+        })
+    };
+    VmB {
+        vm,
+        watcher,
+        a_done,
+        cut,
+        dir,
+        mode,
+        cpus: ncpus,
+        start: Instant::now(),
+    }
 }
 
-/// Judges one VM of the pair as the test VM is judged: its TAP, KUnit and kernel log, a
-/// timeout or an unfinished script, and (in `check`) KUnit suites that never reported.
-fn judge_side(
-    side: &Side,
-    dir: &Path,
-    mode: Mode,
-    outcome: Result<vm::Outcome, String>,
-) -> judge::Report {
-    let tap = fs::read_to_string(dir.join(format!("share/results/{}.tap", side.name)))
-        .unwrap_or_else(|_| {
-            format!(
-                "TAP version 13\n1..1\nnot ok 1 - {} did not run\n",
-                side.name
-            )
-        });
-    let taps = [(side.name.to_string(), tap)];
+impl VmB {
+    /// Once the test VM has powered off: tells VM B (which stops waiting, if it still is),
+    /// gives it [`GRACE`] to finish, and judges it.
+    pub(crate) fn finish(self) -> judge::Report {
+        self.a_done.store(true, Ordering::Relaxed);
+        let _ = self.watcher.join();
+        let _ = fs::write(self.dir.join("share").join(A_GONE), "VM A powered off\n");
+        self.cut.at(Instant::now() + GRACE);
+        let outcome = self
+            .vm
+            .join()
+            .unwrap_or_else(|_| Err("VM B's thread panicked".into()));
+        eprintln!(
+            "vela-harness: VM B of the pair ({} vCPU) ran {:.1} s",
+            self.cpus,
+            self.start.elapsed().as_secs_f64()
+        );
+        judge_b(&self.dir, self.mode, outcome)
+    }
+}
+
+/// Judges VM B as the test VM is judged: its TAP, KUnit and kernel log, a timeout or an
+/// unfinished script, and (in `check`) KUnit suites that never reported.
+fn judge_b(dir: &Path, mode: Mode, outcome: Result<vm::Outcome, String>) -> judge::Report {
+    let tap = fs::read_to_string(dir.join(format!("share/results/{B}.tap")))
+        .unwrap_or_else(|_| format!("TAP version 13\n1..1\nnot ok 1 - {B} did not run\n"));
+    let taps = [(B.to_string(), tap)];
     let mut report = match &outcome {
         Ok(o) => judge::judge(&o.serial, &taps),
         Err(_) => judge::judge("", &taps),
     };
-    if let Some(secs) = guest::seconds(dir, side.name) {
-        report.set_seconds(side.name, secs);
+    if let Some(secs) = guest::seconds(dir, B) {
+        report.set_seconds(B, secs);
     }
     match outcome {
         Ok(o) if o.timed_out => report.add_failure("harness", "vm/timed-out", o.tail(30)),
@@ -248,12 +290,12 @@ fn judge_side(
     report
 }
 
-/// Copies each side's results (TAP, exit status, times), serial log, model log and QEMU
-/// arguments from the run directory `top` into `kept/pair-a` and `kept/pair-b`.
+/// Copies VM B's results (TAP, exit status, times), serial log, model log and QEMU
+/// arguments from the test VM's run directory `top` into `kept/pair-b`.
 pub(crate) fn keep_into(kept: &Path, top: &Path) -> Result<(), String> {
-    for side in &SIDES {
-        let from = top.join(side.name);
-        let to = kept.join(side.name);
+    {
+        let from = top.join(B);
+        let to = kept.join(B);
         fs::create_dir_all(&to).map_err(|e| format!("{}: {e}", to.display()))?;
         let results = fs::read_dir(from.join("share/results"))
             .into_iter()
@@ -282,31 +324,20 @@ mod tests {
         }
     }
 
+    fn dgram(net: Net) -> (String, String, String) {
+        match net {
+            Net::Dgram { local, remote, mac } => (local, remote, mac),
+            n => panic!("no datagram link: {n:?}"),
+        }
+    }
+
     #[test]
-    fn the_two_nics_send_to_each_other() {
+    fn the_test_vm_and_vm_b_send_to_each_other() {
         let top = Path::new("/c/work/run/7-1");
-        let [a, b] = SIDES.map(|s| shape(&paths(), top, &s, 1));
-        assert_eq!((a.cpus, b.cpus), (1, 1));
-        assert_eq!(cpus(None), 1);
-        assert_eq!(cpus(Some("2".into())), 2);
-        assert_eq!(cpus(Some("0".into())), 1);
-        assert_eq!(cpus(Some("x".into())), 1);
-        let Net::Dgram {
-            local: al,
-            remote: ar,
-            mac: am,
-        } = a.net
-        else {
-            panic!("A has no datagram link: {:?}", a.net)
-        };
-        let Net::Dgram {
-            local: bl,
-            remote: br,
-            mac: bm,
-        } = b.net
-        else {
-            panic!("B has no datagram link: {:?}", b.net)
-        };
+        let (al, ar, am) = dgram(net_a(&paths(), top));
+        let b = shape_b(&paths(), top, 1);
+        assert_eq!(b.cpus, 1);
+        let (bl, br, bm) = dgram(b.net);
         // As QEMU in the build root sees them (work is /cache there).
         assert_eq!(al, "/cache/run/7-1/net-a.sock");
         assert_eq!(bl, "/cache/run/7-1/net-b.sock");
@@ -314,10 +345,26 @@ mod tests {
         assert_ne!(am, bm);
         assert_eq!(am, "52:54:00:12:34:01");
         assert_eq!(bm, "52:54:00:12:34:02");
+        assert_eq!(cpus(None), 1);
+        assert_eq!(cpus(Some("2".into())), 2);
+        assert_eq!(cpus(Some("0".into())), 1);
+        assert_eq!(cpus(Some("x".into())), 1);
     }
 
     #[test]
-    fn each_vm_has_one_vela_behind_the_nics_switch() {
+    fn the_test_vm_with_the_pair_is_vm_a() {
+        let top = Path::new("/c/work/run/7-1");
+        let shape = Shape::single().with_net(net_a(&paths(), top));
+        assert_eq!(
+            shape.cpus,
+            Shape::single().cpus,
+            "A keeps the test VM's vCPUs"
+        );
+        assert_eq!(dgram(shape.net).2, MAC_A);
+    }
+
+    #[test]
+    fn vm_b_has_one_vela_behind_the_nics_switch() {
         for mode in [Mode::Check, Mode::Demo] {
             let d = devices(mode);
             assert_eq!(d.len(), 1);
@@ -326,60 +373,101 @@ mod tests {
     }
 
     #[test]
-    fn scripts_run_the_client_and_the_server() {
-        let [a, b] = SIDES;
-        assert_eq!(
-            body(Mode::Check, &a, false),
-            "insmod /run/vela/vela.ko\nrun pair-a vela-rdma-pair --client\n"
+    fn vm_b_waits_for_vm_a_then_serves() {
+        let s = body_b(Mode::Check);
+        assert!(s.starts_with("insmod /run/vela/vela.ko\n"), "{s}");
+        let wait = s.find("while [ ! -e /run/vela/a-ready ] && [ ! -e /run/vela/a-gone ]");
+        let serve = s.find("run pair-b vela-rdma-pair --server\n");
+        assert!(wait.is_some() && serve.is_some() && wait < serve, "{s}");
+        assert!(
+            s.contains(
+                "not ok 1 - VM A powered off before it started its pair test\\n' >$R/pair-b.tap\n"
+            ),
+            "{s}"
         );
-        let s = body(Mode::Check, &b, true);
-        assert!(s.starts_with("export VELA_PAIR_CORRUPT=1\n"), "{s}");
-        assert!(s.ends_with("run pair-b vela-rdma-pair --server\n"), "{s}");
-        let demo = body(Mode::Demo, &b, false);
+        let demo = body_b(Mode::Demo);
         assert!(
             demo.contains("vela-rdma-pair --server --explain 2>&1 >$R/pair-b.tap\n"),
             "{demo}"
         );
         assert!(demo.contains(">$R/pair-b.time"), "{demo}");
-        let full = guest::wrap_script(&devices(Mode::Check), &body(Mode::Check, &a, false));
+        assert!(DEMO_A.contains("vela-rdma-pair --client --explain 2>&1 >$R/pair.tap\n"));
+        // VM A's start, which the harness watches for, comes before the client.
+        let started = DEMO_A.find("echo \"$t0\" >$R/pair.time");
+        let client = DEMO_A.find("vela-rdma-pair --client --explain 2>&1");
+        assert!(started.is_some() && started < client);
+        let full = guest::wrap_script(&devices(Mode::Check), &s);
         assert!(full.contains("VELA_EXPECT_DEVICES=1\n"), "{full}");
         assert!(full.contains(crate::vm::DONE_MARKER), "{full}");
     }
 
     #[test]
-    fn when_the_pair_and_the_test_vm_run() {
+    fn when_the_pair_runs() {
         let sel = |n: &[&str]| {
             guest::select(&n.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
         };
-        let (rest, pair) = split(Mode::Check, &sel(&["pair"]));
-        assert!(pair);
-        assert_eq!(rest, sel(&["probe"]));
-        assert!(!needs_test_vm(Mode::Check, pair, &rest, false));
-        assert!(needs_test_vm(Mode::Check, pair, &rest, true), "--extra");
-        let (rest, pair) = split(Mode::Check, &sel(&["pair", "prime"]));
-        assert!(pair && needs_test_vm(Mode::Check, pair, &rest, false));
-        assert!(!rest.iter().any(|(n, _)| *n == PAIR));
-        // A full check: everything, the pair after the test VM.
-        let (rest, pair) = split(Mode::Check, &sel(&[]));
-        assert!(pair && needs_test_vm(Mode::Check, pair, &rest, false));
-        let (rest, pair) = split(Mode::Check, &sel(&["prime"]));
-        assert!(!pair && needs_test_vm(Mode::Check, pair, &rest, false));
-        assert_eq!(split(Mode::Demo, &[]), (vec![], true));
-        assert!(needs_test_vm(Mode::Demo, true, &[], false));
-        assert_eq!(split(Mode::Bench, &[]), (vec![], false));
+        assert!(wanted(Mode::Check, &sel(&["pair"])));
+        assert!(wanted(Mode::Check, &sel(&[])), "a full check");
+        assert!(wanted(Mode::Check, &sel(&["rdma", "pair"])));
+        assert!(!wanted(Mode::Check, &sel(&["prime"])));
+        assert!(wanted(Mode::Demo, &[]));
+        assert!(!wanted(Mode::Bench, &[]));
     }
 
     #[test]
-    fn a_side_that_never_ran_fails() {
-        let r = judge_side(
-            &SIDES[0],
+    fn vm_b_that_never_ran_fails() {
+        let r = judge_b(
             Path::new("/nonexistent"),
             Mode::Check,
             Err("no model".into()),
         );
         assert!(!r.is_success());
         assert!(r.results.iter().any(|t| t.name == "vm/not-started"));
-        assert!(r.results.iter().any(|t| t.name.starts_with("pair-a/")));
+        assert!(r.results.iter().any(|t| t.name.starts_with("pair-b/")));
         assert!(r.results.iter().any(|t| t.name == "kunit/vela_bo"));
+    }
+
+    #[test]
+    fn vm_b_is_told_when_vm_a_starts_the_pair_and_when_it_is_gone() {
+        // No QEMU here: VM B's thread fails to start (no vela.ko), the watcher and the
+        // files it makes are what is tested.
+        let top = std::env::temp_dir().join(format!("vela-pair-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&top);
+        fs::create_dir_all(top.join("share/results")).unwrap();
+        let p = Paths {
+            root: top.join("root"),
+            work: top.clone(),
+            bin: top.join("bin"),
+            kernel: "none".into(),
+        };
+        let b = start_b(
+            &p,
+            &top,
+            Mode::Check,
+            vm::Accel::Tcg,
+            Duration::from_secs(5),
+            vm::Echo::Quiet,
+        );
+        thread::sleep(POLL * 2);
+        assert!(
+            !top.join("pair-b/share/a-ready").exists(),
+            "A has not started yet"
+        );
+        fs::write(top.join("share/results/pair.time"), "12.0\n").unwrap();
+        let ready = top.join("pair-b/share/a-ready");
+        for _ in 0..20 {
+            if ready.exists() {
+                break;
+            }
+            thread::sleep(POLL);
+        }
+        assert!(ready.exists());
+        let r = b.finish();
+        assert!(top.join("pair-b/share/a-gone").exists());
+        assert!(
+            r.results.iter().any(|t| t.name == "vm/not-started"),
+            "{r:?}"
+        );
+        let _ = fs::remove_dir_all(&top);
     }
 }

@@ -177,7 +177,8 @@ pub(crate) fn pick_accel(paths: &Paths, run_dir: &Path) -> Accel {
 /// The NIC's network.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Net {
-    /// A hub port that leads nowhere: the NIC is there for Soft-RoCE loopback (one VM).
+    /// A hub port that leads nowhere: the NIC is there for Soft-RoCE loopback (the test VM
+    /// when the pair does not run).
     Hub,
     /// A datagram link to another VM's NIC (the pair): QEMU sends its frames from the unix
     /// socket `local` to `remote`, where the other VM's QEMU listens, and the reverse. Needs
@@ -190,8 +191,8 @@ pub(crate) enum Net {
     },
 }
 
-/// What differs between the VMs the harness boots: the single test VM, and the two of the
-/// pair (`crate::pair`).
+/// What differs between the VMs the harness boots: the test VM (alone, or VM A of the pair)
+/// and VM B of the pair (`crate::pair`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Shape {
     pub(crate) cpus: u32,
@@ -205,6 +206,11 @@ impl Shape {
             cpus: 2,
             net: Net::Hub,
         }
+    }
+
+    /// The test VM when the pair runs: it is VM A, its NIC joined to VM B's (`crate::pair`).
+    pub(crate) fn with_net(self, net: Net) -> Self {
+        Shape { net, ..self }
     }
 }
 
@@ -354,6 +360,54 @@ pub(crate) fn boot(
     echo: Echo,
     shape: &Shape,
 ) -> Result<Outcome, String> {
+    boot_until(
+        paths,
+        run_dir,
+        devices,
+        accel,
+        mode,
+        timeout,
+        echo,
+        shape,
+        &Cut::default(),
+    )
+}
+
+/// An earlier deadline another thread may set while a VM runs: VM B of the pair gets one
+/// when the test VM (VM A) has powered off (`crate::pair`).
+#[derive(Default)]
+pub(crate) struct Cut(Mutex<Option<Instant>>);
+
+impl Cut {
+    /// From now on the VM may run until `at` at the latest.
+    pub(crate) fn at(&self, at: Instant) {
+        if let Ok(mut c) = self.0.lock() {
+            *c = Some(c.map_or(at, |old| old.min(at)));
+        }
+    }
+
+    /// The earlier of `deadline` and the cut.
+    fn apply(&self, deadline: Instant) -> Instant {
+        match self.0.lock().map(|c| *c) {
+            Ok(Some(c)) => c.min(deadline),
+            _ => deadline,
+        }
+    }
+}
+
+/// [`boot`], and the VM is also stopped at the time `cut` is given, if that comes first.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn boot_until(
+    paths: &Paths,
+    run_dir: &Path,
+    devices: &[DeviceSpec],
+    accel: Accel,
+    mode: crate::Mode,
+    timeout: Duration,
+    echo: Echo,
+    shape: &Shape,
+    cut: &Cut,
+) -> Result<Outcome, String> {
     let args = qemu_args(paths, run_dir, devices, accel, mode, shape);
     std::fs::write(run_dir.join("qemu.args"), args.join("\n")).map_err(|e| e.to_string())?;
     let mut child = Command::new("unshare")
@@ -415,7 +469,7 @@ pub(crate) fn boot(
     loop {
         match child.try_wait() {
             Ok(Some(_)) => break,
-            Ok(None) if Instant::now() > deadline => {
+            Ok(None) if Instant::now() > cut.apply(deadline) => {
                 timed_out = true;
                 let _ = child.kill();
                 let _ = child.wait();
@@ -492,6 +546,23 @@ mod tests {
             .collect();
         assert_eq!(nics, ["virtio-net-pci,netdev=n0,bus=sw0_dn2"]);
         assert!(values(&a, "-qmp")[0].starts_with("unix:/cache/run/1/qmp.sock"));
+    }
+
+    #[test]
+    fn a_cut_only_brings_the_deadline_forward() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(100);
+        let cut = Cut::default();
+        assert_eq!(cut.apply(later), later);
+        cut.at(now + Duration::from_secs(10));
+        assert_eq!(cut.apply(later), now + Duration::from_secs(10));
+        assert_eq!(cut.apply(now), now, "never later than the timeout");
+        cut.at(now + Duration::from_secs(50));
+        assert_eq!(
+            cut.apply(later),
+            now + Duration::from_secs(10),
+            "the earliest cut"
+        );
     }
 
     #[test]
