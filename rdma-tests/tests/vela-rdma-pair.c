@@ -189,6 +189,7 @@ static int tcp_connect(void)
 	double deadline = now() + CONNECT_SECS;
 	int one = 1, fd, c;
 
+	err[0] = 0;
 	if (server) {
 		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0)
@@ -202,8 +203,11 @@ static int tcp_connect(void)
 			return c;
 		}
 		c = accept(fd, NULL, NULL);
-		if (c < 0)
+		if (c < 0) {
 			c = -errno;
+			snprintf(err, sizeof(err), "%s did not connect within %d s: %s",
+				 peer_name, CONNECT_SECS, strerror(-c));
+		}
 		close(fd);
 		return c;
 	}
@@ -216,8 +220,13 @@ static int tcp_connect(void)
 			return fd;
 		c = -errno;
 		close(fd);
-		if (now() > deadline)
+		if (now() > deadline) {
+			/* Said plainly: the usual cause is that VM B never booted. */
+			snprintf(err, sizeof(err),
+				 "%s (" ADDR_B ") did not accept on TCP port %d within %d s (did it boot?): %s",
+				 peer_name, PORT, CONNECT_SECS, strerror(-c));
 			return c;
+		}
 		sleep(1);
 	}
 }
@@ -499,7 +508,7 @@ static bool setup(void)
 	sock = tcp_connect();
 	r = sock < 0 ? sock : set_timeout(sock, PEER_SECS);
 	if (!tap_check(!r, "TCP connection to %s%s%s", peer_name, r ? ": " : "",
-		       r ? strerror(-r) : ""))
+		       r ? (sock < 0 && err[0] ? err : strerror(-r)) : ""))
 		goto out;
 
 	r = find_vela(bdf);
