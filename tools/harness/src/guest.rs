@@ -37,7 +37,7 @@ const GUEST_BINS: &[&str] = &[
 
 /// The guest binaries of rdma-tests/tests (C, built in the root by rdma-tests/build.sh into
 /// [`Paths::rdma_tests_dir`]). One that is missing is not shipped; its test then fails.
-const RDMA_BINS: &[&str] = &["vela-rdma-test"];
+const RDMA_BINS: &[&str] = &["vela-rdma-test", "vela-rdma-regbench", "vela-rdma-bench"];
 
 /// KUnit suites vela.ko carries; each must report when the module loads.
 pub(crate) const KUNIT_SUITES: &[&str] = &[
@@ -253,6 +253,9 @@ vela bench --seconds 2 --live 100000 --max-seconds 600 --raw-ns "$RAW"
 # memory (for the C test importer) and back against the copy engine.
 insmod /run/vela/vela_test_importer.ko
 vela-prime-bench --seconds 2
+# RDMA over Soft-RoCE into VRAM (Documentation/rdma.rst): perftest with a VRAM MR against a
+# host-memory MR and a system dma-heap MR, and registration against ibv_reg_mr.
+vela-rdma-bench
 "#;
 
 fn extra_name(p: &Path) -> String {
