@@ -36,8 +36,17 @@ const GUEST_BINS: &[&str] = &[
 ];
 
 /// The guest binaries of rdma-tests/tests (C, built in the root by rdma-tests/build.sh into
-/// [`Paths::rdma_tests_dir`]). One that is missing is not shipped; its test then fails.
-const RDMA_BINS: &[&str] = &["vela-rdma-test", "vela-rdma-regbench", "vela-rdma-bench"];
+/// [`Paths::rdma_tests_dir`]), and the pyverbs tests' scripts it installs there
+/// (rdma-tests/pyverbs). One that is missing is not shipped; its test then fails.
+const RDMA_BINS: &[&str] = &[
+    "vela-rdma-test",
+    "vela-rdma-regbench",
+    "vela-rdma-bench",
+    "vela-pyverbs-test",
+    "vela-pyverbs-suite",
+    "test_vela_dmabuf.py",
+    "vela-uapi-ioctls",
+];
 
 /// KUnit suites vela.ko carries; each must report when the module loads.
 pub(crate) const KUNIT_SUITES: &[&str] = &[
@@ -86,6 +95,9 @@ const CHECK_TESTS: &[Test] = &[
     // device on its own root port (moved to system memory), a dma-heap and a udmabuf; bad
     // input; and revocation. Before prime: it unbinds and rebinds the P2P device.
     ("rdma", "vela-rdma-test"),
+    // The same from Python on rdma-core's pyverbs: a VRAM buffer made with raw ioctls,
+    // registered with DmaBufMR, RDMA WRITE and READ with a host MR over rxe0.
+    ("pyverbs", "vela-pyverbs-test dmabuf"),
     // dma-buf sharing between the devices and with udmabuf and the system dma-heap. Last: it
     // unbinds and rebinds a device.
     ("prime", "vela-prime-test"),
@@ -101,10 +113,15 @@ const CHECK_TESTS: &[Test] = &[
 /// `fuzz-grow` grows vela-fuzz's corpus: a guided session of `VELA_FUZZ_MINUTES` (default
 /// 10) whose new programs land in the results directory (`fuzz-corpus/`); `make fuzz-corpus`
 /// runs it and copies them into tools/testing/fuzz/corpus.
-const ON_REQUEST_TESTS: &[Test] = &[(
-    "fuzz-grow",
-    "vela-fuzz --seed $VELA_FUZZ_SEED --minutes $VELA_FUZZ_MINUTES --corpus-out $R/fuzz-corpus",
-)];
+/// `pyverbs-suite` runs rdma-core's own pyverbs tests (test_mr, test_qp, test_device) on rxe0
+/// with the patched librxe and with Debian's: too slow under TCG for every check.
+const ON_REQUEST_TESTS: &[Test] = &[
+    (
+        "fuzz-grow",
+        "vela-fuzz --seed $VELA_FUZZ_SEED --minutes $VELA_FUZZ_MINUTES --corpus-out $R/fuzz-corpus",
+    ),
+    ("pyverbs-suite", "vela-pyverbs-test suite"),
+];
 
 /// One guest test: (name, command).
 pub(crate) type Test = (&'static str, &'static str);
@@ -515,6 +532,28 @@ mod tests {
             &[],
         );
         assert!(s.contains("run rdma vela-rdma-test\n"), "{s}");
+    }
+
+    #[test]
+    fn pyverbs_runs_before_prime_and_its_suite_only_when_named() {
+        let pos = |n: &str| CHECK_TESTS.iter().position(|(name, _)| *name == n);
+        assert!(pos("pyverbs").is_some() && pos("pyverbs") < pos("prime"));
+        assert!(RDMA_BINS.contains(&"vela-pyverbs-test"));
+        assert!(!select(&[])
+            .unwrap()
+            .iter()
+            .any(|(n, _)| *n == "pyverbs-suite"));
+        let s = script(
+            Mode::Check,
+            &model::topology(Mode::Check),
+            &select(&strings(&["pyverbs", "pyverbs-suite"])).unwrap(),
+            &[],
+        );
+        assert!(
+            s.contains("run pyverbs vela-pyverbs-test dmabuf\n")
+                && s.contains("run pyverbs-suite vela-pyverbs-test suite\n"),
+            "{s}"
+        );
     }
 
     #[test]
