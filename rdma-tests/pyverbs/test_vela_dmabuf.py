@@ -280,7 +280,20 @@ def check_region(buf, off, data, size):
     return f'first difference at byte {i} ({where}): got {a:#04x}, want {b:#04x}'
 
 
+def seconds_since_exec():
+    """Seconds since this process was exec'd (Python's own start-up under TCG is most of
+    what the test costs)."""
+    try:
+        with open('/proc/self/stat') as f:
+            start = int(f.read().rpartition(')')[2].split()[19]) / os.sysconf('SC_CLK_TCK')
+        with open('/proc/uptime') as f:
+            return float(f.read().split()[0]) - start
+    except (OSError, ValueError, IndexError):
+        return float('nan')
+
+
 def main():
+    started = seconds_since_exec()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--corrupt-expected', action='store_true',
                     help='expect one flipped byte in the first data check')
@@ -290,6 +303,7 @@ def main():
     args = ap.parse_args()
 
     t = Tap(16)
+    t.diag(f'Python started in {started:.1f} s')
     try:
         return run(t, args)
     except Exception:  # a failure of the test itself: the rest did not run
@@ -314,6 +328,7 @@ def run(t, args):
         t.skip_rest('the test does not match the uAPI header')
         return 1
 
+    t0 = time.monotonic()
     import pyverbs.enums as e
     from pyverbs.addr import AHAttr, GlobalRoute
     from pyverbs.cq import CQ
@@ -322,6 +337,7 @@ def run(t, args):
     from pyverbs.pd import PD
     from pyverbs.qp import QP, QPAttr, QPCap, QPInitAttr
     from pyverbs.wr import SGE, SendWR
+    t.diag(f'pyverbs imported in {time.monotonic() - t0:.1f} s')
 
     # 2. rxe0 and its GID.
     setup_net()
