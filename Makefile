@@ -59,8 +59,11 @@ vm-test: module tools rdma
 
 # The VM run comes last: its summary line is the run's verdict. Every guest test,
 # whatever T or VELA_ONLY say.
+# The kernel and module build first, with the host tests and the RDMA userspace beside it:
+# the kernel build has long single-threaded stretches (the Rust crates, the final links)
+# whose idle core the other two fill.
 check:
-	$(MAKE) host-test
+	$(MAKE) -j2 module host-test rdma
 	$(MAKE) lint
 	VELA_ONLY= $(MAKE) vm-test T=
 

@@ -80,7 +80,9 @@ pt_patches=("$PDIR"/perftest/*.patch)
 shopt -u nullglob
 tests=()
 if [ -d "$VELA_TOP/rdma-tests/tests" ]; then
-	mapfile -t tests < <(find "$VELA_TOP/rdma-tests/tests" -type f | LC_ALL=C sort)
+	# The tests' Makefile also installs the pyverbs tests (rdma-tests/pyverbs).
+	mapfile -t tests < <(find "$VELA_TOP/rdma-tests/tests" "$VELA_TOP/rdma-tests/pyverbs" \
+		-type f 2>/dev/null | LC_ALL=C sort)
 fi
 common=("$VELA_TOP/rdma-tests/build.sh" "$ROOT_DIR/.vela-stamp")
 rc_key=$(inputs_hash "$rc_orig" "$rc_deb" "${rc_patches[@]}" "${common[@]}")

@@ -464,7 +464,8 @@ impl gem::DriverObject for VelaObject {
     /// loss revoke every export before BAR2 goes, and the importer unmaps before its
     /// invalidation returns. A buffer in system memory (the importer had no P2P path, so its
     /// pin moved it there) is mapped where it is. VRAM made of more than one run has no linear
-    /// mapping here: `EOPNOTSUPP` (sizes that are a power of two are always one run).
+    /// mapping here: `EOPNOTSUPP` (a power-of-two size is one buddy block unless VRAM is
+    /// fragmented).
     fn dmabuf_vmap_attachment(
         obj: &gem::Object<Self>,
         attach: &Attachment,

@@ -55,7 +55,7 @@ int qp_state(struct qp_pair *p, int i);
 
 /*
  * One RDMA WRITE, READ or ATOMIC posted on qp[0], signalled, and waited for
- * (10 s). Returns 0 with the completion in @wc, or -errno when posting failed
+ * (30 s, or $VELA_RDMA_POLL_SECONDS). Returns 0 with the completion in @wc, or -errno when posting failed
  * or no completion came.
  */
 int rdma_rw(struct qp_pair *p, enum ibv_wr_opcode op,

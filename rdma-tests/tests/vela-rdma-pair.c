@@ -160,7 +160,8 @@ static int setup_net(const char *addr)
 	struct stat st;
 	int r;
 
-	r = sh("ip link set " RXE_NETDEV " up");
+	/* As rdma_setup_net(): 4096-byte rxe packets (the peer does the same). */
+	r = sh("ip link set " RXE_NETDEV " mtu 4200 up");
 	if (r)
 		return r;
 	snprintf(cmd, sizeof(cmd),

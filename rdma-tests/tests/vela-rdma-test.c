@@ -157,13 +157,33 @@ static const char *wc_str(const struct ibv_wc *wc)
 	return ibv_wc_status_str(wc->status);
 }
 
+/*
+ * After a failed or lost work request the pair is in the error state, or
+ * still busy with the request: a new pair, so later checks do not inherit it.
+ */
+static void recover_pair(void)
+{
+	int r;
+
+	qp_pair_destroy(&P);
+	r = qp_pair_create(&R, &P);
+	if (r)
+		tap_diag("a new QP pair: %s", strerror(-r));
+}
+
 /* A completion check: posted, completed, and with status SUCCESS. */
 static bool wc_check(int ret, const struct ibv_wc *wc, const char *what)
 {
+	bool ok;
+
 	if (ret)
-		return tap_check(false, "%s completes (%s)", what, strerror(-ret));
-	return tap_check(wc->status == IBV_WC_SUCCESS, "%s completes with %s",
-			 what, wc_str(wc));
+		ok = tap_check(false, "%s completes (%s)", what, strerror(-ret));
+	else
+		ok = tap_check(wc->status == IBV_WC_SUCCESS, "%s completes with %s",
+			       what, wc_str(wc));
+	if (!ok)
+		recover_pair();
+	return ok;
 }
 
 static int host_region(struct region *r)
@@ -420,6 +440,8 @@ static void atomic_case(const char *what, enum ibv_wr_opcode op,
 			  (unsigned long long)want_old, (unsigned long long)want_new,
 			  (unsigned long long)rd64(local, loff),
 			  (unsigned long long)rd64(remote, roff));
+		if (r || wc.status != IBV_WC_SUCCESS)
+			recover_pair();
 		return;
 	}
 	tap_check(rd64(local, loff) == want_old, "%s: returns the old value %#llx (got %#llx)",
@@ -505,10 +527,7 @@ static void unaligned_mr(void)
 		  vmap[moff + mlen - 1], want[mlen - 1], vmap[moff + mlen]);
 	region_dereg(&m);
 	/* The refused WRITE put the QP in the error state. */
-	qp_pair_destroy(&P);
-	r = qp_pair_create(&R, &P);
-	if (r)
-		tap_diag("a new QP pair: %s", strerror(-r));
+	recover_pair();
 }
 
 /* Opens the P2P device and registers a VRAM buffer of it (the first checks of case 1). */
@@ -1044,11 +1063,9 @@ static void case5(void)
 		if (!r && wc.status != IBV_WC_SUCCESS) {
 			tap_diag("WRITE with RELAXED_ORDERING: %s", wc_str(&wc));
 			r = -EIO;
-			/* The failed WRITE put the pair in the error state. */
-			qp_pair_destroy(&P);
-			if (qp_pair_create(&R, &P))
-				tap_diag("a new QP pair failed");
 		}
+		if (r)
+			recover_pair();
 	}
 	tap_check(!r && data_ok(map, SMALL_LEN, 8192, 4096, want, err, sizeof(err)),
 		  "RELAXED_ORDERING (an optional access bit) is accepted, and a WRITE lands%s%s",

@@ -36,9 +36,19 @@ const GUEST_BINS: &[&str] = &[
 ];
 
 /// The guest binaries of rdma-tests/tests (C, built in the root by rdma-tests/build.sh into
-/// [`Paths::rdma_tests_dir`]). One that is missing is not shipped; its test then fails.
-/// `vela-rdma-pair` is VM A's side of the pair (`crate::pair`).
-const RDMA_BINS: &[&str] = &["vela-rdma-test", "vela-rdma-pair"];
+/// [`Paths::rdma_tests_dir`]), and the pyverbs tests' scripts it installs there
+/// (rdma-tests/pyverbs). One that is missing is not shipped; its test then fails.
+const RDMA_BINS: &[&str] = &[
+    "vela-rdma-test",
+    "vela-rdma-regbench",
+    "vela-rdma-bench",
+    "vela-pyverbs-test",
+    "vela-pyverbs-suite",
+    "test_vela_dmabuf.py",
+    "vela-uapi-ioctls",
+    // VM A's side of the pair (`crate::pair`).
+    "vela-rdma-pair",
+];
 
 /// KUnit suites vela.ko carries; each must report when the module loads.
 pub(crate) const KUNIT_SUITES: &[&str] = &[
@@ -87,10 +97,13 @@ const CHECK_TESTS: &[Test] = &[
     // device on its own root port (moved to system memory), a dma-heap and a udmabuf; bad
     // input; and revocation. Before prime: it unbinds and rebinds the P2P device.
     ("rdma", "vela-rdma-test"),
+    // The same from Python on rdma-core's pyverbs: a VRAM buffer made with raw ioctls,
+    // registered with DmaBufMR, RDMA WRITE and READ with a host MR over rxe0.
+    ("pyverbs", "vela-pyverbs-test dmabuf"),
     // RDMA between this VM's VRAM (it is VM A) and VM B's, a VM the harness boots with this
-    // one, their NICs joined (`crate::pair`). Needs vela0 bound (rdma rebinds it) and the NIC
-    // as rdma left it (rxe0 on eth0, 10.0.0.1); before prime and devloss, which unbind and
-    // remove devices.
+    // one, their NICs joined (`crate::pair`). Needs vela0 bound (rdma rebinds it) and the
+    // NIC as rdma left it (rxe0 on eth0, 10.0.0.1); before prime and devloss, which unbind
+    // and remove devices.
     (crate::pair::PAIR, "vela-rdma-pair --client"),
     // dma-buf sharing between the devices and with udmabuf and the system dma-heap. Last: it
     // unbinds and rebinds a device.
@@ -104,10 +117,15 @@ const CHECK_TESTS: &[Test] = &[
 /// `fuzz-grow` grows vela-fuzz's corpus: a guided session of `VELA_FUZZ_MINUTES` (default
 /// 10) whose new programs land in the results directory (`fuzz-corpus/`); `make fuzz-corpus`
 /// runs it and copies them into tools/testing/fuzz/corpus.
-const ON_REQUEST_TESTS: &[Test] = &[(
-    "fuzz-grow",
-    "vela-fuzz --seed $VELA_FUZZ_SEED --minutes $VELA_FUZZ_MINUTES --corpus-out $R/fuzz-corpus",
-)];
+/// `pyverbs-suite` runs rdma-core's own pyverbs tests (test_mr, test_qp, test_device) on rxe0
+/// with the patched librxe and with Debian's: too slow under TCG for every check.
+const ON_REQUEST_TESTS: &[Test] = &[
+    (
+        "fuzz-grow",
+        "vela-fuzz --seed $VELA_FUZZ_SEED --minutes $VELA_FUZZ_MINUTES --corpus-out $R/fuzz-corpus",
+    ),
+    ("pyverbs-suite", "vela-pyverbs-test suite"),
+];
 
 /// One guest test: (name, command).
 pub(crate) type Test = (&'static str, &'static str);
@@ -262,6 +280,9 @@ vela bench --seconds 2 --live 100000 --max-seconds 600 --raw-ns "$RAW"
 # memory (for the C test importer) and back against the copy engine.
 insmod /run/vela/vela_test_importer.ko
 vela-prime-bench --seconds 2
+# RDMA over Soft-RoCE into VRAM (Documentation/rdma.rst): perftest with a VRAM MR against a
+# host-memory MR and a system dma-heap MR, and registration against ibv_reg_mr.
+vela-rdma-bench
 "#;
 
 fn extra_name(p: &Path) -> String {
@@ -562,6 +583,28 @@ mod tests {
         let taps = collect(Path::new("/nonexistent"), &[("pair", "x")], &[]);
         assert_eq!(taps.len(), 1);
         assert!(taps[0].1.contains("not ok 1 - pair did not run"));
+    }
+
+    #[test]
+    fn pyverbs_runs_before_prime_and_its_suite_only_when_named() {
+        let pos = |n: &str| CHECK_TESTS.iter().position(|(name, _)| *name == n);
+        assert!(pos("pyverbs").is_some() && pos("pyverbs") < pos("prime"));
+        assert!(RDMA_BINS.contains(&"vela-pyverbs-test"));
+        assert!(!select(&[])
+            .unwrap()
+            .iter()
+            .any(|(n, _)| *n == "pyverbs-suite"));
+        let s = script(
+            Mode::Check,
+            &model::topology(Mode::Check),
+            &select(&strings(&["pyverbs", "pyverbs-suite"])).unwrap(),
+            &[],
+        );
+        assert!(
+            s.contains("run pyverbs vela-pyverbs-test dmabuf\n")
+                && s.contains("run pyverbs-suite vela-pyverbs-test suite\n"),
+            "{s}"
+        );
     }
 
     #[test]
