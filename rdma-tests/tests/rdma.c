@@ -9,6 +9,7 @@
 #include <rdma/ib_user_verbs.h>
 
 #include "rdma.h"
+#include "util.h"
 
 static int sh(const char *cmd, char *err, size_t errlen)
 {
@@ -44,14 +45,6 @@ int rdma_setup_net(char *err, size_t errlen)
 		r = sh("rdma link add " RXE_NAME " type rxe netdev " RXE_NETDEV,
 		       err, errlen);
 	return r;
-}
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static int v4_mapped(const union ibv_gid *g)

@@ -43,6 +43,7 @@
 #include "rdma.h"
 #include "tap.h"
 #include "vela.h"
+#include "util.h"
 
 #define KiB		1024ull
 #define MiB		(1024 * KiB)
@@ -114,30 +115,6 @@ static void say(const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	fflush(stderr);
-}
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* The same xorshift stream on both sides: the checker computes it on its own. */
-static void pattern(uint8_t *p, size_t len, uint32_t seed)
-{
-	uint32_t x = seed * 2654435761u + 0x9e3779b9u;
-	size_t i;
-
-	if (!x)
-		x = 1;
-	for (i = 0; i < len; i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		p[i] = x >> 7;
-	}
 }
 
 static uint32_t seed_write(unsigned int i) { return 1000 + i; }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "rdma.h"
+#include "util.h"
 #include "vela.h"
 
 #define ROUNDS	7
@@ -23,10 +24,7 @@
 
 static double now_us(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+	return now() * 1e6;
 }
 
 static int cmp_double(const void *a, const void *b)

@@ -39,6 +39,7 @@
 #include "rdma.h"
 #include "tap.h"
 #include "vela.h"
+#include "util.h"
 
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 #define KiB		1024ull
@@ -74,29 +75,6 @@ static struct region vram;
 static void flush_wc(void)
 {
 	__sync_synchronize();
-}
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void pattern(uint8_t *p, size_t len, uint32_t seed)
-{
-	uint32_t x = seed * 2654435761u + 0x9e3779b9u;
-	size_t i;
-
-	if (!x)
-		x = 1;
-	for (i = 0; i < len; i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		p[i] = x >> 7;
-	}
 }
 
 /* Compares; on a difference says where, in @why. */
