@@ -37,10 +37,22 @@ struct VelaPci {
 
 /// `/proc/interrupts` names of the queue vectors.
 const QUEUE_IRQ_NAMES: [&CStr; 16] = [
-    c"vela-queue0", c"vela-queue1", c"vela-queue2", c"vela-queue3",
-    c"vela-queue4", c"vela-queue5", c"vela-queue6", c"vela-queue7",
-    c"vela-queue8", c"vela-queue9", c"vela-queue10", c"vela-queue11",
-    c"vela-queue12", c"vela-queue13", c"vela-queue14", c"vela-queue15",
+    c"vela-queue0",
+    c"vela-queue1",
+    c"vela-queue2",
+    c"vela-queue3",
+    c"vela-queue4",
+    c"vela-queue5",
+    c"vela-queue6",
+    c"vela-queue7",
+    c"vela-queue8",
+    c"vela-queue9",
+    c"vela-queue10",
+    c"vela-queue11",
+    c"vela-queue12",
+    c"vela-queue13",
+    c"vela-queue14",
+    c"vela-queue15",
 ];
 
 kernel::pci_device_table!(
@@ -70,7 +82,11 @@ impl pci::Driver for VelaPciDriver {
             // Before any buffer: moves must find it when VRAM is full. Without it the CPU
             // copies.
             if let Err(e) = core.kq.reserve(&core) {
-                dev_warn!(pdev.as_ref(), "no kernel copy queue, the CPU moves buffers: {:?}\n", e);
+                dev_warn!(
+                    pdev.as_ref(),
+                    "no kernel copy queue, the CPU moves buffers: {:?}\n",
+                    e
+                );
             }
             let nqueues = u32::try_from(core.queues.len())?;
             // Vector 0: errors and faults; vector 1 + N: queue N.
@@ -80,10 +96,18 @@ impl pci::Driver for VelaPciDriver {
             for q in 0..nqueues {
                 let vector = pci::IrqVector::nth(&vectors, 1 + q).ok_or(EINVAL)?;
                 let name = QUEUE_IRQ_NAMES.get(q as usize).ok_or(EINVAL)?;
-                let handler = hw::irq::QueueIrq { core: core.clone(), queue: q };
+                let handler = hw::irq::QueueIrq {
+                    core: core.clone(),
+                    queue: q,
+                };
                 irq_queues.push(
                     KBox::pin_init(
-                        pdev.request_threaded_irq(vector, irq::Flags::TRIGGER_NONE, name, Ok::<_, Error>(handler)),
+                        pdev.request_threaded_irq(
+                            vector,
+                            irq::Flags::TRIGGER_NONE,
+                            name,
+                            Ok::<_, Error>(handler),
+                        ),
                         GFP_KERNEL,
                     )?,
                     GFP_KERNEL,

@@ -28,8 +28,8 @@ use super::{
 };
 use crate::{
     hw::{
-        sysmem::SysBacking,
         kqueue::Span,
+        sysmem::SysBacking,
         vram::{self, VramBlocks},
         BusCache, Core,
     },
@@ -170,7 +170,11 @@ unsafe impl Sync for ImportState {}
 
 impl ImportState {
     /// Sets or clears the object; `locked` is the dma-buf's reservation lock.
-    fn set(attach: &DynamicAttachment<Self>, locked: &ResvLocked<'_>, obj: *const gem::Object<VelaObject>) {
+    fn set(
+        attach: &DynamicAttachment<Self>,
+        locked: &ResvLocked<'_>,
+        obj: *const gem::Object<VelaObject>,
+    ) {
         if core::ptr::eq(locked.resv(), attach.buf().resv()) {
             // SAFETY: The reservation lock is held (checked), which serializes every access.
             unsafe { *attach.data().obj.get() = obj };
@@ -179,7 +183,10 @@ impl ImportState {
 
     /// The object, while it is not being released; `locked` is the dma-buf's reservation
     /// lock, and the object cannot be released before it is dropped.
-    fn get<'a>(attach: &DynamicAttachment<Self>, locked: &'a ResvLocked<'_>) -> Option<&'a gem::Object<VelaObject>> {
+    fn get<'a>(
+        attach: &DynamicAttachment<Self>,
+        locked: &'a ResvLocked<'_>,
+    ) -> Option<&'a gem::Object<VelaObject>> {
         if !core::ptr::eq(locked.resv(), attach.buf().resv()) {
             return None;
         }
@@ -196,7 +203,9 @@ impl Importer for ImportState {
     fn invalidate_mappings(attach: &DynamicAttachment<Self>, locked: &ResvLocked<'_>) {
         // Jobs of this device that use the buffer finish first where they can: their fences
         // are in the shared reservation object.
-        let _ = locked.resv().wait(Usage::Bookkeep, false, msecs_to_jiffies(IDLE_WAIT_MS));
+        let _ = locked
+            .resv()
+            .wait(Usage::Bookkeep, false, msecs_to_jiffies(IDLE_WAIT_MS));
         if let Some(obj) = ImportState::get(attach, locked) {
             vm::unmap_everywhere(obj, locked);
         }
@@ -217,7 +226,10 @@ fn not_busy(e: Error) -> Error {
 fn p2p_ok(core: &Core, attach: &Attachment) -> bool {
     attach.peer2peer()
         && attach.revocable()
-        && matches!(core.p2p_route(attach), Ok(P2pRoute::Switch | P2pRoute::HostBridge))
+        && matches!(
+            core.p2p_route(attach),
+            Ok(P2pRoute::Switch | P2pRoute::HostBridge)
+        )
 }
 
 impl gem::DriverObject for VelaObject {
@@ -402,7 +414,12 @@ impl gem::DriverObject for VelaObject {
             if let Some(m) = st.bus.as_ref().and_then(|b| b.lookup(attach, locked)) {
                 return Ok(Some(Some(m?)));
             }
-            Ok(Some(core.map_vram_for_peer(attach, locked, blocks, &mut st.bus)?))
+            Ok(Some(core.map_vram_for_peer(
+                attach,
+                locked,
+                blocks,
+                &mut st.bus,
+            )?))
         })??;
         match mapped {
             Some(Some(m)) => return Ok(m),
@@ -512,7 +529,11 @@ impl gem::DriverObject for VelaObject {
         })?
     }
 
-    fn dmabuf_vunmap_attachment(obj: &gem::Object<Self>, _attach: &Attachment, locked: &ResvLocked<'_>) {
+    fn dmabuf_vunmap_attachment(
+        obj: &gem::Object<Self>,
+        _attach: &Attachment,
+        locked: &ResvLocked<'_>,
+    ) {
         if let Backing::Local(local) = &obj.backing {
             let _ = local.with(obj.resv(), locked, |st| st.pins = st.pins.saturating_sub(1));
         }
@@ -529,14 +550,18 @@ impl gem::DriverObject for VelaObject {
             // Called with the reservation lock held (the unmap or detach path).
             // SAFETY: The dma-buf core holds the lock around unmap and the glue around detach.
             let locked = unsafe { ResvLocked::assume(obj.resv()) };
-            let _ = local.with(obj.resv(), &locked, |st| st.sys_maps = st.sys_maps.saturating_sub(1));
+            let _ = local.with(obj.resv(), &locked, |st| {
+                st.sys_maps = st.sys_maps.saturating_sub(1)
+            });
         }
     }
 
     fn dmabuf_exported(obj: &gem::Object<Self>, buf: &DmaBuf) {
         obj.dev().core.exports.add(buf);
         if let (Backing::Local(local), Ok(g)) = (&obj.backing, obj.resv().lock()) {
-            let _ = local.with(obj.resv(), &g, |st| st.export = Some(core::ptr::from_ref(buf)));
+            let _ = local.with(obj.resv(), &g, |st| {
+                st.export = Some(core::ptr::from_ref(buf))
+            });
         }
     }
 
@@ -548,9 +573,19 @@ impl gem::DriverObject for VelaObject {
     }
 
     fn import(dev: &VelaDevice, buf: &DmaBuf) -> Result<ARef<gem::Object<Self>>> {
-        let state = ImportState { obj: UnsafeCell::new(core::ptr::null()) };
+        let state = ImportState {
+            obj: UnsafeCell::new(core::ptr::null()),
+        };
         let attach = DynamicAttachment::new(buf, dev.core.pdev.as_ref(), state)?;
-        let obj = gem::Object::<Self>::new_imported(dev, buf, BoArgs { flags: 0, import: Some(attach), resv_only: false })?;
+        let obj = gem::Object::<Self>::new_imported(
+            dev,
+            buf,
+            BoArgs {
+                flags: 0,
+                import: Some(attach),
+                resv_only: false,
+            },
+        )?;
         if let Backing::Import(attach) = &obj.backing {
             let g = obj.resv().lock()?;
             ImportState::set(attach, &g, &*obj);
@@ -577,7 +612,10 @@ fn insert(core: &Core, store: &Store, vmf: &VmFault, addr: usize, off: usize) ->
             for (vram_off, len) in vram::runs(blocks) {
                 let len = usize::try_from(len)?;
                 if off < pos + len {
-                    let phys = core.vram_phys.checked_add(vram_off + u64::try_from(off - pos)?).ok_or(EINVAL)?;
+                    let phys = core
+                        .vram_phys
+                        .checked_add(vram_off + u64::try_from(off - pos)?)
+                        .ok_or(EINVAL)?;
                     let pfn = usize::try_from(phys)? / PAGE_SIZE;
                     // A device that is gone may have its BAR reassigned: no new mappings of it.
                     return core.with_bound_device(|_| {
@@ -604,26 +642,38 @@ fn insert(core: &Core, store: &Store, vmf: &VmFault, addr: usize, off: usize) ->
 /// pinned, `VRAM_ONLY` (leaving VRAM), mapped as system pages (entering VRAM), or still in
 /// use after a bounded wait; `ENOMEM` if the destination is full. `locked` is the buffer's
 /// reservation lock.
-pub(crate) fn migrate(obj: &gem::Object<VelaObject>, locked: &ResvLocked<'_>, to_vram: bool) -> Result {
+pub(crate) fn migrate(
+    obj: &gem::Object<VelaObject>,
+    locked: &ResvLocked<'_>,
+    to_vram: bool,
+) -> Result {
     let Backing::Local(local) = &obj.backing else {
         return Err(EINVAL);
     };
     let resv = obj.resv();
     let core = &obj.dev().core;
-    let (done, export) = local.with(resv, locked, |st| -> Result<(bool, Option<*const DmaBuf>)> {
-        let in_vram = matches!(st.store, Store::Vram(_));
-        if in_vram == to_vram {
-            return Ok((true, None));
-        }
-        if st.pins > 0 || (!to_vram && obj.flags & uapi::DRM_VELA_BO_VRAM_ONLY != 0) || (to_vram && st.sys_maps > 0) {
-            return Err(EBUSY);
-        }
-        Ok((false, st.export))
-    })??;
+    let (done, export) = local.with(
+        resv,
+        locked,
+        |st| -> Result<(bool, Option<*const DmaBuf>)> {
+            let in_vram = matches!(st.store, Store::Vram(_));
+            if in_vram == to_vram {
+                return Ok((true, None));
+            }
+            if st.pins > 0
+                || (!to_vram && obj.flags & uapi::DRM_VELA_BO_VRAM_ONLY != 0)
+                || (to_vram && st.sys_maps > 0)
+            {
+                return Err(EBUSY);
+            }
+            Ok((false, st.export))
+        },
+    )??;
     if done {
         return Ok(());
     }
-    resv.wait(Usage::Bookkeep, false, msecs_to_jiffies(IDLE_WAIT_MS)).map_err(|_| EBUSY)?;
+    resv.wait(Usage::Bookkeep, false, msecs_to_jiffies(IDLE_WAIT_MS))
+        .map_err(|_| EBUSY)?;
     let size = obj.size();
     let new = if to_vram {
         Store::Vram(core.vram.alloc(u64::try_from(size)?, false)?)
@@ -648,7 +698,9 @@ pub(crate) fn migrate(obj: &gem::Object<VelaObject>, locked: &ResvLocked<'_>, to
         let old = core::mem::replace(&mut st.store, new);
         // Its bus addresses are the old place's. Importers holding it were told to unmap.
         st.bus = None;
-        if let Err(e) = vm::remap_everywhere(obj, locked, &runs, in_vram, Some((&old_runs, old_in_vram))) {
+        if let Err(e) =
+            vm::remap_everywhere(obj, locked, &runs, in_vram, Some((&old_runs, old_in_vram)))
+        {
             // Put the old place back: the binds point at it again, or at nothing.
             st.store = old;
             return Err(e);
@@ -662,7 +714,9 @@ pub(crate) fn migrate(obj: &gem::Object<VelaObject>, locked: &ResvLocked<'_>, to
     let mut list = core.evictable.lock();
     if to_vram {
         let addr = core::ptr::from_ref(obj) as usize;
-        let _ = list.tree.try_create_and_insert(local.evict_id, addr, GFP_KERNEL);
+        let _ = list
+            .tree
+            .try_create_and_insert(local.evict_id, addr, GFP_KERNEL);
     } else {
         list.tree.remove(&local.evict_id);
     }
@@ -716,7 +770,9 @@ fn evict(dev: &VelaDevice, need: u64) -> bool {
 pub(crate) fn wants_vram(obj: &gem::Object<VelaObject>, locked: &ResvLocked<'_>) -> bool {
     match &obj.backing {
         Backing::Local(local) => local
-            .with(obj.resv(), locked, |st| st.moved && st.sys_maps == 0 && st.pins == 0)
+            .with(obj.resv(), locked, |st| {
+                st.moved && st.sys_maps == 0 && st.pins == 0
+            })
             .unwrap_or(false),
         Backing::Import(_) | Backing::Resv => false,
     }
@@ -738,7 +794,14 @@ fn spans(store: &Store, size: usize) -> Result<KVec<Span>> {
         if n == 0 {
             break;
         }
-        out.push(if in_vram { Span::vram(addr, n) } else { Span::bus(addr, n) }, GFP_KERNEL)?;
+        out.push(
+            if in_vram {
+                Span::vram(addr, n)
+            } else {
+                Span::bus(addr, n)
+            },
+            GFP_KERNEL,
+        )?;
         left -= n;
     }
     Ok(out)
@@ -811,15 +874,35 @@ fn write(core: &Core, store: &Store, off: usize, data: &[u8]) -> Result {
 impl VelaObject {
     /// Creates a buffer, checking the request as BO_CREATE documents. When VRAM is full, idle
     /// buffers are evicted to system memory to make room, once.
-    pub(crate) fn create(dev: &VelaDevice, size: u64, flags: u32) -> Result<ARef<gem::Object<Self>>> {
+    pub(crate) fn create(
+        dev: &VelaDevice,
+        size: u64,
+        flags: u32,
+    ) -> Result<ARef<gem::Object<Self>>> {
         check_create(size, flags, dev.core.vram.size())?;
         let bytes = size.next_multiple_of(vram::PAGE);
         let size = usize::try_from(bytes).map_err(|_| EINVAL)?;
         let in_vram = flags & uapi::DRM_VELA_BO_VRAM != 0;
-        let obj = match gem::Object::<Self>::new(dev, size, BoArgs { flags, import: None, resv_only: false }) {
+        let obj = match gem::Object::<Self>::new(
+            dev,
+            size,
+            BoArgs {
+                flags,
+                import: None,
+                resv_only: false,
+            },
+        ) {
             Err(e) if e == ENOMEM && in_vram => {
                 evict(dev, bytes);
-                gem::Object::<Self>::new(dev, size, BoArgs { flags, import: None, resv_only: false })?
+                gem::Object::<Self>::new(
+                    dev,
+                    size,
+                    BoArgs {
+                        flags,
+                        import: None,
+                        resv_only: false,
+                    },
+                )?
             }
             r => r?,
         };
@@ -827,7 +910,11 @@ impl VelaObject {
             if let Backing::Local(local) = &obj.backing {
                 let addr = core::ptr::from_ref::<gem::Object<Self>>(&obj) as usize;
                 // Not being on the list only means never being evicted.
-                let _ = dev.core.evictable.lock().tree.try_create_and_insert(local.evict_id, addr, GFP_KERNEL);
+                let _ = dev.core.evictable.lock().tree.try_create_and_insert(
+                    local.evict_id,
+                    addr,
+                    GFP_KERNEL,
+                );
             }
         }
         Ok(obj)
@@ -835,7 +922,15 @@ impl VelaObject {
 
     /// A VM's reservation object: a GEM object with nothing behind it, for gpuvm.
     pub(crate) fn resv_object(dev: &VelaDevice) -> Result<ARef<gem::Object<Self>>> {
-        gem::Object::<Self>::new(dev, PAGE_SIZE, BoArgs { flags: 0, import: None, resv_only: true })
+        gem::Object::<Self>::new(
+            dev,
+            PAGE_SIZE,
+            BoArgs {
+                flags: 0,
+                import: None,
+                resv_only: true,
+            },
+        )
     }
 
     /// The buffer's placement, as BO_INFO reports it.
@@ -890,14 +985,23 @@ mod tests {
     #[test]
     fn create_rules() {
         assert_eq!(check_create(4096, VRAM, 256 * MIB), Ok(()));
-        assert_eq!(check_create(256 * MIB, VRAM | uapi::DRM_VELA_BO_CPU_VISIBLE, 256 * MIB), Ok(()));
+        assert_eq!(
+            check_create(256 * MIB, VRAM | uapi::DRM_VELA_BO_CPU_VISIBLE, 256 * MIB),
+            Ok(())
+        );
         assert_eq!(check_create(0, VRAM, 256 * MIB), Err(EINVAL));
         assert_eq!(check_create(256 * MIB + 1, VRAM, 256 * MIB), Err(EINVAL));
         assert_eq!(check_create(u64::MAX, VRAM, 256 * MIB), Err(EINVAL));
         assert_eq!(check_create(4096, VRAM | (1 << 31), 256 * MIB), Err(EINVAL));
-        assert_eq!(check_create(4096, uapi::DRM_VELA_BO_VRAM_ONLY, 256 * MIB), Err(EINVAL));
+        assert_eq!(
+            check_create(4096, uapi::DRM_VELA_BO_VRAM_ONLY, 256 * MIB),
+            Err(EINVAL)
+        );
         // System memory: its own limit, not VRAM's.
-        assert_eq!(check_create(4096, uapi::DRM_VELA_BO_CPU_VISIBLE, 256 * MIB), Ok(()));
+        assert_eq!(
+            check_create(4096, uapi::DRM_VELA_BO_CPU_VISIBLE, 256 * MIB),
+            Ok(())
+        );
         assert_eq!(check_create(512 * MIB, 0, 256 * MIB), Ok(()));
         assert_eq!(check_create(SYSTEM_MAX, 0, 256 * MIB), Ok(()));
         assert_eq!(check_create(SYSTEM_MAX + 4096, 0, 256 * MIB), Err(EINVAL));

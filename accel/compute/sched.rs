@@ -183,7 +183,8 @@ impl Sched {
     fn arm_kick(self: &Arc<Self>, jiffies: kernel::time::Jiffies) {
         if self.state.lock().on {
             // `Err` means it is already pending, which is as good.
-            let _ = workqueue::system_long().enqueue_delayed::<Arc<Sched>, 1>(self.clone(), jiffies);
+            let _ =
+                workqueue::system_long().enqueue_delayed::<Arc<Sched>, 1>(self.clone(), jiffies);
         }
     }
 
@@ -196,7 +197,9 @@ impl Sched {
                 q.fail_pending(ENODEV);
                 return;
             }
-            if !st.queues.iter().any(|x| Arc::ptr_eq(x, q)) && st.queues.push(q.clone(), GFP_KERNEL).is_err() {
+            if !st.queues.iter().any(|x| Arc::ptr_eq(x, q))
+                && st.queues.push(q.clone(), GFP_KERNEL).is_err()
+            {
                 drop(st);
                 q.fail_pending(ENOMEM);
                 return;

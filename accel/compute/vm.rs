@@ -14,18 +14,9 @@ use kernel::{
     time::{Delta, Instant, Monotonic},
 };
 
+use super::driver::{VelaDevice, VelaDriver};
 use super::gem::{self as vgem, Backing, ImportState, VelaObject};
 use super::sched::{Kick, Next, Sched};
-use kernel::{
-    dma_buf::DynamicAttachment,
-    drm::gpuvm::{
-        DriverGpuVm, GpuVaAlloc, GpuVm, OpMap, OpMapRequest, OpMapped, OpRemap, OpRemapped, OpUnmap, OpUnmapped,
-        UniqueRefGpuVm,
-    },
-    dma_fence::{Fence, FenceContext, FenceWaiter, RawFence},
-    dma_resv::{ResvLocked, Usage},
-};
-use super::driver::{VelaDevice, VelaDriver};
 use crate::{
     hw::{
         mmu::{self, PageTables},
@@ -34,6 +25,15 @@ use crate::{
         Core,
     },
     uapi,
+};
+use kernel::{
+    dma_buf::DynamicAttachment,
+    dma_fence::{Fence, FenceContext, FenceWaiter, RawFence},
+    dma_resv::{ResvLocked, Usage},
+    drm::gpuvm::{
+        DriverGpuVm, GpuVaAlloc, GpuVm, OpMap, OpMapRequest, OpMapped, OpRemap, OpRemapped,
+        OpUnmap, OpUnmapped, UniqueRefGpuVm,
+    },
 };
 
 /// A VM's page tables and MMU context. Shared with the VM's `drm_gpuvm_bo`s, so that a
@@ -61,7 +61,15 @@ impl Space {
     /// Maps `[bo_offset, bo_offset + size)` of the buffer whose storage is `runs` (addresses
     /// and lengths in buffer order; VRAM offsets if `in_vram`, else bus addresses) at `va`.
     /// All or nothing. Entries that were already there stay cached until `invalidate`.
-    fn map(&self, runs: &[(u64, u64)], in_vram: bool, va: u64, bo_offset: u64, size: u64, pte_flags: u64) -> Result {
+    fn map(
+        &self,
+        runs: &[(u64, u64)],
+        in_vram: bool,
+        va: u64,
+        bo_offset: u64,
+        size: u64,
+        pte_flags: u64,
+    ) -> Result {
         let mut pt = self.pt.lock();
         let mut pos = 0u64;
         let mut mapped = 0u64;
@@ -71,7 +79,8 @@ impl Space {
             if run_end > bo_offset && mapped < size {
                 let skip = bo_offset.saturating_sub(pos);
                 let n = (len - skip).min(size - mapped);
-                if let Err(e) = pt.map(&self.core, va + mapped, addr + skip, n, pte_flags, in_vram) {
+                if let Err(e) = pt.map(&self.core, va + mapped, addr + skip, n, pte_flags, in_vram)
+                {
                     res = Err(e);
                     break;
                 }
@@ -124,13 +133,28 @@ impl DriverGpuVm for VaSpace {
     type VmBoData = Arc<Space>;
     type SmContext<'ctx> = Step<'ctx>;
 
-    fn sm_step_map<'op, 'ctx>(&mut self, op: OpMap<'op, Self>, step: &mut Step<'ctx>) -> Result<OpMapped<'op, Self>> {
+    fn sm_step_map<'op, 'ctx>(
+        &mut self,
+        op: OpMap<'op, Self>,
+        step: &mut Step<'ctx>,
+    ) -> Result<OpMapped<'op, Self>> {
         let va = step.va.take().ok_or(EINVAL)?;
-        self.space.map(step.runs, step.in_vram, op.addr(), op.gem_offset(), op.length(), step.pte_flags)?;
+        self.space.map(
+            step.runs,
+            step.in_vram,
+            op.addr(),
+            op.gem_offset(),
+            op.length(),
+            step.pte_flags,
+        )?;
         Ok(op.insert(va, step.pte_flags))
     }
 
-    fn sm_step_unmap<'op, 'ctx>(&mut self, op: OpUnmap<'op, Self>, step: &mut Step<'ctx>) -> Result<OpUnmapped<'op, Self>> {
+    fn sm_step_unmap<'op, 'ctx>(
+        &mut self,
+        op: OpUnmap<'op, Self>,
+        step: &mut Step<'ctx>,
+    ) -> Result<OpUnmapped<'op, Self>> {
         if !step.teardown {
             self.space.unmap(op.va().addr(), op.va().length())?;
         }
@@ -138,7 +162,11 @@ impl DriverGpuVm for VaSpace {
         Ok(done)
     }
 
-    fn sm_step_remap<'op, 'ctx>(&mut self, _op: OpRemap<'op, Self>, _step: &mut Step<'ctx>) -> Result<OpRemapped<'op, Self>> {
+    fn sm_step_remap<'op, 'ctx>(
+        &mut self,
+        _op: OpRemap<'op, Self>,
+        _step: &mut Step<'ctx>,
+    ) -> Result<OpRemapped<'op, Self>> {
         // VM_BIND refuses overlaps and VM_UNBIND takes whole mappings, so nothing is ever
         // split.
         Err(EINVAL)
@@ -224,7 +252,9 @@ pub(crate) fn remap_everywhere(
         if let Err(e) = r {
             for b in binds.iter().take(i + 1) {
                 let restored = back.is_some_and(|(old, old_in_vram)| {
-                    b.space.map(old, old_in_vram, b.va, b.bo_offset, b.size, b.pte_flags).is_ok()
+                    b.space
+                        .map(old, old_in_vram, b.va, b.bo_offset, b.size, b.pte_flags)
+                        .is_ok()
                 });
                 if restored {
                     let _ = b.space.core.invalidate(b.space.context);
@@ -239,7 +269,10 @@ pub(crate) fn remap_everywhere(
 }
 
 /// The DMA ranges of an import's mapping, each a whole number of pages.
-fn import_runs(attach: &DynamicAttachment<ImportState>, locked: &ResvLocked<'_>) -> Result<KVec<(u64, u64)>> {
+fn import_runs(
+    attach: &DynamicAttachment<ImportState>,
+    locked: &ResvLocked<'_>,
+) -> Result<KVec<(u64, u64)>> {
     let sgt = attach.map(locked)?;
     let mut runs = KVec::with_capacity(sgt.iter().count(), GFP_KERNEL)?;
     for e in sgt.iter() {
@@ -253,7 +286,10 @@ fn import_runs(attach: &DynamicAttachment<ImportState>, locked: &ResvLocked<'_>)
 }
 
 /// Where `bo`'s bytes are for the device now: (runs, whether they are VRAM offsets).
-fn bo_runs(bo: &gem::Object<VelaObject>, locked: &ResvLocked<'_>) -> Result<(KVec<(u64, u64)>, bool)> {
+fn bo_runs(
+    bo: &gem::Object<VelaObject>,
+    locked: &ResvLocked<'_>,
+) -> Result<(KVec<(u64, u64)>, bool)> {
     match &bo.backing {
         Backing::Local(local) => local.with(bo.resv(), locked, |st| st.store.runs())?,
         Backing::Import(attach) => Ok((import_runs(attach, locked)?, false)),
@@ -327,7 +363,9 @@ impl Vm {
             &*r_obj,
             0..mmu::KERNEL_VA_BASE,
             0..0,
-            VaSpace { space: space.clone() },
+            VaSpace {
+                space: space.clone(),
+            },
         )?;
         let shared = ARef::from(&*gpuvm);
         Arc::pin_init(
@@ -342,7 +380,14 @@ impl Vm {
     }
 
     /// Maps `[bo_offset, bo_offset + size)` of `bo` at `va`.
-    pub(crate) fn bind(&self, bo: ARef<gem::Object<VelaObject>>, va: u64, bo_offset: u64, size: u64, flags: u32) -> Result {
+    pub(crate) fn bind(
+        &self,
+        bo: ARef<gem::Object<VelaObject>>,
+        va: u64,
+        bo_offset: u64,
+        size: u64,
+        flags: u32,
+    ) -> Result {
         check_bind(va, bo_offset, size, flags, u64::try_from(bo.size())?)?;
         if matches!(bo.backing, Backing::Resv) {
             return Err(EINVAL);
@@ -364,7 +409,13 @@ impl Vm {
             if inner.gpuvm.find_first(va, size).is_some() {
                 return Err(EEXIST);
             }
-            let mut step = Step { runs: &runs, in_vram, pte_flags, va: Some(va_alloc), teardown: false };
+            let mut step = Step {
+                runs: &runs,
+                in_vram,
+                pte_flags,
+                va: Some(va_alloc),
+                teardown: false,
+            };
             inner.gpuvm.sm_map(OpMapRequest {
                 addr: va,
                 range: size,
@@ -393,7 +444,13 @@ impl Vm {
                 Some(m) if core::ptr::eq(m.obj(), &*bo) => {}
                 _ => return Err(ENOENT),
             }
-            let mut step = Step { runs: &[], in_vram: false, pte_flags: 0, va: None, teardown: false };
+            let mut step = Step {
+                runs: &[],
+                in_vram: false,
+                pte_flags: 0,
+                va: None,
+                teardown: false,
+            };
             inner.gpuvm.sm_unmap(va, size, &mut step)
         })();
         // The mapping's reference to the buffer goes here, and then ours (`bo`), which may be
@@ -466,13 +523,22 @@ impl PinnedDrop for Vm {
         loop {
             let next = {
                 let inner = self.inner.lock();
-                inner.gpuvm.find_first(0, mmu::KERNEL_VA_BASE).map(|m| (ARef::from(m.obj()), m.addr(), m.length()))
+                inner
+                    .gpuvm
+                    .find_first(0, mmu::KERNEL_VA_BASE)
+                    .map(|m| (ARef::from(m.obj()), m.addr(), m.length()))
             };
             let Some((bo, va, size)) = next else {
                 break;
             };
             let unmapped = bo.resv().lock().and_then(|_guard| {
-                let mut step = Step { runs: &[], in_vram: false, pte_flags: 0, va: None, teardown: true };
+                let mut step = Step {
+                    runs: &[],
+                    in_vram: false,
+                    pte_flags: 0,
+                    va: None,
+                    teardown: true,
+                };
                 self.inner.lock().gpuvm.sm_unmap(va, size, &mut step)
             });
             self.shared.deferred_cleanup();
@@ -609,7 +675,9 @@ impl UserQueue {
         // Not under the VM's lock: a queue's lock is taken before reservation locks (jobs add
         // their fences), which are taken before VM locks (invalidations). The queue's fence slot
         // is not mapped into the VM: SIGNAL writes it by DPA, out of every job's reach.
-        let started = core.queue(index).and_then(|hw| hw.start(core, self.vm.context));
+        let started = core
+            .queue(index)
+            .and_then(|hw| hw.start(core, self.vm.context));
         match started {
             Ok(run) => {
                 lease.hw = Some((index, run));
@@ -662,7 +730,10 @@ impl UserQueue {
                 let Some((oi, orun)) = ol.hw else {
                     continue;
                 };
-                let idle = core.queue(oi).map(|q| q.run_is_idle(core, orun)).unwrap_or(false);
+                let idle = core
+                    .queue(oi)
+                    .map(|q| q.run_is_idle(core, orun))
+                    .unwrap_or(false);
                 if oi as usize != i || !idle {
                     continue;
                 }
@@ -721,7 +792,11 @@ impl UserQueue {
             self.vm.revalidate(&bos)?;
             if let Some(index) = self.try_hold(&mut lease) {
                 publish(&bos, &fence)
-                    .and_then(|()| self.core.queue(index)?.submit(&self.core, &commands, Some(fence.clone())))
+                    .and_then(|()| {
+                        self.core
+                            .queue(index)?
+                            .submit(&self.core, &commands, Some(fence.clone()))
+                    })
                     .inspect_err(|&e| fence.signal_error(e))?;
                 lease.last = seqno;
                 lease.on_hw = seqno;
@@ -734,7 +809,15 @@ impl UserQueue {
         // Room first, so nothing fails once the fence is published.
         self.pending.lock().reserve(1, GFP_KERNEL)?;
         publish(&bos, &fence).inspect_err(|&e| fence.signal_error(e))?;
-        let job = Job { seqno, commands, deps, fence: fence.clone(), since: Instant::now(), waiter: None, hw_wait: KVec::new() };
+        let job = Job {
+            seqno,
+            commands,
+            deps,
+            fence: fence.clone(),
+            since: Instant::now(),
+            waiter: None,
+            hw_wait: KVec::new(),
+        };
         self.pending.lock().push(job, GFP_KERNEL)?;
         lease.last = seqno;
         drop(lease);
@@ -746,7 +829,11 @@ impl UserQueue {
     /// after the work other timelines (other queues, other devices, importers and exporters
     /// sharing the buffer) put in their reservation objects, reads and writes alike. This
     /// queue's own jobs are skipped: they run in order anyway.
-    fn implicit_deps(&self, bos: &[ARef<gem::Object<VelaObject>>], deps: &mut KVec<ARef<RawFence>>) -> Result {
+    fn implicit_deps(
+        &self,
+        bos: &[ARef<gem::Object<VelaObject>>],
+        deps: &mut KVec<ARef<RawFence>>,
+    ) -> Result {
         let own = self.timeline.id();
         for bo in bos {
             let resv = bo.resv();
@@ -804,7 +891,11 @@ impl UserQueue {
             if let (true, Some((i, run))) = (self.should_yield(&lease), lease.hw) {
                 // Its turn is over: once its ring has drained, the hardware queue goes to
                 // the others.
-                if self.core.queue(i).is_ok_and(|q| q.run_is_idle(&self.core, run)) {
+                if self
+                    .core
+                    .queue(i)
+                    .is_ok_and(|q| q.run_is_idle(&self.core, run))
+                {
                     self.end_run(&mut lease, i, run);
                     self.core.put_queue(i);
                     lease.yielded = true;
@@ -859,7 +950,11 @@ impl UserQueue {
         let core = &*self.core;
         let mut fences = KVec::new();
         for i in 0..core.queues.len() {
-            let Some(f) = u32::try_from(i).ok().and_then(|i| core.queue(i).ok()).and_then(|q| q.last_fence(core)) else {
+            let Some(f) = u32::try_from(i)
+                .ok()
+                .and_then(|i| core.queue(i).ok())
+                .and_then(|q| q.last_fence(core))
+            else {
                 return Next::Poll;
             };
             if fences.push(f, GFP_KERNEL).is_err() {
@@ -893,7 +988,11 @@ impl UserQueue {
         if let Some((i, _)) = lease.hw {
             // The run's numbering stays in step with the queue's: the failed job takes its
             // number in the run as an empty job (only the fence command).
-            match self.core.queue(i).and_then(|hw| hw.submit(&self.core, &[], None)) {
+            match self
+                .core
+                .queue(i)
+                .and_then(|hw| hw.submit(&self.core, &[], None))
+            {
                 // A device that is gone: the numbering no longer matters.
                 Err(err) if err != ENODEV => return false,
                 _ => {}
@@ -930,7 +1029,11 @@ impl UserQueue {
         if let Some((i, _)) = lease.hw {
             return Some(i);
         }
-        let i = self.core.take_queue(self.addr()).ok().or_else(|| self.take_idle())?;
+        let i = self
+            .core
+            .take_queue(self.addr())
+            .ok()
+            .or_else(|| self.take_idle())?;
         self.start_run(lease, i).ok().map(|(i, _)| i)
     }
 
@@ -951,11 +1054,19 @@ impl UserQueue {
             }
             if seqno > lease.on_hw {
                 // Still waiting in software: wait for its fence.
-                let fence = self.pending.lock().iter().find(|j| j.seqno == seqno).map(|j| j.fence.clone());
+                let fence = self
+                    .pending
+                    .lock()
+                    .iter()
+                    .find(|j| j.seqno == seqno)
+                    .map(|j| j.fence.clone());
                 drop(lease);
                 let fence = fence.ok_or(EINVAL)?;
                 let raw = fence.as_raw_fence();
-                raw.wait(true, kernel::time::msecs_to_jiffies(u32::try_from(timeout_ms).unwrap_or(u32::MAX)))?;
+                raw.wait(
+                    true,
+                    kernel::time::msecs_to_jiffies(u32::try_from(timeout_ms).unwrap_or(u32::MAX)),
+                )?;
                 return match raw.error() {
                     Some(_) => Err(EIO),
                     None => Ok(()),
@@ -969,7 +1080,11 @@ impl UserQueue {
                 _ => return retired_outcome(&lease, seqno),
             }
         };
-        match self.core.queue(index)?.wait_in_run(&self.core, run, hw_seqno, timeout_ms)? {
+        match self
+            .core
+            .queue(index)?
+            .wait_in_run(&self.core, run, hw_seqno, timeout_ms)?
+        {
             Some(r) => r,
             // The run ended while we waited (the queue was idle, so the job is done).
             None => retired_outcome(&self.lease.lock(), seqno),
@@ -987,7 +1102,10 @@ fn publish(bos: &[ARef<gem::Object<VelaObject>>], fence: &Fence<JobFence>) -> Re
 
 /// Whether job `seqno` is in a failed range of the record.
 fn failed_in(lease: &Lease, seqno: u64) -> bool {
-    lease.failed.iter().any(|&(lo, hi)| lo <= seqno && seqno <= hi)
+    lease
+        .failed
+        .iter()
+        .any(|&(lo, hi)| lo <= seqno && seqno <= hi)
 }
 
 /// Adds a failed range to the record, forgetting the oldest beyond the limit.
@@ -1042,11 +1160,23 @@ mod tests {
         // Sizes and ranges.
         assert_eq!(check_bind(0, 0, 0, RW, 0x1000), Err(EINVAL));
         assert_eq!(check_bind(0, 0x1000, 0x1000, RW, 0x1000), Err(EINVAL));
-        assert_eq!(check_bind(u64::MAX & !0xfff, 0, 0x2000, RW, 0x2000), Err(EINVAL));
-        assert_eq!(check_bind_args(0, u64::MAX & !0xfff, 0x2000, RW), Err(EINVAL));
-        assert_eq!(check_bind(mmu::KERNEL_VA_BASE, 0, 0x1000, RW, 0x1000), Err(EINVAL));
+        assert_eq!(
+            check_bind(u64::MAX & !0xfff, 0, 0x2000, RW, 0x2000),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            check_bind_args(0, u64::MAX & !0xfff, 0x2000, RW),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            check_bind(mmu::KERNEL_VA_BASE, 0, 0x1000, RW, 0x1000),
+            Err(EINVAL)
+        );
         // Access flags.
-        assert_eq!(check_bind(0, 0, 0x1000, uapi::DRM_VELA_BIND_WRITE, 0x1000), Err(EINVAL));
+        assert_eq!(
+            check_bind(0, 0, 0x1000, uapi::DRM_VELA_BIND_WRITE, 0x1000),
+            Err(EINVAL)
+        );
         assert_eq!(check_bind(0, 0, 0x1000, RW | 4, 0x1000), Err(EINVAL));
     }
 

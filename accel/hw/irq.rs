@@ -107,8 +107,16 @@ impl ThreadedHandler for ErrorIrq {
         for q in core.queues.iter() {
             let faulted = q.context().is_some_and(|c| faults & (1 << c) != 0);
             if errors & (1 << q.index) != 0 || faulted {
-                dev_warn!(dev, "queue {}: {}; failing its pending jobs\n", q.index,
-                    if faulted { "MMU fault" } else { "command error" });
+                dev_warn!(
+                    dev,
+                    "queue {}: {}; failing its pending jobs\n",
+                    q.index,
+                    if faulted {
+                        "MMU fault"
+                    } else {
+                        "command error"
+                    }
+                );
                 q.fail_pending(core);
             }
         }
@@ -119,7 +127,14 @@ impl ThreadedHandler for ErrorIrq {
             if faults & (1 << c) != 0 {
                 if let Some(at) = regs::CTX_CONTROL::try_at(c) {
                     let clear = regs::CTX_CONTROL::zeroed().with_const_fault_clear::<1>();
-                    bar.write(at, if c == 0 { clear } else { clear.with_const_enable::<1>() });
+                    bar.write(
+                        at,
+                        if c == 0 {
+                            clear
+                        } else {
+                            clear.with_const_enable::<1>()
+                        },
+                    );
                 }
             }
         }
@@ -145,7 +160,12 @@ impl Core {
             Delta::from_millis(1),
             Delta::from_millis(1000),
         )
-        .inspect_err(|_| dev_err!(dev, "MSI-X self-test: the triggered interrupt never arrived\n"))?;
+        .inspect_err(|_| {
+            dev_err!(
+                dev,
+                "MSI-X self-test: the triggered interrupt never arrived\n"
+            )
+        })?;
         Ok(())
     }
 

@@ -49,7 +49,10 @@ pub(crate) struct Span {
 impl Span {
     /// A VRAM range.
     pub(crate) fn vram(offset: u64, len: u64) -> Self {
-        Self { dpa: DPA_VRAM | offset, len }
+        Self {
+            dpa: DPA_VRAM | offset,
+            len,
+        }
     }
 
     /// A range of bus addresses (system memory mapped for the device).
@@ -85,7 +88,12 @@ impl KernelQueue {
         let ring = vram::runs(&blocks).next().map(|(o, _)| o).ok_or(ENOMEM)?;
         let fence = ring + (SLOTS * SLOT) as u64;
         core.vram_fill(fence, PAGE, 0)?;
-        *self.ring.lock() = Some(Ring { _blocks: blocks, ring, fence, seq: 0 });
+        *self.ring.lock() = Some(Ring {
+            _blocks: blocks,
+            ring,
+            fence,
+            seq: 0,
+        });
         Ok(())
     }
 
@@ -142,7 +150,10 @@ impl KernelQueue {
             .try_for_each(|batch| Self::batch(core, ring, index, batch));
         // Handed back idle and reset: nothing of ours runs once the reset write returns.
         let _ = core.with_bar0(|bar| {
-            bar.write(regs::Q_CONTROL::try_at(index as usize).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
+            bar.write(
+                regs::Q_CONTROL::try_at(index as usize).ok_or(EINVAL)?,
+                regs::Q_CONTROL::zeroed().with_const_reset::<1>(),
+            );
             Ok(())
         });
         core.put_queue(index);
@@ -161,7 +172,12 @@ impl KernelQueue {
         // Ordered before the doorbell: a BAR2 read back (queues.rst).
         core.vram_read64(ring.ring)?;
         // Context 0: translation off, the kernel's.
-        let setup = Setup { ring: ring.ring, log2_slots: LOG2_SLOTS, fence: ring.fence, context: 0 };
+        let setup = Setup {
+            ring: ring.ring,
+            log2_slots: LOG2_SLOTS,
+            fence: ring.fence,
+            context: 0,
+        };
         program(core, index, &setup, true, tail as u32)?;
         let i = index as usize;
         let start = Instant::<Monotonic>::now();
@@ -175,7 +191,9 @@ impl KernelQueue {
             // not complete.
             let failed = core.with_bar0(|bar| {
                 let st = bar.read(regs::Q_STATUS::try_at(i).ok_or(EINVAL)?);
-                Ok(st.error().get() != 0 || st.fault_stopped().get() != 0 || st.enabled().get() == 0)
+                Ok(st.error().get() != 0
+                    || st.fault_stopped().get() != 0
+                    || st.enabled().get() == 0)
             })?;
             if failed || start.elapsed() > Delta::from_millis(JOB_TIMEOUT_MS) {
                 return Err(ETIME);

@@ -120,7 +120,11 @@ impl BusCache {
     const MAX_PEERS: usize = 8;
 
     /// The shared table, if `attach`'s device is one of the peers behind the switch.
-    pub(crate) fn lookup(&self, attach: &kernel::dma_buf::Attachment, locked: &kernel::dma_resv::ResvLocked<'_>) -> Option<Result<kernel::dma_buf::Mapping>> {
+    pub(crate) fn lookup(
+        &self,
+        attach: &kernel::dma_buf::Attachment,
+        locked: &kernel::dma_resv::ResvLocked<'_>,
+    ) -> Option<Result<kernel::dma_buf::Mapping>> {
         if !(attach.peer2peer() && attach.revocable()) {
             return None;
         }
@@ -222,7 +226,10 @@ impl Core {
             .ok();
         let mut queues = KVec::with_capacity(usize::from(identity.queues), GFP_KERNEL)?;
         for i in 0..u32::from(identity.queues) {
-            queues.push(KBox::pin_init(queue::HwQueue::new(i), GFP_KERNEL)?, GFP_KERNEL)?;
+            queues.push(
+                KBox::pin_init(queue::HwQueue::new(i), GFP_KERNEL)?,
+                GFP_KERNEL,
+            )?;
         }
         Arc::pin_init(
             try_pin_init!(Self {
@@ -265,7 +272,10 @@ impl Core {
 impl Core {
     /// Runs `f` with proof that the device is bound, or fails with `ENODEV` once unbind began.
     /// Unlike the BAR guards, `f` may sleep (allocate, map DMA).
-    pub(crate) fn with_bound_device<R>(&self, f: impl FnOnce(&kernel::device::Device<kernel::device::Bound>) -> Result<R>) -> Result<R> {
+    pub(crate) fn with_bound_device<R>(
+        &self,
+        f: impl FnOnce(&kernel::device::Device<kernel::device::Bound>) -> Result<R>,
+    ) -> Result<R> {
         let bound = self.bound.lock();
         if !*bound || self.is_lost() {
             return Err(ENODEV);
@@ -324,7 +334,10 @@ impl Core {
                 return;
             }
         }
-        dev_err!(self.pdev, "the device stopped answering (registers read all-ones): lost; its jobs fail with ENODEV\n");
+        dev_err!(
+            self.pdev,
+            "the device stopped answering (registers read all-ones): lost; its jobs fail with ENODEV\n"
+        );
         for q in self.queues.iter() {
             q.fail_lost(self);
         }
@@ -355,7 +368,10 @@ impl Core {
     }
 
     /// How the importer of `attach` reaches this device's VRAM.
-    pub(crate) fn p2p_route(&self, attach: &kernel::dma_buf::Attachment) -> Result<kernel::dma_buf::P2pRoute> {
+    pub(crate) fn p2p_route(
+        &self,
+        attach: &kernel::dma_buf::Attachment,
+    ) -> Result<kernel::dma_buf::P2pRoute> {
         self.with_bound_device(|dev| {
             let provider = self.p2p.as_ref().ok_or(EOPNOTSUPP)?.access(dev)?;
             Ok(attach.p2p_route(provider))
@@ -375,7 +391,8 @@ impl Core {
         bus: &mut Option<BusCache>,
     ) -> Result<Option<kernel::dma_buf::Mapping>> {
         use kernel::dma_buf::{BusTable, Mapping, P2pRoute};
-        let ranges = vram::runs_exact(blocks).map(|(off, len)| (self.vram_phys.saturating_add(off), len));
+        let ranges =
+            vram::runs_exact(blocks).map(|(off, len)| (self.vram_phys.saturating_add(off), len));
         self.with_bound_device(|dev| {
             let provider = self.p2p.as_ref().ok_or(EOPNOTSUPP)?.access(dev)?;
             if !(attach.peer2peer() && attach.revocable()) {
@@ -385,11 +402,18 @@ impl Core {
                 P2pRoute::Switch => {
                     if bus.is_none() {
                         let mut all = KVec::with_capacity(ranges.len(), GFP_KERNEL)?;
-                        for r in vram::runs_exact(blocks).map(|(off, len)| (self.vram_phys.saturating_add(off), len)) {
+                        for r in vram::runs_exact(blocks)
+                            .map(|(off, len)| (self.vram_phys.saturating_add(off), len))
+                        {
                             all.push(r, GFP_KERNEL)?;
                         }
                         match BusTable::new(provider, &all) {
-                            Ok(table) => *bus = Some(BusCache { table, peers: KVec::new() }),
+                            Ok(table) => {
+                                *bus = Some(BusCache {
+                                    table,
+                                    peers: KVec::new(),
+                                })
+                            }
                             // Too many runs for one table page: a table per map.
                             Err(e) if e == EFBIG => {}
                             Err(e) => return Err(e),
@@ -407,7 +431,14 @@ impl Core {
                 P2pRoute::HostBridge => {}
                 _ => return Ok(None),
             }
-            Mapping::from_bar(attach, locked, provider, ranges, kernel::dma::DataDirection::Bidirectional).map(Some)
+            Mapping::from_bar(
+                attach,
+                locked,
+                provider,
+                ranges,
+                kernel::dma::DataDirection::Bidirectional,
+            )
+            .map(Some)
         })
     }
 
@@ -461,7 +492,10 @@ impl Core {
         if len == 0 || end > u64::try_from(bar.maxsize())? {
             return Err(EINVAL);
         }
-        let addr = bar.addr().checked_add(usize::try_from(offset)?).ok_or(EINVAL)?;
+        let addr = bar
+            .addr()
+            .checked_add(usize::try_from(offset)?)
+            .ok_or(EINVAL)?;
         NonNull::new(addr as *mut u8).ok_or(EINVAL)
     }
 
@@ -479,7 +513,9 @@ impl Core {
     /// `put_queue` before it goes); `EBUSY` if none is free.
     pub(crate) fn take_queue(&self, holder: usize) -> Result<u32> {
         let mut o = self.owners.lock();
-        let i = (0..self.queues.len()).find(|&i| o.queues & (1 << i) == 0).ok_or(EBUSY)?;
+        let i = (0..self.queues.len())
+            .find(|&i| o.queues & (1 << i) == 0)
+            .ok_or(EBUSY)?;
         o.queues |= 1 << i;
         if let Some(h) = o.holders.get_mut(i) {
             *h = holder;
@@ -517,7 +553,9 @@ impl Core {
     /// free. It has no holder: no user queue can take it over. Given back with `put_queue`.
     pub(crate) fn take_queue_for_kernel(&self) -> Result<u32> {
         let mut o = self.owners.lock();
-        let i = (0..self.queues.len()).find(|&i| o.queues & (1 << i) == 0).ok_or(EBUSY)?;
+        let i = (0..self.queues.len())
+            .find(|&i| o.queues & (1 << i) == 0)
+            .ok_or(EBUSY)?;
         o.queues |= 1 << i;
         Ok(u32::try_from(i)?)
     }
@@ -533,11 +571,24 @@ impl Core {
     /// Takes a free MMU context and points it at `root_dpa` with translation on.
     pub(crate) fn take_context(&self, root_dpa: u64) -> Result<u32> {
         let mut o = self.owners.lock();
-        let c = (1..regs::CONTEXTS).find(|&c| o.contexts & (1 << c) == 0).ok_or(EBUSY)?;
+        let c = (1..regs::CONTEXTS)
+            .find(|&c| o.contexts & (1 << c) == 0)
+            .ok_or(EBUSY)?;
         self.with_bar0(|bar| {
-            bar.write(regs::CTX_PT_BASE_LO::try_at(c).ok_or(EINVAL)?, regs::CTX_PT_BASE_LO::from_raw(root_dpa as u32));
-            bar.write(regs::CTX_PT_BASE_HI::try_at(c).ok_or(EINVAL)?, regs::CTX_PT_BASE_HI::from_raw((root_dpa >> 32) as u32));
-            bar.write(regs::CTX_CONTROL::try_at(c).ok_or(EINVAL)?, regs::CTX_CONTROL::zeroed().with_const_enable::<1>().with_const_invalidate::<1>());
+            bar.write(
+                regs::CTX_PT_BASE_LO::try_at(c).ok_or(EINVAL)?,
+                regs::CTX_PT_BASE_LO::from_raw(root_dpa as u32),
+            );
+            bar.write(
+                regs::CTX_PT_BASE_HI::try_at(c).ok_or(EINVAL)?,
+                regs::CTX_PT_BASE_HI::from_raw((root_dpa >> 32) as u32),
+            );
+            bar.write(
+                regs::CTX_CONTROL::try_at(c).ok_or(EINVAL)?,
+                regs::CTX_CONTROL::zeroed()
+                    .with_const_enable::<1>()
+                    .with_const_invalidate::<1>(),
+            );
             Ok(())
         })?;
         o.contexts |= 1 << c;
@@ -562,7 +613,12 @@ impl Core {
     pub(crate) fn invalidate(&self, c: u32) -> Result {
         self.with_bar0(|bar| {
             let at = regs::CTX_CONTROL::try_at(c as usize).ok_or(EINVAL)?;
-            bar.write(at, regs::CTX_CONTROL::zeroed().with_const_enable::<1>().with_const_invalidate::<1>());
+            bar.write(
+                at,
+                regs::CTX_CONTROL::zeroed()
+                    .with_const_enable::<1>()
+                    .with_const_invalidate::<1>(),
+            );
             Ok(())
         })
     }
@@ -586,7 +642,10 @@ impl Core {
         }
         let _serial = self.recovery.lock();
         // A waiter and the watchdog may both have seen the hang: the first one recovers.
-        if !matches!(self.queue(guilty).map(|q| q.poll(self)), Ok(queue::Poll::Hung)) {
+        if !matches!(
+            self.queue(guilty).map(|q| q.poll(self)),
+            Ok(queue::Poll::Hung)
+        ) {
             return;
         }
         dev_warn!(self.pdev, "queue {} hung: resetting the device\n", guilty);
@@ -622,9 +681,18 @@ impl Core {
             for c in 1..regs::CONTEXTS {
                 if owners.contexts & (1 << c) != 0 {
                     let root = owners.roots[c];
-                    bar.write(regs::CTX_PT_BASE_LO::try_at(c).ok_or(EINVAL)?, regs::CTX_PT_BASE_LO::from_raw(root as u32));
-                    bar.write(regs::CTX_PT_BASE_HI::try_at(c).ok_or(EINVAL)?, regs::CTX_PT_BASE_HI::from_raw((root >> 32) as u32));
-                    bar.write(regs::CTX_CONTROL::try_at(c).ok_or(EINVAL)?, regs::CTX_CONTROL::zeroed().with_const_enable::<1>());
+                    bar.write(
+                        regs::CTX_PT_BASE_LO::try_at(c).ok_or(EINVAL)?,
+                        regs::CTX_PT_BASE_LO::from_raw(root as u32),
+                    );
+                    bar.write(
+                        regs::CTX_PT_BASE_HI::try_at(c).ok_or(EINVAL)?,
+                        regs::CTX_PT_BASE_HI::from_raw((root >> 32) as u32),
+                    );
+                    bar.write(
+                        regs::CTX_CONTROL::try_at(c).ok_or(EINVAL)?,
+                        regs::CTX_CONTROL::zeroed().with_const_enable::<1>(),
+                    );
                 }
             }
             bar.write_reg(regs::INT_STATUS::from_raw(u32::MAX));
@@ -650,8 +718,12 @@ impl Core {
             let mut out = [0u64; regs::COUNTERS];
             for (n, v) in out.iter_mut().enumerate() {
                 // LO first: the read latches the 64-bit value the HI read then returns.
-                let lo = bar.read(regs::COUNTER_LO::try_at(n).ok_or(EINVAL)?).into_raw();
-                let hi = bar.read(regs::COUNTER_HI::try_at(n).ok_or(EINVAL)?).into_raw();
+                let lo = bar
+                    .read(regs::COUNTER_LO::try_at(n).ok_or(EINVAL)?)
+                    .into_raw();
+                let hi = bar
+                    .read(regs::COUNTER_HI::try_at(n).ok_or(EINVAL)?)
+                    .into_raw();
                 *v = (u64::from(hi) << 32) | u64::from(lo);
             }
             Ok(out)

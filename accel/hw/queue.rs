@@ -162,17 +162,44 @@ pub(crate) fn program(core: &Core, index: u32, setup: &Setup, reset: bool, tail:
     let fence_dpa = DPA_VRAM | setup.fence;
     core.with_bar0(|bar| {
         if reset {
-            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
+            bar.write(
+                regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?,
+                regs::Q_CONTROL::zeroed().with_const_reset::<1>(),
+            );
         }
-        bar.write(regs::Q_RING_BASE_LO::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_LO::from_raw(ring_dpa as u32));
-        bar.write(regs::Q_RING_BASE_HI::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_HI::from_raw((ring_dpa >> 32) as u32));
-        bar.write(regs::Q_RING_SIZE::try_at(i).ok_or(EINVAL)?, regs::Q_RING_SIZE::from_raw(setup.log2_slots));
-        bar.write(regs::Q_CONTEXT::try_at(i).ok_or(EINVAL)?, regs::Q_CONTEXT::from_raw(setup.context));
-        bar.write(regs::Q_FENCE_BASE_LO::try_at(i).ok_or(EINVAL)?, regs::Q_FENCE_BASE_LO::from_raw(fence_dpa as u32));
-        bar.write(regs::Q_FENCE_BASE_HI::try_at(i).ok_or(EINVAL)?, regs::Q_FENCE_BASE_HI::from_raw((fence_dpa >> 32) as u32));
-        bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_enable::<1>());
+        bar.write(
+            regs::Q_RING_BASE_LO::try_at(i).ok_or(EINVAL)?,
+            regs::Q_RING_BASE_LO::from_raw(ring_dpa as u32),
+        );
+        bar.write(
+            regs::Q_RING_BASE_HI::try_at(i).ok_or(EINVAL)?,
+            regs::Q_RING_BASE_HI::from_raw((ring_dpa >> 32) as u32),
+        );
+        bar.write(
+            regs::Q_RING_SIZE::try_at(i).ok_or(EINVAL)?,
+            regs::Q_RING_SIZE::from_raw(setup.log2_slots),
+        );
+        bar.write(
+            regs::Q_CONTEXT::try_at(i).ok_or(EINVAL)?,
+            regs::Q_CONTEXT::from_raw(setup.context),
+        );
+        bar.write(
+            regs::Q_FENCE_BASE_LO::try_at(i).ok_or(EINVAL)?,
+            regs::Q_FENCE_BASE_LO::from_raw(fence_dpa as u32),
+        );
+        bar.write(
+            regs::Q_FENCE_BASE_HI::try_at(i).ok_or(EINVAL)?,
+            regs::Q_FENCE_BASE_HI::from_raw((fence_dpa >> 32) as u32),
+        );
+        bar.write(
+            regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?,
+            regs::Q_CONTROL::zeroed().with_const_enable::<1>(),
+        );
         if tail > 0 {
-            bar.write(regs::Q_DOORBELL::try_at(i).ok_or(EINVAL)?, regs::Q_DOORBELL::from_raw(tail));
+            bar.write(
+                regs::Q_DOORBELL::try_at(i).ok_or(EINVAL)?,
+                regs::Q_DOORBELL::from_raw(tail),
+            );
         }
         Ok(())
     })
@@ -208,8 +235,21 @@ impl HwQueue {
 
     /// Points the queue at its ring, fence slot and context and enables it (after a queue reset
     /// when `reset`); a non-zero `tail` rings the doorbell for commands already in the ring.
-    fn program(&self, core: &Core, ring: u64, fence: u64, context: u32, reset: bool, tail: u32) -> Result {
-        let setup = Setup { ring, log2_slots: LOG2_SLOTS, fence, context };
+    fn program(
+        &self,
+        core: &Core,
+        ring: u64,
+        fence: u64,
+        context: u32,
+        reset: bool,
+        tail: u32,
+    ) -> Result {
+        let setup = Setup {
+            ring,
+            log2_slots: LOG2_SLOTS,
+            fence,
+            context,
+        };
         program(core, self.index, &setup, reset, tail)
     }
 
@@ -258,7 +298,9 @@ impl HwQueue {
         let (submitted, completed) = (st.submitted, st.completed);
         let a = st.active.as_ref()?;
         match a.fences.last() {
-            Some((seqno, f)) if *seqno == submitted && completed < submitted => Some(f.as_raw_fence().into()),
+            Some((seqno, f)) if *seqno == submitted && completed < submitted => {
+                Some(f.as_raw_fence().into())
+            }
             _ => None,
         }
     }
@@ -308,7 +350,10 @@ impl HwQueue {
             let active = st.active.as_mut().ok_or(ENODEV)?;
             if fresh {
                 active.head_seen = u32::from(core.with_bar0(|bar| {
-                    Ok(bar.read(regs::Q_HEAD::try_at(self.index as usize).ok_or(EINVAL)?).slot().get())
+                    Ok(bar
+                        .read(regs::Q_HEAD::try_at(self.index as usize).ok_or(EINVAL)?)
+                        .slot()
+                        .get())
                 })?);
             }
             let used = active.tail.wrapping_sub(active.head_seen) % SLOTS;
@@ -347,7 +392,10 @@ impl HwQueue {
         let mut fence_cmd = [0u8; SLOT];
         fence_cmd[0..4].copy_from_slice(&(OP_SIGNAL | FLAG_INTERRUPT).to_le_bytes());
         fence_cmd[16..24].copy_from_slice(&seqno.to_le_bytes());
-        core.vram_write_bytes(active.ring_offset + u64::from(tail) * SLOT as u64, &fence_cmd)?;
+        core.vram_write_bytes(
+            active.ring_offset + u64::from(tail) * SLOT as u64,
+            &fence_cmd,
+        )?;
         tail = (tail + 1) % SLOTS;
         active.tail = tail;
         let i = self.index as usize;
@@ -355,7 +403,10 @@ impl HwQueue {
         // a BAR0 read it does not trap.
         core.vram_read64(active.ring_offset)?;
         core.with_bar0(|bar| {
-            bar.write(regs::Q_DOORBELL::try_at(i).ok_or(EINVAL)?, regs::Q_DOORBELL::from_raw(tail));
+            bar.write(
+                regs::Q_DOORBELL::try_at(i).ok_or(EINVAL)?,
+                regs::Q_DOORBELL::from_raw(tail),
+            );
             Ok(())
         })?;
         if st.completed == st.submitted {
@@ -398,7 +449,9 @@ impl HwQueue {
         let Some(a) = st.active.as_mut() else { return };
         let done = a.fences.iter().take_while(|(s, _)| *s <= completed).count();
         for _ in 0..done {
-            let Ok((seqno, f)) = a.fences.remove(0) else { break };
+            let Ok((seqno, f)) = a.fences.remove(0) else {
+                break;
+            };
             if failed.iter().any(|&(lo, hi)| lo <= seqno && seqno <= hi) {
                 f.signal_error(errno);
             } else {
@@ -474,9 +527,15 @@ impl HwQueue {
         if reset {
             let i = self.index as usize;
             let _ = core.with_bar0(|bar| {
-                bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
+                bar.write(
+                    regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?,
+                    regs::Q_CONTROL::zeroed().with_const_reset::<1>(),
+                );
                 if how == Ending::Restart {
-                    bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_enable::<1>());
+                    bar.write(
+                        regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?,
+                        regs::Q_CONTROL::zeroed().with_const_enable::<1>(),
+                    );
                 }
                 Ok(())
             });
@@ -506,7 +565,13 @@ impl HwQueue {
     /// Like [`HwQueue::wait`], for job `seqno` of run `run`; `None` if that run is over,
     /// which happens only to an idle queue (see `UserQueue`), whose user then knows the
     /// outcome.
-    pub(crate) fn wait_in_run(&self, core: &Core, run: u64, seqno: u64, timeout_ms: u64) -> Result<Option<Result>> {
+    pub(crate) fn wait_in_run(
+        &self,
+        core: &Core,
+        run: u64,
+        seqno: u64,
+        timeout_ms: u64,
+    ) -> Result<Option<Result>> {
         let start = Instant::<Monotonic>::now();
         loop {
             match self.wait_step(core, run, seqno, timeout_ms, start)? {
@@ -526,7 +591,14 @@ impl HwQueue {
         }
     }
 
-    fn wait_step(&self, core: &Core, run: u64, seqno: u64, timeout_ms: u64, start: Instant<Monotonic>) -> Result<Waited> {
+    fn wait_step(
+        &self,
+        core: &Core,
+        run: u64,
+        seqno: u64,
+        timeout_ms: u64,
+        start: Instant<Monotonic>,
+    ) -> Result<Waited> {
         let mut st = self.state.lock();
         if st.run != run {
             return Ok(Waited::Retired);
@@ -562,8 +634,9 @@ impl HwQueue {
             if elapsed >= budget {
                 return Ok(Waited::Done(Err(ETIME)));
             }
-            if let kernel::sync::CondVarTimeoutResult::Signal { .. } =
-                self.done.wait_interruptible_timeout(&mut st, msecs_to_jiffies(POLL_MS))
+            if let kernel::sync::CondVarTimeoutResult::Signal { .. } = self
+                .done
+                .wait_interruptible_timeout(&mut st, msecs_to_jiffies(POLL_MS))
             {
                 return Err(ERESTARTSYS);
             }
@@ -576,7 +649,13 @@ impl HwQueue {
         let st = self.state.lock();
         let i = self.index as usize;
         let head = core
-            .with_bar0(|bar| Ok(u32::from(bar.read(regs::Q_HEAD::try_at(i).ok_or(EINVAL)?).slot().get())))
+            .with_bar0(|bar| {
+                Ok(u32::from(
+                    bar.read(regs::Q_HEAD::try_at(i).ok_or(EINVAL)?)
+                        .slot()
+                        .get(),
+                ))
+            })
             .unwrap_or(0);
         (head, st.epoch)
     }
@@ -596,7 +675,12 @@ impl HwQueue {
         let Some(active) = st.active.as_ref() else {
             return;
         };
-        let (ring, fence, context, tail) = (active.ring_offset, active.fence_offset, active.context, active.tail);
+        let (ring, fence, context, tail) = (
+            active.ring_offset,
+            active.fence_offset,
+            active.context,
+            active.tail,
+        );
         let head = head.and_then(|(h, epoch)| (epoch == st.epoch && h < SLOTS).then_some(h));
         let pending = head.map_or(0, |h| tail.wrapping_sub(h) % SLOTS);
         let mut new_tail = 0;
@@ -608,7 +692,9 @@ impl HwQueue {
                 let from = ring + u64::from((head + k) % SLOTS) * SLOT as u64;
                 let mut c = [0u8; SLOT];
                 let read = c.chunks_exact_mut(8).enumerate().all(|(w, chunk)| {
-                    core.vram_read64(from + 8 * w as u64).map(|v| chunk.copy_from_slice(&v.to_le_bytes())).is_ok()
+                    core.vram_read64(from + 8 * w as u64)
+                        .map(|v| chunk.copy_from_slice(&v.to_le_bytes()))
+                        .is_ok()
                 });
                 read && slots.push(c, GFP_KERNEL).is_ok()
             });
@@ -647,7 +733,10 @@ impl HwQueue {
         let mut st = self.state.lock();
         let i = self.index as usize;
         let _ = core.with_bar0(|bar| {
-            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
+            bar.write(
+                regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?,
+                regs::Q_CONTROL::zeroed().with_const_reset::<1>(),
+            );
             Ok(())
         });
         if st.completed < st.submitted {

@@ -80,7 +80,8 @@ impl SysMem {
     /// Where the memory is in the kernel's address space (for `vmap` of an exported buffer).
     pub(crate) fn base(&self) -> core::ptr::NonNull<u8> {
         // A `VVec` of non-zero length has a real allocation.
-        core::ptr::NonNull::new(self.buf.as_ptr().cast_mut()).unwrap_or(core::ptr::NonNull::dangling())
+        core::ptr::NonNull::new(self.buf.as_ptr().cast_mut())
+            .unwrap_or(core::ptr::NonNull::dangling())
     }
 }
 
@@ -107,17 +108,27 @@ impl SysBacking {
         let bytes = u64::try_from(size)?;
         {
             let mut used = core.sys_used.lock();
-            *used = used.checked_add(bytes).filter(|&u| u <= BUDGET).ok_or(ENOMEM)?;
+            *used = used
+                .checked_add(bytes)
+                .filter(|&u| u <= BUDGET)
+                .ok_or(ENOMEM)?;
         }
         let made = SysMem::new(size).and_then(|mem| {
             let pages = SysPages(mem.clone());
             let sgt = core.with_bound_device(|dev| {
-                KBox::pin_init(SGTable::new(dev, pages, DataDirection::Bidirectional, GFP_KERNEL), GFP_KERNEL)
+                KBox::pin_init(
+                    SGTable::new(dev, pages, DataDirection::Bidirectional, GFP_KERNEL),
+                    GFP_KERNEL,
+                )
             })?;
             Ok((mem, sgt))
         });
         match made {
-            Ok((mem, sgt)) => Ok(Self { mem, sgt, core: core.clone() }),
+            Ok((mem, sgt)) => Ok(Self {
+                mem,
+                sgt,
+                core: core.clone(),
+            }),
             Err(e) => {
                 *core.sys_used.lock() -= bytes;
                 Err(e)

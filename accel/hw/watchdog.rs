@@ -58,7 +58,8 @@ pub(crate) fn arm(core: &Arc<Core>) {
     let on = core.watchdog_on.lock();
     if *on {
         // `Err` means it is already pending, which is as good.
-        let _ = workqueue::system_long().enqueue_delayed(core.clone(), msecs_to_jiffies(WATCHDOG_MS));
+        let _ =
+            workqueue::system_long().enqueue_delayed(core.clone(), msecs_to_jiffies(WATCHDOG_MS));
     }
 }
 
