@@ -276,7 +276,7 @@ fn import_runs(
     let sgt = attach.map(locked)?;
     let mut runs = KVec::with_capacity(sgt.iter().count(), GFP_KERNEL)?;
     for e in sgt.iter() {
-        let (addr, len) = (e.dma_address(), u64::try_from(e.dma_len())?);
+        let (addr, len) = (e.dma_address(), e.dma_len());
         if addr % PAGE != 0 || len % PAGE != 0 {
             return Err(EINVAL);
         }

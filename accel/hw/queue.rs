@@ -349,12 +349,12 @@ impl HwQueue {
         loop {
             let active = st.active.as_mut().ok_or(ENODEV)?;
             if fresh {
-                active.head_seen = u32::from(core.with_bar0(|bar| {
+                active.head_seen = core.with_bar0(|bar| {
                     Ok(bar
                         .read(regs::Q_HEAD::try_at(self.index as usize).ok_or(EINVAL)?)
                         .slot()
                         .get())
-                })?);
+                })?;
             }
             let used = active.tail.wrapping_sub(active.head_seen) % SLOTS;
             if SLOTS - 1 - used >= needed {
@@ -650,11 +650,10 @@ impl HwQueue {
         let i = self.index as usize;
         let head = core
             .with_bar0(|bar| {
-                Ok(u32::from(
-                    bar.read(regs::Q_HEAD::try_at(i).ok_or(EINVAL)?)
-                        .slot()
-                        .get(),
-                ))
+                Ok(bar
+                    .read(regs::Q_HEAD::try_at(i).ok_or(EINVAL)?)
+                    .slot()
+                    .get())
             })
             .unwrap_or(0);
         (head, st.epoch)

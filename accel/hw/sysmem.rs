@@ -140,7 +140,7 @@ impl SysBacking {
     pub(crate) fn runs(&self) -> Result<KVec<(u64, u64)>> {
         let mut runs = KVec::with_capacity(self.sgt.iter().count(), GFP_KERNEL)?;
         for e in self.sgt.iter() {
-            runs.push((e.dma_address(), u64::try_from(e.dma_len())?), GFP_KERNEL)?;
+            runs.push((e.dma_address(), e.dma_len()), GFP_KERNEL)?;
         }
         Ok(runs)
     }
