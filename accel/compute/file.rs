@@ -13,7 +13,8 @@ use super::{
     driver::{VelaDevice, VelaDriver},
     gem::{self, VelaObject},
     query, submit,
-    vm::{UserQueue, Vm},
+    queue::UserQueue,
+    vm::Vm,
 };
 use crate::hw::queue::SLOT;
 use kernel::{drm::syncobj::SyncObj, time::msecs_to_jiffies};
@@ -85,17 +86,17 @@ impl File {
         args: &mut uapi::drm_vela_query,
         _file: &drm::File<File>,
     ) -> Result<u32> {
-        let core = &dev.core;
+        let chip = &dev.chip;
         let reply = query::Reply::new(
             args,
-            &core.identity,
-            core.pdev.revision_id(),
+            chip.identity(),
+            chip.pdev().revision_id(),
             || query::MemoryFacts {
-                vram_size: core.vram.size(),
-                vram_free: core.vram.avail(),
-                system_used: *core.sys_used.lock(),
+                vram_size: chip.vram().size(),
+                vram_free: chip.vram().avail(),
+                system_used: dev.sys_budget.used(),
             },
-            || core.counters(),
+            || chip.counters(),
         )?;
         let bytes = reply.as_bytes();
         let len: u32 = bytes.len().try_into()?;
@@ -233,7 +234,12 @@ impl File {
             return Err(EINVAL);
         }
         let vm = get(&mut Self::objects(file).vms, args.vm_id)?;
-        let queue = UserQueue::new(dev.core.clone(), vm, dev.sched.clone())?;
+        let queue = UserQueue::new(
+            dev.chip.clone(),
+            dev.holders.clone(),
+            vm,
+            dev.sched.clone(),
+        )?;
         args.queue_id = insert(&mut Self::objects(file).queues, queue)?;
         Ok(0)
     }

@@ -18,20 +18,20 @@ use kernel::{
     mm::virt::VmaNew,
     page::PAGE_SIZE,
     prelude::*,
-    sync::{aref::ARef, Arc},
+    sync::{aref::ARef, Arc, Mutex},
     time::msecs_to_jiffies,
 };
 
 use super::{
     driver::{VelaDevice, VelaDriver},
+    sysmem::SysBacking,
     vm,
 };
 use crate::{
     hw::{
         kqueue::Span,
-        sysmem::SysBacking,
         vram::{self, VramBlocks},
-        BusCache, Core,
+        BusCache, Chip,
     },
     uapi,
 };
@@ -84,18 +84,35 @@ pub(crate) struct LocalState {
     bus: Option<BusCache>,
 }
 
+/// Buffers that may be evicted, by id (ids grow, so the first is the oldest), as object
+/// addresses: an entry leaves (in [`Local`]'s drop, under the list's lock) before its object is
+/// freed. A tree, so that adding and removing stay O(log n) with 100k live buffers.
+pub(crate) struct Evictable {
+    next: u64,
+    tree: kernel::rbtree::RBTree<u64, usize>,
+}
+
+impl Evictable {
+    pub(crate) fn new() -> Self {
+        Self {
+            next: 0,
+            tree: kernel::rbtree::RBTree::new(),
+        }
+    }
+}
+
 /// A buffer's own memory. Guarded by the buffer's reservation lock.
 pub(crate) struct Local {
     state: UnsafeCell<LocalState>,
-    /// For leaving the eviction list (`Core::evictable`) when the buffer goes.
-    core: Arc<Core>,
+    /// The eviction list (the device's), which the buffer leaves when it goes.
+    evictable: Arc<Mutex<Evictable>>,
     /// The buffer's key in that list.
     evict_id: u64,
 }
 
 impl Drop for Local {
     fn drop(&mut self) {
-        self.core.evictable.lock().tree.remove(&self.evict_id);
+        self.evictable.lock().tree.remove(&self.evict_id);
     }
 }
 
@@ -223,11 +240,11 @@ fn not_busy(e: Error) -> Error {
 }
 
 /// Whether `attach`'s device reaches BAR2 peer-to-peer and can be revoked.
-fn p2p_ok(core: &Core, attach: &Attachment) -> bool {
+fn p2p_ok(chip: &Chip, attach: &Attachment) -> bool {
     attach.peer2peer()
         && attach.revocable()
         && matches!(
-            core.p2p_route(attach),
+            chip.p2p_route(attach),
             Ok(P2pRoute::Switch | P2pRoute::HostBridge)
         )
 }
@@ -246,33 +263,33 @@ impl gem::DriverObject for VelaObject {
             None if args.resv_only => Ok(Backing::Resv),
             None => {
                 let store = if args.flags & uapi::DRM_VELA_BO_VRAM == 0 {
-                    SysBacking::new(&dev.core, size).map(Store::System)
+                    SysBacking::new(&dev.chip, &dev.sys_budget, size).map(Store::System)
                 } else {
                     u64::try_from(size)
                         .map_err(|_| EINVAL)
-                        .and_then(|size| dev.core.vram.alloc(size, false))
+                        .and_then(|size| dev.chip.vram().alloc(size, false))
                         .and_then(|blocks| {
                             // VRAM comes back from the allocator as its last owner left it
                             // (another process's buffer, a freed ring or page table): cleared
                             // before anyone can map, bind or export it, by the copy engine if
                             // it can take it, else by the CPU.
-                            let core = &dev.core;
+                            let chip = &dev.chip;
                             let mut spans = KVec::new();
                             for (off, len) in vram::runs(&blocks) {
                                 spans.push(Span::vram(off, len), GFP_KERNEL)?;
                             }
                             // Small buffers are cleared faster by the CPU than a device round
                             // trip (borrowing a queue, a FILL, the fence) takes.
-                            if size <= CPU_CLEAR_MAX || core.kq.clear(core, &spans).is_err() {
+                            if size <= CPU_CLEAR_MAX || chip.kernel_queue().clear(chip, &spans).is_err() {
                                 for (off, len) in vram::runs(&blocks) {
-                                    core.vram_fill(off, len, 0)?;
+                                    chip.vram_fill(off, len, 0)?;
                                 }
                             }
                             Ok(Store::Vram(blocks))
                         })
                 };
                 let evict_id = {
-                    let mut e = dev.core.evictable.lock();
+                    let mut e = dev.evictable.lock();
                     e.next += 1;
                     e.next
                 };
@@ -286,7 +303,7 @@ impl gem::DriverObject for VelaObject {
                             export: None,
                             bus: None,
                         }),
-                        core: dev.core.clone(),
+                        evictable: dev.evictable.clone(),
                         evict_id,
                     })
                 })
@@ -319,10 +336,10 @@ impl gem::DriverObject for VelaObject {
         let Backing::Local(local) = &obj.backing else {
             return Err(EFAULT);
         };
-        let core = &obj.dev().core;
-        // A lost device's mappings are all revoked (`Core::mark_lost`), system memory too:
+        let chip = &obj.dev().chip;
+        // A lost device's mappings are all revoked (`Chip::mark_lost`), system memory too:
         // every access faults and gets SIGBUS. VRAM inserts check again under `bound`.
-        if core.is_lost() {
+        if chip.is_lost() {
             return Err(ENODEV);
         }
         let resv = obj.resv();
@@ -340,7 +357,7 @@ impl gem::DriverObject for VelaObject {
                 if off >= size {
                     break;
                 }
-                let r = insert(core, &st.store, vmf, addr, off);
+                let r = insert(chip, &st.store, vmf, addr, off);
                 if addr == first {
                     r?;
                 }
@@ -359,11 +376,11 @@ impl gem::DriverObject for VelaObject {
         let Backing::Local(_) = &obj.backing else {
             return Err(EOPNOTSUPP);
         };
-        let core = &obj.dev().core;
-        if !core.is_bound() || core.is_lost() {
+        let chip = &obj.dev().chip;
+        if !chip.is_bound() || chip.is_lost() {
             return Err(ENODEV);
         }
-        if obj.flags & uapi::DRM_VELA_BO_VRAM_ONLY != 0 && !p2p_ok(core, attach) {
+        if obj.flags & uapi::DRM_VELA_BO_VRAM_ONLY != 0 && !p2p_ok(chip, attach) {
             return Err(EOPNOTSUPP);
         }
         Ok(())
@@ -378,7 +395,7 @@ impl gem::DriverObject for VelaObject {
             return Err(EOPNOTSUPP);
         };
         let in_vram = local.with(obj.resv(), locked, |st| matches!(st.store, Store::Vram(_)))?;
-        if in_vram && !p2p_ok(&obj.dev().core, attach) {
+        if in_vram && !p2p_ok(&obj.dev().chip, attach) {
             migrate(obj, locked, false).map_err(not_busy)?;
         }
         local.with(obj.resv(), locked, |st| st.pins += 1)
@@ -399,11 +416,11 @@ impl gem::DriverObject for VelaObject {
         let Backing::Local(local) = &obj.backing else {
             return Err(EOPNOTSUPP);
         };
-        let core = &obj.dev().core;
+        let chip = &obj.dev().chip;
         let resv = obj.resv();
         // A device that is gone serves no one, not even from system memory: unbind revokes
         // every importer, whatever it had mapped. A reset does the same while it runs.
-        if !core.serves_peers() {
+        if !chip.serves_peers() {
             return Err(ENODEV);
         }
         // In VRAM: map the BAR2 ranges that hold it, for a peer that reaches them.
@@ -414,7 +431,7 @@ impl gem::DriverObject for VelaObject {
             if let Some(m) = st.bus.as_ref().and_then(|b| b.lookup(attach, locked)) {
                 return Ok(Some(Some(m?)));
             }
-            Ok(Some(core.map_vram_for_peer(
+            Ok(Some(chip.map_vram_for_peer(
                 attach,
                 locked,
                 blocks,
@@ -491,12 +508,12 @@ impl gem::DriverObject for VelaObject {
         let Backing::Local(local) = &obj.backing else {
             return Err(EOPNOTSUPP);
         };
-        let core = &obj.dev().core;
-        if !core.serves_peers() {
+        let chip = &obj.dev().chip;
+        if !chip.serves_peers() {
             return Err(ENODEV);
         }
         let in_vram = local.with(obj.resv(), locked, |st| matches!(st.store, Store::Vram(_)))?;
-        if in_vram && !p2p_ok(core, attach) {
+        if in_vram && !p2p_ok(chip, attach) {
             // Not this importer's placement: it maps system memory, as its pin would have.
             migrate(obj, locked, false).map_err(not_busy)?;
         }
@@ -511,7 +528,7 @@ impl gem::DriverObject for VelaObject {
                         }
                         len += l;
                     }
-                    let addr = core.vram_kernel_addr(start, len)?;
+                    let addr = chip.vram_kernel_addr(start, len)?;
                     // SAFETY: `addr` maps the buffer's one VRAM run, all of it, in BAR2's
                     // kernel mapping. It stays valid until the matching vunmap: the pin below
                     // keeps the buffer in that run, the dma-buf keeps the object (and so the
@@ -557,7 +574,7 @@ impl gem::DriverObject for VelaObject {
     }
 
     fn dmabuf_exported(obj: &gem::Object<Self>, buf: &DmaBuf) {
-        obj.dev().core.exports.add(buf);
+        obj.dev().exports.add(buf);
         if let (Backing::Local(local), Ok(g)) = (&obj.backing, obj.resv().lock()) {
             let _ = local.with(obj.resv(), &g, |st| {
                 st.export = Some(core::ptr::from_ref(buf))
@@ -569,14 +586,14 @@ impl gem::DriverObject for VelaObject {
         if let (Backing::Local(local), Ok(g)) = (&obj.backing, obj.resv().lock()) {
             let _ = local.with(obj.resv(), &g, |st| st.export = None);
         }
-        obj.dev().core.exports.remove(buf);
+        obj.dev().exports.remove(buf);
     }
 
     fn import(dev: &VelaDevice, buf: &DmaBuf) -> Result<ARef<gem::Object<Self>>> {
         let state = ImportState {
             obj: UnsafeCell::new(core::ptr::null()),
         };
-        let attach = DynamicAttachment::new(buf, dev.core.pdev.as_ref(), state)?;
+        let attach = DynamicAttachment::new(buf, dev.chip.pdev().as_ref(), state)?;
         let obj = gem::Object::<Self>::new_imported(
             dev,
             buf,
@@ -605,20 +622,17 @@ impl gem::DriverObject for VelaObject {
 }
 
 /// Maps the page at buffer offset `off` of `store` at `addr`.
-fn insert(core: &Core, store: &Store, vmf: &VmFault, addr: usize, off: usize) -> Result {
+fn insert(chip: &Chip, store: &Store, vmf: &VmFault, addr: usize, off: usize) -> Result {
     match store {
         Store::Vram(blocks) => {
             let mut pos = 0usize;
             for (vram_off, len) in vram::runs(blocks) {
                 let len = usize::try_from(len)?;
                 if off < pos + len {
-                    let phys = core
-                        .vram_phys
-                        .checked_add(vram_off + u64::try_from(off - pos)?)
-                        .ok_or(EINVAL)?;
+                    let phys = chip.vram_phys(vram_off + u64::try_from(off - pos)?)?;
                     let pfn = usize::try_from(phys)? / PAGE_SIZE;
                     // A device that is gone may have its BAR reassigned: no new mappings of it.
-                    return core.with_bound_device(|_| {
+                    return chip.with_bound_device(|_| {
                         // SAFETY: The pfn is this buffer's VRAM inside BAR2, device memory the
                         // buffer owns until it moves or goes; a move zaps the mappings first
                         // (`unmap_user_mappings`), and unbind zaps every mapping of the device.
@@ -651,7 +665,7 @@ pub(crate) fn migrate(
         return Err(EINVAL);
     };
     let resv = obj.resv();
-    let core = &obj.dev().core;
+    let chip = &obj.dev().chip;
     let (done, export) = local.with(
         resv,
         locked,
@@ -676,9 +690,9 @@ pub(crate) fn migrate(
         .map_err(|_| EBUSY)?;
     let size = obj.size();
     let new = if to_vram {
-        Store::Vram(core.vram.alloc(u64::try_from(size)?, false)?)
+        Store::Vram(chip.vram().alloc(u64::try_from(size)?, false)?)
     } else {
-        Store::System(SysBacking::new(core, size)?)
+        Store::System(SysBacking::new(chip, &obj.dev().sys_budget, size)?)
     };
     // Nothing may keep using the old place: importers remap (under this lock they cannot
     // map again before the move is done), CPU mappings fault in the new place.
@@ -689,7 +703,7 @@ pub(crate) fn migrate(
     }
     obj.unmap_user_mappings();
     local.with(resv, locked, |st| -> Result {
-        copy(core, &st.store, &new, size)?;
+        copy(chip, &st.store, &new, size)?;
         // Both lists before anything changes: a failure from here on must leave every PTE
         // pointing at the old place, which stays, or at nothing, never at the new one, which
         // is freed.
@@ -711,7 +725,7 @@ pub(crate) fn migrate(
         Ok(())
     })??;
     // Only buffers in VRAM are eviction candidates.
-    let mut list = core.evictable.lock();
+    let mut list = obj.dev().evictable.lock();
     if to_vram {
         let addr = core::ptr::from_ref(obj) as usize;
         let _ = list
@@ -727,10 +741,10 @@ pub(crate) fn migrate(
 /// first. Busy, pinned and system-mapped buffers stay. Returns whether that much is free
 /// (which a fragmented VRAM may still not satisfy).
 fn evict(dev: &VelaDevice, need: u64) -> bool {
-    let core = &dev.core;
+    let chip = &dev.chip;
     let mut victims = KVec::new();
     {
-        let list = core.evictable.lock();
+        let list = dev.evictable.lock();
         // Enough candidates for twice the need, so that a few busy ones do not stop it; not
         // the whole list, which may hold 100k buffers.
         let mut candidates = 0u64;
@@ -749,7 +763,7 @@ fn evict(dev: &VelaDevice, need: u64) -> bool {
         }
     }
     for obj in victims.iter() {
-        if core.vram.avail() >= need {
+        if chip.vram().avail() >= need {
             break;
         }
         let resv = obj.resv();
@@ -763,7 +777,7 @@ fn evict(dev: &VelaDevice, need: u64) -> bool {
     }
     // The references go here, with no lock held: one may be the last.
     drop(victims);
-    core.vram.avail() >= need
+    chip.vram().avail() >= need
 }
 
 /// Whether a buffer that moved out of VRAM may come back now.
@@ -809,8 +823,8 @@ fn spans(store: &Store, size: usize) -> Result<KVec<Span>> {
 
 /// Copies a buffer's contents between places: on the device's copy engine, or with the CPU
 /// when the engine cannot take it (no free hardware queue, a timeout, no kernel ring).
-fn copy(core: &Core, from: &Store, to: &Store, size: usize) -> Result {
-    let on_device = spans(from, size).and_then(|src| core.kq.copy(core, &src, &spans(to, size)?));
+fn copy(chip: &Chip, from: &Store, to: &Store, size: usize) -> Result {
+    let on_device = spans(from, size).and_then(|src| chip.kernel_queue().copy(chip, &src, &spans(to, size)?));
     if on_device.is_ok() {
         return Ok(());
     }
@@ -819,8 +833,8 @@ fn copy(core: &Core, from: &Store, to: &Store, size: usize) -> Result {
     let mut off = 0usize;
     while off < size {
         let n = CHUNK.min(size - off);
-        read(core, from, off, &mut buf[..n])?;
-        write(core, to, off, &buf[..n])?;
+        read(chip, from, off, &mut buf[..n])?;
+        write(chip, to, off, &buf[..n])?;
         off += n;
     }
     Ok(())
@@ -839,14 +853,14 @@ fn vram_at(blocks: &VramBlocks, off: usize) -> Result<(u64, usize)> {
     Err(EINVAL)
 }
 
-fn read(core: &Core, store: &Store, off: usize, out: &mut [u8]) -> Result {
+fn read(chip: &Chip, store: &Store, off: usize, out: &mut [u8]) -> Result {
     match store {
         Store::Vram(blocks) => {
             let mut done = 0;
             while done < out.len() {
                 let (at, n) = vram_at(blocks, off + done)?;
                 let n = n.min(out.len() - done);
-                core.vram_read_bytes(at, &mut out[done..done + n])?;
+                chip.vram_read_bytes(at, &mut out[done..done + n])?;
                 done += n;
             }
             Ok(())
@@ -855,14 +869,14 @@ fn read(core: &Core, store: &Store, off: usize, out: &mut [u8]) -> Result {
     }
 }
 
-fn write(core: &Core, store: &Store, off: usize, data: &[u8]) -> Result {
+fn write(chip: &Chip, store: &Store, off: usize, data: &[u8]) -> Result {
     match store {
         Store::Vram(blocks) => {
             let mut done = 0;
             while done < data.len() {
                 let (at, n) = vram_at(blocks, off + done)?;
                 let n = n.min(data.len() - done);
-                core.vram_write_bytes(at, &data[done..done + n])?;
+                chip.vram_write_bytes(at, &data[done..done + n])?;
                 done += n;
             }
             Ok(())
@@ -879,7 +893,7 @@ impl VelaObject {
         size: u64,
         flags: u32,
     ) -> Result<ARef<gem::Object<Self>>> {
-        check_create(size, flags, dev.core.vram.size())?;
+        check_create(size, flags, dev.chip.vram().size())?;
         let bytes = size.next_multiple_of(vram::PAGE);
         let size = usize::try_from(bytes).map_err(|_| EINVAL)?;
         let in_vram = flags & uapi::DRM_VELA_BO_VRAM != 0;
@@ -910,7 +924,7 @@ impl VelaObject {
             if let Backing::Local(local) = &obj.backing {
                 let addr = core::ptr::from_ref::<gem::Object<Self>>(&obj) as usize;
                 // Not being on the list only means never being evicted.
-                let _ = dev.core.evictable.lock().tree.try_create_and_insert(
+                let _ = dev.evictable.lock().tree.try_create_and_insert(
                     local.evict_id,
                     addr,
                     GFP_KERNEL,

@@ -88,10 +88,10 @@ impl Reply {
                     max_in_syncobjs: uapi::DRM_VELA_MAX_IN_SYNCOBJS,
                     // Context 0 is the kernel's.
                     max_vms: (crate::hw::regs::CONTEXTS - 1) as u32,
-                    max_queues: crate::hw::MAX_USER_QUEUES,
+                    max_queues: super::queue::MAX_USER_QUEUES,
                     max_vram_bo: m.vram_size,
                     max_system_bo: super::gem::SYSTEM_MAX,
-                    system_budget: crate::hw::sysmem::BUDGET,
+                    system_budget: super::sysmem::BUDGET,
                     system_used: m.system_used,
                 }))
             }
@@ -207,7 +207,7 @@ mod tests {
             (l.max_commands, l.max_in_syncobjs, l.max_vms),
             (1024, 64, 15)
         );
-        assert_eq!(l.max_queues, crate::hw::MAX_USER_QUEUES);
+        assert_eq!(l.max_queues, super::super::queue::MAX_USER_QUEUES);
         assert_eq!((l.max_vram_bo, l.max_system_bo), (256 << 20, 4 << 30));
         assert_eq!((l.system_budget, l.system_used), (512 << 20, 12 << 20));
         Ok(())

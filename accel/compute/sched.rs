@@ -29,7 +29,7 @@ use kernel::{
     workqueue::{self, DelayedWork, WorkItem},
 };
 
-use super::vm::UserQueue;
+use super::queue::UserQueue;
 
 /// What a queue's scheduler step left to do.
 pub(crate) enum Next {
@@ -61,14 +61,6 @@ pub(crate) struct Sched {
     live: Atomic<bool>,
 }
 
-// SAFETY: The scheduler's state is only touched under its mutex. What it holds are user
-// queues, which the ioctls of every thread already share (through `Arc`s in the files'
-// tables): everything in them is behind their own locks, and the GEM objects their VMs
-// reference are reference-counted with atomics and may be used and freed from any thread,
-// as the DRM core does.
-unsafe impl Send for Sched {}
-// SAFETY: See above.
-unsafe impl Sync for Sched {}
 
 struct SchedState {
     /// False once unbind began: jobs are failed instead of queued.

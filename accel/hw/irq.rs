@@ -18,7 +18,7 @@ use kernel::{
     time::Delta,
 };
 
-use super::{regs, Core};
+use super::{regs, Chip};
 use kernel::io::register::Array;
 
 /// Interrupt bookkeeping shared by the handlers and whoever waits on them.
@@ -40,7 +40,7 @@ impl IrqState {
 
 /// Vector 1 + N: completions of queue N.
 pub(crate) struct QueueIrq {
-    pub(crate) core: Arc<Core>,
+    pub(crate) core: Arc<Chip>,
     pub(crate) queue: u32,
 }
 
@@ -68,7 +68,7 @@ impl ThreadedHandler for QueueIrq {
 }
 
 /// Vector 0: queue errors and MMU faults.
-pub(crate) struct ErrorIrq(pub(crate) Arc<Core>);
+pub(crate) struct ErrorIrq(pub(crate) Arc<Chip>);
 
 /// INT_STATUS bits that belong to vector 0.
 pub(crate) const ERROR_SOURCES: u32 = (1 << 16) | (1 << 17);
@@ -142,7 +142,7 @@ impl ThreadedHandler for ErrorIrq {
     }
 }
 
-impl Core {
+impl Chip {
     /// Unmasks the sources the driver handles and proves that a message arrives: a triggered
     /// queue 0 event must reach [`QueueIrq`] within a second. A device whose MSI-X does not
     /// work is refused at probe rather than hanging its first job.

@@ -27,7 +27,7 @@ use super::{
     queue::{program, Setup, JOB_TIMEOUT_MS, SLOT},
     regs,
     vram::{self, VramBlocks, PAGE},
-    Core,
+    Chip,
 };
 
 const OP_COPY: u32 = 0x02;
@@ -83,7 +83,7 @@ impl KernelQueue {
 
     /// Reserves the ring and fence slot (at probe, while VRAM is empty). Without them every
     /// copy goes to the CPU.
-    pub(crate) fn reserve(&self, core: &Core) -> Result {
+    pub(crate) fn reserve(&self, core: &Chip) -> Result {
         let blocks = core.vram.alloc((SLOTS * SLOT) as u64 + PAGE, true)?;
         let ring = vram::runs(&blocks).next().map(|(o, _)| o).ok_or(ENOMEM)?;
         let fence = ring + (SLOTS * SLOT) as u64;
@@ -98,7 +98,7 @@ impl KernelQueue {
     }
 
     /// Copies `src` to `dst` (the same total length) on the device.
-    pub(crate) fn copy(&self, core: &Core, src: &[Span], dst: &[Span]) -> Result {
+    pub(crate) fn copy(&self, core: &Chip, src: &[Span], dst: &[Span]) -> Result {
         let total = |s: &[Span]| s.iter().map(|s| s.len).sum::<u64>();
         if total(src) != total(dst) {
             return Err(EINVAL);
@@ -125,7 +125,7 @@ impl KernelQueue {
     }
 
     /// Fills `dst` with zeros on the device.
-    pub(crate) fn clear(&self, core: &Core, dst: &[Span]) -> Result {
+    pub(crate) fn clear(&self, core: &Chip, dst: &[Span]) -> Result {
         let mut cmds = KVec::new();
         for d in dst {
             let mut off = 0;
@@ -139,12 +139,12 @@ impl KernelQueue {
     }
 
     /// Runs `cmds` in batches on a borrowed hardware queue.
-    fn run(&self, core: &Core, cmds: &[[u8; SLOT]]) -> Result {
+    fn run(&self, core: &Chip, cmds: &[[u8; SLOT]]) -> Result {
         let mut guard = self.ring.lock();
         let Some(ring) = &mut *guard else {
             return Err(ENODEV);
         };
-        let index = core.take_queue_for_kernel()?;
+        let index = core.take_queue()?;
         let r = cmds
             .chunks(SLOTS - 2)
             .try_for_each(|batch| Self::batch(core, ring, index, batch));
@@ -160,7 +160,7 @@ impl KernelQueue {
         r
     }
 
-    fn batch(core: &Core, ring: &mut Ring, index: u32, batch: &[[u8; SLOT]]) -> Result {
+    fn batch(core: &Chip, ring: &mut Ring, index: u32, batch: &[[u8; SLOT]]) -> Result {
         ring.seq += 1;
         let seq = ring.seq;
         let mut tail = 0u64;

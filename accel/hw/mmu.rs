@@ -10,7 +10,7 @@ use kernel::prelude::*;
 
 use super::{
     vram::{VramBlocks, PAGE},
-    Core,
+    Chip,
 };
 
 /// VAs are 39 bits wide.
@@ -70,7 +70,7 @@ fn pte_bus(addr: u64, flags: u64) -> u64 {
 }
 
 impl PageTables {
-    pub(crate) fn new(core: &Core) -> Result<Self> {
+    pub(crate) fn new(core: &Chip) -> Result<Self> {
         Ok(Self {
             root: Self::new_table(core, u64::MAX)?,
             tables: KVec::new(),
@@ -83,7 +83,7 @@ impl PageTables {
         DPA_VRAM | self.root.offset
     }
 
-    fn new_table(core: &Core, key: u64) -> Result<Table> {
+    fn new_table(core: &Chip, key: u64) -> Result<Table> {
         let vram = core.vram.alloc(PAGE, true)?;
         let offset = super::vram::runs(&vram)
             .next()
@@ -100,7 +100,7 @@ impl PageTables {
     }
 
     /// The offset of the level `level` table covering `va`, made if missing (and `create`).
-    fn table(&mut self, core: &Core, va: u64, level: u32, create: bool) -> Result<Option<u64>> {
+    fn table(&mut self, core: &Chip, va: u64, level: u32, create: bool) -> Result<Option<u64>> {
         if level == 2 {
             return Ok(Some(self.root.offset));
         }
@@ -133,7 +133,7 @@ impl PageTables {
     /// know about (and would not clear before it frees what the entry points at).
     pub(crate) fn map(
         &mut self,
-        core: &Core,
+        core: &Chip,
         va: u64,
         vram_offset: u64,
         len: u64,
@@ -155,7 +155,7 @@ impl PageTables {
     #[allow(clippy::too_many_arguments)]
     fn map_from(
         &mut self,
-        core: &Core,
+        core: &Chip,
         va: u64,
         vram_offset: u64,
         len: u64,
@@ -201,7 +201,7 @@ impl PageTables {
 
     /// Clears the leaves of `[va, va + len)`. The caller invalidates the context's cached
     /// translations before it reuses what was mapped.
-    pub(crate) fn unmap(&mut self, core: &Core, va: u64, len: u64) -> Result {
+    pub(crate) fn unmap(&mut self, core: &Chip, va: u64, len: u64) -> Result {
         let mut off = 0;
         while off < len {
             let v = va + off;

@@ -39,7 +39,7 @@ impl Exports {
     }
 
     /// Tells every importer of every export that its mappings are gone. The device must
-    /// already refuse new mappings (`Core::unbinding`, or a reset in progress).
+    /// already refuse new mappings (`Chip::unbinding`, or a reset in progress).
     pub(crate) fn revoke_all(&self) {
         let bufs = self.bufs.lock();
         for &b in bufs.iter() {
