@@ -6,10 +6,9 @@
 //! from system memory, and imported from other exporters (`Documentation/driver.rst`, Sharing
 //! buffers).
 
-use core::cell::UnsafeCell;
 use kernel::{
     dma_buf::{Attachment, DmaBuf, DynamicAttachment, Importer, KernelMap, Mapping, P2pRoute},
-    dma_resv::{DmaResv, ResvLocked, Usage},
+    dma_resv::{DmaResv, ResvCell, ResvLocked, Usage},
     drm::{
         gem,
         gem::{BaseObject, VmFault},
@@ -78,8 +77,6 @@ pub(crate) struct LocalState {
     pins: u32,
     /// In system memory because it moved out of VRAM: the next job brings it back.
     moved: bool,
-    /// The dma-buf it is exported as (valid from `dmabuf_exported` to `dmabuf_released`).
-    export: Option<*const DmaBuf>,
     /// The table for peers behind the switch, while in VRAM.
     bus: Option<BusCache>,
 }
@@ -103,7 +100,9 @@ impl Evictable {
 
 /// A buffer's own memory. Guarded by the buffer's reservation lock.
 pub(crate) struct Local {
-    state: UnsafeCell<LocalState>,
+    state: ResvCell<LocalState>,
+    /// The dma-buf the buffer is exported as, which a move invalidates.
+    export: gem::ExportLink,
     /// The eviction list (the device's), which the buffer leaves when it goes.
     evictable: Arc<Mutex<Evictable>>,
     /// The buffer's key in that list.
@@ -116,12 +115,6 @@ impl Drop for Local {
     }
 }
 
-// SAFETY: The state is only touched with the buffer's reservation lock held, from whichever
-// thread holds it; the dma-buf pointer is only used under that lock too.
-unsafe impl Send for Local {}
-// SAFETY: See above.
-unsafe impl Sync for Local {}
-
 impl Local {
     /// Runs `f` on the state; `locked` must be the lock of `resv`, the buffer's reservation
     /// object.
@@ -131,12 +124,11 @@ impl Local {
         locked: &ResvLocked<'_>,
         f: impl FnOnce(&mut LocalState) -> R,
     ) -> Result<R> {
+        // The cell binds itself to the first lock it sees: it must be the buffer's.
         if !core::ptr::eq(locked.resv(), resv) {
             return Err(EINVAL);
         }
-        // SAFETY: The reservation lock is held (checked), which serializes every access, and
-        // `f` gets the only reference.
-        Ok(f(unsafe { &mut *self.state.get() }))
+        self.state.with(locked, f)
     }
 }
 
@@ -170,50 +162,11 @@ pub(crate) struct BoArgs {
 /// The exports of the driver: dma-bufs whose `ops` are these are this driver's own.
 static VELA_DMABUF_OPS: gem::DmabufOps<VelaObject> = gem::DmabufOps::new();
 
-/// An imported buffer's state: the GEM object it belongs to, so that an invalidation can
-/// find the object's binds (its gpuvm mappings) and remove their page table entries.
+/// An imported buffer's state: the link to the GEM object it belongs to, so that an
+/// invalidation can find the object's binds (its gpuvm mappings) and remove their page table
+/// entries.
 pub(crate) struct ImportState {
-    /// Set once the object exists, cleared in `DriverObject::release` before the object is
-    /// released; guarded by the dma-buf's reservation lock. Holds no reference: the object
-    /// owns the attachment.
-    obj: UnsafeCell<*const gem::Object<VelaObject>>,
-}
-
-// SAFETY: The pointer is only read and written under the dma-buf's reservation lock, from
-// whichever thread holds it, and points to a `Sync` object.
-unsafe impl Send for ImportState {}
-// SAFETY: See above.
-unsafe impl Sync for ImportState {}
-
-impl ImportState {
-    /// Sets or clears the object; `locked` is the dma-buf's reservation lock.
-    fn set(
-        attach: &DynamicAttachment<Self>,
-        locked: &ResvLocked<'_>,
-        obj: *const gem::Object<VelaObject>,
-    ) {
-        if core::ptr::eq(locked.resv(), attach.buf().resv()) {
-            // SAFETY: The reservation lock is held (checked), which serializes every access.
-            unsafe { *attach.data().obj.get() = obj };
-        }
-    }
-
-    /// The object, while it is not being released; `locked` is the dma-buf's reservation
-    /// lock, and the object cannot be released before it is dropped.
-    fn get<'a>(
-        attach: &DynamicAttachment<Self>,
-        locked: &'a ResvLocked<'_>,
-    ) -> Option<&'a gem::Object<VelaObject>> {
-        if !core::ptr::eq(locked.resv(), attach.buf().resv()) {
-            return None;
-        }
-        // SAFETY: The reservation lock is held (checked), which serializes every access.
-        let obj = unsafe { *attach.data().obj.get() };
-        // SAFETY: Non-null means set after the object was made and not yet cleared by
-        // `release`, which runs before the object is released and takes this lock first: so
-        // while the lock is held (`'a`) the object is whole and its memory valid.
-        (!obj.is_null()).then(|| unsafe { &*obj })
-    }
+    obj: gem::ImportLink<VelaObject>,
 }
 
 impl Importer for ImportState {
@@ -223,9 +176,10 @@ impl Importer for ImportState {
         let _ = locked
             .resv()
             .wait(Usage::Bookkeep, false, msecs_to_jiffies(IDLE_WAIT_MS));
-        if let Some(obj) = ImportState::get(attach, locked) {
-            vm::unmap_everywhere(obj, locked);
-        }
+        attach
+            .data()
+            .obj
+            .with_object(locked, |obj| vm::unmap_everywhere(obj, locked));
         attach.unmap(locked);
     }
 }
@@ -295,12 +249,12 @@ impl gem::DriverObject for VelaObject {
                 };
                 store.map(|store| {
                     Backing::Local(Local {
-                        state: UnsafeCell::new(LocalState {
+                        export: gem::ExportLink::new(),
+                        state: ResvCell::new(LocalState {
                             store,
                             sys_maps: 0,
                             pins: 0,
                             moved: false,
-                            export: None,
                             bus: None,
                         }),
                         evictable: dev.evictable.clone(),
@@ -562,12 +516,14 @@ impl gem::DriverObject for VelaObject {
         }
     }
 
-    fn dmabuf_unmapped(obj: &gem::Object<Self>, _attach: &Attachment, mapping: &Mapping) {
+    fn dmabuf_unmapped(
+        obj: &gem::Object<Self>,
+        _attach: &Attachment,
+        mapping: &Mapping,
+        locked: &ResvLocked<'_>,
+    ) {
         if let (Backing::Local(local), true) = (&obj.backing, mapping.is_pages()) {
-            // Called with the reservation lock held (the unmap or detach path).
-            // SAFETY: The dma-buf core holds the lock around unmap and the glue around detach.
-            let locked = unsafe { ResvLocked::assume(obj.resv()) };
-            let _ = local.with(obj.resv(), &locked, |st| {
+            let _ = local.with(obj.resv(), locked, |st| {
                 st.sys_maps = st.sys_maps.saturating_sub(1)
             });
         }
@@ -575,23 +531,29 @@ impl gem::DriverObject for VelaObject {
 
     fn dmabuf_exported(obj: &gem::Object<Self>, buf: &DmaBuf) {
         obj.dev().exports.add(buf);
-        if let (Backing::Local(local), Ok(g)) = (&obj.backing, obj.resv().lock()) {
-            let _ = local.with(obj.resv(), &g, |st| {
-                st.export = Some(core::ptr::from_ref(buf))
-            });
-        }
     }
 
     fn dmabuf_released(obj: &gem::Object<Self>, buf: &DmaBuf) {
-        if let (Backing::Local(local), Ok(g)) = (&obj.backing, obj.resv().lock()) {
-            let _ = local.with(obj.resv(), &g, |st| st.export = None);
-        }
         obj.dev().exports.remove(buf);
+    }
+
+    fn import_link(&self) -> Option<&gem::ImportLink<Self>> {
+        match &self.backing {
+            Backing::Import(attach) => Some(&attach.data().obj),
+            _ => None,
+        }
+    }
+
+    fn export_link(obj: &gem::Object<Self>) -> Option<&gem::ExportLink> {
+        match &obj.backing {
+            Backing::Local(local) => Some(&local.export),
+            _ => None,
+        }
     }
 
     fn import(dev: &VelaDevice, buf: &DmaBuf) -> Result<ARef<gem::Object<Self>>> {
         let state = ImportState {
-            obj: UnsafeCell::new(core::ptr::null()),
+            obj: gem::ImportLink::new(),
         };
         let attach = DynamicAttachment::new(buf, dev.chip.pdev().as_ref(), state)?;
         let obj = gem::Object::<Self>::new_imported(
@@ -603,21 +565,8 @@ impl gem::DriverObject for VelaObject {
                 resv_only: false,
             },
         )?;
-        if let Backing::Import(attach) = &obj.backing {
-            let g = obj.resv().lock()?;
-            ImportState::set(attach, &g, &*obj);
-        }
+        // The glue links the object for the importer's invalidations (`import_link`).
         Ok(obj)
-    }
-
-    fn release<Ctx: DeviceContext>(obj: &gem::Object<Self, Ctx>) {
-        if let Backing::Import(attach) = &obj.backing {
-            // The exporter's invalidations stop looking at the object, which is about to be
-            // released. The lock cannot fail without an acquire context.
-            if let Ok(g) = obj.resv().lock() {
-                ImportState::set(attach, &g, core::ptr::null());
-            }
-        }
     }
 }
 
@@ -666,23 +615,19 @@ pub(crate) fn migrate(
     };
     let resv = obj.resv();
     let chip = &obj.dev().chip;
-    let (done, export) = local.with(
-        resv,
-        locked,
-        |st| -> Result<(bool, Option<*const DmaBuf>)> {
-            let in_vram = matches!(st.store, Store::Vram(_));
-            if in_vram == to_vram {
-                return Ok((true, None));
-            }
-            if st.pins > 0
-                || (!to_vram && obj.flags & uapi::DRM_VELA_BO_VRAM_ONLY != 0)
-                || (to_vram && st.sys_maps > 0)
-            {
-                return Err(EBUSY);
-            }
-            Ok((false, st.export))
-        },
-    )??;
+    let done = local.with(resv, locked, |st| -> Result<bool> {
+        let in_vram = matches!(st.store, Store::Vram(_));
+        if in_vram == to_vram {
+            return Ok(true);
+        }
+        if st.pins > 0
+            || (!to_vram && obj.flags & uapi::DRM_VELA_BO_VRAM_ONLY != 0)
+            || (to_vram && st.sys_maps > 0)
+        {
+            return Err(EBUSY);
+        }
+        Ok(false)
+    })??;
     if done {
         return Ok(());
     }
@@ -696,11 +641,10 @@ pub(crate) fn migrate(
     };
     // Nothing may keep using the old place: importers remap (under this lock they cannot
     // map again before the move is done), CPU mappings fault in the new place.
-    if let Some(buf) = export {
-        // SAFETY: `export` is set until the dma-buf is released, which clears it under this
-        // lock, so the dma-buf is live.
-        unsafe { &*buf }.invalidate_mappings(locked)?;
-    }
+    local
+        .export
+        .with_export(locked, |buf| buf.invalidate_mappings(locked))
+        .transpose()?;
     obj.unmap_user_mappings();
     local.with(resv, locked, |st| -> Result {
         copy(chip, &st.store, &new, size)?;
