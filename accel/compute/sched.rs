@@ -61,7 +61,6 @@ pub(crate) struct Sched {
     live: Atomic<bool>,
 }
 
-
 struct SchedState {
     /// False once unbind began: jobs are failed instead of queued.
     on: bool,

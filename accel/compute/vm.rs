@@ -14,7 +14,8 @@ use kernel::{
 };
 
 use super::driver::{VelaDevice, VelaDriver};
-use super::gem::{self as vgem, Backing, ImportState, VelaObject};
+use super::gem::{Backing, VelaObject};
+use super::prime::ImportState;
 use crate::{
     hw::{
         mmu::{self, PageTables},
@@ -480,8 +481,8 @@ impl Vm {
                     remap_everywhere(bo, &guard, &runs, false, None)?;
                 }
                 Backing::Local(_) => {
-                    if vgem::wants_vram(bo, &guard) {
-                        let _ = vgem::migrate(bo, &guard, true);
+                    if super::placement::wants_vram(bo, &guard) {
+                        let _ = super::placement::migrate(bo, &guard, true);
                     }
                 }
                 Backing::Resv => {}
