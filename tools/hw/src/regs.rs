@@ -217,6 +217,22 @@ impl IntSources {
 }
 
 bitfield! {
+    /// `QUEUE_ERROR_SUMMARY`.
+    pub struct QueueErrorSummary(u32) {
+        /// Bit N: queue N is in the error state.
+        15:0 QUEUES => queues, with_queues: u16;
+    }
+}
+
+bitfield! {
+    /// `CTX_FAULT_SUMMARY`.
+    pub struct CtxFaultSummary(u32) {
+        /// Bit N: context N holds a fault.
+        15:0 CONTEXTS => contexts, with_contexts: u16;
+    }
+}
+
+bitfield! {
     /// `COUNTER_CONTROL`.
     pub struct CounterControl(u32) {
         /// W1: set every counter to 0.
@@ -450,8 +466,18 @@ pub const GLOBAL: &[Register] = &[
     r("INT_STATUS", INT_STATUS, W1c, IntSources::FIELDS),
     r("INT_MASK", INT_MASK, Rw, IntSources::FIELDS),
     r("INT_TRIGGER", INT_TRIGGER, W1s, IntSources::FIELDS),
-    r("QUEUE_ERROR_SUMMARY", QUEUE_ERROR_SUMMARY, Ro, &[]),
-    r("CTX_FAULT_SUMMARY", CTX_FAULT_SUMMARY, Ro, &[]),
+    r(
+        "QUEUE_ERROR_SUMMARY",
+        QUEUE_ERROR_SUMMARY,
+        Ro,
+        QueueErrorSummary::FIELDS,
+    ),
+    r(
+        "CTX_FAULT_SUMMARY",
+        CTX_FAULT_SUMMARY,
+        Ro,
+        CtxFaultSummary::FIELDS,
+    ),
     r(
         "COUNTER_CONTROL",
         COUNTER_CONTROL,

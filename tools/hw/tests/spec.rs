@@ -224,6 +224,8 @@ fn global_register_fields() {
         ("DEVICE_CONTROL (0x0030", DeviceControl::FIELDS),
         ("DEVICE_STATUS (0x0034", DeviceStatus::FIELDS),
         ("COUNTER_CONTROL (0x0180", CounterControl::FIELDS),
+        ("QUEUE_ERROR_SUMMARY (0x0050", QueueErrorSummary::FIELDS),
+        ("CTX_FAULT_SUMMARY (0x0054", CtxFaultSummary::FIELDS),
     ] {
         check_fields(heading, section(&map, heading), fields);
         let name = heading.split(' ').next().unwrap_or_default();
