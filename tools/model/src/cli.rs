@@ -413,7 +413,7 @@ mod tests {
                 assert!(!a.reconnect);
                 assert_eq!(
                     a.inject,
-                    vec![Knob::FailDma(2), Knob::Hang(crate::regs::Engine::Copy)]
+                    vec![Knob::FailDma(2), Knob::Hang(vela_hw::Engine::Copy)]
                 );
             }
             c => panic!("{c:?}"),
