@@ -22,12 +22,15 @@ struct DriverField {
     lo: u32,
 }
 
+/// An array's (count if known, stride).
+type Array = (Option<u64>, u64);
+
 #[derive(Debug, PartialEq)]
 struct DriverReg {
     name: String,
     offset: u64,
     /// (count, stride) of an array; the count may be a constant of the file.
-    array: Option<(Option<u64>, u64)>,
+    array: Option<Array>,
     fields: Vec<DriverField>,
 }
 
@@ -159,10 +162,7 @@ fn is_ident(s: &str) -> bool {
 }
 
 /// A register header: the text between the previous item and a field block's `{`.
-fn header(
-    text: &str,
-    consts: &BTreeMap<String, u64>,
-) -> Option<(String, u64, Option<(Option<u64>, u64)>)> {
+fn header(text: &str, consts: &BTreeMap<String, u64>) -> Option<(String, u64, Option<Array>)> {
     let (before, after) = text.rsplit_once('@')?;
     // Name: the last identifier before `@`, after stripping `(u32)` and `[...]`.
     let mut name_part = before.trim().to_string();
@@ -195,7 +195,7 @@ fn header(
 }
 
 /// `COUNT, stride = S` or `COUNT; S`: (count if known, stride).
-fn array_spec(s: &str, consts: &BTreeMap<String, u64>) -> Option<(Option<u64>, u64)> {
+fn array_spec(s: &str, consts: &BTreeMap<String, u64>) -> Option<Array> {
     let (count, stride) = s.split_once([',', ';'])?;
     let stride = stride.trim();
     let stride = stride

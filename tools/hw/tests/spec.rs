@@ -83,7 +83,10 @@ fn bit_range(s: &str) -> Option<(u32, u32)> {
 }
 
 /// The rows of a "Bits  Field  Meaning" table: named fields, and the ranges marked `-`.
-fn field_table(text: &str) -> (BTreeMap<String, (u32, u32)>, Vec<(u32, u32)>) {
+/// A bit range `(hi, lo)`.
+type Bits = (u32, u32);
+
+fn field_table(text: &str) -> (BTreeMap<String, Bits>, Vec<Bits>) {
     let mut named = BTreeMap::new();
     let mut unnamed = Vec::new();
     for line in text.lines() {
@@ -487,7 +490,10 @@ fn command_header() {
 }
 
 /// A command's layout table: (offset, size, field) rows, reserved rows apart.
-fn layout(c: &str, op: Opcode) -> (Vec<(usize, usize, String)>, Vec<Range<usize>>) {
+/// (offset, size, name) of a command's field.
+type Row = (usize, usize, String);
+
+fn layout(c: &str, op: Opcode) -> (Vec<Row>, Vec<Range<usize>>) {
     let heading = format!("\n{} ({:#04x})\n", op.spec_name(), op.raw());
     let start = c
         .find(&heading)
