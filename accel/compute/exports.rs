@@ -45,8 +45,13 @@ impl Exports {
         for &b in bufs.iter() {
             // SAFETY: Entries are live dma-bufs while the lock is held (see `Exports`).
             let buf = unsafe { &*(b as *const DmaBuf) };
-            if let Ok(guard) = buf.resv().lock() {
-                let _ = buf.invalidate_mappings(&guard);
+            // Without an acquire context the lock cannot fail, and the invalidation only
+            // fails under another object's lock: a failure here is a bug, so it is loud.
+            match buf.resv().lock() {
+                Ok(guard) => {
+                    crate::hw::best_effort("revoking an export", buf.invalidate_mappings(&guard))
+                }
+                Err(e) => crate::hw::best_effort("locking an export to revoke it", Err(e)),
             }
         }
     }

@@ -18,6 +18,7 @@ use super::gem::{Backing, VelaObject};
 use super::prime::ImportState;
 use crate::{
     hw::{
+        best_effort,
         mmu::{self, PageTables},
         vram::PAGE,
         Chip,
@@ -90,8 +91,8 @@ impl Space {
         }
         if res.is_err() {
             // Take back what was mapped so far: no half-done bind.
-            let _ = pt.unmap(&self.chip, va, mapped);
-            let _ = self.chip.invalidate(self.context);
+            best_effort("unmapping a failed bind", pt.unmap(&self.chip, va, mapped));
+            best_effort("invalidating a failed bind", self.chip.invalidate(self.context));
         }
         res
     }
@@ -222,9 +223,13 @@ fn binds_of(bo: &gem::Object<VelaObject>, locked: &ResvLocked<'_>) -> Result<KVe
 /// page-table lock nests inside the gpuva lock the walk holds (`Documentation/driver.rst`,
 /// lock order).
 pub(crate) fn unmap_everywhere(bo: &gem::Object<VelaObject>, locked: &ResvLocked<'_>) {
-    let _ = for_each_bind(bo, locked, |va| {
-        let _ = va.vm_bo().data().unmap(va.addr(), va.length());
+    let walked = for_each_bind(bo, locked, |va| {
+        best_effort(
+            "unmapping an invalidated import",
+            va.vm_bo().data().unmap(va.addr(), va.length()),
+        );
     });
+    best_effort("walking an invalidated import's binds", walked);
 }
 
 /// Points every bind of the buffer, in every VM, at its storage `runs`.
@@ -254,9 +259,12 @@ pub(crate) fn remap_everywhere(
                         .is_ok()
                 });
                 if restored {
-                    let _ = b.space.chip.invalidate(b.space.context);
+                    best_effort(
+                        "invalidating a restored bind",
+                        b.space.chip.invalidate(b.space.context),
+                    );
                 } else {
-                    let _ = b.space.unmap(b.va, b.size);
+                    best_effort("unmapping a bind that could not move", b.space.unmap(b.va, b.size));
                 }
             }
             return Err(e);
@@ -482,6 +490,7 @@ impl Vm {
                 }
                 Backing::Local(_) => {
                     if super::placement::wants_vram(bo, &guard) {
+                        // Best effort, as said above: a buffer that stays is reached as well.
                         let _ = super::placement::migrate(bo, &guard, true);
                     }
                 }

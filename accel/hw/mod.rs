@@ -100,6 +100,17 @@ pub(crate) struct Chip {
     kq: kqueue::KernelQueue,
 }
 
+/// Reports the failure of a step that has no way back (undoing a half-done change, putting
+/// hardware state back during a reset or teardown) instead of dropping it. A device that is
+/// gone (`ENODEV`: its BARs are revoked) makes such a step moot and is not reported.
+pub(crate) fn best_effort(what: &str, r: Result) {
+    if let Err(e) = r {
+        if e != ENODEV {
+            pr_warn!("vela: {} failed: {:?}\n", what, e);
+        }
+    }
+}
+
 /// What the core asks of a frontend when the device changes under it. Each hook runs with
 /// the frontends' list locked: it must not attach or detach frontends.
 pub(crate) trait Frontend: Send + Sync {
@@ -453,11 +464,11 @@ impl Chip {
         // Under the lock, like every write of a context's registers: `recover` programs the
         // contexts it finds taken, and must not point one at a root that was freed meanwhile.
         let mut o = self.owners.lock();
-        let _ = self.with_bar0(|bar| {
+        best_effort("turning a context off", self.with_bar0(|bar| {
             let at = regs::CTX_CONTROL::try_at(c as usize).ok_or(EINVAL)?;
             bar.write(at, regs::CTX_CONTROL::zeroed().with_const_invalidate::<1>());
             Ok(())
-        });
+        }));
         o.contexts &= !(1 << c);
     }
 

@@ -8,7 +8,7 @@ use kernel::{
     sync::atomic::Release,
 };
 
-use super::{irq, queue, regs, Chip};
+use super::{best_effort, irq, queue, regs, Chip};
 
 impl Chip {
     /// Recovers from a hung queue: a global reset (the only thing that clears a hung engine),
@@ -48,10 +48,13 @@ impl Chip {
             }
             v
         };
-        let _ = self.with_bar0(|bar| {
-            bar.write_reg(regs::DEVICE_CONTROL::zeroed().with_const_reset::<1>());
-            Ok(())
-        });
+        best_effort(
+            "resetting the device",
+            self.with_bar0(|bar| {
+                bar.write_reg(regs::DEVICE_CONTROL::zeroed().with_const_reset::<1>());
+                Ok(())
+            }),
+        );
         let ready = kernel::io::poll::read_poll_timeout(
             || self.with_bar0(|bar| Ok(bar.read(regs::DEVICE_STATUS).ready().get() != 0)),
             |&ready| ready,
@@ -65,7 +68,7 @@ impl Chip {
         // again meanwhile must get its new root, not the old one, which may be freed.
         let owners = self.owners.lock();
         let queues = (1u32 << self.queues.len()) - 1;
-        let _ = self.with_bar0(|bar| {
+        let programmed = self.with_bar0(|bar| {
             for c in 1..regs::CONTEXTS {
                 if owners.contexts & (1 << c) != 0 {
                     let root = owners.roots[c];
@@ -87,6 +90,7 @@ impl Chip {
             bar.write_reg(regs::INT_MASK::from_raw(!(queues | irq::ERROR_SOURCES)));
             Ok(())
         });
+        best_effort("programming the device after a reset", programmed);
         drop(owners);
         for (i, q) in self.queues.iter().enumerate() {
             let Some(&(head, epoch)) = heads.get(i) else {
