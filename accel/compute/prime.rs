@@ -289,12 +289,12 @@ pub(super) fn unmapped(
     }
 }
 
-pub(super) fn exported(obj: &gem::Object<VelaObject>, buf: &DmaBuf) {
-    obj.dev().exports.add(buf);
+pub(super) fn exported(obj: &gem::Object<VelaObject>, _buf: &DmaBuf) {
+    obj.dev().exports.add(obj);
 }
 
-pub(super) fn released(obj: &gem::Object<VelaObject>, buf: &DmaBuf) {
-    obj.dev().exports.remove(buf);
+pub(super) fn released(obj: &gem::Object<VelaObject>, _buf: &DmaBuf) {
+    obj.dev().exports.remove(obj);
 }
 
 pub(super) fn import(dev: &VelaDevice, buf: &DmaBuf) -> Result<ARef<gem::Object<VelaObject>>> {
