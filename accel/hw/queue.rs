@@ -129,7 +129,7 @@ pub(crate) struct Setup {
     pub(crate) context: ContextId,
 }
 
-/// Points hardware queue `index` at `setup` and enables it (after a queue reset when `reset`);
+/// Points hardware queue `q` at `setup` and enables it (after a queue reset when `reset`);
 /// a non-zero `tail` rings the doorbell for commands already in the ring. The one place queue
 /// registers are programmed, for user queues' runs and the kernel's copies alike.
 pub(crate) fn program(core: &Chip, q: QueueId, setup: &Setup, reset: bool, tail: u32) -> Result {

@@ -2,7 +2,8 @@
 
 //! BAR0 registers, as `Documentation/hardware/registers.rst` defines them.
 //!
-//! Every register is 32 bits wide and little-endian. Only the identity block is used so far.
+//! Every register is 32 bits wide and little-endian. The per-queue and per-context blocks are
+//! reached through [`QueueId`] and [`ContextId`], whose range is checked once when they are made.
 
 use kernel::{
     bits::bit_u32,
@@ -213,6 +214,7 @@ impl From<Bounded<u32, 4>> for ContextId {
 
 impl From<ContextId> for Bounded<u32, 4> {
     fn from(c: ContextId) -> Self {
+        // As in `index`: the remainder changes nothing and shows that the value fits.
         Bounded::from_expr(c.0 % CONTEXTS as u32)
     }
 }
