@@ -66,7 +66,7 @@ impl Space {
         va: u64,
         bo_offset: u64,
         size: u64,
-        pte_flags: u64,
+        pte_flags: mmu::Access,
     ) -> Result {
         let mut pt = self.pt.lock();
         let mut pos = 0u64;
@@ -116,7 +116,7 @@ pub(crate) struct VaSpace {
 pub(crate) struct Step<'a> {
     runs: &'a [(u64, u64)],
     in_vram: bool,
-    pte_flags: u64,
+    pte_flags: mmu::Access,
     va: Option<GpuVaAlloc<VaSpace>>,
     /// The VM is going away: its page tables are freed with it, so unmaps skip them.
     teardown: bool,
@@ -126,7 +126,7 @@ impl DriverGpuVm for VaSpace {
     type Driver = VelaDriver;
     type Object = gem::Object<VelaObject>;
     /// The page table entry flags of the mapping, for rewriting it when the buffer moves.
-    type VaData = u64;
+    type VaData = mmu::Access;
     /// The VM's page tables, reached from the buffer's side.
     type VmBoData = Arc<Space>;
     type SmContext<'ctx> = Step<'ctx>;
@@ -177,7 +177,7 @@ struct BindAt {
     va: u64,
     size: u64,
     bo_offset: u64,
-    pte_flags: u64,
+    pte_flags: mmu::Access,
 }
 
 /// Calls `f` on every mapping of `bo`, in every VM, under gpuvm's per-object gpuva lock.
@@ -452,7 +452,7 @@ impl Vm {
             let mut step = Step {
                 runs: &[],
                 in_vram: false,
-                pte_flags: 0,
+                pte_flags: mmu::Access::NONE,
                 va: None,
                 teardown: false,
             };
@@ -551,7 +551,7 @@ impl PinnedDrop for Vm {
                 let mut step = Step {
                     runs: &[],
                     in_vram: false,
-                    pte_flags: 0,
+                    pte_flags: mmu::Access::NONE,
                     va: None,
                     teardown: true,
                 };

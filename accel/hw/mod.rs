@@ -13,6 +13,7 @@
 //! module, and it keeps no frontend object. What a frontend must do when the device resets,
 //! is lost or goes, it does in its [`Frontend`] hooks.
 
+pub(crate) mod command;
 pub(crate) mod failures;
 pub(crate) mod identity;
 pub(crate) mod irq;
@@ -434,29 +435,29 @@ impl Chip {
     /// Takes a free MMU context and points it at `root_dpa` with translation on.
     pub(crate) fn take_context(&self, root_dpa: u64) -> Result<u32> {
         let mut o = self.owners.lock();
-        let c = (1..regs::CONTEXTS)
-            .find(|&c| o.contexts & (1 << c) == 0)
+        let c = regs::ContextId::all()
+            .find(|&c| c != regs::ContextId::KERNEL && o.contexts & c.bit() == 0)
             .ok_or(EBUSY)?;
         self.with_bar0(|bar| {
             bar.write(
-                regs::CTX_PT_BASE_LO::try_at(c).ok_or(EINVAL)?,
+                regs::CTX_PT_BASE_LO::at_context(c),
                 regs::CTX_PT_BASE_LO::from_raw(root_dpa as u32),
             );
             bar.write(
-                regs::CTX_PT_BASE_HI::try_at(c).ok_or(EINVAL)?,
+                regs::CTX_PT_BASE_HI::at_context(c),
                 regs::CTX_PT_BASE_HI::from_raw((root_dpa >> 32) as u32),
             );
             bar.write(
-                regs::CTX_CONTROL::try_at(c).ok_or(EINVAL)?,
+                regs::CTX_CONTROL::at_context(c),
                 regs::CTX_CONTROL::zeroed()
-                    .with_const_enable::<1>()
-                    .with_const_invalidate::<1>(),
+                    .with_enable(true)
+                    .with_invalidate(true),
             );
             Ok(())
         })?;
-        o.contexts |= 1 << c;
-        o.roots[c] = root_dpa;
-        Ok(c as u32)
+        o.contexts |= c.bit();
+        o.roots[c.index()] = root_dpa;
+        Ok(c.get())
     }
 
     /// Turns the context off and frees it. Its queues must be stopped.
@@ -465,8 +466,8 @@ impl Chip {
         // contexts it finds taken, and must not point one at a root that was freed meanwhile.
         let mut o = self.owners.lock();
         best_effort("turning a context off", self.with_bar0(|bar| {
-            let at = regs::CTX_CONTROL::try_at(c as usize).ok_or(EINVAL)?;
-            bar.write(at, regs::CTX_CONTROL::zeroed().with_const_invalidate::<1>());
+            let at = regs::CTX_CONTROL::at_context(regs::ContextId::new(c)?);
+            bar.write(at, regs::CTX_CONTROL::zeroed().with_invalidate(true));
             Ok(())
         }));
         o.contexts &= !(1 << c);
@@ -475,12 +476,12 @@ impl Chip {
     /// Drops the context's cached translations (after an unmap, before the memory is reused).
     pub(crate) fn invalidate(&self, c: u32) -> Result {
         self.with_bar0(|bar| {
-            let at = regs::CTX_CONTROL::try_at(c as usize).ok_or(EINVAL)?;
+            let at = regs::CTX_CONTROL::at_context(regs::ContextId::new(c)?);
             bar.write(
                 at,
                 regs::CTX_CONTROL::zeroed()
-                    .with_const_enable::<1>()
-                    .with_const_invalidate::<1>(),
+                    .with_enable(true)
+                    .with_invalidate(true),
             );
             Ok(())
         })
@@ -494,12 +495,8 @@ impl Chip {
             let mut out = [0u64; regs::COUNTERS];
             for (n, v) in out.iter_mut().enumerate() {
                 // LO first: the read latches the 64-bit value the HI read then returns.
-                let lo = bar
-                    .read(regs::COUNTER_LO::try_at(n).ok_or(EINVAL)?)
-                    .into_raw();
-                let hi = bar
-                    .read(regs::COUNTER_HI::try_at(n).ok_or(EINVAL)?)
-                    .into_raw();
+                let lo = bar.read(regs::COUNTER_LO::at(n)).into_raw();
+                let hi = bar.read(regs::COUNTER_HI::at(n)).into_raw();
                 *v = (u64::from(hi) << 32) | u64::from(lo);
             }
             Ok(out)

@@ -3,7 +3,7 @@
 //! Device reset: recovering from a hung queue.
 
 use kernel::{
-    io::{register::Array, Io},
+    io::Io,
     prelude::*,
     sync::atomic::Release,
 };
@@ -51,12 +51,12 @@ impl Chip {
         best_effort(
             "resetting the device",
             self.with_bar0(|bar| {
-                bar.write_reg(regs::DEVICE_CONTROL::zeroed().with_const_reset::<1>());
+                bar.write_reg(regs::DEVICE_CONTROL::zeroed().with_reset(true));
                 Ok(())
             }),
         );
         let ready = kernel::io::poll::read_poll_timeout(
-            || self.with_bar0(|bar| Ok(bar.read(regs::DEVICE_STATUS).ready().get() != 0)),
+            || self.with_bar0(|bar| Ok(bar.read(regs::DEVICE_STATUS).ready())),
             |&ready| ready,
             kernel::time::Delta::from_millis(1),
             kernel::time::Delta::from_millis(1000),
@@ -69,20 +69,20 @@ impl Chip {
         let owners = self.owners.lock();
         let queues = (1u32 << self.queues.len()) - 1;
         let programmed = self.with_bar0(|bar| {
-            for c in 1..regs::CONTEXTS {
-                if owners.contexts & (1 << c) != 0 {
-                    let root = owners.roots[c];
+            for c in regs::ContextId::all().skip(1) {
+                if owners.contexts & c.bit() != 0 {
+                    let root = owners.roots[c.index()];
                     bar.write(
-                        regs::CTX_PT_BASE_LO::try_at(c).ok_or(EINVAL)?,
+                        regs::CTX_PT_BASE_LO::at_context(c),
                         regs::CTX_PT_BASE_LO::from_raw(root as u32),
                     );
                     bar.write(
-                        regs::CTX_PT_BASE_HI::try_at(c).ok_or(EINVAL)?,
+                        regs::CTX_PT_BASE_HI::at_context(c),
                         regs::CTX_PT_BASE_HI::from_raw((root >> 32) as u32),
                     );
                     bar.write(
-                        regs::CTX_CONTROL::try_at(c).ok_or(EINVAL)?,
-                        regs::CTX_CONTROL::zeroed().with_const_enable::<1>(),
+                        regs::CTX_CONTROL::at_context(c),
+                        regs::CTX_CONTROL::zeroed().with_enable(true),
                     );
                 }
             }
