@@ -92,7 +92,10 @@ impl Space {
         if res.is_err() {
             // Take back what was mapped so far: no half-done bind.
             best_effort("unmapping a failed bind", pt.unmap(&self.chip, va, mapped));
-            best_effort("invalidating a failed bind", self.chip.invalidate(self.context));
+            best_effort(
+                "invalidating a failed bind",
+                self.chip.invalidate(self.context),
+            );
         }
         res
     }
@@ -264,7 +267,10 @@ pub(crate) fn remap_everywhere(
                         b.space.chip.invalidate(b.space.context),
                     );
                 } else {
-                    best_effort("unmapping a bind that could not move", b.space.unmap(b.va, b.size));
+                    best_effort(
+                        "unmapping a bind that could not move",
+                        b.space.unmap(b.va, b.size),
+                    );
                 }
             }
             return Err(e);

@@ -24,6 +24,7 @@ use kernel::{
 };
 
 use super::{
+    best_effort,
     command::{CopyCommand, FillCommand, IntoSlot, SignalCommand},
     mmu::DPA_VRAM,
     queue::{program, Setup, JOB_TIMEOUT_MS, SLOT},
@@ -152,13 +153,16 @@ impl KernelQueue {
                 .chunks(SLOTS - 2)
                 .try_for_each(|batch| Self::batch(core, ring, q, batch));
             // Handed back idle and reset: nothing of ours runs once the reset write returns.
-            let _ = core.with_bar0(|bar| {
-                bar.write(
-                    regs::Q_CONTROL::at_queue(q),
-                    regs::Q_CONTROL::zeroed().with_reset(true),
-                );
-                Ok(())
-            });
+            best_effort(
+                "resetting the kernel queue",
+                core.with_bar0(|bar| {
+                    bar.write(
+                        regs::Q_CONTROL::at_queue(q),
+                        regs::Q_CONTROL::zeroed().with_reset(true),
+                    );
+                    Ok(())
+                }),
+            );
             r
         });
         core.put_queue(index);

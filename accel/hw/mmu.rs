@@ -10,6 +10,7 @@ use core::ops::{BitOr, BitOrAssign};
 use kernel::prelude::*;
 
 use super::{
+    best_effort,
     vram::{VramBlocks, PAGE},
     Chip,
 };
@@ -220,7 +221,7 @@ impl PageTables {
         let mut off = 0;
         let r = self.map_from(core, va, vram_offset, len, access, in_vram, &mut off);
         if r.is_err() {
-            let _ = self.unmap(core, va, off);
+            best_effort("taking back a half-done map", self.unmap(core, va, off));
         }
         r
     }

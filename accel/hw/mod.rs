@@ -465,11 +465,14 @@ impl Chip {
         // Under the lock, like every write of a context's registers: `recover` programs the
         // contexts it finds taken, and must not point one at a root that was freed meanwhile.
         let mut o = self.owners.lock();
-        best_effort("turning a context off", self.with_bar0(|bar| {
-            let at = regs::CTX_CONTROL::at_context(regs::ContextId::new(c)?);
-            bar.write(at, regs::CTX_CONTROL::zeroed().with_invalidate(true));
-            Ok(())
-        }));
+        best_effort(
+            "turning a context off",
+            self.with_bar0(|bar| {
+                let at = regs::CTX_CONTROL::at_context(regs::ContextId::new(c)?);
+                bar.write(at, regs::CTX_CONTROL::zeroed().with_invalidate(true));
+                Ok(())
+            }),
+        );
         o.contexts &= !(1 << c);
     }
 

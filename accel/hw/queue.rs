@@ -20,6 +20,7 @@ use kernel::{
 };
 
 use super::{
+    best_effort,
     command::{IntoSlot, SignalCommand},
     failures::Failures,
     mmu::DPA_VRAM,
@@ -501,19 +502,22 @@ impl HwQueue {
             Ending::Lost => false,
         };
         if reset {
-            let _ = core.with_bar0(|bar| {
-                bar.write(
-                    regs::Q_CONTROL::at_queue(self.id),
-                    regs::Q_CONTROL::zeroed().with_reset(true),
-                );
-                if how == Ending::Restart {
+            best_effort(
+                "resetting a queue whose jobs failed",
+                core.with_bar0(|bar| {
                     bar.write(
                         regs::Q_CONTROL::at_queue(self.id),
-                        regs::Q_CONTROL::zeroed().with_enable(true),
+                        regs::Q_CONTROL::zeroed().with_reset(true),
                     );
-                }
-                Ok(())
-            });
+                    if how == Ending::Restart {
+                        bar.write(
+                            regs::Q_CONTROL::at_queue(self.id),
+                            regs::Q_CONTROL::zeroed().with_enable(true),
+                        );
+                    }
+                    Ok(())
+                }),
+            );
             if let Some(a) = st.active.as_mut() {
                 a.tail = 0;
                 a.head_seen = 0;
@@ -668,7 +672,10 @@ impl HwQueue {
             });
             if ok {
                 for (k, c) in slots.iter().enumerate() {
-                    let _ = core.vram_write_bytes(ring + (k * SLOT) as u64, c);
+                    best_effort(
+                        "replaying a ring after a reset",
+                        core.vram_write_bytes(ring + (k * SLOT) as u64, c),
+                    );
                 }
                 new_tail = pending;
             }
@@ -685,7 +692,10 @@ impl HwQueue {
         st.epoch += 1;
         Self::signal_fences(&mut st);
         st.progress = Instant::now();
-        let _ = self.program(core, ring, fence, context, false, new_tail);
+        best_effort(
+            "restarting a queue",
+            self.program(core, ring, fence, context, false, new_tail),
+        );
         drop(st);
         self.done.notify_all();
     }
@@ -696,16 +706,20 @@ impl HwQueue {
     pub(crate) fn stop(&self, core: &Chip) {
         let last = self.state.lock().submitted;
         if last > 0 {
+            // Whatever the outcome, what is left is aborted below.
             let _ = self.wait(core, last, 1000);
         }
         let mut st = self.state.lock();
-        let _ = core.with_bar0(|bar| {
-            bar.write(
-                regs::Q_CONTROL::at_queue(self.id),
-                regs::Q_CONTROL::zeroed().with_reset(true),
-            );
-            Ok(())
-        });
+        best_effort(
+            "resetting a stopped queue",
+            core.with_bar0(|bar| {
+                bar.write(
+                    regs::Q_CONTROL::at_queue(self.id),
+                    regs::Q_CONTROL::zeroed().with_reset(true),
+                );
+                Ok(())
+            }),
+        );
         if st.completed < st.submitted {
             let (lo, hi) = (st.completed + 1, st.submitted);
             st.failed.record(lo, hi);

@@ -2,11 +2,7 @@
 
 //! Device reset: recovering from a hung queue.
 
-use kernel::{
-    io::Io,
-    prelude::*,
-    sync::atomic::Release,
-};
+use kernel::{io::Io, prelude::*, sync::atomic::Release};
 
 use super::{best_effort, irq, queue, regs, Chip};
 
