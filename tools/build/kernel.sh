@@ -15,7 +15,11 @@ fragments=("$VELA_TOP/tools/build/vela.config")
 [ "$VELA_KERNEL" = strict ] && fragments+=("$VELA_TOP/tools/build/strict.config")
 mkdir -p "$VELA_CACHE/work"
 kver=$(chroot "$ROOT_DIR" dpkg-query -W -f='${Version}' linux-source-7.2)
-patches=("$VELA_TOP"/rust/patches/*.patch "$VELA_TOP"/rdma-tests/patches/kernel/*.patch)
+# rust/patches/0000-cover-letter.patch is the series' cover letter, not a patch.
+patches=()
+for p in "$VELA_TOP"/rust/patches/*.patch "$VELA_TOP"/rdma-tests/patches/kernel/*.patch; do
+	[ "${p##*/}" = 0000-cover-letter.patch ] || patches+=("$p")
+done
 key=$(inputs_hash "$kver" "$KMAKE" "${patches[@]}" "${fragments[@]}" \
 	"$VELA_TOP/tools/build/kernel.sh" "$ROOT_DIR/.vela-stamp")
 
