@@ -50,7 +50,10 @@ run: module tools rdma
 host-test: deps
 	cd tools && $(CARGO) test --release --workspace
 
+# The driver with the kernel's rustfmt and clippy (tools/build/lint-driver.sh; --fix
+# formats it), the tools with cargo's.
 lint: deps
+	tools/build/lint-driver.sh
 	cd tools && $(CARGO) fmt --all --check
 	cd tools && $(CARGO) clippy --release --workspace --all-targets -- -D warnings
 

@@ -28,19 +28,31 @@ struct VelaPciDriver;
 /// the accel device's last reference.
 #[pin_data]
 struct VelaPci {
-    core: Arc<hw::Core>,
+    chip: Arc<hw::Chip>,
     #[pin]
     irq_errors: irq::ThreadedRegistration<hw::irq::ErrorIrq>,
     irq_queues: KVec<Pin<KBox<irq::ThreadedRegistration<hw::irq::QueueIrq>>>>,
-    _accel: ARef<compute::VelaDevice>,
+    accel: ARef<compute::VelaDevice>,
 }
 
 /// `/proc/interrupts` names of the queue vectors.
 const QUEUE_IRQ_NAMES: [&CStr; 16] = [
-    c"vela-queue0", c"vela-queue1", c"vela-queue2", c"vela-queue3",
-    c"vela-queue4", c"vela-queue5", c"vela-queue6", c"vela-queue7",
-    c"vela-queue8", c"vela-queue9", c"vela-queue10", c"vela-queue11",
-    c"vela-queue12", c"vela-queue13", c"vela-queue14", c"vela-queue15",
+    c"vela-queue0",
+    c"vela-queue1",
+    c"vela-queue2",
+    c"vela-queue3",
+    c"vela-queue4",
+    c"vela-queue5",
+    c"vela-queue6",
+    c"vela-queue7",
+    c"vela-queue8",
+    c"vela-queue9",
+    c"vela-queue10",
+    c"vela-queue11",
+    c"vela-queue12",
+    c"vela-queue13",
+    c"vela-queue14",
+    c"vela-queue15",
 ];
 
 kernel::pci_device_table!(
@@ -66,35 +78,47 @@ impl pci::Driver for VelaPciDriver {
         _info: &'bound Self::IdInfo,
     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
         pin_init::pin_init_scope(move || {
-            let core = hw::Core::probe(pdev)?;
+            let chip = hw::Chip::probe(pdev)?;
             // Before any buffer: moves must find it when VRAM is full. Without it the CPU
             // copies.
-            if let Err(e) = core.kq.reserve(&core) {
-                dev_warn!(pdev.as_ref(), "no kernel copy queue, the CPU moves buffers: {:?}\n", e);
+            if let Err(e) = chip.kernel_queue().reserve(&chip) {
+                dev_warn!(
+                    pdev.as_ref(),
+                    "no kernel copy queue, the CPU moves buffers: {:?}\n",
+                    e
+                );
             }
-            let nqueues = u32::try_from(core.queues.len())?;
+            let nqueues = u32::try_from(chip.queue_count())?;
             // Vector 0: errors and faults; vector 1 + N: queue N.
             let msix = pci::IrqTypes::default().with(pci::IrqType::MsiX);
             let vectors = pdev.alloc_irq_vectors(1 + nqueues, 1 + nqueues, msix)?;
-            let mut irq_queues = KVec::with_capacity(core.queues.len(), GFP_KERNEL)?;
+            let mut irq_queues = KVec::with_capacity(chip.queue_count(), GFP_KERNEL)?;
             for q in 0..nqueues {
                 let vector = pci::IrqVector::nth(&vectors, 1 + q).ok_or(EINVAL)?;
                 let name = QUEUE_IRQ_NAMES.get(q as usize).ok_or(EINVAL)?;
-                let handler = hw::irq::QueueIrq { core: core.clone(), queue: q };
+                let handler = hw::irq::QueueIrq {
+                    core: chip.clone(),
+                    queue: q,
+                };
                 irq_queues.push(
                     KBox::pin_init(
-                        pdev.request_threaded_irq(vector, irq::Flags::TRIGGER_NONE, name, Ok::<_, Error>(handler)),
+                        pdev.request_threaded_irq(
+                            vector,
+                            irq::Flags::TRIGGER_NONE,
+                            name,
+                            Ok::<_, Error>(handler),
+                        ),
                         GFP_KERNEL,
                     )?,
                     GFP_KERNEL,
                 )?;
             }
-            let accel = compute::register(pdev, core.clone())?;
-            let errors = hw::irq::ErrorIrq(core.clone());
-            let selftest = core.clone();
-            let lost = accel.clone();
+            let accel = compute::register(pdev, chip.clone())?;
+            let errors = hw::irq::ErrorIrq(chip.clone());
+            let selftest = chip.clone();
+            let hooks = compute::Hooks(accel.clone());
             Ok(try_pin_init!(VelaPci {
-                core,
+                chip,
                 irq_errors <- pdev.request_threaded_irq(
                     *vectors.start(),
                     irq::Flags::TRIGGER_NONE,
@@ -102,34 +126,25 @@ impl pci::Driver for VelaPciDriver {
                     Ok::<_, Error>(errors),
                 ),
                 irq_queues,
-                _accel: accel,
+                accel,
             })
             .pin_chain(move |_| {
                 selftest.enable_interrupts(pdev.as_ref())?;
-                // Last, so that a failed probe leaves no reference cycle behind; unbind takes
-                // it back.
-                selftest.set_lost_hook(KBox::new(move || lost.unmap_all_mappings(), GFP_KERNEL)?);
+                // Last, so that a failed probe leaves no reference cycle behind (the hooks hold
+                // the accel device, which holds the core); unbind takes them back.
+                selftest.attach_frontend(KBox::new(hooks, GFP_KERNEL)?)?;
                 Ok(())
             }))
         })
     }
 
     fn unbind<'bound>(pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
-        // A device removed because it stopped answering (its model died, then a hot-remove) is
-        // marked lost first: its pending jobs fail with ENODEV rather than time out one by one.
-        this.core.check_lost();
-        // Peers lose VRAM first: no new mappings, then every importer drops its mappings, so
-        // nothing maps BAR2 once the device's resources go.
-        this.core.unbinding();
-        hw::watchdog::stop(&this.core);
-        // The hook holds the accel device; the watchdog, which may run it, has stopped.
-        drop(this.core.take_lost_hook());
-        this._accel.sched.stop();
-        this._accel.core.exports.revoke_all();
-        this.core.disable_interrupts(pdev.as_ref());
-        // Buffers are mapped straight onto BAR2: once the device is gone its VRAM may be
-        // handed to someone else, so no old mapping may still reach it.
-        this._accel.unmap_all_mappings();
+        // No new work and no new peer mappings; pending jobs fail.
+        this.chip.quiesce();
+        compute::unbind(&this.accel);
+        // Peers and CPU mappings lose VRAM before the device's resources go (its BAR2 may be
+        // handed to someone else); interrupts go off.
+        this.chip.shutdown(pdev);
     }
 }
 

@@ -7,10 +7,18 @@ use kernel::{
     drm::ioctl,
     pci,
     prelude::*,
-    sync::{aref::ARef, Arc},
+    new_mutex,
+    sync::{aref::ARef, Arc, Mutex},
 };
 
-use super::{file::File, gem::VelaObject};
+use super::{
+    exports::Exports,
+    file::File,
+    gem::{Evictable, VelaObject},
+    queue::HwHolders,
+    sched::Sched,
+    sysmem::Budget,
+};
 use crate::hw;
 
 pub(crate) struct VelaDriver;
@@ -18,12 +26,21 @@ pub(crate) struct VelaDriver;
 /// The accel device of one Vela.
 pub(crate) type VelaDevice<Ctx = drm::Registered> = drm::Device<VelaDriver, Ctx>;
 
-/// What the accel frontend keeps per device.
+/// What the accel frontend keeps per device. The core ([`hw::Chip`]) keeps none of it.
 #[pin_data]
 pub(crate) struct VelaData {
-    pub(crate) core: Arc<hw::Core>,
+    pub(crate) chip: Arc<hw::Chip>,
     /// Runs the jobs that wait in software.
-    pub(crate) sched: Arc<super::sched::Sched>,
+    pub(crate) sched: Arc<Sched>,
+    /// Which user queue holds each hardware queue the frontend took.
+    pub(crate) holders: Arc<HwHolders>,
+    /// The buffers exported as dma-bufs, which unbind, reset and loss revoke.
+    #[pin]
+    pub(crate) exports: Exports,
+    /// The VRAM buffers that may be evicted (see [`Evictable`]).
+    pub(crate) evictable: Arc<Mutex<Evictable>>,
+    /// System memory held by the device's buffers.
+    pub(crate) sys_budget: Arc<Budget>,
 }
 
 const INFO: drm::DriverInfo = drm::DriverInfo {
@@ -65,14 +82,40 @@ impl drm::Driver for VelaDriver {
     }
 }
 
-/// Registers the accel device for `core`; it is unregistered when `pdev` is unbound.
+/// Registers the accel device for `chip`; it is unregistered when `pdev` is unbound.
 pub(crate) fn register(
     pdev: &pci::Device<kernel::device::Core<'_>>,
-    core: Arc<hw::Core>,
+    chip: Arc<hw::Chip>,
 ) -> Result<ARef<VelaDevice>> {
-    let sched = super::sched::Sched::new()?;
-    let data = try_pin_init!(VelaData { core, sched });
+    let data = try_pin_init!(VelaData {
+        chip,
+        sched: Sched::new()?,
+        holders: HwHolders::new()?,
+        exports <- Exports::new(),
+        evictable: Arc::pin_init(new_mutex!(Evictable::new()), GFP_KERNEL)?,
+        sys_budget: Budget::new()?,
+    });
     let drm = drm::UnregisteredDevice::<VelaDriver>::new(pdev.as_ref(), data)?;
     let drm = drm::driver::Registration::new_foreign_owned(drm, pdev.as_ref(), 0)?;
     Ok(drm.into())
+}
+
+/// The hooks the core calls on the accel frontend ([`hw::Frontend`]).
+pub(crate) struct Hooks(pub(crate) ARef<VelaDevice>);
+
+impl hw::Frontend for Hooks {
+    fn revoke_peers(&self) {
+        self.0.exports.revoke_all();
+    }
+
+    fn unmap_cpu(&self) {
+        self.0.unmap_all_mappings();
+    }
+}
+
+/// The accel frontend lets go of the device, between the core's `quiesce` and `shutdown`:
+/// jobs that wait in software fail with `ENODEV` and the scheduler stops. Exports and CPU
+/// mappings go in the core's `shutdown`, through [`Hooks`], after interrupts.
+pub(crate) fn unbind(dev: &VelaDevice) {
+    dev.sched.stop();
 }

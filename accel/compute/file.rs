@@ -13,13 +13,14 @@ use super::{
     driver::{VelaDevice, VelaDriver},
     gem::{self, VelaObject},
     query, submit,
-    vm::{UserQueue, Vm},
+    queue::UserQueue,
+    vm::Vm,
 };
 use crate::hw::queue::SLOT;
 use kernel::{drm::syncobj::SyncObj, time::msecs_to_jiffies};
 
-use kernel::drm::gem::BaseObject;
 use crate::uapi;
+use kernel::drm::gem::BaseObject;
 
 /// Per-open-file state: the VMs and queues this file created, by id (index + 1).
 #[pin_data]
@@ -51,7 +52,10 @@ fn insert<T>(table: &mut KVec<Option<T>>, item: T) -> Result<u32> {
 }
 
 fn slot<T>(table: &mut KVec<Option<T>>, id: u32) -> Result<&mut Option<T>> {
-    let i = usize::try_from(id).ok().and_then(|id| id.checked_sub(1)).ok_or(ENOENT)?;
+    let i = usize::try_from(id)
+        .ok()
+        .and_then(|id| id.checked_sub(1))
+        .ok_or(ENOENT)?;
     match table.get_mut(i) {
         Some(s) if s.is_some() => Ok(s),
         _ => Err(ENOENT),
@@ -82,14 +86,18 @@ impl File {
         args: &mut uapi::drm_vela_query,
         _file: &drm::File<File>,
     ) -> Result<u32> {
-        let core = &dev.core;
-        let reply = query::Reply::new(args, &core.identity, core.pdev.revision_id(), || {
-            query::MemoryFacts {
-                vram_size: core.vram.size(),
-                vram_free: core.vram.avail(),
-                system_used: *core.sys_used.lock(),
-            }
-        }, || core.counters())?;
+        let chip = &dev.chip;
+        let reply = query::Reply::new(
+            args,
+            chip.identity(),
+            chip.pdev().revision_id(),
+            || query::MemoryFacts {
+                vram_size: chip.vram().size(),
+                vram_free: chip.vram().avail(),
+                system_used: dev.sys_budget.used(),
+            },
+            || chip.counters(),
+        )?;
         let bytes = reply.as_bytes();
         let len: u32 = bytes.len().try_into()?;
         match query::size_check(args.size, len)? {
@@ -226,7 +234,12 @@ impl File {
             return Err(EINVAL);
         }
         let vm = get(&mut Self::objects(file).vms, args.vm_id)?;
-        let queue = UserQueue::new(dev.core.clone(), vm, dev.sched.clone())?;
+        let queue = UserQueue::new(
+            dev.chip.clone(),
+            dev.holders.clone(),
+            vm,
+            dev.sched.clone(),
+        )?;
         args.queue_id = insert(&mut Self::objects(file).queues, queue)?;
         Ok(0)
     }
@@ -332,7 +345,8 @@ impl File {
         let ms = u64::try_from(args.timeout_ns)?.div_ceil(1_000_000);
         let jiffies = msecs_to_jiffies(u32::try_from(ms).unwrap_or(u32::MAX));
         // Read usage waits for readers and writers: all of the device's jobs.
-        bo.resv().wait(kernel::dma_resv::Usage::Read, true, jiffies)?;
+        bo.resv()
+            .wait(kernel::dma_resv::Usage::Read, true, jiffies)?;
         Ok(0)
     }
 }

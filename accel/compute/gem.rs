@@ -6,10 +6,9 @@
 //! from system memory, and imported from other exporters (`Documentation/driver.rst`, Sharing
 //! buffers).
 
-use core::cell::UnsafeCell;
 use kernel::{
     dma_buf::{Attachment, DmaBuf, DynamicAttachment, Importer, KernelMap, Mapping, P2pRoute},
-    dma_resv::{DmaResv, ResvLocked, Usage},
+    dma_resv::{DmaResv, ResvCell, ResvLocked, Usage},
     drm::{
         gem,
         gem::{BaseObject, VmFault},
@@ -18,20 +17,20 @@ use kernel::{
     mm::virt::VmaNew,
     page::PAGE_SIZE,
     prelude::*,
-    sync::{aref::ARef, Arc},
+    sync::{aref::ARef, Arc, Mutex},
     time::msecs_to_jiffies,
 };
 
 use super::{
     driver::{VelaDevice, VelaDriver},
+    sysmem::SysBacking,
     vm,
 };
 use crate::{
     hw::{
-        sysmem::SysBacking,
         kqueue::Span,
         vram::{self, VramBlocks},
-        BusCache, Core,
+        BusCache, Chip,
     },
     uapi,
 };
@@ -78,32 +77,43 @@ pub(crate) struct LocalState {
     pins: u32,
     /// In system memory because it moved out of VRAM: the next job brings it back.
     moved: bool,
-    /// The dma-buf it is exported as (valid from `dmabuf_exported` to `dmabuf_released`).
-    export: Option<*const DmaBuf>,
     /// The table for peers behind the switch, while in VRAM.
     bus: Option<BusCache>,
 }
 
+/// Buffers that may be evicted, by id (ids grow, so the first is the oldest), as object
+/// addresses: an entry leaves (in [`Local`]'s drop, under the list's lock) before its object is
+/// freed. A tree, so that adding and removing stay O(log n) with 100k live buffers.
+pub(crate) struct Evictable {
+    next: u64,
+    tree: kernel::rbtree::RBTree<u64, usize>,
+}
+
+impl Evictable {
+    pub(crate) fn new() -> Self {
+        Self {
+            next: 0,
+            tree: kernel::rbtree::RBTree::new(),
+        }
+    }
+}
+
 /// A buffer's own memory. Guarded by the buffer's reservation lock.
 pub(crate) struct Local {
-    state: UnsafeCell<LocalState>,
-    /// For leaving the eviction list (`Core::evictable`) when the buffer goes.
-    core: Arc<Core>,
+    state: ResvCell<LocalState>,
+    /// The dma-buf the buffer is exported as, which a move invalidates.
+    export: gem::ExportLink,
+    /// The eviction list (the device's), which the buffer leaves when it goes.
+    evictable: Arc<Mutex<Evictable>>,
     /// The buffer's key in that list.
     evict_id: u64,
 }
 
 impl Drop for Local {
     fn drop(&mut self) {
-        self.core.evictable.lock().tree.remove(&self.evict_id);
+        self.evictable.lock().tree.remove(&self.evict_id);
     }
 }
-
-// SAFETY: The state is only touched with the buffer's reservation lock held, from whichever
-// thread holds it; the dma-buf pointer is only used under that lock too.
-unsafe impl Send for Local {}
-// SAFETY: See above.
-unsafe impl Sync for Local {}
 
 impl Local {
     /// Runs `f` on the state; `locked` must be the lock of `resv`, the buffer's reservation
@@ -114,12 +124,11 @@ impl Local {
         locked: &ResvLocked<'_>,
         f: impl FnOnce(&mut LocalState) -> R,
     ) -> Result<R> {
+        // The cell binds itself to the first lock it sees: it must be the buffer's.
         if !core::ptr::eq(locked.resv(), resv) {
             return Err(EINVAL);
         }
-        // SAFETY: The reservation lock is held (checked), which serializes every access, and
-        // `f` gets the only reference.
-        Ok(f(unsafe { &mut *self.state.get() }))
+        self.state.with(locked, f)
     }
 }
 
@@ -153,53 +162,24 @@ pub(crate) struct BoArgs {
 /// The exports of the driver: dma-bufs whose `ops` are these are this driver's own.
 static VELA_DMABUF_OPS: gem::DmabufOps<VelaObject> = gem::DmabufOps::new();
 
-/// An imported buffer's state: the GEM object it belongs to, so that an invalidation can
-/// find the object's binds (its gpuvm mappings) and remove their page table entries.
+/// An imported buffer's state: the link to the GEM object it belongs to, so that an
+/// invalidation can find the object's binds (its gpuvm mappings) and remove their page table
+/// entries.
 pub(crate) struct ImportState {
-    /// Set once the object exists, cleared in `DriverObject::release` before the object is
-    /// released; guarded by the dma-buf's reservation lock. Holds no reference: the object
-    /// owns the attachment.
-    obj: UnsafeCell<*const gem::Object<VelaObject>>,
-}
-
-// SAFETY: The pointer is only read and written under the dma-buf's reservation lock, from
-// whichever thread holds it, and points to a `Sync` object.
-unsafe impl Send for ImportState {}
-// SAFETY: See above.
-unsafe impl Sync for ImportState {}
-
-impl ImportState {
-    /// Sets or clears the object; `locked` is the dma-buf's reservation lock.
-    fn set(attach: &DynamicAttachment<Self>, locked: &ResvLocked<'_>, obj: *const gem::Object<VelaObject>) {
-        if core::ptr::eq(locked.resv(), attach.buf().resv()) {
-            // SAFETY: The reservation lock is held (checked), which serializes every access.
-            unsafe { *attach.data().obj.get() = obj };
-        }
-    }
-
-    /// The object, while it is not being released; `locked` is the dma-buf's reservation
-    /// lock, and the object cannot be released before it is dropped.
-    fn get<'a>(attach: &DynamicAttachment<Self>, locked: &'a ResvLocked<'_>) -> Option<&'a gem::Object<VelaObject>> {
-        if !core::ptr::eq(locked.resv(), attach.buf().resv()) {
-            return None;
-        }
-        // SAFETY: The reservation lock is held (checked), which serializes every access.
-        let obj = unsafe { *attach.data().obj.get() };
-        // SAFETY: Non-null means set after the object was made and not yet cleared by
-        // `release`, which runs before the object is released and takes this lock first: so
-        // while the lock is held (`'a`) the object is whole and its memory valid.
-        (!obj.is_null()).then(|| unsafe { &*obj })
-    }
+    obj: gem::ImportLink<VelaObject>,
 }
 
 impl Importer for ImportState {
     fn invalidate_mappings(attach: &DynamicAttachment<Self>, locked: &ResvLocked<'_>) {
         // Jobs of this device that use the buffer finish first where they can: their fences
         // are in the shared reservation object.
-        let _ = locked.resv().wait(Usage::Bookkeep, false, msecs_to_jiffies(IDLE_WAIT_MS));
-        if let Some(obj) = ImportState::get(attach, locked) {
-            vm::unmap_everywhere(obj, locked);
-        }
+        let _ = locked
+            .resv()
+            .wait(Usage::Bookkeep, false, msecs_to_jiffies(IDLE_WAIT_MS));
+        attach
+            .data()
+            .obj
+            .with_object(locked, |obj| vm::unmap_everywhere(obj, locked));
         attach.unmap(locked);
     }
 }
@@ -214,10 +194,13 @@ fn not_busy(e: Error) -> Error {
 }
 
 /// Whether `attach`'s device reaches BAR2 peer-to-peer and can be revoked.
-fn p2p_ok(core: &Core, attach: &Attachment) -> bool {
+fn p2p_ok(chip: &Chip, attach: &Attachment) -> bool {
     attach.peer2peer()
         && attach.revocable()
-        && matches!(core.p2p_route(attach), Ok(P2pRoute::Switch | P2pRoute::HostBridge))
+        && matches!(
+            chip.p2p_route(attach),
+            Ok(P2pRoute::Switch | P2pRoute::HostBridge)
+        )
 }
 
 impl gem::DriverObject for VelaObject {
@@ -234,47 +217,47 @@ impl gem::DriverObject for VelaObject {
             None if args.resv_only => Ok(Backing::Resv),
             None => {
                 let store = if args.flags & uapi::DRM_VELA_BO_VRAM == 0 {
-                    SysBacking::new(&dev.core, size).map(Store::System)
+                    SysBacking::new(&dev.chip, &dev.sys_budget, size).map(Store::System)
                 } else {
                     u64::try_from(size)
                         .map_err(|_| EINVAL)
-                        .and_then(|size| dev.core.vram.alloc(size, false))
+                        .and_then(|size| dev.chip.vram().alloc(size, false))
                         .and_then(|blocks| {
                             // VRAM comes back from the allocator as its last owner left it
                             // (another process's buffer, a freed ring or page table): cleared
                             // before anyone can map, bind or export it, by the copy engine if
                             // it can take it, else by the CPU.
-                            let core = &dev.core;
+                            let chip = &dev.chip;
                             let mut spans = KVec::new();
                             for (off, len) in vram::runs(&blocks) {
                                 spans.push(Span::vram(off, len), GFP_KERNEL)?;
                             }
                             // Small buffers are cleared faster by the CPU than a device round
                             // trip (borrowing a queue, a FILL, the fence) takes.
-                            if size <= CPU_CLEAR_MAX || core.kq.clear(core, &spans).is_err() {
+                            if size <= CPU_CLEAR_MAX || chip.kernel_queue().clear(chip, &spans).is_err() {
                                 for (off, len) in vram::runs(&blocks) {
-                                    core.vram_fill(off, len, 0)?;
+                                    chip.vram_fill(off, len, 0)?;
                                 }
                             }
                             Ok(Store::Vram(blocks))
                         })
                 };
                 let evict_id = {
-                    let mut e = dev.core.evictable.lock();
+                    let mut e = dev.evictable.lock();
                     e.next += 1;
                     e.next
                 };
                 store.map(|store| {
                     Backing::Local(Local {
-                        state: UnsafeCell::new(LocalState {
+                        export: gem::ExportLink::new(),
+                        state: ResvCell::new(LocalState {
                             store,
                             sys_maps: 0,
                             pins: 0,
                             moved: false,
-                            export: None,
                             bus: None,
                         }),
-                        core: dev.core.clone(),
+                        evictable: dev.evictable.clone(),
                         evict_id,
                     })
                 })
@@ -307,10 +290,10 @@ impl gem::DriverObject for VelaObject {
         let Backing::Local(local) = &obj.backing else {
             return Err(EFAULT);
         };
-        let core = &obj.dev().core;
-        // A lost device's mappings are all revoked (`Core::mark_lost`), system memory too:
+        let chip = &obj.dev().chip;
+        // A lost device's mappings are all revoked (`Chip::mark_lost`), system memory too:
         // every access faults and gets SIGBUS. VRAM inserts check again under `bound`.
-        if core.is_lost() {
+        if chip.is_lost() {
             return Err(ENODEV);
         }
         let resv = obj.resv();
@@ -328,7 +311,7 @@ impl gem::DriverObject for VelaObject {
                 if off >= size {
                     break;
                 }
-                let r = insert(core, &st.store, vmf, addr, off);
+                let r = insert(chip, &st.store, vmf, addr, off);
                 if addr == first {
                     r?;
                 }
@@ -347,11 +330,11 @@ impl gem::DriverObject for VelaObject {
         let Backing::Local(_) = &obj.backing else {
             return Err(EOPNOTSUPP);
         };
-        let core = &obj.dev().core;
-        if !core.is_bound() || core.is_lost() {
+        let chip = &obj.dev().chip;
+        if !chip.is_bound() || chip.is_lost() {
             return Err(ENODEV);
         }
-        if obj.flags & uapi::DRM_VELA_BO_VRAM_ONLY != 0 && !p2p_ok(core, attach) {
+        if obj.flags & uapi::DRM_VELA_BO_VRAM_ONLY != 0 && !p2p_ok(chip, attach) {
             return Err(EOPNOTSUPP);
         }
         Ok(())
@@ -366,7 +349,7 @@ impl gem::DriverObject for VelaObject {
             return Err(EOPNOTSUPP);
         };
         let in_vram = local.with(obj.resv(), locked, |st| matches!(st.store, Store::Vram(_)))?;
-        if in_vram && !p2p_ok(&obj.dev().core, attach) {
+        if in_vram && !p2p_ok(&obj.dev().chip, attach) {
             migrate(obj, locked, false).map_err(not_busy)?;
         }
         local.with(obj.resv(), locked, |st| st.pins += 1)
@@ -387,11 +370,11 @@ impl gem::DriverObject for VelaObject {
         let Backing::Local(local) = &obj.backing else {
             return Err(EOPNOTSUPP);
         };
-        let core = &obj.dev().core;
+        let chip = &obj.dev().chip;
         let resv = obj.resv();
         // A device that is gone serves no one, not even from system memory: unbind revokes
         // every importer, whatever it had mapped. A reset does the same while it runs.
-        if !core.serves_peers() {
+        if !chip.serves_peers() {
             return Err(ENODEV);
         }
         // In VRAM: map the BAR2 ranges that hold it, for a peer that reaches them.
@@ -402,7 +385,12 @@ impl gem::DriverObject for VelaObject {
             if let Some(m) = st.bus.as_ref().and_then(|b| b.lookup(attach, locked)) {
                 return Ok(Some(Some(m?)));
             }
-            Ok(Some(core.map_vram_for_peer(attach, locked, blocks, &mut st.bus)?))
+            Ok(Some(chip.map_vram_for_peer(
+                attach,
+                locked,
+                blocks,
+                &mut st.bus,
+            )?))
         })??;
         match mapped {
             Some(Some(m)) => return Ok(m),
@@ -474,12 +462,12 @@ impl gem::DriverObject for VelaObject {
         let Backing::Local(local) = &obj.backing else {
             return Err(EOPNOTSUPP);
         };
-        let core = &obj.dev().core;
-        if !core.serves_peers() {
+        let chip = &obj.dev().chip;
+        if !chip.serves_peers() {
             return Err(ENODEV);
         }
         let in_vram = local.with(obj.resv(), locked, |st| matches!(st.store, Store::Vram(_)))?;
-        if in_vram && !p2p_ok(core, attach) {
+        if in_vram && !p2p_ok(chip, attach) {
             // Not this importer's placement: it maps system memory, as its pin would have.
             migrate(obj, locked, false).map_err(not_busy)?;
         }
@@ -494,7 +482,7 @@ impl gem::DriverObject for VelaObject {
                         }
                         len += l;
                     }
-                    let addr = core.vram_kernel_addr(start, len)?;
+                    let addr = chip.vram_kernel_addr(start, len)?;
                     // SAFETY: `addr` maps the buffer's one VRAM run, all of it, in BAR2's
                     // kernel mapping. It stays valid until the matching vunmap: the pin below
                     // keeps the buffer in that run, the dma-buf keeps the object (and so the
@@ -512,7 +500,11 @@ impl gem::DriverObject for VelaObject {
         })?
     }
 
-    fn dmabuf_vunmap_attachment(obj: &gem::Object<Self>, _attach: &Attachment, locked: &ResvLocked<'_>) {
+    fn dmabuf_vunmap_attachment(
+        obj: &gem::Object<Self>,
+        _attach: &Attachment,
+        locked: &ResvLocked<'_>,
+    ) {
         if let Backing::Local(local) = &obj.backing {
             let _ = local.with(obj.resv(), locked, |st| st.pins = st.pins.saturating_sub(1));
         }
@@ -524,63 +516,72 @@ impl gem::DriverObject for VelaObject {
         }
     }
 
-    fn dmabuf_unmapped(obj: &gem::Object<Self>, _attach: &Attachment, mapping: &Mapping) {
+    fn dmabuf_unmapped(
+        obj: &gem::Object<Self>,
+        _attach: &Attachment,
+        mapping: &Mapping,
+        locked: &ResvLocked<'_>,
+    ) {
         if let (Backing::Local(local), true) = (&obj.backing, mapping.is_pages()) {
-            // Called with the reservation lock held (the unmap or detach path).
-            // SAFETY: The dma-buf core holds the lock around unmap and the glue around detach.
-            let locked = unsafe { ResvLocked::assume(obj.resv()) };
-            let _ = local.with(obj.resv(), &locked, |st| st.sys_maps = st.sys_maps.saturating_sub(1));
+            let _ = local.with(obj.resv(), locked, |st| {
+                st.sys_maps = st.sys_maps.saturating_sub(1)
+            });
         }
     }
 
     fn dmabuf_exported(obj: &gem::Object<Self>, buf: &DmaBuf) {
-        obj.dev().core.exports.add(buf);
-        if let (Backing::Local(local), Ok(g)) = (&obj.backing, obj.resv().lock()) {
-            let _ = local.with(obj.resv(), &g, |st| st.export = Some(core::ptr::from_ref(buf)));
-        }
+        obj.dev().exports.add(buf);
     }
 
     fn dmabuf_released(obj: &gem::Object<Self>, buf: &DmaBuf) {
-        if let (Backing::Local(local), Ok(g)) = (&obj.backing, obj.resv().lock()) {
-            let _ = local.with(obj.resv(), &g, |st| st.export = None);
+        obj.dev().exports.remove(buf);
+    }
+
+    fn import_link(&self) -> Option<&gem::ImportLink<Self>> {
+        match &self.backing {
+            Backing::Import(attach) => Some(&attach.data().obj),
+            _ => None,
         }
-        obj.dev().core.exports.remove(buf);
+    }
+
+    fn export_link(obj: &gem::Object<Self>) -> Option<&gem::ExportLink> {
+        match &obj.backing {
+            Backing::Local(local) => Some(&local.export),
+            _ => None,
+        }
     }
 
     fn import(dev: &VelaDevice, buf: &DmaBuf) -> Result<ARef<gem::Object<Self>>> {
-        let state = ImportState { obj: UnsafeCell::new(core::ptr::null()) };
-        let attach = DynamicAttachment::new(buf, dev.core.pdev.as_ref(), state)?;
-        let obj = gem::Object::<Self>::new_imported(dev, buf, BoArgs { flags: 0, import: Some(attach), resv_only: false })?;
-        if let Backing::Import(attach) = &obj.backing {
-            let g = obj.resv().lock()?;
-            ImportState::set(attach, &g, &*obj);
-        }
+        let state = ImportState {
+            obj: gem::ImportLink::new(),
+        };
+        let attach = DynamicAttachment::new(buf, dev.chip.pdev().as_ref(), state)?;
+        let obj = gem::Object::<Self>::new_imported(
+            dev,
+            buf,
+            BoArgs {
+                flags: 0,
+                import: Some(attach),
+                resv_only: false,
+            },
+        )?;
+        // The glue links the object for the importer's invalidations (`import_link`).
         Ok(obj)
-    }
-
-    fn release<Ctx: DeviceContext>(obj: &gem::Object<Self, Ctx>) {
-        if let Backing::Import(attach) = &obj.backing {
-            // The exporter's invalidations stop looking at the object, which is about to be
-            // released. The lock cannot fail without an acquire context.
-            if let Ok(g) = obj.resv().lock() {
-                ImportState::set(attach, &g, core::ptr::null());
-            }
-        }
     }
 }
 
 /// Maps the page at buffer offset `off` of `store` at `addr`.
-fn insert(core: &Core, store: &Store, vmf: &VmFault, addr: usize, off: usize) -> Result {
+fn insert(chip: &Chip, store: &Store, vmf: &VmFault, addr: usize, off: usize) -> Result {
     match store {
         Store::Vram(blocks) => {
             let mut pos = 0usize;
             for (vram_off, len) in vram::runs(blocks) {
                 let len = usize::try_from(len)?;
                 if off < pos + len {
-                    let phys = core.vram_phys.checked_add(vram_off + u64::try_from(off - pos)?).ok_or(EINVAL)?;
+                    let phys = chip.vram_phys(vram_off + u64::try_from(off - pos)?)?;
                     let pfn = usize::try_from(phys)? / PAGE_SIZE;
                     // A device that is gone may have its BAR reassigned: no new mappings of it.
-                    return core.with_bound_device(|_| {
+                    return chip.with_bound_device(|_| {
                         // SAFETY: The pfn is this buffer's VRAM inside BAR2, device memory the
                         // buffer owns until it moves or goes; a move zaps the mappings first
                         // (`unmap_user_mappings`), and unbind zaps every mapping of the device.
@@ -604,42 +605,49 @@ fn insert(core: &Core, store: &Store, vmf: &VmFault, addr: usize, off: usize) ->
 /// pinned, `VRAM_ONLY` (leaving VRAM), mapped as system pages (entering VRAM), or still in
 /// use after a bounded wait; `ENOMEM` if the destination is full. `locked` is the buffer's
 /// reservation lock.
-pub(crate) fn migrate(obj: &gem::Object<VelaObject>, locked: &ResvLocked<'_>, to_vram: bool) -> Result {
+pub(crate) fn migrate(
+    obj: &gem::Object<VelaObject>,
+    locked: &ResvLocked<'_>,
+    to_vram: bool,
+) -> Result {
     let Backing::Local(local) = &obj.backing else {
         return Err(EINVAL);
     };
     let resv = obj.resv();
-    let core = &obj.dev().core;
-    let (done, export) = local.with(resv, locked, |st| -> Result<(bool, Option<*const DmaBuf>)> {
+    let chip = &obj.dev().chip;
+    let done = local.with(resv, locked, |st| -> Result<bool> {
         let in_vram = matches!(st.store, Store::Vram(_));
         if in_vram == to_vram {
-            return Ok((true, None));
+            return Ok(true);
         }
-        if st.pins > 0 || (!to_vram && obj.flags & uapi::DRM_VELA_BO_VRAM_ONLY != 0) || (to_vram && st.sys_maps > 0) {
+        if st.pins > 0
+            || (!to_vram && obj.flags & uapi::DRM_VELA_BO_VRAM_ONLY != 0)
+            || (to_vram && st.sys_maps > 0)
+        {
             return Err(EBUSY);
         }
-        Ok((false, st.export))
+        Ok(false)
     })??;
     if done {
         return Ok(());
     }
-    resv.wait(Usage::Bookkeep, false, msecs_to_jiffies(IDLE_WAIT_MS)).map_err(|_| EBUSY)?;
+    resv.wait(Usage::Bookkeep, false, msecs_to_jiffies(IDLE_WAIT_MS))
+        .map_err(|_| EBUSY)?;
     let size = obj.size();
     let new = if to_vram {
-        Store::Vram(core.vram.alloc(u64::try_from(size)?, false)?)
+        Store::Vram(chip.vram().alloc(u64::try_from(size)?, false)?)
     } else {
-        Store::System(SysBacking::new(core, size)?)
+        Store::System(SysBacking::new(chip, &obj.dev().sys_budget, size)?)
     };
     // Nothing may keep using the old place: importers remap (under this lock they cannot
     // map again before the move is done), CPU mappings fault in the new place.
-    if let Some(buf) = export {
-        // SAFETY: `export` is set until the dma-buf is released, which clears it under this
-        // lock, so the dma-buf is live.
-        unsafe { &*buf }.invalidate_mappings(locked)?;
-    }
+    local
+        .export
+        .with_export(locked, |buf| buf.invalidate_mappings(locked))
+        .transpose()?;
     obj.unmap_user_mappings();
     local.with(resv, locked, |st| -> Result {
-        copy(core, &st.store, &new, size)?;
+        copy(chip, &st.store, &new, size)?;
         // Both lists before anything changes: a failure from here on must leave every PTE
         // pointing at the old place, which stays, or at nothing, never at the new one, which
         // is freed.
@@ -648,7 +656,9 @@ pub(crate) fn migrate(obj: &gem::Object<VelaObject>, locked: &ResvLocked<'_>, to
         let old = core::mem::replace(&mut st.store, new);
         // Its bus addresses are the old place's. Importers holding it were told to unmap.
         st.bus = None;
-        if let Err(e) = vm::remap_everywhere(obj, locked, &runs, in_vram, Some((&old_runs, old_in_vram))) {
+        if let Err(e) =
+            vm::remap_everywhere(obj, locked, &runs, in_vram, Some((&old_runs, old_in_vram)))
+        {
             // Put the old place back: the binds point at it again, or at nothing.
             st.store = old;
             return Err(e);
@@ -659,10 +669,12 @@ pub(crate) fn migrate(obj: &gem::Object<VelaObject>, locked: &ResvLocked<'_>, to
         Ok(())
     })??;
     // Only buffers in VRAM are eviction candidates.
-    let mut list = core.evictable.lock();
+    let mut list = obj.dev().evictable.lock();
     if to_vram {
         let addr = core::ptr::from_ref(obj) as usize;
-        let _ = list.tree.try_create_and_insert(local.evict_id, addr, GFP_KERNEL);
+        let _ = list
+            .tree
+            .try_create_and_insert(local.evict_id, addr, GFP_KERNEL);
     } else {
         list.tree.remove(&local.evict_id);
     }
@@ -673,10 +685,10 @@ pub(crate) fn migrate(obj: &gem::Object<VelaObject>, locked: &ResvLocked<'_>, to
 /// first. Busy, pinned and system-mapped buffers stay. Returns whether that much is free
 /// (which a fragmented VRAM may still not satisfy).
 fn evict(dev: &VelaDevice, need: u64) -> bool {
-    let core = &dev.core;
+    let chip = &dev.chip;
     let mut victims = KVec::new();
     {
-        let list = core.evictable.lock();
+        let list = dev.evictable.lock();
         // Enough candidates for twice the need, so that a few busy ones do not stop it; not
         // the whole list, which may hold 100k buffers.
         let mut candidates = 0u64;
@@ -695,7 +707,7 @@ fn evict(dev: &VelaDevice, need: u64) -> bool {
         }
     }
     for obj in victims.iter() {
-        if core.vram.avail() >= need {
+        if chip.vram().avail() >= need {
             break;
         }
         let resv = obj.resv();
@@ -709,14 +721,16 @@ fn evict(dev: &VelaDevice, need: u64) -> bool {
     }
     // The references go here, with no lock held: one may be the last.
     drop(victims);
-    core.vram.avail() >= need
+    chip.vram().avail() >= need
 }
 
 /// Whether a buffer that moved out of VRAM may come back now.
 pub(crate) fn wants_vram(obj: &gem::Object<VelaObject>, locked: &ResvLocked<'_>) -> bool {
     match &obj.backing {
         Backing::Local(local) => local
-            .with(obj.resv(), locked, |st| st.moved && st.sys_maps == 0 && st.pins == 0)
+            .with(obj.resv(), locked, |st| {
+                st.moved && st.sys_maps == 0 && st.pins == 0
+            })
             .unwrap_or(false),
         Backing::Import(_) | Backing::Resv => false,
     }
@@ -738,7 +752,14 @@ fn spans(store: &Store, size: usize) -> Result<KVec<Span>> {
         if n == 0 {
             break;
         }
-        out.push(if in_vram { Span::vram(addr, n) } else { Span::bus(addr, n) }, GFP_KERNEL)?;
+        out.push(
+            if in_vram {
+                Span::vram(addr, n)
+            } else {
+                Span::bus(addr, n)
+            },
+            GFP_KERNEL,
+        )?;
         left -= n;
     }
     Ok(out)
@@ -746,8 +767,8 @@ fn spans(store: &Store, size: usize) -> Result<KVec<Span>> {
 
 /// Copies a buffer's contents between places: on the device's copy engine, or with the CPU
 /// when the engine cannot take it (no free hardware queue, a timeout, no kernel ring).
-fn copy(core: &Core, from: &Store, to: &Store, size: usize) -> Result {
-    let on_device = spans(from, size).and_then(|src| core.kq.copy(core, &src, &spans(to, size)?));
+fn copy(chip: &Chip, from: &Store, to: &Store, size: usize) -> Result {
+    let on_device = spans(from, size).and_then(|src| chip.kernel_queue().copy(chip, &src, &spans(to, size)?));
     if on_device.is_ok() {
         return Ok(());
     }
@@ -756,8 +777,8 @@ fn copy(core: &Core, from: &Store, to: &Store, size: usize) -> Result {
     let mut off = 0usize;
     while off < size {
         let n = CHUNK.min(size - off);
-        read(core, from, off, &mut buf[..n])?;
-        write(core, to, off, &buf[..n])?;
+        read(chip, from, off, &mut buf[..n])?;
+        write(chip, to, off, &buf[..n])?;
         off += n;
     }
     Ok(())
@@ -776,14 +797,14 @@ fn vram_at(blocks: &VramBlocks, off: usize) -> Result<(u64, usize)> {
     Err(EINVAL)
 }
 
-fn read(core: &Core, store: &Store, off: usize, out: &mut [u8]) -> Result {
+fn read(chip: &Chip, store: &Store, off: usize, out: &mut [u8]) -> Result {
     match store {
         Store::Vram(blocks) => {
             let mut done = 0;
             while done < out.len() {
                 let (at, n) = vram_at(blocks, off + done)?;
                 let n = n.min(out.len() - done);
-                core.vram_read_bytes(at, &mut out[done..done + n])?;
+                chip.vram_read_bytes(at, &mut out[done..done + n])?;
                 done += n;
             }
             Ok(())
@@ -792,14 +813,14 @@ fn read(core: &Core, store: &Store, off: usize, out: &mut [u8]) -> Result {
     }
 }
 
-fn write(core: &Core, store: &Store, off: usize, data: &[u8]) -> Result {
+fn write(chip: &Chip, store: &Store, off: usize, data: &[u8]) -> Result {
     match store {
         Store::Vram(blocks) => {
             let mut done = 0;
             while done < data.len() {
                 let (at, n) = vram_at(blocks, off + done)?;
                 let n = n.min(data.len() - done);
-                core.vram_write_bytes(at, &data[done..done + n])?;
+                chip.vram_write_bytes(at, &data[done..done + n])?;
                 done += n;
             }
             Ok(())
@@ -811,15 +832,35 @@ fn write(core: &Core, store: &Store, off: usize, data: &[u8]) -> Result {
 impl VelaObject {
     /// Creates a buffer, checking the request as BO_CREATE documents. When VRAM is full, idle
     /// buffers are evicted to system memory to make room, once.
-    pub(crate) fn create(dev: &VelaDevice, size: u64, flags: u32) -> Result<ARef<gem::Object<Self>>> {
-        check_create(size, flags, dev.core.vram.size())?;
+    pub(crate) fn create(
+        dev: &VelaDevice,
+        size: u64,
+        flags: u32,
+    ) -> Result<ARef<gem::Object<Self>>> {
+        check_create(size, flags, dev.chip.vram().size())?;
         let bytes = size.next_multiple_of(vram::PAGE);
         let size = usize::try_from(bytes).map_err(|_| EINVAL)?;
         let in_vram = flags & uapi::DRM_VELA_BO_VRAM != 0;
-        let obj = match gem::Object::<Self>::new(dev, size, BoArgs { flags, import: None, resv_only: false }) {
+        let obj = match gem::Object::<Self>::new(
+            dev,
+            size,
+            BoArgs {
+                flags,
+                import: None,
+                resv_only: false,
+            },
+        ) {
             Err(e) if e == ENOMEM && in_vram => {
                 evict(dev, bytes);
-                gem::Object::<Self>::new(dev, size, BoArgs { flags, import: None, resv_only: false })?
+                gem::Object::<Self>::new(
+                    dev,
+                    size,
+                    BoArgs {
+                        flags,
+                        import: None,
+                        resv_only: false,
+                    },
+                )?
             }
             r => r?,
         };
@@ -827,7 +868,11 @@ impl VelaObject {
             if let Backing::Local(local) = &obj.backing {
                 let addr = core::ptr::from_ref::<gem::Object<Self>>(&obj) as usize;
                 // Not being on the list only means never being evicted.
-                let _ = dev.core.evictable.lock().tree.try_create_and_insert(local.evict_id, addr, GFP_KERNEL);
+                let _ = dev.evictable.lock().tree.try_create_and_insert(
+                    local.evict_id,
+                    addr,
+                    GFP_KERNEL,
+                );
             }
         }
         Ok(obj)
@@ -835,7 +880,15 @@ impl VelaObject {
 
     /// A VM's reservation object: a GEM object with nothing behind it, for gpuvm.
     pub(crate) fn resv_object(dev: &VelaDevice) -> Result<ARef<gem::Object<Self>>> {
-        gem::Object::<Self>::new(dev, PAGE_SIZE, BoArgs { flags: 0, import: None, resv_only: true })
+        gem::Object::<Self>::new(
+            dev,
+            PAGE_SIZE,
+            BoArgs {
+                flags: 0,
+                import: None,
+                resv_only: true,
+            },
+        )
     }
 
     /// The buffer's placement, as BO_INFO reports it.
@@ -890,14 +943,23 @@ mod tests {
     #[test]
     fn create_rules() {
         assert_eq!(check_create(4096, VRAM, 256 * MIB), Ok(()));
-        assert_eq!(check_create(256 * MIB, VRAM | uapi::DRM_VELA_BO_CPU_VISIBLE, 256 * MIB), Ok(()));
+        assert_eq!(
+            check_create(256 * MIB, VRAM | uapi::DRM_VELA_BO_CPU_VISIBLE, 256 * MIB),
+            Ok(())
+        );
         assert_eq!(check_create(0, VRAM, 256 * MIB), Err(EINVAL));
         assert_eq!(check_create(256 * MIB + 1, VRAM, 256 * MIB), Err(EINVAL));
         assert_eq!(check_create(u64::MAX, VRAM, 256 * MIB), Err(EINVAL));
         assert_eq!(check_create(4096, VRAM | (1 << 31), 256 * MIB), Err(EINVAL));
-        assert_eq!(check_create(4096, uapi::DRM_VELA_BO_VRAM_ONLY, 256 * MIB), Err(EINVAL));
+        assert_eq!(
+            check_create(4096, uapi::DRM_VELA_BO_VRAM_ONLY, 256 * MIB),
+            Err(EINVAL)
+        );
         // System memory: its own limit, not VRAM's.
-        assert_eq!(check_create(4096, uapi::DRM_VELA_BO_CPU_VISIBLE, 256 * MIB), Ok(()));
+        assert_eq!(
+            check_create(4096, uapi::DRM_VELA_BO_CPU_VISIBLE, 256 * MIB),
+            Ok(())
+        );
         assert_eq!(check_create(512 * MIB, 0, 256 * MIB), Ok(()));
         assert_eq!(check_create(SYSTEM_MAX, 0, 256 * MIB), Ok(()));
         assert_eq!(check_create(SYSTEM_MAX + 4096, 0, 256 * MIB), Err(EINVAL));

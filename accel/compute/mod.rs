@@ -3,14 +3,17 @@
 //! The accel frontend: the DRM accel device (`/dev/accel/accelN`) and its ioctls.
 //!
 //! It owns the uapi and nothing else: whatever touches the hardware goes through
-//! [`crate::hw::Core`].
+//! [`crate::hw::Chip`].
 
 mod driver;
 mod file;
+mod exports;
 mod gem;
 mod query;
+mod queue;
 mod sched;
 mod submit;
+mod sysmem;
 mod vm;
 
-pub(crate) use driver::{register, VelaDevice};
+pub(crate) use driver::{register, unbind, Hooks, VelaDevice};

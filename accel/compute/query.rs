@@ -88,10 +88,10 @@ impl Reply {
                     max_in_syncobjs: uapi::DRM_VELA_MAX_IN_SYNCOBJS,
                     // Context 0 is the kernel's.
                     max_vms: (crate::hw::regs::CONTEXTS - 1) as u32,
-                    max_queues: crate::hw::MAX_USER_QUEUES,
+                    max_queues: super::queue::MAX_USER_QUEUES,
                     max_vram_bo: m.vram_size,
                     max_system_bo: super::gem::SYSTEM_MAX,
-                    system_budget: crate::hw::sysmem::BUDGET,
+                    system_budget: super::sysmem::BUDGET,
                     system_used: m.system_used,
                 }))
             }
@@ -141,7 +141,13 @@ mod tests {
 
     #[test]
     fn device_reply_carries_identity() -> Result {
-        let reply = Reply::new(&args(uapi::drm_vela_query_id_DRM_VELA_QUERY_DEVICE), &identity(), 3, mem, no_counters)?;
+        let reply = Reply::new(
+            &args(uapi::drm_vela_query_id_DRM_VELA_QUERY_DEVICE),
+            &identity(),
+            3,
+            mem,
+            no_counters,
+        )?;
         let Reply::Device(d) = reply else {
             return Err(EINVAL);
         };
@@ -161,7 +167,13 @@ mod tests {
 
     #[test]
     fn counters_reply() -> Result {
-        let reply = Reply::new(&args(uapi::drm_vela_query_id_DRM_VELA_QUERY_COUNTERS), &identity(), 0, mem, no_counters)?;
+        let reply = Reply::new(
+            &args(uapi::drm_vela_query_id_DRM_VELA_QUERY_COUNTERS),
+            &identity(),
+            0,
+            mem,
+            no_counters,
+        )?;
         let Reply::Counters(c) = reply else {
             return Err(EINVAL);
         };
@@ -181,12 +193,21 @@ mod tests {
 
     #[test]
     fn limits_reply() -> Result {
-        let reply = Reply::new(&args(uapi::drm_vela_query_id_DRM_VELA_QUERY_LIMITS), &identity(), 0, mem, no_counters)?;
+        let reply = Reply::new(
+            &args(uapi::drm_vela_query_id_DRM_VELA_QUERY_LIMITS),
+            &identity(),
+            0,
+            mem,
+            no_counters,
+        )?;
         let Reply::Limits(l) = reply else {
             return Err(EINVAL);
         };
-        assert_eq!((l.max_commands, l.max_in_syncobjs, l.max_vms), (1024, 64, 15));
-        assert_eq!(l.max_queues, crate::hw::MAX_USER_QUEUES);
+        assert_eq!(
+            (l.max_commands, l.max_in_syncobjs, l.max_vms),
+            (1024, 64, 15)
+        );
+        assert_eq!(l.max_queues, super::super::queue::MAX_USER_QUEUES);
         assert_eq!((l.max_vram_bo, l.max_system_bo), (256 << 20, 4 << 30));
         assert_eq!((l.system_budget, l.system_used), (512 << 20, 12 << 20));
         Ok(())
@@ -194,11 +215,20 @@ mod tests {
 
     #[test]
     fn memory_reply() -> Result {
-        let reply = Reply::new(&args(uapi::drm_vela_query_id_DRM_VELA_QUERY_MEMORY), &identity(), 0, mem, no_counters)?;
+        let reply = Reply::new(
+            &args(uapi::drm_vela_query_id_DRM_VELA_QUERY_MEMORY),
+            &identity(),
+            0,
+            mem,
+            no_counters,
+        )?;
         let Reply::Memory(m) = reply else {
             return Err(EINVAL);
         };
-        assert_eq!((m.vram_size, m.vram_free, m.page_size), (256 << 20, 200 << 20, 4096));
+        assert_eq!(
+            (m.vram_size, m.vram_free, m.page_size),
+            (256 << 20, 200 << 20, 4096)
+        );
         assert_eq!(m.va_size, (1 << 39) - (1 << 30));
         Ok(())
     }

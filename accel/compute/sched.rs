@@ -29,7 +29,7 @@ use kernel::{
     workqueue::{self, DelayedWork, WorkItem},
 };
 
-use super::vm::UserQueue;
+use super::queue::UserQueue;
 
 /// What a queue's scheduler step left to do.
 pub(crate) enum Next {
@@ -61,14 +61,6 @@ pub(crate) struct Sched {
     live: Atomic<bool>,
 }
 
-// SAFETY: The scheduler's state is only touched under its mutex. What it holds are user
-// queues, which the ioctls of every thread already share (through `Arc`s in the files'
-// tables): everything in them is behind their own locks, and the GEM objects their VMs
-// reference are reference-counted with atomics and may be used and freed from any thread,
-// as the DRM core does.
-unsafe impl Send for Sched {}
-// SAFETY: See above.
-unsafe impl Sync for Sched {}
 
 struct SchedState {
     /// False once unbind began: jobs are failed instead of queued.
@@ -183,7 +175,8 @@ impl Sched {
     fn arm_kick(self: &Arc<Self>, jiffies: kernel::time::Jiffies) {
         if self.state.lock().on {
             // `Err` means it is already pending, which is as good.
-            let _ = workqueue::system_long().enqueue_delayed::<Arc<Sched>, 1>(self.clone(), jiffies);
+            let _ =
+                workqueue::system_long().enqueue_delayed::<Arc<Sched>, 1>(self.clone(), jiffies);
         }
     }
 
@@ -196,7 +189,9 @@ impl Sched {
                 q.fail_pending(ENODEV);
                 return;
             }
-            if !st.queues.iter().any(|x| Arc::ptr_eq(x, q)) && st.queues.push(q.clone(), GFP_KERNEL).is_err() {
+            if !st.queues.iter().any(|x| Arc::ptr_eq(x, q))
+                && st.queues.push(q.clone(), GFP_KERNEL).is_err()
+            {
                 drop(st);
                 q.fail_pending(ENOMEM);
                 return;

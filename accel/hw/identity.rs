@@ -156,7 +156,11 @@ mod tests {
 
     #[test]
     fn rejects_bad_vram_sizes() {
-        for (lo, hi, bar) in [(0, 0, 256 * MIB), (3 * MIB as u32, 0, 256 * MIB), (0, 1, 256 * MIB)] {
+        for (lo, hi, bar) in [
+            (0, 0, 256 * MIB),
+            (3 * MIB as u32, 0, 256 * MIB),
+            (0, 1, 256 * MIB),
+        ] {
             let raw = RawIdentity {
                 vram_lo: lo,
                 vram_hi: hi,

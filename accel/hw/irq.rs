@@ -18,7 +18,7 @@ use kernel::{
     time::Delta,
 };
 
-use super::{regs, Core};
+use super::{regs, Chip};
 use kernel::io::register::Array;
 
 /// Interrupt bookkeeping shared by the handlers and whoever waits on them.
@@ -40,7 +40,7 @@ impl IrqState {
 
 /// Vector 1 + N: completions of queue N.
 pub(crate) struct QueueIrq {
-    pub(crate) core: Arc<Core>,
+    pub(crate) core: Arc<Chip>,
     pub(crate) queue: u32,
 }
 
@@ -68,7 +68,7 @@ impl ThreadedHandler for QueueIrq {
 }
 
 /// Vector 0: queue errors and MMU faults.
-pub(crate) struct ErrorIrq(pub(crate) Arc<Core>);
+pub(crate) struct ErrorIrq(pub(crate) Arc<Chip>);
 
 /// INT_STATUS bits that belong to vector 0.
 pub(crate) const ERROR_SOURCES: u32 = (1 << 16) | (1 << 17);
@@ -107,8 +107,16 @@ impl ThreadedHandler for ErrorIrq {
         for q in core.queues.iter() {
             let faulted = q.context().is_some_and(|c| faults & (1 << c) != 0);
             if errors & (1 << q.index) != 0 || faulted {
-                dev_warn!(dev, "queue {}: {}; failing its pending jobs\n", q.index,
-                    if faulted { "MMU fault" } else { "command error" });
+                dev_warn!(
+                    dev,
+                    "queue {}: {}; failing its pending jobs\n",
+                    q.index,
+                    if faulted {
+                        "MMU fault"
+                    } else {
+                        "command error"
+                    }
+                );
                 q.fail_pending(core);
             }
         }
@@ -119,7 +127,14 @@ impl ThreadedHandler for ErrorIrq {
             if faults & (1 << c) != 0 {
                 if let Some(at) = regs::CTX_CONTROL::try_at(c) {
                     let clear = regs::CTX_CONTROL::zeroed().with_const_fault_clear::<1>();
-                    bar.write(at, if c == 0 { clear } else { clear.with_const_enable::<1>() });
+                    bar.write(
+                        at,
+                        if c == 0 {
+                            clear
+                        } else {
+                            clear.with_const_enable::<1>()
+                        },
+                    );
                 }
             }
         }
@@ -127,7 +142,7 @@ impl ThreadedHandler for ErrorIrq {
     }
 }
 
-impl Core {
+impl Chip {
     /// Unmasks the sources the driver handles and proves that a message arrives: a triggered
     /// queue 0 event must reach [`QueueIrq`] within a second. A device whose MSI-X does not
     /// work is refused at probe rather than hanging its first job.
@@ -145,7 +160,12 @@ impl Core {
             Delta::from_millis(1),
             Delta::from_millis(1000),
         )
-        .inspect_err(|_| dev_err!(dev, "MSI-X self-test: the triggered interrupt never arrived\n"))?;
+        .inspect_err(|_| {
+            dev_err!(
+                dev,
+                "MSI-X self-test: the triggered interrupt never arrived\n"
+            )
+        })?;
         Ok(())
     }
 

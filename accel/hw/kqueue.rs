@@ -27,7 +27,7 @@ use super::{
     queue::{program, Setup, JOB_TIMEOUT_MS, SLOT},
     regs,
     vram::{self, VramBlocks, PAGE},
-    Core,
+    Chip,
 };
 
 const OP_COPY: u32 = 0x02;
@@ -49,7 +49,10 @@ pub(crate) struct Span {
 impl Span {
     /// A VRAM range.
     pub(crate) fn vram(offset: u64, len: u64) -> Self {
-        Self { dpa: DPA_VRAM | offset, len }
+        Self {
+            dpa: DPA_VRAM | offset,
+            len,
+        }
     }
 
     /// A range of bus addresses (system memory mapped for the device).
@@ -80,17 +83,22 @@ impl KernelQueue {
 
     /// Reserves the ring and fence slot (at probe, while VRAM is empty). Without them every
     /// copy goes to the CPU.
-    pub(crate) fn reserve(&self, core: &Core) -> Result {
+    pub(crate) fn reserve(&self, core: &Chip) -> Result {
         let blocks = core.vram.alloc((SLOTS * SLOT) as u64 + PAGE, true)?;
         let ring = vram::runs(&blocks).next().map(|(o, _)| o).ok_or(ENOMEM)?;
         let fence = ring + (SLOTS * SLOT) as u64;
         core.vram_fill(fence, PAGE, 0)?;
-        *self.ring.lock() = Some(Ring { _blocks: blocks, ring, fence, seq: 0 });
+        *self.ring.lock() = Some(Ring {
+            _blocks: blocks,
+            ring,
+            fence,
+            seq: 0,
+        });
         Ok(())
     }
 
     /// Copies `src` to `dst` (the same total length) on the device.
-    pub(crate) fn copy(&self, core: &Core, src: &[Span], dst: &[Span]) -> Result {
+    pub(crate) fn copy(&self, core: &Chip, src: &[Span], dst: &[Span]) -> Result {
         let total = |s: &[Span]| s.iter().map(|s| s.len).sum::<u64>();
         if total(src) != total(dst) {
             return Err(EINVAL);
@@ -117,7 +125,7 @@ impl KernelQueue {
     }
 
     /// Fills `dst` with zeros on the device.
-    pub(crate) fn clear(&self, core: &Core, dst: &[Span]) -> Result {
+    pub(crate) fn clear(&self, core: &Chip, dst: &[Span]) -> Result {
         let mut cmds = KVec::new();
         for d in dst {
             let mut off = 0;
@@ -131,25 +139,28 @@ impl KernelQueue {
     }
 
     /// Runs `cmds` in batches on a borrowed hardware queue.
-    fn run(&self, core: &Core, cmds: &[[u8; SLOT]]) -> Result {
+    fn run(&self, core: &Chip, cmds: &[[u8; SLOT]]) -> Result {
         let mut guard = self.ring.lock();
         let Some(ring) = &mut *guard else {
             return Err(ENODEV);
         };
-        let index = core.take_queue_for_kernel()?;
+        let index = core.take_queue()?;
         let r = cmds
             .chunks(SLOTS - 2)
             .try_for_each(|batch| Self::batch(core, ring, index, batch));
         // Handed back idle and reset: nothing of ours runs once the reset write returns.
         let _ = core.with_bar0(|bar| {
-            bar.write(regs::Q_CONTROL::try_at(index as usize).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
+            bar.write(
+                regs::Q_CONTROL::try_at(index as usize).ok_or(EINVAL)?,
+                regs::Q_CONTROL::zeroed().with_const_reset::<1>(),
+            );
             Ok(())
         });
         core.put_queue(index);
         r
     }
 
-    fn batch(core: &Core, ring: &mut Ring, index: u32, batch: &[[u8; SLOT]]) -> Result {
+    fn batch(core: &Chip, ring: &mut Ring, index: u32, batch: &[[u8; SLOT]]) -> Result {
         ring.seq += 1;
         let seq = ring.seq;
         let mut tail = 0u64;
@@ -161,7 +172,12 @@ impl KernelQueue {
         // Ordered before the doorbell: a BAR2 read back (queues.rst).
         core.vram_read64(ring.ring)?;
         // Context 0: translation off, the kernel's.
-        let setup = Setup { ring: ring.ring, log2_slots: LOG2_SLOTS, fence: ring.fence, context: 0 };
+        let setup = Setup {
+            ring: ring.ring,
+            log2_slots: LOG2_SLOTS,
+            fence: ring.fence,
+            context: 0,
+        };
         program(core, index, &setup, true, tail as u32)?;
         let i = index as usize;
         let start = Instant::<Monotonic>::now();
@@ -175,7 +191,9 @@ impl KernelQueue {
             // not complete.
             let failed = core.with_bar0(|bar| {
                 let st = bar.read(regs::Q_STATUS::try_at(i).ok_or(EINVAL)?);
-                Ok(st.error().get() != 0 || st.fault_stopped().get() != 0 || st.enabled().get() == 0)
+                Ok(st.error().get() != 0
+                    || st.fault_stopped().get() != 0
+                    || st.enabled().get() == 0)
             })?;
             if failed || start.elapsed() > Delta::from_millis(JOB_TIMEOUT_MS) {
                 return Err(ETIME);

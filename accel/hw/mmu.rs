@@ -10,7 +10,7 @@ use kernel::prelude::*;
 
 use super::{
     vram::{VramBlocks, PAGE},
-    Core,
+    Chip,
 };
 
 /// VAs are 39 bits wide.
@@ -70,7 +70,7 @@ fn pte_bus(addr: u64, flags: u64) -> u64 {
 }
 
 impl PageTables {
-    pub(crate) fn new(core: &Core) -> Result<Self> {
+    pub(crate) fn new(core: &Chip) -> Result<Self> {
         Ok(Self {
             root: Self::new_table(core, u64::MAX)?,
             tables: KVec::new(),
@@ -83,9 +83,12 @@ impl PageTables {
         DPA_VRAM | self.root.offset
     }
 
-    fn new_table(core: &Core, key: u64) -> Result<Table> {
+    fn new_table(core: &Chip, key: u64) -> Result<Table> {
         let vram = core.vram.alloc(PAGE, true)?;
-        let offset = super::vram::runs(&vram).next().map(|(o, _)| o).ok_or(ENOMEM)?;
+        let offset = super::vram::runs(&vram)
+            .next()
+            .map(|(o, _)| o)
+            .ok_or(ENOMEM)?;
         // A fresh table maps nothing: the device must not see stale entries from a previous
         // owner of this VRAM.
         core.vram_fill(offset, PAGE, 0)?;
@@ -97,7 +100,7 @@ impl PageTables {
     }
 
     /// The offset of the level `level` table covering `va`, made if missing (and `create`).
-    fn table(&mut self, core: &Core, va: u64, level: u32, create: bool) -> Result<Option<u64>> {
+    fn table(&mut self, core: &Chip, va: u64, level: u32, create: bool) -> Result<Option<u64>> {
         if level == 2 {
             return Ok(Some(self.root.offset));
         }
@@ -128,7 +131,15 @@ impl PageTables {
     /// All or nothing: if a table cannot be had part-way, the leaves already written are
     /// cleared again before the error returns, so no entry is left that the caller does not
     /// know about (and would not clear before it frees what the entry points at).
-    pub(crate) fn map(&mut self, core: &Core, va: u64, vram_offset: u64, len: u64, flags: u64, in_vram: bool) -> Result {
+    pub(crate) fn map(
+        &mut self,
+        core: &Chip,
+        va: u64,
+        vram_offset: u64,
+        len: u64,
+        flags: u64,
+        in_vram: bool,
+    ) -> Result {
         if !in_vram && (vram_offset & !ADDR_MASK) != 0 {
             return Err(EINVAL);
         }
@@ -144,7 +155,7 @@ impl PageTables {
     #[allow(clippy::too_many_arguments)]
     fn map_from(
         &mut self,
-        core: &Core,
+        core: &Chip,
         va: u64,
         vram_offset: u64,
         len: u64,
@@ -152,14 +163,25 @@ impl PageTables {
         in_vram: bool,
         off: &mut u64,
     ) -> Result {
-        let entry = |addr: u64, flags: u64| if in_vram { pte(addr, flags) } else { pte_bus(addr, flags) };
+        let entry = |addr: u64, flags: u64| {
+            if in_vram {
+                pte(addr, flags)
+            } else {
+                pte_bus(addr, flags)
+            }
+        };
         while *off < len {
             let off_now = *off;
             let v = va + off_now;
-            if huge_fits(v, vram_offset + off_now, len - off_now) && self.table(core, v, 0, false)?.is_none() {
+            if huge_fits(v, vram_offset + off_now, len - off_now)
+                && self.table(core, v, 0, false)?.is_none()
+            {
                 let l1 = self.table(core, v, 1, true)?.ok_or(ENOMEM)?;
                 self.huge.reserve(1, GFP_KERNEL)?;
-                core.vram_write64(l1 + 8 * index(v, 1), entry(vram_offset + off_now, flags | HUGE))?;
+                core.vram_write64(
+                    l1 + 8 * index(v, 1),
+                    entry(vram_offset + off_now, flags | HUGE),
+                )?;
                 self.huge.push(v >> 21, GFP_KERNEL)?;
                 *off += HUGE_PAGE;
                 continue;
@@ -179,7 +201,7 @@ impl PageTables {
 
     /// Clears the leaves of `[va, va + len)`. The caller invalidates the context's cached
     /// translations before it reuses what was mapped.
-    pub(crate) fn unmap(&mut self, core: &Core, va: u64, len: u64) -> Result {
+    pub(crate) fn unmap(&mut self, core: &Chip, va: u64, len: u64) -> Result {
         let mut off = 0;
         while off < len {
             let v = va + off;
@@ -220,7 +242,10 @@ mod tests {
         assert!(!huge_fits(PAGE, 0, 4 * HUGE_PAGE));
         assert!(!huge_fits(0, PAGE, 4 * HUGE_PAGE));
         assert!(!huge_fits(0, 0, HUGE_PAGE - PAGE));
-        assert_eq!(pte(HUGE_PAGE, READ | HUGE) & 0xfff, VALID | READ | HUGE | IN_VRAM);
+        assert_eq!(
+            pte(HUGE_PAGE, READ | HUGE) & 0xfff,
+            VALID | READ | HUGE | IN_VRAM
+        );
     }
 
     #[test]

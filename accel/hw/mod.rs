@@ -8,16 +8,18 @@
 //! - Queue: a ring of commands the device fetches after a doorbell write.
 //! - Engine: what executes commands (copy/fill, compute).
 //!
-//! The frontends (accel, vgpu) reach the device only through [`Core`].
+//! The frontends (accel, vgpu) reach the device only through [`Chip`]'s methods, as
+//! `Documentation/driver.rst` (The core's API) describes: its fields are private to this
+//! module, and it keeps no frontend object. What a frontend must do when the device resets,
+//! is lost or goes, it does in its [`Frontend`] hooks.
 
-pub(crate) mod exports;
+pub(crate) mod failures;
 pub(crate) mod identity;
 pub(crate) mod irq;
 pub(crate) mod kqueue;
 pub(crate) mod mmu;
 pub(crate) mod queue;
 pub(crate) mod regs;
-pub(crate) mod sysmem;
 pub(crate) mod vram;
 pub(crate) mod watchdog;
 
@@ -46,65 +48,67 @@ pub(crate) type Bar2 = pci::Bar<'static, 0>;
 
 /// One Vela device, as the frontends see it.
 #[pin_data]
-pub(crate) struct Core {
-    pub(crate) pdev: ARef<pci::Device>,
+pub(crate) struct Chip {
+    pdev: ARef<pci::Device>,
     /// Revoked when the device is unbound, so a frontend that outlives the binding (an open
     /// file, say) can no longer reach the hardware.
-    pub(crate) bar0: Devres<Bar0>,
-    pub(crate) identity: Identity,
-    pub(crate) irq: irq::IrqState,
-    pub(crate) vram: vram::Vram,
+    bar0: Devres<Bar0>,
+    identity: Identity,
+    irq: irq::IrqState,
+    vram: vram::Vram,
     /// CPU physical address of BAR2, where VRAM offset 0 appears.
-    pub(crate) vram_phys: u64,
+    vram_phys: u64,
     /// The kernel's mapping of VRAM, for rings, fences and page tables.
     bar2: Devres<Bar2>,
     /// The hardware queues.
-    pub(crate) queues: KVec<Pin<KBox<queue::HwQueue>>>,
+    queues: KVec<Pin<KBox<queue::HwQueue>>>,
     /// Which hardware queues and MMU contexts are taken, one bit each.
     #[pin]
     owners: Mutex<Owners>,
     /// Serializes device resets.
     #[pin]
     recovery: Mutex<()>,
-    /// True from probe until unbind begins; see [`Core::with_bound_device`].
+    /// True from probe until unbind begins; see [`Chip::with_bound_device`].
     #[pin]
     bound: Mutex<bool>,
     /// `bound`, readable without the lock: exporters check it on every peer's map, under the
     /// buffer's reservation lock, which also orders it against the revocation that follows a
     /// change (unbind and reset revoke every export under that lock after clearing it).
     bound_now: Atomic<bool>,
-    /// True while a reset is in progress: peers get no new mappings (see [`Core::recover`]).
+    /// True while a reset is in progress: peers get no new mappings (see [`Chip::recover`]).
     resetting: Atomic<bool>,
     /// The device stopped answering: its registers read all-ones (a dead device model, a
-    /// surprise removal). Set once, under `bound`, by [`Core::mark_lost`]; never cleared: a
+    /// surprise removal). Set once, under `bound`, by [`Chip::mark_lost`]; never cleared: a
     /// device that comes back is probed again as a new one.
     lost: Atomic<bool>,
-    /// What the frontend does when the device is lost (zap its CPU mappings); taken at unbind.
+    /// The frontends' hooks ([`Frontend`]), attached at the end of probe and detached at
+    /// unbind ([`Chip::detach_frontends`]). They may hold references to the frontends.
     #[pin]
-    lost_hook: Mutex<Option<KBox<dyn Fn() + Send + Sync>>>,
-    /// SUBMITs waiting for a hardware queue: while there are any, holders give theirs up after
-    /// a timeslice (`compute::vm::UserQueue`).
-    pub(crate) hw_waiters: Atomic<u32>,
-    /// The accel frontend's buffers exported as dma-bufs, which unbind and reset revoke.
-    #[pin]
-    pub(crate) exports: exports::Exports,
-    /// The accel frontend's VRAM buffers that may be evicted (see [`Evictable`]).
-    #[pin]
-    pub(crate) evictable: Mutex<Evictable>,
-    /// Bytes of system memory held by this device's buffers (see `sysmem::BUDGET`).
-    #[pin]
-    pub(crate) sys_used: Mutex<u64>,
+    frontends: Mutex<KVec<KBox<dyn Frontend>>>,
     /// BAR2 offered to peers for peer-to-peer DMA (`None` if the kernel cannot).
     p2p: Option<Devres<pci::P2pProvider>>,
     /// Times out jobs nobody waits for (see `watchdog.rs`).
     #[pin]
-    watchdog: kernel::workqueue::DelayedWork<Core>,
+    watchdog: kernel::workqueue::DelayedWork<Chip>,
     /// Whether the watchdog may be armed; cleared for good at unbind.
     #[pin]
     watchdog_on: Mutex<bool>,
     /// The kernel's copies and clears on the copy engine (buffer moves, new buffers).
     #[pin]
-    pub(crate) kq: kqueue::KernelQueue,
+    kq: kqueue::KernelQueue,
+}
+
+/// What the core asks of a frontend when the device changes under it. Each hook runs with
+/// the frontends' list locked: it must not attach or detach frontends.
+pub(crate) trait Frontend: Send + Sync {
+    /// Importers of the frontend's exports lose their mappings of the device's memory: a reset
+    /// is about to run, or the device is lost or going. The core already refuses peers new
+    /// mappings ([`Chip::serves_peers`]) when this is called.
+    fn revoke_peers(&self);
+
+    /// The device is lost or going: CPU mappings of its memory must go (a lost device's
+    /// BARs may be handed to someone else).
+    fn unmap_cpu(&self);
 }
 
 /// A VRAM buffer's table for peers behind the switch (`kernel::dma_buf::BusTable`), and the
@@ -120,7 +124,11 @@ impl BusCache {
     const MAX_PEERS: usize = 8;
 
     /// The shared table, if `attach`'s device is one of the peers behind the switch.
-    pub(crate) fn lookup(&self, attach: &kernel::dma_buf::Attachment, locked: &kernel::dma_resv::ResvLocked<'_>) -> Option<Result<kernel::dma_buf::Mapping>> {
+    pub(crate) fn lookup(
+        &self,
+        attach: &kernel::dma_buf::Attachment,
+        locked: &kernel::dma_resv::ResvLocked<'_>,
+    ) -> Option<Result<kernel::dma_buf::Mapping>> {
         if !(attach.peer2peer() && attach.revocable()) {
             return None;
         }
@@ -134,49 +142,15 @@ impl BusCache {
     }
 }
 
-/// Buffers that may be evicted, by id (ids grow, so the first is the oldest), as opaque
-/// object addresses: the frontend removes an entry before the object is freed. A tree, so that
-/// adding and removing stay O(log n) with 100k live buffers.
-pub(crate) struct Evictable {
-    pub(crate) next: u64,
-    pub(crate) tree: kernel::rbtree::RBTree<u64, usize>,
-}
-
 /// Allocation bitmaps of shared hardware, and what a global reset must restore.
 struct Owners {
     queues: u32,
     contexts: u32,
     /// Root page table DPA of each taken context.
     roots: [u64; regs::CONTEXTS],
-    /// Who holds each taken hardware queue: an opaque address the frontend gave
-    /// (`take_queue`), which it clears (`put_queue`) before that object goes.
-    holders: [usize; regs::MAX_QUEUES],
-    /// User queues that exist (see [`MAX_USER_QUEUES`]).
-    user_queues: u32,
 }
 
-/// How many queues userspace may create on one device; they share the hardware queues.
-pub(crate) const MAX_USER_QUEUES: u32 = 64;
-
-/// The hardware queues' holders, for a frontend looking for one to take over
-/// ([`Core::with_holders`]).
-pub(crate) struct Holders<'a>(&'a mut Owners);
-
-impl Holders<'_> {
-    /// Holder of hardware queue `i` (0 if free).
-    pub(crate) fn get(&self, i: usize) -> usize {
-        self.0.holders.get(i).copied().unwrap_or(0)
-    }
-
-    /// Hands taken hardware queue `i` to `holder`.
-    pub(crate) fn set(&mut self, i: usize, holder: usize) {
-        if let Some(h) = self.0.holders.get_mut(i) {
-            *h = holder;
-        }
-    }
-}
-
-impl Core {
+impl Chip {
     /// Brings a newly bound device up: enables it, maps BAR0, checks what it says it is.
     pub(crate) fn probe(pdev: &pci::Device<kernel::device::Core<'_>>) -> Result<Arc<Self>> {
         pdev.enable_device_mem()?;
@@ -222,7 +196,10 @@ impl Core {
             .ok();
         let mut queues = KVec::with_capacity(usize::from(identity.queues), GFP_KERNEL)?;
         for i in 0..u32::from(identity.queues) {
-            queues.push(KBox::pin_init(queue::HwQueue::new(i), GFP_KERNEL)?, GFP_KERNEL)?;
+            queues.push(
+                KBox::pin_init(queue::HwQueue::new(i), GFP_KERNEL)?,
+                GFP_KERNEL,
+            )?;
         }
         Arc::pin_init(
             try_pin_init!(Self {
@@ -239,19 +216,13 @@ impl Core {
                     queues: 0,
                     contexts: 1,
                     roots: [0; regs::CONTEXTS],
-                    holders: [0; regs::MAX_QUEUES],
-                    user_queues: 0,
                 }),
                 recovery <- new_mutex!(()),
                 bound <- new_mutex!(true),
                 bound_now: Atomic::new(true),
                 resetting: Atomic::new(false),
                 lost: Atomic::new(false),
-                lost_hook <- new_mutex!(None),
-                hw_waiters: Atomic::new(0),
-                exports <- exports::Exports::new(),
-                sys_used <- new_mutex!(0),
-                evictable <- new_mutex!(Evictable { next: 0, tree: kernel::rbtree::RBTree::new() }),
+                frontends <- new_mutex!(KVec::new()),
                 p2p,
                 watchdog <- kernel::new_delayed_work!("vela-watchdog"),
                 kq <- kqueue::KernelQueue::new(),
@@ -262,10 +233,41 @@ impl Core {
     }
 }
 
-impl Core {
+impl Chip {
+    /// The PCI function, for what the frontends register on it and for messages.
+    pub(crate) fn pdev(&self) -> &pci::Device {
+        &self.pdev
+    }
+
+    /// What the device says it is.
+    pub(crate) fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The VRAM allocator.
+    pub(crate) fn vram(&self) -> &vram::Vram {
+        &self.vram
+    }
+
+    /// The CPU physical address of VRAM offset `offset` (through BAR2), for CPU mappings.
+    pub(crate) fn vram_phys(&self, offset: u64) -> Result<u64> {
+        if offset >= self.vram.size() {
+            return Err(EINVAL);
+        }
+        self.vram_phys.checked_add(offset).ok_or(EINVAL)
+    }
+
+    /// The kernel's copies and clears on the copy engine.
+    pub(crate) fn kernel_queue(&self) -> &kqueue::KernelQueue {
+        &self.kq
+    }
+
     /// Runs `f` with proof that the device is bound, or fails with `ENODEV` once unbind began.
     /// Unlike the BAR guards, `f` may sleep (allocate, map DMA).
-    pub(crate) fn with_bound_device<R>(&self, f: impl FnOnce(&kernel::device::Device<kernel::device::Bound>) -> Result<R>) -> Result<R> {
+    pub(crate) fn with_bound_device<R>(
+        &self,
+        f: impl FnOnce(&kernel::device::Device<kernel::device::Bound>) -> Result<R>,
+    ) -> Result<R> {
         let bound = self.bound.lock();
         if !*bound || self.is_lost() {
             return Err(ENODEV);
@@ -288,7 +290,7 @@ impl Core {
         self.is_bound() && !self.is_lost() && !self.resetting.load(Acquire)
     }
 
-    /// Whether the device was found lost ([`Core::mark_lost`]).
+    /// Whether the device was found lost ([`Chip::mark_lost`]).
     pub(crate) fn is_lost(&self) -> bool {
         self.lost.load(Acquire)
     }
@@ -324,38 +326,60 @@ impl Core {
                 return;
             }
         }
-        dev_err!(self.pdev, "the device stopped answering (registers read all-ones): lost; its jobs fail with ENODEV\n");
+        dev_err!(
+            self.pdev,
+            "the device stopped answering (registers read all-ones): lost; its jobs fail with ENODEV\n"
+        );
         for q in self.queues.iter() {
             q.fail_lost(self);
         }
-        self.exports.revoke_all();
-        if let Some(hook) = self.lost_hook.lock().as_ref() {
-            hook();
+        for f in self.frontends.lock().iter() {
+            f.revoke_peers();
+            f.unmap_cpu();
         }
     }
 
-    /// Sets what the frontend does when the device is lost (see [`Core::mark_lost`]).
-    pub(crate) fn set_lost_hook(&self, hook: KBox<dyn Fn() + Send + Sync>) {
-        *self.lost_hook.lock() = Some(hook);
+    /// Attaches a frontend's hooks; the last step of probe, so that a failed probe leaves no
+    /// reference cycle behind (the hooks may hold the frontend, which holds the core).
+    pub(crate) fn attach_frontend(&self, frontend: KBox<dyn Frontend>) -> Result {
+        self.frontends.lock().push(frontend, GFP_KERNEL)?;
+        Ok(())
     }
 
-    /// Takes the hook back (at unbind): it may hold references to the frontend.
-    pub(crate) fn take_lost_hook(&self) -> Option<KBox<dyn Fn() + Send + Sync>> {
-        self.lost_hook.lock().take()
-    }
-
-    /// Unbind has begun: from now on nothing new may be mapped for peers.
-    pub(crate) fn unbinding(&self) {
+    /// The first step of unbind, before the frontends let go: the device takes no new work and
+    /// serves peers no new mappings, its pending jobs fail with `ENODEV` (as a lost device's
+    /// do), and the watchdog stops. A device removed because it stopped answering (its model
+    /// died, then a hot-remove) is marked lost first, so that its jobs fail at once rather
+    /// than time out one by one.
+    pub(crate) fn quiesce(self: &Arc<Self>) {
+        self.check_lost();
         *self.bound.lock() = false;
         self.bound_now.store(false, Release);
-        // Pending jobs are aborted and fail with ENODEV, as a lost device's do.
         for q in self.queues.iter() {
             q.device_gone(self);
+        }
+        watchdog::stop(self);
+    }
+
+    /// The last step of unbind, after the frontends let go: peers lose every mapping of VRAM
+    /// (nothing may reach BAR2 once the device's resources go), interrupts go off, CPU
+    /// mappings go, and the hooks, which may hold the frontends, are dropped.
+    pub(crate) fn shutdown(&self, pdev: &pci::Device<kernel::device::Core<'_>>) {
+        let frontends = core::mem::take(&mut *self.frontends.lock());
+        for f in frontends.iter() {
+            f.revoke_peers();
+        }
+        self.disable_interrupts(pdev.as_ref());
+        for f in frontends.iter() {
+            f.unmap_cpu();
         }
     }
 
     /// How the importer of `attach` reaches this device's VRAM.
-    pub(crate) fn p2p_route(&self, attach: &kernel::dma_buf::Attachment) -> Result<kernel::dma_buf::P2pRoute> {
+    pub(crate) fn p2p_route(
+        &self,
+        attach: &kernel::dma_buf::Attachment,
+    ) -> Result<kernel::dma_buf::P2pRoute> {
         self.with_bound_device(|dev| {
             let provider = self.p2p.as_ref().ok_or(EOPNOTSUPP)?.access(dev)?;
             Ok(attach.p2p_route(provider))
@@ -375,7 +399,8 @@ impl Core {
         bus: &mut Option<BusCache>,
     ) -> Result<Option<kernel::dma_buf::Mapping>> {
         use kernel::dma_buf::{BusTable, Mapping, P2pRoute};
-        let ranges = vram::runs_exact(blocks).map(|(off, len)| (self.vram_phys.saturating_add(off), len));
+        let ranges =
+            vram::runs_exact(blocks).map(|(off, len)| (self.vram_phys.saturating_add(off), len));
         self.with_bound_device(|dev| {
             let provider = self.p2p.as_ref().ok_or(EOPNOTSUPP)?.access(dev)?;
             if !(attach.peer2peer() && attach.revocable()) {
@@ -385,11 +410,18 @@ impl Core {
                 P2pRoute::Switch => {
                     if bus.is_none() {
                         let mut all = KVec::with_capacity(ranges.len(), GFP_KERNEL)?;
-                        for r in vram::runs_exact(blocks).map(|(off, len)| (self.vram_phys.saturating_add(off), len)) {
+                        for r in vram::runs_exact(blocks)
+                            .map(|(off, len)| (self.vram_phys.saturating_add(off), len))
+                        {
                             all.push(r, GFP_KERNEL)?;
                         }
                         match BusTable::new(provider, &all) {
-                            Ok(table) => *bus = Some(BusCache { table, peers: KVec::new() }),
+                            Ok(table) => {
+                                *bus = Some(BusCache {
+                                    table,
+                                    peers: KVec::new(),
+                                })
+                            }
                             // Too many runs for one table page: a table per map.
                             Err(e) if e == EFBIG => {}
                             Err(e) => return Err(e),
@@ -407,7 +439,14 @@ impl Core {
                 P2pRoute::HostBridge => {}
                 _ => return Ok(None),
             }
-            Mapping::from_bar(attach, locked, provider, ranges, kernel::dma::DataDirection::Bidirectional).map(Some)
+            Mapping::from_bar(
+                attach,
+                locked,
+                provider,
+                ranges,
+                kernel::dma::DataDirection::Bidirectional,
+            )
+            .map(Some)
         })
     }
 
@@ -461,7 +500,10 @@ impl Core {
         if len == 0 || end > u64::try_from(bar.maxsize())? {
             return Err(EINVAL);
         }
-        let addr = bar.addr().checked_add(usize::try_from(offset)?).ok_or(EINVAL)?;
+        let addr = bar
+            .addr()
+            .checked_add(usize::try_from(offset)?)
+            .ok_or(EINVAL)?;
         NonNull::new(addr as *mut u8).ok_or(EINVAL)
     }
 
@@ -474,70 +516,51 @@ impl Core {
         Ok(())
     }
 
-    /// Takes a free hardware queue and returns its index.
-    /// Takes a free hardware queue for `holder` (a non-zero address the caller clears with
-    /// `put_queue` before it goes); `EBUSY` if none is free.
-    pub(crate) fn take_queue(&self, holder: usize) -> Result<u32> {
+    /// Takes a free hardware queue; `EBUSY` if none is free. Given back with `put_queue`.
+    /// Who holds it is the caller's business: the core only hands queues out.
+    pub(crate) fn take_queue(&self) -> Result<u32> {
         let mut o = self.owners.lock();
-        let i = (0..self.queues.len()).find(|&i| o.queues & (1 << i) == 0).ok_or(EBUSY)?;
+        let i = (0..self.queues.len())
+            .find(|&i| o.queues & (1 << i) == 0)
+            .ok_or(EBUSY)?;
         o.queues |= 1 << i;
-        if let Some(h) = o.holders.get_mut(i) {
-            *h = holder;
-        }
         Ok(u32::try_from(i)?)
     }
 
-    /// Runs `f` on the holders of the taken hardware queues, under the lock that `take_queue`
-    /// and `put_queue` take: while it runs, every holder listed is live.
-    pub(crate) fn with_holders<R>(&self, f: impl FnOnce(&mut Holders<'_>) -> R) -> R {
-        let mut o = self.owners.lock();
-        f(&mut Holders(&mut o))
-    }
-
-    /// Counts a new user queue; `EBUSY` beyond [`MAX_USER_QUEUES`].
-    pub(crate) fn add_user_queue(&self) -> Result {
-        let mut o = self.owners.lock();
-        if o.user_queues >= MAX_USER_QUEUES {
-            return Err(EBUSY);
-        }
-        o.user_queues += 1;
-        Ok(())
-    }
-
-    pub(crate) fn remove_user_queue(&self) {
-        let mut o = self.owners.lock();
-        o.user_queues = o.user_queues.saturating_sub(1);
+    /// How many hardware queues the device has.
+    pub(crate) fn queue_count(&self) -> usize {
+        self.queues.len()
     }
 
     pub(crate) fn queue(&self, index: u32) -> Result<&queue::HwQueue> {
         self.queues.get(index as usize).map(|q| &**q).ok_or(EINVAL)
     }
 
-    /// Takes a free hardware queue for the kernel's own copies ([`kqueue`]); `EBUSY` if none is
-    /// free. It has no holder: no user queue can take it over. Given back with `put_queue`.
-    pub(crate) fn take_queue_for_kernel(&self) -> Result<u32> {
-        let mut o = self.owners.lock();
-        let i = (0..self.queues.len()).find(|&i| o.queues & (1 << i) == 0).ok_or(EBUSY)?;
-        o.queues |= 1 << i;
-        Ok(u32::try_from(i)?)
-    }
-
     pub(crate) fn put_queue(&self, index: u32) {
-        let mut o = self.owners.lock();
-        o.queues &= !(1 << index);
-        if let Some(h) = o.holders.get_mut(index as usize) {
-            *h = 0;
-        }
+        self.owners.lock().queues &= !(1 << index);
     }
 
     /// Takes a free MMU context and points it at `root_dpa` with translation on.
     pub(crate) fn take_context(&self, root_dpa: u64) -> Result<u32> {
         let mut o = self.owners.lock();
-        let c = (1..regs::CONTEXTS).find(|&c| o.contexts & (1 << c) == 0).ok_or(EBUSY)?;
+        let c = (1..regs::CONTEXTS)
+            .find(|&c| o.contexts & (1 << c) == 0)
+            .ok_or(EBUSY)?;
         self.with_bar0(|bar| {
-            bar.write(regs::CTX_PT_BASE_LO::try_at(c).ok_or(EINVAL)?, regs::CTX_PT_BASE_LO::from_raw(root_dpa as u32));
-            bar.write(regs::CTX_PT_BASE_HI::try_at(c).ok_or(EINVAL)?, regs::CTX_PT_BASE_HI::from_raw((root_dpa >> 32) as u32));
-            bar.write(regs::CTX_CONTROL::try_at(c).ok_or(EINVAL)?, regs::CTX_CONTROL::zeroed().with_const_enable::<1>().with_const_invalidate::<1>());
+            bar.write(
+                regs::CTX_PT_BASE_LO::try_at(c).ok_or(EINVAL)?,
+                regs::CTX_PT_BASE_LO::from_raw(root_dpa as u32),
+            );
+            bar.write(
+                regs::CTX_PT_BASE_HI::try_at(c).ok_or(EINVAL)?,
+                regs::CTX_PT_BASE_HI::from_raw((root_dpa >> 32) as u32),
+            );
+            bar.write(
+                regs::CTX_CONTROL::try_at(c).ok_or(EINVAL)?,
+                regs::CTX_CONTROL::zeroed()
+                    .with_const_enable::<1>()
+                    .with_const_invalidate::<1>(),
+            );
             Ok(())
         })?;
         o.contexts |= 1 << c;
@@ -562,13 +585,18 @@ impl Core {
     pub(crate) fn invalidate(&self, c: u32) -> Result {
         self.with_bar0(|bar| {
             let at = regs::CTX_CONTROL::try_at(c as usize).ok_or(EINVAL)?;
-            bar.write(at, regs::CTX_CONTROL::zeroed().with_const_enable::<1>().with_const_invalidate::<1>());
+            bar.write(
+                at,
+                regs::CTX_CONTROL::zeroed()
+                    .with_const_enable::<1>()
+                    .with_const_invalidate::<1>(),
+            );
             Ok(())
         })
     }
 }
 
-impl Core {
+impl Chip {
     /// Recovers from a hung queue: a global reset (the only thing that clears a hung engine),
     /// then contexts, interrupt masks and queues are programmed again. Queue `guilty` loses its
     /// pending jobs; the other queues' pending commands run again.
@@ -586,12 +614,17 @@ impl Core {
         }
         let _serial = self.recovery.lock();
         // A waiter and the watchdog may both have seen the hang: the first one recovers.
-        if !matches!(self.queue(guilty).map(|q| q.poll(self)), Ok(queue::Poll::Hung)) {
+        if !matches!(
+            self.queue(guilty).map(|q| q.poll(self)),
+            Ok(queue::Poll::Hung)
+        ) {
             return;
         }
         dev_warn!(self.pdev, "queue {} hung: resetting the device\n", guilty);
         self.resetting.store(true, Release);
-        self.exports.revoke_all();
+        for f in self.frontends.lock().iter() {
+            f.revoke_peers();
+        }
         let heads: KVec<(u32, u64)> = {
             let mut v = KVec::new();
             for q in self.queues.iter() {
@@ -622,9 +655,18 @@ impl Core {
             for c in 1..regs::CONTEXTS {
                 if owners.contexts & (1 << c) != 0 {
                     let root = owners.roots[c];
-                    bar.write(regs::CTX_PT_BASE_LO::try_at(c).ok_or(EINVAL)?, regs::CTX_PT_BASE_LO::from_raw(root as u32));
-                    bar.write(regs::CTX_PT_BASE_HI::try_at(c).ok_or(EINVAL)?, regs::CTX_PT_BASE_HI::from_raw((root >> 32) as u32));
-                    bar.write(regs::CTX_CONTROL::try_at(c).ok_or(EINVAL)?, regs::CTX_CONTROL::zeroed().with_const_enable::<1>());
+                    bar.write(
+                        regs::CTX_PT_BASE_LO::try_at(c).ok_or(EINVAL)?,
+                        regs::CTX_PT_BASE_LO::from_raw(root as u32),
+                    );
+                    bar.write(
+                        regs::CTX_PT_BASE_HI::try_at(c).ok_or(EINVAL)?,
+                        regs::CTX_PT_BASE_HI::from_raw((root >> 32) as u32),
+                    );
+                    bar.write(
+                        regs::CTX_CONTROL::try_at(c).ok_or(EINVAL)?,
+                        regs::CTX_CONTROL::zeroed().with_const_enable::<1>(),
+                    );
                 }
             }
             bar.write_reg(regs::INT_STATUS::from_raw(u32::MAX));
@@ -643,15 +685,19 @@ impl Core {
     }
 }
 
-impl Core {
+impl Chip {
     /// Reads the event counters (`Documentation/hardware/registers.rst`, Counters).
     pub(crate) fn counters(&self) -> Result<[u64; regs::COUNTERS]> {
         self.with_bar0(|bar| {
             let mut out = [0u64; regs::COUNTERS];
             for (n, v) in out.iter_mut().enumerate() {
                 // LO first: the read latches the 64-bit value the HI read then returns.
-                let lo = bar.read(regs::COUNTER_LO::try_at(n).ok_or(EINVAL)?).into_raw();
-                let hi = bar.read(regs::COUNTER_HI::try_at(n).ok_or(EINVAL)?).into_raw();
+                let lo = bar
+                    .read(regs::COUNTER_LO::try_at(n).ok_or(EINVAL)?)
+                    .into_raw();
+                let hi = bar
+                    .read(regs::COUNTER_HI::try_at(n).ok_or(EINVAL)?)
+                    .into_raw();
                 *v = (u64::from(hi) << 32) | u64::from(lo);
             }
             Ok(out)

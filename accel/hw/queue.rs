@@ -19,10 +19,11 @@ use kernel::{
 };
 
 use super::{
+    failures::Failures,
     mmu::DPA_VRAM,
     regs,
     vram::{self, VramBlocks, PAGE},
-    Core,
+    Chip,
 };
 
 /// Size of a command slot.
@@ -36,30 +37,6 @@ const RING_FULL_TIMEOUT_MS: u32 = 5000;
 const OP_SIGNAL: u32 = 0x04;
 const FLAG_INTERRUPT: u32 = 1 << 8;
 
-/// Failed job ranges remembered for WAIT; beyond that the oldest ones merge (see
-/// [`record_failure`]).
-pub(crate) const FAILURES_KEPT: usize = 16;
-
-/// Records that jobs `lo..=hi` failed in `list`, which holds at most `keep` ranges, oldest
-/// first. A failure is never forgotten, since WAIT would then report a failed job done: when
-/// the list is full its two oldest ranges merge into one (the successful jobs between them
-/// then read as failed too, the safe side), and if memory for the entry cannot be had the range
-/// joins the newest one the same way.
-pub(crate) fn record_failure(list: &mut KVec<(u64, u64)>, keep: usize, lo: u64, hi: u64) {
-    if list.len() >= keep.max(2) {
-        let next_hi = list.get(1).map(|r| r.1);
-        if let (Some(first), Some(next_hi)) = (list.first_mut(), next_hi) {
-            first.1 = next_hi;
-            let _ = list.remove(1);
-        }
-    }
-    if list.push((lo, hi), GFP_ATOMIC).is_err() {
-        if let Some(last) = list.last_mut() {
-            last.0 = last.0.min(lo);
-            last.1 = last.1.max(hi);
-        }
-    }
-}
 /// A queue with pending jobs whose completion count has not moved for this long is hung.
 pub(crate) const JOB_TIMEOUT_MS: i64 = 2000;
 /// How often a waiter looks at the fence itself: a dropped interrupt costs at most this.
@@ -102,15 +79,15 @@ pub(crate) struct QueueState {
     submitted: u64,
     /// Every job up to this one is finished, well or not.
     completed: u64,
-    /// Ranges of jobs that failed (inclusive).
-    failed: KVec<(u64, u64)>,
+    /// Jobs that failed.
+    failed: Failures,
     /// When `completed` last moved, or the queue went from idle to busy.
     progress: Instant<Monotonic>,
     /// Bumped whenever the ring's contents stop being what the device was working through:
     /// a start, a stop, a reset of the queue. A ring position read under one epoch means
     /// nothing under another (see `restart`).
     epoch: u64,
-    /// The device is lost ([`Core::mark_lost`]) or being unbound: failed jobs fail with
+    /// The device is lost ([`Chip::mark_lost`]) or being unbound: failed jobs fail with
     /// `ENODEV`, not `EIO`.
     lost: bool,
 }
@@ -156,23 +133,50 @@ pub(crate) struct Setup {
 /// Points hardware queue `index` at `setup` and enables it (after a queue reset when `reset`);
 /// a non-zero `tail` rings the doorbell for commands already in the ring. The one place queue
 /// registers are programmed, for user queues' runs and the kernel's copies alike.
-pub(crate) fn program(core: &Core, index: u32, setup: &Setup, reset: bool, tail: u32) -> Result {
+pub(crate) fn program(core: &Chip, index: u32, setup: &Setup, reset: bool, tail: u32) -> Result {
     let i = index as usize;
     let ring_dpa = DPA_VRAM | setup.ring;
     let fence_dpa = DPA_VRAM | setup.fence;
     core.with_bar0(|bar| {
         if reset {
-            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
+            bar.write(
+                regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?,
+                regs::Q_CONTROL::zeroed().with_const_reset::<1>(),
+            );
         }
-        bar.write(regs::Q_RING_BASE_LO::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_LO::from_raw(ring_dpa as u32));
-        bar.write(regs::Q_RING_BASE_HI::try_at(i).ok_or(EINVAL)?, regs::Q_RING_BASE_HI::from_raw((ring_dpa >> 32) as u32));
-        bar.write(regs::Q_RING_SIZE::try_at(i).ok_or(EINVAL)?, regs::Q_RING_SIZE::from_raw(setup.log2_slots));
-        bar.write(regs::Q_CONTEXT::try_at(i).ok_or(EINVAL)?, regs::Q_CONTEXT::from_raw(setup.context));
-        bar.write(regs::Q_FENCE_BASE_LO::try_at(i).ok_or(EINVAL)?, regs::Q_FENCE_BASE_LO::from_raw(fence_dpa as u32));
-        bar.write(regs::Q_FENCE_BASE_HI::try_at(i).ok_or(EINVAL)?, regs::Q_FENCE_BASE_HI::from_raw((fence_dpa >> 32) as u32));
-        bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_enable::<1>());
+        bar.write(
+            regs::Q_RING_BASE_LO::try_at(i).ok_or(EINVAL)?,
+            regs::Q_RING_BASE_LO::from_raw(ring_dpa as u32),
+        );
+        bar.write(
+            regs::Q_RING_BASE_HI::try_at(i).ok_or(EINVAL)?,
+            regs::Q_RING_BASE_HI::from_raw((ring_dpa >> 32) as u32),
+        );
+        bar.write(
+            regs::Q_RING_SIZE::try_at(i).ok_or(EINVAL)?,
+            regs::Q_RING_SIZE::from_raw(setup.log2_slots),
+        );
+        bar.write(
+            regs::Q_CONTEXT::try_at(i).ok_or(EINVAL)?,
+            regs::Q_CONTEXT::from_raw(setup.context),
+        );
+        bar.write(
+            regs::Q_FENCE_BASE_LO::try_at(i).ok_or(EINVAL)?,
+            regs::Q_FENCE_BASE_LO::from_raw(fence_dpa as u32),
+        );
+        bar.write(
+            regs::Q_FENCE_BASE_HI::try_at(i).ok_or(EINVAL)?,
+            regs::Q_FENCE_BASE_HI::from_raw((fence_dpa >> 32) as u32),
+        );
+        bar.write(
+            regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?,
+            regs::Q_CONTROL::zeroed().with_const_enable::<1>(),
+        );
         if tail > 0 {
-            bar.write(regs::Q_DOORBELL::try_at(i).ok_or(EINVAL)?, regs::Q_DOORBELL::from_raw(tail));
+            bar.write(
+                regs::Q_DOORBELL::try_at(i).ok_or(EINVAL)?,
+                regs::Q_DOORBELL::from_raw(tail),
+            );
         }
         Ok(())
     })
@@ -197,7 +201,7 @@ impl HwQueue {
                 run: 0,
                 submitted: 0,
                 completed: 0,
-                failed: KVec::new(),
+                failed: Failures::new(),
                 progress: Instant::now(),
                 epoch: 0,
                 lost: false,
@@ -208,14 +212,27 @@ impl HwQueue {
 
     /// Points the queue at its ring, fence slot and context and enables it (after a queue reset
     /// when `reset`); a non-zero `tail` rings the doorbell for commands already in the ring.
-    fn program(&self, core: &Core, ring: u64, fence: u64, context: u32, reset: bool, tail: u32) -> Result {
-        let setup = Setup { ring, log2_slots: LOG2_SLOTS, fence, context };
+    fn program(
+        &self,
+        core: &Chip,
+        ring: u64,
+        fence: u64,
+        context: u32,
+        reset: bool,
+        tail: u32,
+    ) -> Result {
+        let setup = Setup {
+            ring,
+            log2_slots: LOG2_SLOTS,
+            fence,
+            context,
+        };
         program(core, self.index, &setup, reset, tail)
     }
 
     /// Starts the queue on `context`, with a ring and a fence slot of its own. Both are kernel
     /// VRAM that no context maps: the device reaches them by DPA only.
-    pub(crate) fn start(&self, core: &Core, context: u32) -> Result<u64> {
+    pub(crate) fn start(&self, core: &Chip, context: u32) -> Result<u64> {
         if core.is_lost() {
             return Err(ENODEV);
         }
@@ -242,8 +259,6 @@ impl HwQueue {
         st.submitted = 0;
         st.completed = 0;
         st.failed.clear();
-        // Room for every range up front: recording a failure then needs no allocation.
-        st.failed.reserve(FAILURES_KEPT, GFP_KERNEL)?;
         st.run += 1;
         st.epoch += 1;
         Ok(st.run)
@@ -252,36 +267,34 @@ impl HwQueue {
     /// The fence of the last job written to the ring, while it has not signalled: it signals
     /// when the ring drains, unless more is written meanwhile. `None` if the queue is idle or
     /// not running, or its last job has no fence (a failed job's placeholder).
-    pub(crate) fn last_fence(&self, core: &Core) -> Option<ARef<RawFence>> {
+    pub(crate) fn last_fence(&self, core: &Chip) -> Option<ARef<RawFence>> {
         let mut st = self.state.lock();
         Self::read_fence(core, &mut st);
         let (submitted, completed) = (st.submitted, st.completed);
         let a = st.active.as_ref()?;
         match a.fences.last() {
-            Some((seqno, f)) if *seqno == submitted && completed < submitted => Some(f.as_raw_fence().into()),
+            Some((seqno, f)) if *seqno == submitted && completed < submitted => {
+                Some(f.as_raw_fence().into())
+            }
             _ => None,
         }
     }
 
     /// Whether run `run` is the queue's current one and every job it was given is done.
-    pub(crate) fn run_is_idle(&self, core: &Core, run: u64) -> bool {
+    pub(crate) fn run_is_idle(&self, core: &Chip, run: u64) -> bool {
         let mut st = self.state.lock();
         Self::read_fence(core, &mut st);
         st.active.is_some() && st.run == run && st.completed >= st.submitted
     }
 
     /// The failed job ranges of run `run` (its own sequence numbers), if it is current.
-    pub(crate) fn failures(&self, run: u64) -> KVec<(u64, u64)> {
+    pub(crate) fn failures(&self, run: u64) -> Failures {
         let st = self.state.lock();
-        let mut out = KVec::new();
         if st.run == run {
-            for &r in st.failed.iter() {
-                if out.push(r, GFP_KERNEL).is_err() {
-                    break;
-                }
-            }
+            st.failed
+        } else {
+            Failures::new()
         }
-        out
     }
 
     /// Queues a job of `commands` (already checked) and returns its sequence number in this
@@ -289,7 +302,7 @@ impl HwQueue {
     /// with `EIO` if it failed.
     pub(crate) fn submit(
         &self,
-        core: &Core,
+        core: &Chip,
         commands: &[[u8; SLOT]],
         fence: Option<ARef<Fence<JobFence>>>,
     ) -> Result<u64> {
@@ -307,9 +320,12 @@ impl HwQueue {
         loop {
             let active = st.active.as_mut().ok_or(ENODEV)?;
             if fresh {
-                active.head_seen = u32::from(core.with_bar0(|bar| {
-                    Ok(bar.read(regs::Q_HEAD::try_at(self.index as usize).ok_or(EINVAL)?).slot().get())
-                })?);
+                active.head_seen = core.with_bar0(|bar| {
+                    Ok(bar
+                        .read(regs::Q_HEAD::try_at(self.index as usize).ok_or(EINVAL)?)
+                        .slot()
+                        .get())
+                })?;
             }
             let used = active.tail.wrapping_sub(active.head_seen) % SLOTS;
             if SLOTS - 1 - used >= needed {
@@ -347,7 +363,10 @@ impl HwQueue {
         let mut fence_cmd = [0u8; SLOT];
         fence_cmd[0..4].copy_from_slice(&(OP_SIGNAL | FLAG_INTERRUPT).to_le_bytes());
         fence_cmd[16..24].copy_from_slice(&seqno.to_le_bytes());
-        core.vram_write_bytes(active.ring_offset + u64::from(tail) * SLOT as u64, &fence_cmd)?;
+        core.vram_write_bytes(
+            active.ring_offset + u64::from(tail) * SLOT as u64,
+            &fence_cmd,
+        )?;
         tail = (tail + 1) % SLOTS;
         active.tail = tail;
         let i = self.index as usize;
@@ -355,7 +374,10 @@ impl HwQueue {
         // a BAR0 read it does not trap.
         core.vram_read64(active.ring_offset)?;
         core.with_bar0(|bar| {
-            bar.write(regs::Q_DOORBELL::try_at(i).ok_or(EINVAL)?, regs::Q_DOORBELL::from_raw(tail));
+            bar.write(
+                regs::Q_DOORBELL::try_at(i).ok_or(EINVAL)?,
+                regs::Q_DOORBELL::from_raw(tail),
+            );
             Ok(())
         })?;
         if st.completed == st.submitted {
@@ -377,7 +399,7 @@ impl HwQueue {
 
     /// Reads the fence into `st`. A corrupt fence value must not complete jobs that were never
     /// submitted, so it is clamped.
-    fn read_fence(core: &Core, st: &mut QueueState) {
+    fn read_fence(core: &Chip, st: &mut QueueState) {
         if let Some(a) = st.active.as_ref() {
             if let Ok(done) = core.vram_read64(a.fence_offset) {
                 let done = done.min(st.submitted);
@@ -398,8 +420,10 @@ impl HwQueue {
         let Some(a) = st.active.as_mut() else { return };
         let done = a.fences.iter().take_while(|(s, _)| *s <= completed).count();
         for _ in 0..done {
-            let Ok((seqno, f)) = a.fences.remove(0) else { break };
-            if failed.iter().any(|&(lo, hi)| lo <= seqno && seqno <= hi) {
+            let Ok((seqno, f)) = a.fences.remove(0) else {
+                break;
+            };
+            if failed.contains(seqno) {
                 f.signal_error(errno);
             } else {
                 f.signal();
@@ -409,7 +433,7 @@ impl HwQueue {
 
     /// Reads the fence (signalling the fences of finished jobs, waking waiters) and says
     /// whether jobs are pending and whether the queue is hung.
-    pub(crate) fn poll(&self, core: &Core) -> Poll {
+    pub(crate) fn poll(&self, core: &Chip) -> Poll {
         let mut st = self.state.lock();
         Self::read_fence(core, &mut st);
         let r = if st.completed >= st.submitted {
@@ -425,7 +449,7 @@ impl HwQueue {
     }
 
     /// Called from the queue's interrupt thread: reads the fence and wakes waiters.
-    pub(crate) fn complete(&self, core: &Core) {
+    pub(crate) fn complete(&self, core: &Chip) {
         let mut st = self.state.lock();
         Self::read_fence(core, &mut st);
         drop(st);
@@ -433,7 +457,7 @@ impl HwQueue {
     }
 
     /// The queue stopped on an error or a fault: fail what is pending and restart it empty.
-    pub(crate) fn fail_pending(&self, core: &Core) {
+    pub(crate) fn fail_pending(&self, core: &Chip) {
         self.end_pending(core, Ending::Restart);
     }
 
@@ -441,19 +465,19 @@ impl HwQueue {
     /// reset, after which the device writes nothing for them) and fail with `ENODEV`, as do
     /// jobs that fail from now on. Nothing would complete them: the device is being removed,
     /// or unbound with no one left to take its interrupts.
-    pub(crate) fn device_gone(&self, core: &Core) {
+    pub(crate) fn device_gone(&self, core: &Chip) {
         self.end_pending(core, Ending::Gone);
     }
 
-    /// The device is lost ([`Core::mark_lost`]): every pending job fails with `ENODEV` and
+    /// The device is lost ([`Chip::mark_lost`]): every pending job fails with `ENODEV` and
     /// nothing touches the registers. The ring stays as it is until the queue is stopped.
-    pub(crate) fn fail_lost(&self, core: &Core) {
+    pub(crate) fn fail_lost(&self, core: &Chip) {
         self.end_pending(core, Ending::Lost);
     }
 
     /// Fails every job submitted and not completed, and signals their fences; what happens to
     /// the queue itself is `how`'s.
-    fn end_pending(&self, core: &Core, how: Ending) {
+    fn end_pending(&self, core: &Chip, how: Ending) {
         let mut st = self.state.lock();
         let pending = st.completed < st.submitted;
         if how != Ending::Restart {
@@ -461,7 +485,7 @@ impl HwQueue {
         }
         if pending {
             let (lo, hi) = (st.completed + 1, st.submitted);
-            record_failure(&mut st.failed, FAILURES_KEPT, lo, hi);
+            st.failed.record(lo, hi);
             st.completed = st.submitted;
         }
         // A reset makes the device write nothing more for the jobs just failed. Best effort:
@@ -474,9 +498,15 @@ impl HwQueue {
         if reset {
             let i = self.index as usize;
             let _ = core.with_bar0(|bar| {
-                bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
+                bar.write(
+                    regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?,
+                    regs::Q_CONTROL::zeroed().with_const_reset::<1>(),
+                );
                 if how == Ending::Restart {
-                    bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_enable::<1>());
+                    bar.write(
+                        regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?,
+                        regs::Q_CONTROL::zeroed().with_const_enable::<1>(),
+                    );
                 }
                 Ok(())
             });
@@ -493,8 +523,8 @@ impl HwQueue {
 
     /// Waits for job `seqno`: Ok when it completed, EIO when it failed, ETIME on timeout. A
     /// queue that makes no progress for [`JOB_TIMEOUT_MS`] is declared hung and the device is
-    /// reset ([`Core::recover`]), which fails this queue's pending jobs.
-    pub(crate) fn wait(&self, core: &Core, seqno: u64, timeout_ms: u64) -> Result {
+    /// reset ([`Chip::recover`]), which fails this queue's pending jobs.
+    pub(crate) fn wait(&self, core: &Chip, seqno: u64, timeout_ms: u64) -> Result {
         let run = self.state.lock().run;
         match self.wait_in_run(core, run, seqno, timeout_ms)? {
             Some(r) => r,
@@ -506,7 +536,13 @@ impl HwQueue {
     /// Like [`HwQueue::wait`], for job `seqno` of run `run`; `None` if that run is over,
     /// which happens only to an idle queue (see `UserQueue`), whose user then knows the
     /// outcome.
-    pub(crate) fn wait_in_run(&self, core: &Core, run: u64, seqno: u64, timeout_ms: u64) -> Result<Option<Result>> {
+    pub(crate) fn wait_in_run(
+        &self,
+        core: &Chip,
+        run: u64,
+        seqno: u64,
+        timeout_ms: u64,
+    ) -> Result<Option<Result>> {
         let start = Instant::<Monotonic>::now();
         loop {
             match self.wait_step(core, run, seqno, timeout_ms, start)? {
@@ -526,7 +562,14 @@ impl HwQueue {
         }
     }
 
-    fn wait_step(&self, core: &Core, run: u64, seqno: u64, timeout_ms: u64, start: Instant<Monotonic>) -> Result<Waited> {
+    fn wait_step(
+        &self,
+        core: &Chip,
+        run: u64,
+        seqno: u64,
+        timeout_ms: u64,
+        start: Instant<Monotonic>,
+    ) -> Result<Waited> {
         let mut st = self.state.lock();
         if st.run != run {
             return Ok(Waited::Retired);
@@ -548,7 +591,7 @@ impl HwQueue {
             // Look at the fence ourselves too: an interrupt may have been lost.
             Self::read_fence(core, &mut st);
             if st.completed >= seqno {
-                let failed = st.failed.iter().any(|&(lo, hi)| lo <= seqno && seqno <= hi);
+                let failed = st.failed.contains(seqno);
                 let errno = if st.lost { ENODEV } else { EIO };
                 return Ok(Waited::Done(if failed { Err(errno) } else { Ok(()) }));
             }
@@ -562,8 +605,9 @@ impl HwQueue {
             if elapsed >= budget {
                 return Ok(Waited::Done(Err(ETIME)));
             }
-            if let kernel::sync::CondVarTimeoutResult::Signal { .. } =
-                self.done.wait_interruptible_timeout(&mut st, msecs_to_jiffies(POLL_MS))
+            if let kernel::sync::CondVarTimeoutResult::Signal { .. } = self
+                .done
+                .wait_interruptible_timeout(&mut st, msecs_to_jiffies(POLL_MS))
             {
                 return Err(ERESTARTSYS);
             }
@@ -572,11 +616,16 @@ impl HwQueue {
 
     /// Before a global reset: where the device stopped reading this queue's ring, and the
     /// epoch of the ring that position is in.
-    pub(crate) fn head(&self, core: &Core) -> (u32, u64) {
+    pub(crate) fn head(&self, core: &Chip) -> (u32, u64) {
         let st = self.state.lock();
         let i = self.index as usize;
         let head = core
-            .with_bar0(|bar| Ok(u32::from(bar.read(regs::Q_HEAD::try_at(i).ok_or(EINVAL)?).slot().get())))
+            .with_bar0(|bar| {
+                Ok(bar
+                    .read(regs::Q_HEAD::try_at(i).ok_or(EINVAL)?)
+                    .slot()
+                    .get())
+            })
             .unwrap_or(0);
         (head, st.epoch)
     }
@@ -590,13 +639,18 @@ impl HwQueue {
     /// is in a ring that is no more: replaying from it would run slots this run never wrote
     /// (another holder's old commands, on this holder's context). Then, or without a `head`,
     /// the pending jobs fail instead.
-    pub(crate) fn restart(&self, core: &Core, head: Option<(u32, u64)>, guilty: bool) {
+    pub(crate) fn restart(&self, core: &Chip, head: Option<(u32, u64)>, guilty: bool) {
         let mut st = self.state.lock();
         Self::read_fence(core, &mut st);
         let Some(active) = st.active.as_ref() else {
             return;
         };
-        let (ring, fence, context, tail) = (active.ring_offset, active.fence_offset, active.context, active.tail);
+        let (ring, fence, context, tail) = (
+            active.ring_offset,
+            active.fence_offset,
+            active.context,
+            active.tail,
+        );
         let head = head.and_then(|(h, epoch)| (epoch == st.epoch && h < SLOTS).then_some(h));
         let pending = head.map_or(0, |h| tail.wrapping_sub(h) % SLOTS);
         let mut new_tail = 0;
@@ -608,7 +662,9 @@ impl HwQueue {
                 let from = ring + u64::from((head + k) % SLOTS) * SLOT as u64;
                 let mut c = [0u8; SLOT];
                 let read = c.chunks_exact_mut(8).enumerate().all(|(w, chunk)| {
-                    core.vram_read64(from + 8 * w as u64).map(|v| chunk.copy_from_slice(&v.to_le_bytes())).is_ok()
+                    core.vram_read64(from + 8 * w as u64)
+                        .map(|v| chunk.copy_from_slice(&v.to_le_bytes()))
+                        .is_ok()
                 });
                 read && slots.push(c, GFP_KERNEL).is_ok()
             });
@@ -621,7 +677,7 @@ impl HwQueue {
         }
         if new_tail == 0 && st.completed < st.submitted {
             let (lo, hi) = (st.completed + 1, st.submitted);
-            record_failure(&mut st.failed, FAILURES_KEPT, lo, hi);
+            st.failed.record(lo, hi);
             st.completed = st.submitted;
         }
         if let Some(a) = st.active.as_mut() {
@@ -639,7 +695,7 @@ impl HwQueue {
     /// Stops the queue: waits up to a second for its jobs, then aborts whatever is left. The
     /// device writes nothing for an aborted queue once the reset write returns, so its VRAM can
     /// be freed afterwards.
-    pub(crate) fn stop(&self, core: &Core) {
+    pub(crate) fn stop(&self, core: &Chip) {
         let last = self.state.lock().submitted;
         if last > 0 {
             let _ = self.wait(core, last, 1000);
@@ -647,12 +703,15 @@ impl HwQueue {
         let mut st = self.state.lock();
         let i = self.index as usize;
         let _ = core.with_bar0(|bar| {
-            bar.write(regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?, regs::Q_CONTROL::zeroed().with_const_reset::<1>());
+            bar.write(
+                regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?,
+                regs::Q_CONTROL::zeroed().with_const_reset::<1>(),
+            );
             Ok(())
         });
         if st.completed < st.submitted {
             let (lo, hi) = (st.completed + 1, st.submitted);
-            record_failure(&mut st.failed, FAILURES_KEPT, lo, hi);
+            st.failed.record(lo, hi);
             st.completed = st.submitted;
         }
         // Jobs aborted by the stop fail their fences rather than leave them unsignalled.

@@ -3,7 +3,9 @@
 //! The VRAM allocator: a buddy allocator over the device's memory, in 4 KiB chunks.
 
 use kernel::{
-    gpu::buddy::{AllocatedBlocks, GpuBuddy, GpuBuddyAllocFlags, GpuBuddyAllocMode, GpuBuddyParams},
+    gpu::buddy::{
+        AllocatedBlocks, GpuBuddy, GpuBuddyAllocFlags, GpuBuddyAllocMode, GpuBuddyParams,
+    },
     prelude::*,
     ptr::Alignment,
     sizes::{SZ_2M, SZ_4K},
@@ -72,8 +74,13 @@ pub(crate) fn runs(blocks: &AllocatedBlocks) -> impl Iterator<Item = (u64, u64)>
 }
 
 /// [`runs`] with its length known up front, for consumers that size a table first.
-pub(crate) fn runs_exact(blocks: &AllocatedBlocks) -> impl ExactSizeIterator<Item = (u64, u64)> + '_ {
-    Counted { left: runs(blocks).count(), it: runs(blocks) }
+pub(crate) fn runs_exact(
+    blocks: &AllocatedBlocks,
+) -> impl ExactSizeIterator<Item = (u64, u64)> + '_ {
+    Counted {
+        left: runs(blocks).count(),
+        it: runs(blocks),
+    }
 }
 
 struct Counted<I> {

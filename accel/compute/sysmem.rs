@@ -12,10 +12,11 @@ use kernel::{
     page::{AsPageIter, PAGE_SIZE},
     prelude::*,
     scatterlist::{Owned, SGTable},
-    sync::Arc,
+    new_mutex,
+    sync::{Arc, Mutex},
 };
 
-use super::Core;
+use crate::hw::Chip;
 
 /// How much system memory one device's buffers may hold: beyond it, BO_CREATE says ENOMEM
 /// rather than let userspace push the machine into the OOM killer.
@@ -80,7 +81,8 @@ impl SysMem {
     /// Where the memory is in the kernel's address space (for `vmap` of an exported buffer).
     pub(crate) fn base(&self) -> core::ptr::NonNull<u8> {
         // A `VVec` of non-zero length has a real allocation.
-        core::ptr::NonNull::new(self.buf.as_ptr().cast_mut()).unwrap_or(core::ptr::NonNull::dangling())
+        core::ptr::NonNull::new(self.buf.as_ptr().cast_mut())
+            .unwrap_or(core::ptr::NonNull::dangling())
     }
 }
 
@@ -95,31 +97,69 @@ impl AsPageIter for SysPages {
     }
 }
 
-/// System memory mapped for the device, counted against the device's [`BUDGET`].
+/// What one device's buffers hold of system memory, against [`BUDGET`]. Shared by the
+/// buffers (each gives its part back when it goes, which may be after unbind).
+#[pin_data]
+pub(crate) struct Budget {
+    #[pin]
+    used: Mutex<u64>,
+}
+
+impl Budget {
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(pin_init!(Self { used <- new_mutex!(0) }), GFP_KERNEL)
+    }
+
+    /// Bytes held now.
+    pub(crate) fn used(&self) -> u64 {
+        *self.used.lock()
+    }
+
+    /// Counts `bytes` more; `ENOMEM` beyond the budget.
+    fn charge(&self, bytes: u64) -> Result {
+        let mut used = self.used.lock();
+        *used = used
+            .checked_add(bytes)
+            .filter(|&u| u <= BUDGET)
+            .ok_or(ENOMEM)?;
+        Ok(())
+    }
+
+    fn uncharge(&self, bytes: u64) {
+        let mut used = self.used.lock();
+        *used = used.saturating_sub(bytes);
+    }
+}
+
+/// System memory mapped for the device, counted against the device's [`Budget`].
 pub(crate) struct SysBacking {
     pub(crate) mem: Arc<SysMem>,
     sgt: Pin<KBox<SGTable<Owned<SysPages>>>>,
-    core: Arc<Core>,
+    budget: Arc<Budget>,
 }
 
 impl SysBacking {
-    pub(crate) fn new(core: &Arc<Core>, size: usize) -> Result<Self> {
+    pub(crate) fn new(chip: &Chip, budget: &Arc<Budget>, size: usize) -> Result<Self> {
         let bytes = u64::try_from(size)?;
-        {
-            let mut used = core.sys_used.lock();
-            *used = used.checked_add(bytes).filter(|&u| u <= BUDGET).ok_or(ENOMEM)?;
-        }
+        budget.charge(bytes)?;
         let made = SysMem::new(size).and_then(|mem| {
             let pages = SysPages(mem.clone());
-            let sgt = core.with_bound_device(|dev| {
-                KBox::pin_init(SGTable::new(dev, pages, DataDirection::Bidirectional, GFP_KERNEL), GFP_KERNEL)
+            let sgt = chip.with_bound_device(|dev| {
+                KBox::pin_init(
+                    SGTable::new(dev, pages, DataDirection::Bidirectional, GFP_KERNEL),
+                    GFP_KERNEL,
+                )
             })?;
             Ok((mem, sgt))
         });
         match made {
-            Ok((mem, sgt)) => Ok(Self { mem, sgt, core: core.clone() }),
+            Ok((mem, sgt)) => Ok(Self {
+                mem,
+                sgt,
+                budget: budget.clone(),
+            }),
             Err(e) => {
-                *core.sys_used.lock() -= bytes;
+                budget.uncharge(bytes);
                 Err(e)
             }
         }
@@ -129,7 +169,7 @@ impl SysBacking {
     pub(crate) fn runs(&self) -> Result<KVec<(u64, u64)>> {
         let mut runs = KVec::with_capacity(self.sgt.iter().count(), GFP_KERNEL)?;
         for e in self.sgt.iter() {
-            runs.push((e.dma_address(), u64::try_from(e.dma_len())?), GFP_KERNEL)?;
+            runs.push((e.dma_address(), e.dma_len()), GFP_KERNEL)?;
         }
         Ok(runs)
     }
@@ -137,6 +177,6 @@ impl SysBacking {
 
 impl Drop for SysBacking {
     fn drop(&mut self) {
-        *self.core.sys_used.lock() -= self.mem.len() as u64;
+        self.budget.uncharge(self.mem.len() as u64);
     }
 }

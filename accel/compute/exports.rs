@@ -22,17 +22,24 @@ impl Exports {
         // Without the entry, unbind could not revoke this export; the importer then keeps
         // mapping VRAM after unbind. Allocation failure here is not reportable (the export
         // already happened), so make it loud.
-        if self.bufs.lock().push(core::ptr::from_ref(buf) as usize, GFP_KERNEL).is_err() {
+        if self
+            .bufs
+            .lock()
+            .push(core::ptr::from_ref(buf) as usize, GFP_KERNEL)
+            .is_err()
+        {
             pr_err!("vela: out of memory tracking a dma-buf export\n");
         }
     }
 
     pub(crate) fn remove(&self, buf: &DmaBuf) {
-        self.bufs.lock().retain(|b| *b != core::ptr::from_ref(buf) as usize);
+        self.bufs
+            .lock()
+            .retain(|b| *b != core::ptr::from_ref(buf) as usize);
     }
 
     /// Tells every importer of every export that its mappings are gone. The device must
-    /// already refuse new mappings (`Core::unbinding`, or a reset in progress).
+    /// already refuse new mappings (`Chip::unbinding`, or a reset in progress).
     pub(crate) fn revoke_all(&self) {
         let bufs = self.bufs.lock();
         for &b in bufs.iter() {
