@@ -5,19 +5,14 @@
 use kernel::{
     drm,
     drm::ioctl,
-    pci,
+    new_mutex, pci,
     prelude::*,
-    new_mutex,
     sync::{aref::ARef, Arc, Mutex},
 };
 
 use super::{
-    exports::Exports,
-    file::File,
-    gem::{Evictable, VelaObject},
-    queue::HwHolders,
-    sched::Sched,
-    sysmem::Budget,
+    exports::Exports, file::File, gem::VelaObject, placement::Evictable, queue::HwHolders,
+    sched::Sched, sysmem::Budget,
 };
 use crate::hw;
 

@@ -12,8 +12,9 @@ use kernel::{
 use super::{
     driver::{VelaDevice, VelaDriver},
     gem::{self, VelaObject},
-    query, submit,
+    query,
     queue::UserQueue,
+    submit,
     vm::Vm,
 };
 use crate::hw::queue::SLOT;
@@ -234,12 +235,7 @@ impl File {
             return Err(EINVAL);
         }
         let vm = get(&mut Self::objects(file).vms, args.vm_id)?;
-        let queue = UserQueue::new(
-            dev.chip.clone(),
-            dev.holders.clone(),
-            vm,
-            dev.sched.clone(),
-        )?;
+        let queue = UserQueue::new(dev.chip.clone(), dev.holders.clone(), vm, dev.sched.clone())?;
         args.queue_id = insert(&mut Self::objects(file).queues, queue)?;
         Ok(0)
     }

@@ -6,9 +6,11 @@
 //! [`crate::hw::Chip`].
 
 mod driver;
-mod file;
 mod exports;
+mod file;
 mod gem;
+mod placement;
+mod prime;
 mod query;
 mod queue;
 mod sched;

@@ -541,6 +541,8 @@ impl Queue {
                 }
                 Err(e) if e == ENODEV => {
                     drop(pending);
+                    // With the device gone its placeholder cannot fail otherwise, so the job
+                    // is failed now (`fail_first` returns true).
                     let _ = self.fail_first(&mut lease, e);
                 }
                 // A full ring, say: the next step tries again.

@@ -61,7 +61,6 @@ pub(crate) struct Sched {
     live: Atomic<bool>,
 }
 
-
 struct SchedState {
     /// False once unbind began: jobs are failed instead of queued.
     on: bool,
@@ -101,6 +100,7 @@ impl FenceCallback for Kick {
         // Possibly in an interrupt, with the fence's lock held: no mutex, only the queueing.
         // `stop` clears `live` before it removes the callbacks and cancels the work.
         if self.0.live.load(Acquire) {
+            // `Err` means it is already pending, which is as good.
             let _ = workqueue::system_long().enqueue_delayed::<Arc<Sched>, 1>(self.0.clone(), 0);
         }
     }
@@ -123,13 +123,8 @@ impl Sched {
     fn step(self: &Arc<Self>) {
         let queues = {
             let st = self.state.lock();
-            let mut v = KVec::with_capacity(st.queues.len(), GFP_KERNEL);
-            if let Ok(v) = v.as_mut() {
-                for q in st.queues.iter() {
-                    let _ = v.push(q.clone(), GFP_KERNEL);
-                }
-            }
-            v
+            let mut v = KVec::new();
+            v.extend_from_slice(&st.queues, GFP_KERNEL).map(|()| v)
         };
         let Ok(queues) = queues else {
             // Out of memory: try again at the next step.
@@ -164,6 +159,7 @@ impl Sched {
             // A pending timer is never later than this: deadlines come from submit times.
             let ms = u32::try_from(ms.max(0)).unwrap_or(u32::MAX);
             if self.state.lock().on {
+                // `Err`: the timer is pending, and not later than this (see above).
                 let _ = workqueue::system_long().enqueue_delayed::<Arc<Sched>, 2>(
                     self.clone(),
                     msecs_to_jiffies(ms).saturating_add(1),

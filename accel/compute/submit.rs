@@ -11,40 +11,22 @@
 
 use kernel::prelude::*;
 
-use crate::hw::queue::SLOT;
+use crate::hw::command::{Command, SLOT};
 
-const OP_NOP: u8 = 0x00;
-const OP_FENCE: u8 = 0x01;
-const OP_COPY: u8 = 0x02;
-const OP_FILL: u8 = 0x03;
-const OP_KERNEL: u8 = 0x10;
 /// Compute kernel ids 0x01 (ADD_F32) to 0x0a (MATMUL_F32), `Documentation/hardware/compute.rst`.
 const KERNEL_IDS: core::ops::RangeInclusive<u32> = 0x01..=0x0a;
 
-fn zero(bytes: &[u8]) -> bool {
-    bytes.iter().all(|&b| b == 0)
-}
-
-fn u32_at(c: &[u8; SLOT], at: usize) -> u32 {
-    let mut b = [0u8; 4];
-    b.copy_from_slice(&c[at..at + 4]);
-    u32::from_le_bytes(b)
-}
-
 /// Checks one command: a known opcode, and zero in every reserved header bit and byte.
 pub(crate) fn check_command(c: &[u8; SLOT]) -> Result {
-    let header = u32_at(c, 0);
-    // Bits 31:9 are reserved; bit 8 is INTERRUPT.
-    if header >> 9 != 0 {
-        return Err(EINVAL);
-    }
-    let ok = match c[0] {
-        OP_NOP => zero(&c[4..]),
-        OP_FENCE => zero(&c[4..8]) && zero(&c[24..]),
-        OP_COPY => zero(&c[4..8]) && zero(&c[32..]),
-        OP_FILL => zero(&c[24..]),
-        OP_KERNEL => KERNEL_IDS.contains(&u32_at(c, 4)) && zero(&c[56..]),
-        _ => false,
+    // Bits 31:9 of the header are reserved; bit 8 is INTERRUPT.
+    let ok = match Command::parse(c)? {
+        Command::Nop(nop) => nop.reserved_zero(),
+        Command::Fence(fence) => fence.reserved_zero(),
+        Command::Copy(copy) => copy.reserved_zero(),
+        Command::Fill(fill) => fill.reserved_zero(),
+        Command::Kernel(k) => KERNEL_IDS.contains(&k.kernel_id.get()) && k.reserved_zero(),
+        // The kernel's completion signal (see above).
+        Command::Signal => false,
     };
     if ok {
         Ok(())
@@ -56,11 +38,17 @@ pub(crate) fn check_command(c: &[u8; SLOT]) -> Result {
 #[kunit_tests(vela_submit)]
 mod tests {
     use super::*;
+    use crate::hw::command::Opcode;
 
+    const OP_NOP: u8 = Opcode::Nop as u8;
+    const OP_FENCE: u8 = Opcode::Fence as u8;
+    const OP_COPY: u8 = Opcode::Copy as u8;
+    const OP_FILL: u8 = Opcode::Fill as u8;
+    const OP_KERNEL: u8 = Opcode::Kernel as u8;
     /// The kernel's completion signal, written by DPA past every VM: a user never gets to emit
-    /// it (`Documentation/hardware/queues.rst`, Privilege), and `check_command` knows it only as
-    /// an opcode it refuses.
-    const OP_SIGNAL: u8 = 0x04;
+    /// it (`Documentation/hardware/queues.rst`, Privilege), and `check_command` refuses it
+    /// however well formed.
+    const OP_SIGNAL: u8 = Opcode::Signal as u8;
 
     fn cmd(op: u8) -> [u8; SLOT] {
         let mut c = [0u8; SLOT];
@@ -106,5 +94,80 @@ mod tests {
         let mut k = cmd(OP_KERNEL);
         k[4] = 0x0b;
         assert_eq!(check_command(&k), Err(EINVAL));
+    }
+
+    /// Only the six opcodes of `commands.rst` exist, and SIGNAL is not a user's.
+    #[test]
+    fn only_known_opcodes() {
+        for op in 0..=u8::MAX {
+            let known = [OP_NOP, OP_FENCE, OP_COPY, OP_FILL].contains(&op);
+            let expected = if known { Ok(()) } else { Err(EINVAL) };
+            assert_eq!(check_command(&cmd(op)), expected);
+        }
+    }
+
+    /// Every byte each format reserves is checked, and no other: operands may hold anything.
+    #[test]
+    fn reserved_bytes_per_format() {
+        // (opcode, first operand byte, end of operands), with KERNEL id 1.
+        let formats: [(u8, core::ops::Range<usize>); 5] = [
+            (OP_NOP, 4..4),
+            (OP_FENCE, 8..24),
+            (OP_COPY, 8..32),
+            (OP_FILL, 4..24),
+            (OP_KERNEL, 8..56),
+        ];
+        for (op, operands) in formats {
+            for at in 1..SLOT {
+                let mut c = cmd(op);
+                if op == OP_KERNEL {
+                    c[4] = 1;
+                }
+                if at == 4 && op == OP_KERNEL {
+                    continue;
+                }
+                c[at] = 0xff;
+                // Byte 1 holds INTERRUPT (bit 8) and reserved bits 15:9.
+                let expected = if operands.contains(&at) {
+                    Ok(())
+                } else {
+                    Err(EINVAL)
+                };
+                assert_eq!(check_command(&c), expected);
+                if at == 1 {
+                    c[1] = 1;
+                    assert_eq!(check_command(&c), Ok(()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn kernel_ids() {
+        for id in 0..=0xffu8 {
+            let mut k = cmd(OP_KERNEL);
+            k[4] = id;
+            let expected = if (0x01..=0x0a).contains(&id) {
+                Ok(())
+            } else {
+                Err(EINVAL)
+            };
+            assert_eq!(check_command(&k), expected);
+        }
+        // The id is 32 bits: a high byte set is an unknown id, not id 1.
+        let mut k = cmd(OP_KERNEL);
+        k[4] = 1;
+        k[7] = 1;
+        assert_eq!(check_command(&k), Err(EINVAL));
+    }
+
+    /// The header's reserved bits 31:9, each of them.
+    #[test]
+    fn reserved_header_bits() {
+        for bit in 9..32 {
+            let mut c = cmd(OP_NOP);
+            c[0..4].copy_from_slice(&(1u32 << bit).to_le_bytes());
+            assert_eq!(check_command(&c), Err(EINVAL));
+        }
     }
 }

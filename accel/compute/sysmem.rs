@@ -9,10 +9,10 @@
 use kernel::{
     alloc::allocator::VmallocPageIter,
     dma::DataDirection,
+    new_mutex,
     page::{AsPageIter, PAGE_SIZE},
     prelude::*,
     scatterlist::{Owned, SGTable},
-    new_mutex,
     sync::{Arc, Mutex},
 };
 

@@ -14,9 +14,11 @@ use kernel::{
 };
 
 use super::driver::{VelaDevice, VelaDriver};
-use super::gem::{self as vgem, Backing, ImportState, VelaObject};
+use super::gem::{Backing, VelaObject};
+use super::prime::ImportState;
 use crate::{
     hw::{
+        best_effort,
         mmu::{self, PageTables},
         vram::PAGE,
         Chip,
@@ -64,7 +66,7 @@ impl Space {
         va: u64,
         bo_offset: u64,
         size: u64,
-        pte_flags: u64,
+        pte_flags: mmu::Access,
     ) -> Result {
         let mut pt = self.pt.lock();
         let mut pos = 0u64;
@@ -89,8 +91,8 @@ impl Space {
         }
         if res.is_err() {
             // Take back what was mapped so far: no half-done bind.
-            let _ = pt.unmap(&self.chip, va, mapped);
-            let _ = self.chip.invalidate(self.context);
+            best_effort("unmapping a failed bind", pt.unmap(&self.chip, va, mapped));
+            best_effort("invalidating a failed bind", self.chip.invalidate(self.context));
         }
         res
     }
@@ -114,7 +116,7 @@ pub(crate) struct VaSpace {
 pub(crate) struct Step<'a> {
     runs: &'a [(u64, u64)],
     in_vram: bool,
-    pte_flags: u64,
+    pte_flags: mmu::Access,
     va: Option<GpuVaAlloc<VaSpace>>,
     /// The VM is going away: its page tables are freed with it, so unmaps skip them.
     teardown: bool,
@@ -124,7 +126,7 @@ impl DriverGpuVm for VaSpace {
     type Driver = VelaDriver;
     type Object = gem::Object<VelaObject>;
     /// The page table entry flags of the mapping, for rewriting it when the buffer moves.
-    type VaData = u64;
+    type VaData = mmu::Access;
     /// The VM's page tables, reached from the buffer's side.
     type VmBoData = Arc<Space>;
     type SmContext<'ctx> = Step<'ctx>;
@@ -175,7 +177,7 @@ struct BindAt {
     va: u64,
     size: u64,
     bo_offset: u64,
-    pte_flags: u64,
+    pte_flags: mmu::Access,
 }
 
 /// Calls `f` on every mapping of `bo`, in every VM, under gpuvm's per-object gpuva lock.
@@ -221,9 +223,13 @@ fn binds_of(bo: &gem::Object<VelaObject>, locked: &ResvLocked<'_>) -> Result<KVe
 /// page-table lock nests inside the gpuva lock the walk holds (`Documentation/driver.rst`,
 /// lock order).
 pub(crate) fn unmap_everywhere(bo: &gem::Object<VelaObject>, locked: &ResvLocked<'_>) {
-    let _ = for_each_bind(bo, locked, |va| {
-        let _ = va.vm_bo().data().unmap(va.addr(), va.length());
+    let walked = for_each_bind(bo, locked, |va| {
+        best_effort(
+            "unmapping an invalidated import",
+            va.vm_bo().data().unmap(va.addr(), va.length()),
+        );
     });
+    best_effort("walking an invalidated import's binds", walked);
 }
 
 /// Points every bind of the buffer, in every VM, at its storage `runs`.
@@ -253,9 +259,12 @@ pub(crate) fn remap_everywhere(
                         .is_ok()
                 });
                 if restored {
-                    let _ = b.space.chip.invalidate(b.space.context);
+                    best_effort(
+                        "invalidating a restored bind",
+                        b.space.chip.invalidate(b.space.context),
+                    );
                 } else {
-                    let _ = b.space.unmap(b.va, b.size);
+                    best_effort("unmapping a bind that could not move", b.space.unmap(b.va, b.size));
                 }
             }
             return Err(e);
@@ -443,7 +452,7 @@ impl Vm {
             let mut step = Step {
                 runs: &[],
                 in_vram: false,
-                pte_flags: 0,
+                pte_flags: mmu::Access::NONE,
                 va: None,
                 teardown: false,
             };
@@ -480,8 +489,9 @@ impl Vm {
                     remap_everywhere(bo, &guard, &runs, false, None)?;
                 }
                 Backing::Local(_) => {
-                    if vgem::wants_vram(bo, &guard) {
-                        let _ = vgem::migrate(bo, &guard, true);
+                    if super::placement::wants_vram(bo, &guard) {
+                        // Best effort, as said above: a buffer that stays is reached as well.
+                        let _ = super::placement::migrate(bo, &guard, true);
                     }
                 }
                 Backing::Resv => {}
@@ -541,7 +551,7 @@ impl PinnedDrop for Vm {
                 let mut step = Step {
                     runs: &[],
                     in_vram: false,
-                    pte_flags: 0,
+                    pte_flags: mmu::Access::NONE,
                     va: None,
                     teardown: true,
                 };

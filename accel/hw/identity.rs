@@ -54,7 +54,8 @@ impl RawIdentity {
 impl Identity {
     /// Checks a raw identity: the magic, a major version this driver knows, and sizes the rest
     /// of the driver can rely on (VRAM a non-zero power of two no larger than the BAR that
-    /// exposes it, at least one queue and one engine).
+    /// exposes it, at least one queue and one engine, no more queues than BAR0 has register
+    /// blocks for).
     ///
     /// `bar2_len` is the length of the VRAM BAR as the PCI core sized it.
     pub(crate) fn check(raw: RawIdentity, bar2_len: u64) -> Result<Self> {
@@ -74,7 +75,7 @@ impl Identity {
         let topology = regs::TOPOLOGY::from_raw(raw.topology);
         let queues: u8 = topology.queues().get().try_into()?;
         let engines: u8 = topology.engines().get().try_into()?;
-        if queues == 0 || engines == 0 {
+        if queues == 0 || engines == 0 || usize::from(queues) > regs::MAX_QUEUES {
             return Err(EINVAL);
         }
         Ok(Self {
@@ -90,7 +91,10 @@ impl Identity {
 
     /// The interface version as userspace sees it: major in bits 31:16, minor in 15:0.
     pub(crate) fn hw_version(&self) -> u32 {
-        (u32::from(self.major) << 16) | u32::from(self.minor)
+        regs::VERSION::zeroed()
+            .with_major(self.major)
+            .with_minor(self.minor)
+            .into_raw()
     }
 }
 
@@ -172,7 +176,8 @@ mod tests {
 
     #[test]
     fn rejects_no_queues_or_engines() {
-        for topology in [0x0200, 0x0004, 0] {
+        // 17 queues: one more than BAR0 has register blocks for.
+        for topology in [0x0200, 0x0004, 0, 0x0211] {
             let raw = RawIdentity { topology, ..good() };
             assert_eq!(Identity::check(raw, 256 * MIB), Err(EINVAL));
         }

@@ -18,8 +18,10 @@ use kernel::{
     time::Delta,
 };
 
-use super::{regs, Chip};
-use kernel::io::register::Array;
+use super::{
+    regs::{self, ContextId},
+    Chip,
+};
 
 /// Interrupt bookkeeping shared by the handlers and whoever waits on them.
 pub(crate) struct IrqState {
@@ -71,7 +73,8 @@ impl ThreadedHandler for QueueIrq {
 pub(crate) struct ErrorIrq(pub(crate) Arc<Chip>);
 
 /// INT_STATUS bits that belong to vector 0.
-pub(crate) const ERROR_SOURCES: u32 = (1 << 16) | (1 << 17);
+pub(crate) const ERROR_SOURCES: u32 =
+    regs::INT_STATUS::QUEUE_ERROR_MASK | regs::INT_STATUS::MMU_FAULT_MASK;
 
 impl ThreadedHandler for ErrorIrq {
     fn handle(&self, dev: &Device<Bound>) -> ThreadedIrqReturn {
@@ -102,11 +105,11 @@ impl ThreadedHandler for ErrorIrq {
         let Ok(bar) = core.bar0.access(dev) else {
             return IrqReturn::None;
         };
-        let errors = bar.read(regs::QUEUE_ERROR_SUMMARY).into_raw();
-        let faults = bar.read(regs::CTX_FAULT_SUMMARY).into_raw();
+        let errors = bar.read(regs::QUEUE_ERROR_SUMMARY);
+        let faults = bar.read(regs::CTX_FAULT_SUMMARY);
         for q in core.queues.iter() {
-            let faulted = q.context().is_some_and(|c| faults & (1 << c) != 0);
-            if errors & (1 << q.index) != 0 || faulted {
+            let faulted = q.context().is_some_and(|c| faults.context(c));
+            if errors.queue(q.id()) || faulted {
                 dev_warn!(
                     dev,
                     "queue {}: {}; failing its pending jobs\n",
@@ -123,19 +126,13 @@ impl ThreadedHandler for ErrorIrq {
         // The faulting queues are reset; clear the records so the contexts run again. Context
         // 0 is the kernel's copy queue's (`kqueue.rs`), which stops on its own fault: it keeps
         // translation off.
-        for c in 0..regs::CONTEXTS {
-            if faults & (1 << c) != 0 {
-                if let Some(at) = regs::CTX_CONTROL::try_at(c) {
-                    let clear = regs::CTX_CONTROL::zeroed().with_const_fault_clear::<1>();
-                    bar.write(
-                        at,
-                        if c == 0 {
-                            clear
-                        } else {
-                            clear.with_const_enable::<1>()
-                        },
-                    );
-                }
+        for c in ContextId::all() {
+            if faults.context(c) {
+                let clear = regs::CTX_CONTROL::zeroed().with_fault_clear(true);
+                bar.write(
+                    regs::CTX_CONTROL::at_context(c),
+                    clear.with_enable(c != ContextId::KERNEL),
+                );
             }
         }
         IrqReturn::Handled
@@ -148,7 +145,7 @@ impl Chip {
     /// work is refused at probe rather than hanging its first job.
     pub(crate) fn enable_interrupts(&self, dev: &Device<Bound>) -> Result {
         let bar = self.bar0.access(dev)?;
-        let queues = (1u32 << self.queues.len()) - 1;
+        let queues = self.queues.iter().fold(0, |m, q| m | q.id().bit());
         bar.write_reg(regs::INT_STATUS::from_raw(u32::MAX));
         bar.write_reg(regs::INT_MASK::from_raw(!(queues | ERROR_SOURCES)));
 

@@ -15,24 +15,23 @@
 //! locks): a timeout resets the borrowed queue and reports `ETIME`.
 
 use kernel::{
-    io::{register::Array, Io},
+    io::Io,
     new_mutex,
+    num::Bounded,
     prelude::*,
     sync::Mutex,
     time::{delay::fsleep, Delta, Instant, Monotonic},
 };
 
 use super::{
+    command::{CopyCommand, FillCommand, IntoSlot, SignalCommand},
     mmu::DPA_VRAM,
     queue::{program, Setup, JOB_TIMEOUT_MS, SLOT},
-    regs,
+    regs::{self, ContextId, QueueId},
     vram::{self, VramBlocks, PAGE},
     Chip,
 };
 
-const OP_COPY: u32 = 0x02;
-const OP_FILL: u32 = 0x03;
-const OP_SIGNAL: u32 = 0x04;
 /// 1024 slots (64 KiB of VRAM): batches of up to 1022 commands.
 const LOG2_SLOTS: u32 = 10;
 const SLOTS: usize = 1 << LOG2_SLOTS;
@@ -108,7 +107,10 @@ impl KernelQueue {
         while let (Some(s), Some(d)) = (src.get(si), dst.get(di)) {
             let n = (s.len - so).min(d.len - doff).min(MAX_LEN);
             if n > 0 {
-                cmds.push(command(OP_COPY, 0, s.dpa + so, d.dpa + doff, n), GFP_KERNEL)?;
+                cmds.push(
+                    CopyCommand::new(s.dpa + so, d.dpa + doff, n).into_slot(),
+                    GFP_KERNEL,
+                )?;
             }
             so += n;
             doff += n;
@@ -131,7 +133,7 @@ impl KernelQueue {
             let mut off = 0;
             while off < d.len {
                 let n = (d.len - off).min(MAX_LEN - PAGE);
-                cmds.push(command(OP_FILL, 0, 0, d.dpa + off, n), GFP_KERNEL)?;
+                cmds.push(FillCommand::new(0, d.dpa + off, n).into_slot(), GFP_KERNEL)?;
                 off += n;
             }
         }
@@ -145,26 +147,29 @@ impl KernelQueue {
             return Err(ENODEV);
         };
         let index = core.take_queue()?;
-        let r = cmds
-            .chunks(SLOTS - 2)
-            .try_for_each(|batch| Self::batch(core, ring, index, batch));
-        // Handed back idle and reset: nothing of ours runs once the reset write returns.
-        let _ = core.with_bar0(|bar| {
-            bar.write(
-                regs::Q_CONTROL::try_at(index as usize).ok_or(EINVAL)?,
-                regs::Q_CONTROL::zeroed().with_const_reset::<1>(),
-            );
-            Ok(())
+        let r = QueueId::new(index).and_then(|q| {
+            let r = cmds
+                .chunks(SLOTS - 2)
+                .try_for_each(|batch| Self::batch(core, ring, q, batch));
+            // Handed back idle and reset: nothing of ours runs once the reset write returns.
+            let _ = core.with_bar0(|bar| {
+                bar.write(
+                    regs::Q_CONTROL::at_queue(q),
+                    regs::Q_CONTROL::zeroed().with_reset(true),
+                );
+                Ok(())
+            });
+            r
         });
         core.put_queue(index);
         r
     }
 
-    fn batch(core: &Chip, ring: &mut Ring, index: u32, batch: &[[u8; SLOT]]) -> Result {
+    fn batch(core: &Chip, ring: &mut Ring, q: QueueId, batch: &[[u8; SLOT]]) -> Result {
         ring.seq += 1;
         let seq = ring.seq;
         let mut tail = 0u64;
-        let signal = command(OP_SIGNAL, seq, 0, 0, 0);
+        let signal = SignalCommand::new(seq, false).into_slot();
         for c in Iterator::chain(batch.iter(), [&signal]) {
             core.vram_write_bytes(ring.ring + tail * SLOT as u64, c)?;
             tail += 1;
@@ -174,12 +179,11 @@ impl KernelQueue {
         // Context 0: translation off, the kernel's.
         let setup = Setup {
             ring: ring.ring,
-            log2_slots: LOG2_SLOTS,
+            log2_slots: Bounded::<u32, 5>::new::<LOG2_SLOTS>(),
             fence: ring.fence,
-            context: 0,
+            context: ContextId::KERNEL,
         };
-        program(core, index, &setup, true, tail as u32)?;
-        let i = index as usize;
+        program(core, q, &setup, true, tail as u32)?;
         let start = Instant::<Monotonic>::now();
         // Short batches finish in microseconds; long ones are not polled hard.
         let mut nap_us: i64 = 20;
@@ -190,10 +194,8 @@ impl KernelQueue {
             // A queue error, a fault, or a reset under us (a user queue's hang): the batch will
             // not complete.
             let failed = core.with_bar0(|bar| {
-                let st = bar.read(regs::Q_STATUS::try_at(i).ok_or(EINVAL)?);
-                Ok(st.error().get() != 0
-                    || st.fault_stopped().get() != 0
-                    || st.enabled().get() == 0)
+                let st = bar.read(regs::Q_STATUS::at_queue(q));
+                Ok(st.error() || st.fault_stopped() || !st.enabled())
             })?;
             if failed || start.elapsed() > Delta::from_millis(JOB_TIMEOUT_MS) {
                 return Err(ETIME);
@@ -202,26 +204,4 @@ impl KernelQueue {
             nap_us = (nap_us * 2).min(2000);
         }
     }
-}
-
-/// A command slot: `op`, then the fields at their offsets in `Documentation/hardware/commands.rst`
-/// (COPY: SRC at 8, DST at 16, LENGTH at 24; FILL: PATTERN at 4, DST at 8, LENGTH at 16;
-/// SIGNAL: VALUE at 16).
-fn command(op: u32, value: u64, src: u64, dst: u64, len: u64) -> [u8; SLOT] {
-    let mut c = [0u8; SLOT];
-    c[0..4].copy_from_slice(&op.to_le_bytes());
-    let mut put = |at: usize, v: u64| c[at..at + 8].copy_from_slice(&v.to_le_bytes());
-    match op {
-        OP_COPY => {
-            put(8, src);
-            put(16, dst);
-            put(24, len);
-        }
-        OP_FILL => {
-            put(8, dst);
-            put(16, len);
-        }
-        _ => put(16, value),
-    }
-    c
 }

@@ -6,6 +6,7 @@
 //! Glossary: a context is one hardware address space; a VA is an address in it; a PTE is one
 //! table entry; the leaf is the level 0 entry that maps a 4 KiB page.
 
+use core::ops::{BitOr, BitOrAssign};
 use kernel::prelude::*;
 
 use super::{
@@ -22,15 +23,70 @@ pub(crate) const VA_LIMIT: u64 = 1 << VA_BITS;
 /// `va_size`, the uAPI's bound.
 pub(crate) const KERNEL_VA_BASE: u64 = VA_LIMIT - (1 << 30);
 
-const VALID: u64 = 1 << 0;
-pub(crate) const READ: u64 = 1 << 1;
-pub(crate) const WRITE: u64 = 1 << 2;
-/// Level 1 only: the entry maps a 2 MiB page.
-const HUGE: u64 = 1 << 3;
+kernel::bitfield! {
+    /// A page-table entry (`Documentation/hardware/mmu.rst`, Page-table format).
+    pub(crate) struct Pte(u64) {
+        /// ADDR: the next-level table's or the page's address, bits 51:12.
+        51:12 frame;
+        /// The address is a VRAM offset; clear: a bus address.
+        4:4 in_vram => bool;
+        /// Level 1 only: the entry maps a 2 MiB page.
+        3:3 huge => bool;
+        /// Leaf: writes allowed.
+        2:2 write => bool;
+        /// Leaf: reads allowed.
+        1:1 read => bool;
+        0:0 valid => bool;
+    }
+}
+
 /// Size of a huge page.
 pub(crate) const HUGE_PAGE: u64 = 2 << 20;
-const IN_VRAM: u64 = 1 << 4;
-const ADDR_MASK: u64 = ((1 << 52) - 1) & !(PAGE - 1);
+/// The address bits an entry holds: 51:12.
+const ADDR_MASK: u64 = Pte::FRAME_MASK;
+
+/// What a mapping lets the context's commands do (the leaf's READ and WRITE).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Access {
+    read: bool,
+    write: bool,
+}
+
+impl Access {
+    /// Nothing: what a table link carries (the bits only count in a leaf).
+    pub(crate) const NONE: Self = Self {
+        read: false,
+        write: false,
+    };
+}
+
+/// Reads allowed.
+pub(crate) const READ: Access = Access {
+    read: true,
+    write: false,
+};
+/// Writes allowed.
+pub(crate) const WRITE: Access = Access {
+    read: false,
+    write: true,
+};
+
+impl BitOr for Access {
+    type Output = Self;
+
+    fn bitor(self, other: Self) -> Self {
+        Self {
+            read: self.read || other.read,
+            write: self.write || other.write,
+        }
+    }
+}
+
+impl BitOrAssign for Access {
+    fn bitor_assign(&mut self, other: Self) {
+        *self = *self | other;
+    }
+}
 /// DPA bit 63: the address is a VRAM offset.
 pub(crate) const DPA_VRAM: u64 = 1 << 63;
 
@@ -59,15 +115,30 @@ fn index(va: u64, level: u32) -> u64 {
     (va >> (12 + 9 * level)) & 511
 }
 
-/// A PTE that points at VRAM offset `offset` with `flags`.
-fn pte(offset: u64, flags: u64) -> u64 {
-    VALID | IN_VRAM | (offset & ADDR_MASK) | flags
+impl Pte {
+    /// A valid entry for `addr` (a VRAM offset if `in_vram`, else a bus address), of which
+    /// bits 51:12 are kept, with `access`.
+    fn new(addr: u64, in_vram: bool, access: Access) -> Self {
+        Pte::from_raw(addr & ADDR_MASK)
+            .with_valid(true)
+            .with_in_vram(in_vram)
+            .with_read(access.read)
+            .with_write(access.write)
+    }
 }
 
-/// A PTE that points at bus address `addr` (system memory or a peer's BAR) with `flags`.
-fn pte_bus(addr: u64, flags: u64) -> u64 {
-    VALID | (addr & ADDR_MASK) | flags
+/// A PTE that points at VRAM offset `offset` with `access`.
+fn pte(offset: u64, access: Access) -> Pte {
+    Pte::new(offset, true, access)
 }
+
+/// A PTE that points at bus address `addr` (system memory or a peer's BAR) with `access`.
+fn pte_bus(addr: u64, access: Access) -> Pte {
+    Pte::new(addr, false, access)
+}
+
+/// An entry that maps nothing.
+const EMPTY: Pte = Pte::from_raw(0);
 
 impl PageTables {
     pub(crate) fn new(core: &Chip) -> Result<Self> {
@@ -117,11 +188,14 @@ impl PageTables {
         let t = Self::new_table(core, key)?;
         let offset = t.offset;
         self.tables.push(t, GFP_KERNEL)?;
-        core.vram_write64(parent + 8 * index(va, level + 1), pte(offset, 0))?;
+        core.vram_write64(
+            parent + 8 * index(va, level + 1),
+            pte(offset, Access::NONE).into_raw(),
+        )?;
         Ok(Some(offset))
     }
 
-    /// Maps `[va, va + len)` to VRAM from `vram_offset` on, with `flags` (READ, WRITE): with
+    /// Maps `[va, va + len)` to VRAM from `vram_offset` on, with `access` (READ, WRITE): with
     /// 2 MiB pages where both addresses are aligned and no 4 KiB table covers the region yet
     /// (one walk instead of 512), 4 KiB pages elsewhere. Adding entries where there were none
     /// needs no invalidation.
@@ -137,14 +211,14 @@ impl PageTables {
         va: u64,
         vram_offset: u64,
         len: u64,
-        flags: u64,
+        access: Access,
         in_vram: bool,
     ) -> Result {
         if !in_vram && (vram_offset & !ADDR_MASK) != 0 {
             return Err(EINVAL);
         }
         let mut off = 0;
-        let r = self.map_from(core, va, vram_offset, len, flags, in_vram, &mut off);
+        let r = self.map_from(core, va, vram_offset, len, access, in_vram, &mut off);
         if r.is_err() {
             let _ = self.unmap(core, va, off);
         }
@@ -159,15 +233,15 @@ impl PageTables {
         va: u64,
         vram_offset: u64,
         len: u64,
-        flags: u64,
+        access: Access,
         in_vram: bool,
         off: &mut u64,
     ) -> Result {
-        let entry = |addr: u64, flags: u64| {
+        let entry = |addr: u64| {
             if in_vram {
-                pte(addr, flags)
+                pte(addr, access)
             } else {
-                pte_bus(addr, flags)
+                pte_bus(addr, access)
             }
         };
         while *off < len {
@@ -180,7 +254,7 @@ impl PageTables {
                 self.huge.reserve(1, GFP_KERNEL)?;
                 core.vram_write64(
                     l1 + 8 * index(v, 1),
-                    entry(vram_offset + off_now, flags | HUGE),
+                    entry(vram_offset + off_now).with_huge(true).into_raw(),
                 )?;
                 self.huge.push(v >> 21, GFP_KERNEL)?;
                 *off += HUGE_PAGE;
@@ -193,7 +267,10 @@ impl PageTables {
             if let Some(i) = self.huge.iter().position(|&h| h == v >> 21) {
                 let _ = self.huge.remove(i);
             }
-            core.vram_write64(l0 + 8 * index(v, 0), entry(vram_offset + off_now, flags))?;
+            core.vram_write64(
+                l0 + 8 * index(v, 0),
+                entry(vram_offset + off_now).into_raw(),
+            )?;
             *off += PAGE;
         }
         Ok(())
@@ -208,7 +285,7 @@ impl PageTables {
             if v % HUGE_PAGE == 0 && len - off >= HUGE_PAGE {
                 if let Some(i) = self.huge.iter().position(|&h| h == v >> 21) {
                     if let Some(l1) = self.table(core, v, 1, false)? {
-                        core.vram_write64(l1 + 8 * index(v, 1), 0)?;
+                        core.vram_write64(l1 + 8 * index(v, 1), EMPTY.into_raw())?;
                     }
                     let _ = self.huge.remove(i);
                     off += HUGE_PAGE;
@@ -216,7 +293,7 @@ impl PageTables {
                 }
             }
             if let Some(l0) = self.table(core, v, 0, false)? {
-                core.vram_write64(l0 + 8 * index(v, 0), 0)?;
+                core.vram_write64(l0 + 8 * index(v, 0), EMPTY.into_raw())?;
             }
             off += PAGE;
         }
@@ -242,18 +319,26 @@ mod tests {
         assert!(!huge_fits(PAGE, 0, 4 * HUGE_PAGE));
         assert!(!huge_fits(0, PAGE, 4 * HUGE_PAGE));
         assert!(!huge_fits(0, 0, HUGE_PAGE - PAGE));
+        // VALID, READ, HUGE, VRAM: bits 0, 1, 3 and 4 (mmu.rst).
         assert_eq!(
-            pte(HUGE_PAGE, READ | HUGE) & 0xfff,
-            VALID | READ | HUGE | IN_VRAM
+            pte(HUGE_PAGE, READ).with_huge(true).into_raw() & 0xfff,
+            0b1_1011
         );
     }
 
     #[test]
     fn pte_layout() {
         let e = pte(0x1234_5000, READ | WRITE);
-        assert_eq!(e & 0xfff, VALID | READ | WRITE | IN_VRAM);
-        assert_eq!(e & ADDR_MASK, 0x1234_5000);
+        // VALID, READ, WRITE, VRAM: bits 0, 1, 2 and 4 (mmu.rst).
+        assert_eq!(e.into_raw() & 0xfff, 0b1_0111);
+        assert_eq!(e.into_raw() & ADDR_MASK, 0x1234_5000);
+        assert!(e.valid() && e.read() && e.write() && e.in_vram() && !e.huge());
         // Bits that are not page-aligned never leak into the address or flags.
-        assert_eq!(pte(0x1fff, 0) & !0x1f, 0x1000);
+        assert_eq!(pte(0x1fff, Access::NONE).into_raw() & !0x1f, 0x1000);
+        // A bus address: VALID and the access bits only.
+        let b = pte_bus(0x8000_0000_1000, READ);
+        assert_eq!(b.into_raw(), 0x8000_0000_1000 | 0b11);
+        assert!(!b.in_vram());
+        assert_eq!(ADDR_MASK, ((1 << 52) - 1) & !(PAGE - 1));
     }
 }

@@ -13,17 +13,19 @@
 //! module, and it keeps no frontend object. What a frontend must do when the device resets,
 //! is lost or goes, it does in its [`Frontend`] hooks.
 
+pub(crate) mod command;
 pub(crate) mod failures;
 pub(crate) mod identity;
 pub(crate) mod irq;
 pub(crate) mod kqueue;
 pub(crate) mod mmu;
+pub(crate) mod p2p;
 pub(crate) mod queue;
 pub(crate) mod regs;
+mod reset;
 pub(crate) mod vram;
 pub(crate) mod watchdog;
 
-use core::ptr::NonNull;
 use kernel::{
     devres::Devres,
     io::{register::Array, Io},
@@ -37,6 +39,7 @@ use kernel::{
 };
 
 pub(crate) use identity::Identity;
+pub(crate) use p2p::BusCache;
 
 /// BAR numbers, as the hardware spec assigns them.
 const BAR_REGS: u32 = 0;
@@ -98,6 +101,17 @@ pub(crate) struct Chip {
     kq: kqueue::KernelQueue,
 }
 
+/// Reports the failure of a step that has no way back (undoing a half-done change, putting
+/// hardware state back during a reset or teardown) instead of dropping it. A device that is
+/// gone (`ENODEV`: its BARs are revoked) makes such a step moot and is not reported.
+pub(crate) fn best_effort(what: &str, r: Result) {
+    if let Err(e) = r {
+        if e != ENODEV {
+            pr_warn!("vela: {} failed: {:?}\n", what, e);
+        }
+    }
+}
+
 /// What the core asks of a frontend when the device changes under it. Each hook runs with
 /// the frontends' list locked: it must not attach or detach frontends.
 pub(crate) trait Frontend: Send + Sync {
@@ -109,37 +123,6 @@ pub(crate) trait Frontend: Send + Sync {
     /// The device is lost or going: CPU mappings of its memory must go (a lost device's
     /// BARs may be handed to someone else).
     fn unmap_cpu(&self);
-}
-
-/// A VRAM buffer's table for peers behind the switch (`kernel::dma_buf::BusTable`), and the
-/// peers that were found to be there. Dropped when the buffer moves.
-pub(crate) struct BusCache {
-    pub(crate) table: Arc<kernel::dma_buf::BusTable>,
-    /// Devices whose route to BAR2 is `Switch`. The references keep them from being freed, so
-    /// an address here cannot come back as another device.
-    pub(crate) peers: KVec<ARef<kernel::device::Device>>,
-}
-
-impl BusCache {
-    const MAX_PEERS: usize = 8;
-
-    /// The shared table, if `attach`'s device is one of the peers behind the switch.
-    pub(crate) fn lookup(
-        &self,
-        attach: &kernel::dma_buf::Attachment,
-        locked: &kernel::dma_resv::ResvLocked<'_>,
-    ) -> Option<Result<kernel::dma_buf::Mapping>> {
-        if !(attach.peer2peer() && attach.revocable()) {
-            return None;
-        }
-        let dev = attach.dev();
-        if !self.peers.iter().any(|p| core::ptr::eq(&**p, dev)) {
-            return None;
-        }
-        // SAFETY: `peers` holds only devices whose route to BAR2 was `Switch`, which does not
-        // change while they exist, and they exist: the references are held.
-        Some(unsafe { kernel::dma_buf::Mapping::shared(attach, locked, &self.table) })
-    }
 }
 
 /// Allocation bitmaps of shared hardware, and what a global reset must restore.
@@ -375,81 +358,6 @@ impl Chip {
         }
     }
 
-    /// How the importer of `attach` reaches this device's VRAM.
-    pub(crate) fn p2p_route(
-        &self,
-        attach: &kernel::dma_buf::Attachment,
-    ) -> Result<kernel::dma_buf::P2pRoute> {
-        self.with_bound_device(|dev| {
-            let provider = self.p2p.as_ref().ok_or(EOPNOTSUPP)?.access(dev)?;
-            Ok(attach.p2p_route(provider))
-        })
-    }
-
-    /// Maps VRAM `blocks` through BAR2 for the importer of `attach` if it reaches BAR2
-    /// peer-to-peer and can be revoked; `None` if not. A peer behind the switch gets the
-    /// buffer's shared table (`bus`, built at the first such map) and is remembered there, so
-    /// its next maps skip the route lookup; a peer through the host bridge gets a table of its
-    /// own. One bound-device section for all of it, since this is on every peer's bind.
-    pub(crate) fn map_vram_for_peer(
-        &self,
-        attach: &kernel::dma_buf::Attachment,
-        locked: &kernel::dma_resv::ResvLocked<'_>,
-        blocks: &vram::VramBlocks,
-        bus: &mut Option<BusCache>,
-    ) -> Result<Option<kernel::dma_buf::Mapping>> {
-        use kernel::dma_buf::{BusTable, Mapping, P2pRoute};
-        let ranges =
-            vram::runs_exact(blocks).map(|(off, len)| (self.vram_phys.saturating_add(off), len));
-        self.with_bound_device(|dev| {
-            let provider = self.p2p.as_ref().ok_or(EOPNOTSUPP)?.access(dev)?;
-            if !(attach.peer2peer() && attach.revocable()) {
-                return Ok(None);
-            }
-            match attach.p2p_route(provider) {
-                P2pRoute::Switch => {
-                    if bus.is_none() {
-                        let mut all = KVec::with_capacity(ranges.len(), GFP_KERNEL)?;
-                        for r in vram::runs_exact(blocks)
-                            .map(|(off, len)| (self.vram_phys.saturating_add(off), len))
-                        {
-                            all.push(r, GFP_KERNEL)?;
-                        }
-                        match BusTable::new(provider, &all) {
-                            Ok(table) => {
-                                *bus = Some(BusCache {
-                                    table,
-                                    peers: KVec::new(),
-                                })
-                            }
-                            // Too many runs for one table page: a table per map.
-                            Err(e) if e == EFBIG => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    if let Some(cache) = bus.as_mut() {
-                        if cache.peers.len() >= BusCache::MAX_PEERS {
-                            let _ = cache.peers.remove(0);
-                        }
-                        cache.peers.push(attach.dev().into(), GFP_KERNEL)?;
-                        // SAFETY: The route to this provider was just found to be `Switch`.
-                        return unsafe { Mapping::shared(attach, locked, &cache.table) }.map(Some);
-                    }
-                }
-                P2pRoute::HostBridge => {}
-                _ => return Ok(None),
-            }
-            Mapping::from_bar(
-                attach,
-                locked,
-                provider,
-                ranges,
-                kernel::dma::DataDirection::Bidirectional,
-            )
-            .map(Some)
-        })
-    }
-
     /// Runs `f` on BAR0 unless the device is gone. `f` runs under an RCU read lock: no sleeping.
     pub(crate) fn with_bar0<R>(&self, f: impl FnOnce(&Bar0) -> Result<R>) -> Result<R> {
         let bar = self.bar0.try_access().ok_or(ENODEV)?;
@@ -491,22 +399,6 @@ impl Chip {
         Ok(())
     }
 
-    /// Where VRAM bytes `[offset, offset + len)` are in the kernel's mapping of BAR2. The
-    /// address is valid until the device's resources go at unbind; whoever keeps it past the
-    /// BAR guard must be revoked before that (see `Exports::revoke_all`).
-    pub(crate) fn vram_kernel_addr(&self, offset: u64, len: u64) -> Result<NonNull<u8>> {
-        let bar = self.bar2.try_access().ok_or(ENODEV)?;
-        let end = offset.checked_add(len).ok_or(EINVAL)?;
-        if len == 0 || end > u64::try_from(bar.maxsize())? {
-            return Err(EINVAL);
-        }
-        let addr = bar
-            .addr()
-            .checked_add(usize::try_from(offset)?)
-            .ok_or(EINVAL)?;
-        NonNull::new(addr as *mut u8).ok_or(EINVAL)
-    }
-
     pub(crate) fn vram_fill(&self, offset: u64, len: u64, value: u64) -> Result {
         let bar = self.bar2.try_access().ok_or(ENODEV)?;
         let base = usize::try_from(offset)?;
@@ -543,29 +435,29 @@ impl Chip {
     /// Takes a free MMU context and points it at `root_dpa` with translation on.
     pub(crate) fn take_context(&self, root_dpa: u64) -> Result<u32> {
         let mut o = self.owners.lock();
-        let c = (1..regs::CONTEXTS)
-            .find(|&c| o.contexts & (1 << c) == 0)
+        let c = regs::ContextId::all()
+            .find(|&c| c != regs::ContextId::KERNEL && o.contexts & c.bit() == 0)
             .ok_or(EBUSY)?;
         self.with_bar0(|bar| {
             bar.write(
-                regs::CTX_PT_BASE_LO::try_at(c).ok_or(EINVAL)?,
+                regs::CTX_PT_BASE_LO::at_context(c),
                 regs::CTX_PT_BASE_LO::from_raw(root_dpa as u32),
             );
             bar.write(
-                regs::CTX_PT_BASE_HI::try_at(c).ok_or(EINVAL)?,
+                regs::CTX_PT_BASE_HI::at_context(c),
                 regs::CTX_PT_BASE_HI::from_raw((root_dpa >> 32) as u32),
             );
             bar.write(
-                regs::CTX_CONTROL::try_at(c).ok_or(EINVAL)?,
+                regs::CTX_CONTROL::at_context(c),
                 regs::CTX_CONTROL::zeroed()
-                    .with_const_enable::<1>()
-                    .with_const_invalidate::<1>(),
+                    .with_enable(true)
+                    .with_invalidate(true),
             );
             Ok(())
         })?;
-        o.contexts |= 1 << c;
-        o.roots[c] = root_dpa;
-        Ok(c as u32)
+        o.contexts |= c.bit();
+        o.roots[c.index()] = root_dpa;
+        Ok(c.get())
     }
 
     /// Turns the context off and frees it. Its queues must be stopped.
@@ -573,115 +465,26 @@ impl Chip {
         // Under the lock, like every write of a context's registers: `recover` programs the
         // contexts it finds taken, and must not point one at a root that was freed meanwhile.
         let mut o = self.owners.lock();
-        let _ = self.with_bar0(|bar| {
-            let at = regs::CTX_CONTROL::try_at(c as usize).ok_or(EINVAL)?;
-            bar.write(at, regs::CTX_CONTROL::zeroed().with_const_invalidate::<1>());
+        best_effort("turning a context off", self.with_bar0(|bar| {
+            let at = regs::CTX_CONTROL::at_context(regs::ContextId::new(c)?);
+            bar.write(at, regs::CTX_CONTROL::zeroed().with_invalidate(true));
             Ok(())
-        });
+        }));
         o.contexts &= !(1 << c);
     }
 
     /// Drops the context's cached translations (after an unmap, before the memory is reused).
     pub(crate) fn invalidate(&self, c: u32) -> Result {
         self.with_bar0(|bar| {
-            let at = regs::CTX_CONTROL::try_at(c as usize).ok_or(EINVAL)?;
+            let at = regs::CTX_CONTROL::at_context(regs::ContextId::new(c)?);
             bar.write(
                 at,
                 regs::CTX_CONTROL::zeroed()
-                    .with_const_enable::<1>()
-                    .with_const_invalidate::<1>(),
+                    .with_enable(true)
+                    .with_invalidate(true),
             );
             Ok(())
         })
-    }
-}
-
-impl Chip {
-    /// Recovers from a hung queue: a global reset (the only thing that clears a hung engine),
-    /// then contexts, interrupt masks and queues are programmed again. Queue `guilty` loses its
-    /// pending jobs; the other queues' pending commands run again.
-    ///
-    /// Importers of the device's buffers are revoked across the reset, as vfio-pci does: new
-    /// mappings are refused while it runs and every existing one is invalidated first, so no
-    /// importer relies on a mapping made before the device went through reset. A global
-    /// reset keeps VRAM and the BARs, so nothing waits for importers' DMA to drain (a wait
-    /// could include the hung job's own fence); they map again once the reset is done.
-    pub(crate) fn recover(&self, guilty: u32) {
-        // A device that does not answer cannot be reset: it is lost instead. One being
-        // unbound is not reset either: unbind failed its jobs.
-        if self.check_lost() || !self.is_bound() {
-            return;
-        }
-        let _serial = self.recovery.lock();
-        // A waiter and the watchdog may both have seen the hang: the first one recovers.
-        if !matches!(
-            self.queue(guilty).map(|q| q.poll(self)),
-            Ok(queue::Poll::Hung)
-        ) {
-            return;
-        }
-        dev_warn!(self.pdev, "queue {} hung: resetting the device\n", guilty);
-        self.resetting.store(true, Release);
-        for f in self.frontends.lock().iter() {
-            f.revoke_peers();
-        }
-        let heads: KVec<(u32, u64)> = {
-            let mut v = KVec::new();
-            for q in self.queues.iter() {
-                if v.push(q.head(self), GFP_KERNEL).is_err() {
-                    break;
-                }
-            }
-            v
-        };
-        let _ = self.with_bar0(|bar| {
-            bar.write_reg(regs::DEVICE_CONTROL::zeroed().with_const_reset::<1>());
-            Ok(())
-        });
-        let ready = kernel::io::poll::read_poll_timeout(
-            || self.with_bar0(|bar| Ok(bar.read(regs::DEVICE_STATUS).ready().get() != 0)),
-            |&ready| ready,
-            kernel::time::Delta::from_millis(1),
-            kernel::time::Delta::from_millis(1000),
-        );
-        if ready.is_err() {
-            dev_err!(self.pdev, "device not ready after reset\n");
-        }
-        // The owners lock is held while the contexts are written: a context freed and taken
-        // again meanwhile must get its new root, not the old one, which may be freed.
-        let owners = self.owners.lock();
-        let queues = (1u32 << self.queues.len()) - 1;
-        let _ = self.with_bar0(|bar| {
-            for c in 1..regs::CONTEXTS {
-                if owners.contexts & (1 << c) != 0 {
-                    let root = owners.roots[c];
-                    bar.write(
-                        regs::CTX_PT_BASE_LO::try_at(c).ok_or(EINVAL)?,
-                        regs::CTX_PT_BASE_LO::from_raw(root as u32),
-                    );
-                    bar.write(
-                        regs::CTX_PT_BASE_HI::try_at(c).ok_or(EINVAL)?,
-                        regs::CTX_PT_BASE_HI::from_raw((root >> 32) as u32),
-                    );
-                    bar.write(
-                        regs::CTX_CONTROL::try_at(c).ok_or(EINVAL)?,
-                        regs::CTX_CONTROL::zeroed().with_const_enable::<1>(),
-                    );
-                }
-            }
-            bar.write_reg(regs::INT_STATUS::from_raw(u32::MAX));
-            bar.write_reg(regs::INT_MASK::from_raw(!(queues | irq::ERROR_SOURCES)));
-            Ok(())
-        });
-        drop(owners);
-        for (i, q) in self.queues.iter().enumerate() {
-            let Some(&(head, epoch)) = heads.get(i) else {
-                q.restart(self, None, true);
-                continue;
-            };
-            q.restart(self, Some((head, epoch)), q.index == guilty);
-        }
-        self.resetting.store(false, Release);
     }
 }
 
@@ -692,12 +495,8 @@ impl Chip {
             let mut out = [0u64; regs::COUNTERS];
             for (n, v) in out.iter_mut().enumerate() {
                 // LO first: the read latches the 64-bit value the HI read then returns.
-                let lo = bar
-                    .read(regs::COUNTER_LO::try_at(n).ok_or(EINVAL)?)
-                    .into_raw();
-                let hi = bar
-                    .read(regs::COUNTER_HI::try_at(n).ok_or(EINVAL)?)
-                    .into_raw();
+                let lo = bar.read(regs::COUNTER_LO::at(n)).into_raw();
+                let hi = bar.read(regs::COUNTER_HI::at(n)).into_raw();
                 *v = (u64::from(hi) << 32) | u64::from(lo);
             }
             Ok(out)

@@ -11,31 +11,30 @@
 
 use kernel::{
     dma_fence::{Fence, FenceOps, RawFence},
-    io::{register::Array, Io},
+    io::Io,
     new_condvar, new_mutex,
+    num::Bounded,
     prelude::*,
     sync::{aref::ARef, CondVar, Mutex},
     time::{msecs_to_jiffies, Delta, Instant, Jiffies, Monotonic},
 };
 
 use super::{
+    command::{IntoSlot, SignalCommand},
     failures::Failures,
     mmu::DPA_VRAM,
-    regs,
+    regs::{self, ContextId, QueueId},
     vram::{self, VramBlocks, PAGE},
     Chip,
 };
 
 /// Size of a command slot.
-pub(crate) const SLOT: usize = 64;
+pub(crate) use super::command::SLOT;
 /// 4096 slots: 256 KiB of VRAM per active queue, room for several maximal jobs.
 const LOG2_SLOTS: u32 = 12;
 const SLOTS: u32 = 1 << LOG2_SLOTS;
 /// How long a submitter waits for ring space before giving up with EBUSY.
 const RING_FULL_TIMEOUT_MS: u32 = 5000;
-
-const OP_SIGNAL: u32 = 0x04;
-const FLAG_INTERRUPT: u32 = 1 << 8;
 
 /// A queue with pending jobs whose completion count has not moved for this long is hung.
 pub(crate) const JOB_TIMEOUT_MS: i64 = 2000;
@@ -57,7 +56,7 @@ struct Active {
     /// Fences of pending jobs that have one (its user queue's), by the run's sequence
     /// number, oldest first.
     fences: KVec<(u64, ARef<Fence<JobFence>>)>,
-    context: u32,
+    context: ContextId,
     _ring: VramBlocks,
     ring_offset: u64,
     _fence: VramBlocks,
@@ -125,57 +124,56 @@ enum Waited {
 /// VRAM (offsets, not DPAs) and a context.
 pub(crate) struct Setup {
     pub(crate) ring: u64,
-    pub(crate) log2_slots: u32,
+    pub(crate) log2_slots: Bounded<u32, 5>,
     pub(crate) fence: u64,
-    pub(crate) context: u32,
+    pub(crate) context: ContextId,
 }
 
-/// Points hardware queue `index` at `setup` and enables it (after a queue reset when `reset`);
+/// Points hardware queue `q` at `setup` and enables it (after a queue reset when `reset`);
 /// a non-zero `tail` rings the doorbell for commands already in the ring. The one place queue
 /// registers are programmed, for user queues' runs and the kernel's copies alike.
-pub(crate) fn program(core: &Chip, index: u32, setup: &Setup, reset: bool, tail: u32) -> Result {
-    let i = index as usize;
+pub(crate) fn program(core: &Chip, q: QueueId, setup: &Setup, reset: bool, tail: u32) -> Result {
     let ring_dpa = DPA_VRAM | setup.ring;
     let fence_dpa = DPA_VRAM | setup.fence;
     core.with_bar0(|bar| {
         if reset {
             bar.write(
-                regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?,
-                regs::Q_CONTROL::zeroed().with_const_reset::<1>(),
+                regs::Q_CONTROL::at_queue(q),
+                regs::Q_CONTROL::zeroed().with_reset(true),
             );
         }
         bar.write(
-            regs::Q_RING_BASE_LO::try_at(i).ok_or(EINVAL)?,
+            regs::Q_RING_BASE_LO::at_queue(q),
             regs::Q_RING_BASE_LO::from_raw(ring_dpa as u32),
         );
         bar.write(
-            regs::Q_RING_BASE_HI::try_at(i).ok_or(EINVAL)?,
+            regs::Q_RING_BASE_HI::at_queue(q),
             regs::Q_RING_BASE_HI::from_raw((ring_dpa >> 32) as u32),
         );
         bar.write(
-            regs::Q_RING_SIZE::try_at(i).ok_or(EINVAL)?,
-            regs::Q_RING_SIZE::from_raw(setup.log2_slots),
+            regs::Q_RING_SIZE::at_queue(q),
+            regs::Q_RING_SIZE::zeroed().with_log2_slots(setup.log2_slots),
         );
         bar.write(
-            regs::Q_CONTEXT::try_at(i).ok_or(EINVAL)?,
-            regs::Q_CONTEXT::from_raw(setup.context),
+            regs::Q_CONTEXT::at_queue(q),
+            regs::Q_CONTEXT::zeroed().with_context(setup.context),
         );
         bar.write(
-            regs::Q_FENCE_BASE_LO::try_at(i).ok_or(EINVAL)?,
+            regs::Q_FENCE_BASE_LO::at_queue(q),
             regs::Q_FENCE_BASE_LO::from_raw(fence_dpa as u32),
         );
         bar.write(
-            regs::Q_FENCE_BASE_HI::try_at(i).ok_or(EINVAL)?,
+            regs::Q_FENCE_BASE_HI::at_queue(q),
             regs::Q_FENCE_BASE_HI::from_raw((fence_dpa >> 32) as u32),
         );
         bar.write(
-            regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?,
-            regs::Q_CONTROL::zeroed().with_const_enable::<1>(),
+            regs::Q_CONTROL::at_queue(q),
+            regs::Q_CONTROL::zeroed().with_enable(true),
         );
         if tail > 0 {
             bar.write(
-                regs::Q_DOORBELL::try_at(i).ok_or(EINVAL)?,
-                regs::Q_DOORBELL::from_raw(tail),
+                regs::Q_DOORBELL::at_queue(q),
+                regs::Q_DOORBELL::zeroed().try_with_tail(tail)?,
             );
         }
         Ok(())
@@ -186,6 +184,8 @@ pub(crate) fn program(core: &Chip, index: u32, setup: &Setup, reset: bool, tail:
 #[pin_data]
 pub(crate) struct HwQueue {
     pub(crate) index: u32,
+    /// The queue's register block.
+    id: QueueId,
     #[pin]
     state: Mutex<QueueState>,
     #[pin]
@@ -193,9 +193,12 @@ pub(crate) struct HwQueue {
 }
 
 impl HwQueue {
-    pub(crate) fn new(index: u32) -> impl PinInit<Self> {
-        pin_init!(Self {
+    /// Queue `index`; `EINVAL` if BAR0 has no register block for it.
+    pub(crate) fn new(index: u32) -> impl PinInit<Self, Error> {
+        let id = QueueId::new(index);
+        try_pin_init!(Self {
             index,
+            id: id?,
             state <- new_mutex!(QueueState {
                 active: None,
                 run: 0,
@@ -207,7 +210,12 @@ impl HwQueue {
                 lost: false,
             }),
             done <- new_condvar!(),
-        })
+        }? Error)
+    }
+
+    /// The queue's register block.
+    pub(crate) fn id(&self) -> QueueId {
+        self.id
     }
 
     /// Points the queue at its ring, fence slot and context and enables it (after a queue reset
@@ -217,17 +225,17 @@ impl HwQueue {
         core: &Chip,
         ring: u64,
         fence: u64,
-        context: u32,
+        context: ContextId,
         reset: bool,
         tail: u32,
     ) -> Result {
         let setup = Setup {
             ring,
-            log2_slots: LOG2_SLOTS,
+            log2_slots: Bounded::<u32, 5>::new::<LOG2_SLOTS>(),
             fence,
             context,
         };
-        program(core, self.index, &setup, reset, tail)
+        program(core, self.id, &setup, reset, tail)
     }
 
     /// Starts the queue on `context`, with a ring and a fence slot of its own. Both are kernel
@@ -236,6 +244,7 @@ impl HwQueue {
         if core.is_lost() {
             return Err(ENODEV);
         }
+        let context = ContextId::new(context)?;
         let fence = core.vram.alloc(PAGE, true)?;
         let fence_offset = vram::runs(&fence).next().map(|(o, _)| o).ok_or(ENOMEM)?;
         core.vram_fill(fence_offset, PAGE, 0)?;
@@ -321,10 +330,7 @@ impl HwQueue {
             let active = st.active.as_mut().ok_or(ENODEV)?;
             if fresh {
                 active.head_seen = core.with_bar0(|bar| {
-                    Ok(bar
-                        .read(regs::Q_HEAD::try_at(self.index as usize).ok_or(EINVAL)?)
-                        .slot()
-                        .get())
+                    Ok(u32::from(bar.read(regs::Q_HEAD::at_queue(self.id)).slot()))
                 })?;
             }
             let used = active.tail.wrapping_sub(active.head_seen) % SLOTS;
@@ -360,23 +366,22 @@ impl HwQueue {
             core.vram_write_bytes(active.ring_offset + u64::from(tail) * SLOT as u64, c)?;
             tail = (tail + 1) % SLOTS;
         }
-        let mut fence_cmd = [0u8; SLOT];
-        fence_cmd[0..4].copy_from_slice(&(OP_SIGNAL | FLAG_INTERRUPT).to_le_bytes());
-        fence_cmd[16..24].copy_from_slice(&seqno.to_le_bytes());
+        let fence_cmd = SignalCommand::new(seqno, true).into_slot();
         core.vram_write_bytes(
             active.ring_offset + u64::from(tail) * SLOT as u64,
             &fence_cmd,
         )?;
         tail = (tail + 1) % SLOTS;
         active.tail = tail;
-        let i = self.index as usize;
         // A read back of BAR2 orders the ring writes before the doorbell (queues.rst); unlike
         // a BAR0 read it does not trap.
         core.vram_read64(active.ring_offset)?;
         core.with_bar0(|bar| {
+            // `tail` is a slot, below `SLOTS` (the remainder shows the compiler it fits the
+            // field).
             bar.write(
-                regs::Q_DOORBELL::try_at(i).ok_or(EINVAL)?,
-                regs::Q_DOORBELL::from_raw(tail),
+                regs::Q_DOORBELL::at_queue(self.id),
+                regs::Q_DOORBELL::zeroed().with_tail(Bounded::from_expr(tail % SLOTS)),
             );
             Ok(())
         })?;
@@ -393,7 +398,7 @@ impl HwQueue {
     }
 
     /// The MMU context the queue runs on, while it is active.
-    pub(crate) fn context(&self) -> Option<u32> {
+    pub(crate) fn context(&self) -> Option<ContextId> {
         self.state.lock().active.as_ref().map(|a| a.context)
     }
 
@@ -496,16 +501,15 @@ impl HwQueue {
             Ending::Lost => false,
         };
         if reset {
-            let i = self.index as usize;
             let _ = core.with_bar0(|bar| {
                 bar.write(
-                    regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?,
-                    regs::Q_CONTROL::zeroed().with_const_reset::<1>(),
+                    regs::Q_CONTROL::at_queue(self.id),
+                    regs::Q_CONTROL::zeroed().with_reset(true),
                 );
                 if how == Ending::Restart {
                     bar.write(
-                        regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?,
-                        regs::Q_CONTROL::zeroed().with_const_enable::<1>(),
+                        regs::Q_CONTROL::at_queue(self.id),
+                        regs::Q_CONTROL::zeroed().with_enable(true),
                     );
                 }
                 Ok(())
@@ -618,14 +622,8 @@ impl HwQueue {
     /// epoch of the ring that position is in.
     pub(crate) fn head(&self, core: &Chip) -> (u32, u64) {
         let st = self.state.lock();
-        let i = self.index as usize;
         let head = core
-            .with_bar0(|bar| {
-                Ok(bar
-                    .read(regs::Q_HEAD::try_at(i).ok_or(EINVAL)?)
-                    .slot()
-                    .get())
-            })
+            .with_bar0(|bar| Ok(u32::from(bar.read(regs::Q_HEAD::at_queue(self.id)).slot())))
             .unwrap_or(0);
         (head, st.epoch)
     }
@@ -701,11 +699,10 @@ impl HwQueue {
             let _ = self.wait(core, last, 1000);
         }
         let mut st = self.state.lock();
-        let i = self.index as usize;
         let _ = core.with_bar0(|bar| {
             bar.write(
-                regs::Q_CONTROL::try_at(i).ok_or(EINVAL)?,
-                regs::Q_CONTROL::zeroed().with_const_reset::<1>(),
+                regs::Q_CONTROL::at_queue(self.id),
+                regs::Q_CONTROL::zeroed().with_reset(true),
             );
             Ok(())
         });

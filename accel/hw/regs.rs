@@ -2,9 +2,18 @@
 
 //! BAR0 registers, as `Documentation/hardware/registers.rst` defines them.
 //!
-//! Every register is 32 bits wide and little-endian. Only the identity block is used so far.
+//! Every register is 32 bits wide and little-endian. The per-queue and per-context blocks are
+//! reached through [`QueueId`] and [`ContextId`], whose range is checked once when they are made.
 
-use kernel::io::register;
+use kernel::{
+    bits::bit_u32,
+    io::{
+        register,
+        register::{Array, RegisterArrayLoc},
+    },
+    num::Bounded,
+    prelude::*,
+};
 
 /// Size of BAR0. Accesses below it are checked at build time.
 pub(crate) const BAR0_SIZE: usize = 0x10000;
@@ -30,15 +39,15 @@ register! {
     /// What the device can do; bits not defined here read as zero.
     pub(crate) CAPS(u32) @ 0x0008 {
         /// Copy and fill engine.
-        0:0 copy;
+        0:0 copy => bool;
         /// Compute engine.
-        1:1 compute;
+        1:1 compute => bool;
         /// Device MMU with per-context page tables.
-        2:2 mmu;
+        2:2 mmu => bool;
         /// Peer-to-peer DMA to other devices' BARs.
-        3:3 p2p;
+        3:3 p2p => bool;
         /// Fault injection controls (device models only).
-        4:4 fault_inject;
+        4:4 fault_inject => bool;
     }
 
     /// Serial number of this device.
@@ -76,23 +85,23 @@ register! {
         /// Queue N completed a command that carried the INTERRUPT flag (vector 1 + N).
         15:0 queues;
         /// A queue entered the error state (vector 0).
-        16:16 queue_error;
+        16:16 queue_error => bool;
         /// A context took an MMU fault (vector 0).
-        17:17 mmu_fault;
+        17:17 mmu_fault => bool;
     }
 
     /// Interrupt sources that send no message; 1 = masked. Every source is masked at reset.
     pub(crate) INT_MASK(u32) @ 0x0044 {
         15:0 queues;
-        16:16 queue_error;
-        17:17 mmu_fault;
+        16:16 queue_error => bool;
+        17:17 mmu_fault => bool;
     }
 
     /// Raises a source as if its event happened (write 1 to set); for self-tests.
     pub(crate) INT_TRIGGER(u32) @ 0x0048 {
         15:0 queues;
-        16:16 queue_error;
-        17:17 mmu_fault;
+        16:16 queue_error => bool;
+        17:17 mmu_fault => bool;
     }
 
     /// Queues in the error state, one bit per queue.
@@ -105,6 +114,169 @@ register! {
 pub(crate) const MAX_QUEUES: usize = 16;
 /// Number of MMU contexts.
 pub(crate) const CONTEXTS: usize = 16;
+
+/// Defines the index type of a family of register blocks (queues, contexts): a number below
+/// `$count`, checked once where it is made, so that the blocks' registers are reached with no
+/// check (and no error path) where they are used.
+macro_rules! block_index {
+    ($(#[$attr:meta])* $name:ident < $count:ident, $at:ident: $($reg:ident),* $(,)?) => {
+        $(#[$attr])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub(crate) struct $name(u32);
+
+        // Not every family uses every item, as with `register!`'s accessors.
+        #[allow(dead_code)]
+        impl $name {
+            /// The block of number `index`; `EINVAL` if the device has no such block.
+            pub(crate) fn new(index: u32) -> Result<Self> {
+                if (index as usize) < $count {
+                    Ok(Self(index))
+                } else {
+                    Err(EINVAL)
+                }
+            }
+
+            /// Every block, in order.
+            pub(crate) fn all() -> impl Iterator<Item = Self> {
+                (0..$count as u32).map(Self)
+            }
+
+            /// The block's number.
+            pub(crate) fn get(self) -> u32 {
+                self.0
+            }
+
+            /// The block's number as an array index. The remainder never changes it (`new`
+            /// checked it); it shows the compiler that it is in bounds, which the build-time
+            /// checks of `Array::at` and `bit_u32` need.
+            #[inline(always)]
+            pub(crate) fn index(self) -> usize {
+                self.0 as usize % $count
+            }
+
+            /// The block's bit in the registers that have one per block.
+            #[inline(always)]
+            pub(crate) fn bit(self) -> u32 {
+                bit_u32(self.0 % $count as u32)
+            }
+        }
+
+        $(
+        #[allow(dead_code)]
+        impl $reg {
+            /// The location of this register in block `id`.
+            #[inline(always)]
+            pub(crate) fn $at(id: $name) -> RegisterArrayLoc<Self> {
+                Self::at(id.index())
+            }
+        }
+        )*
+    };
+}
+
+block_index! {
+    /// A queue register block, one of [`MAX_QUEUES`].
+    QueueId < MAX_QUEUES, at_queue:
+        Q_RING_BASE_LO,
+        Q_RING_BASE_HI,
+        Q_RING_SIZE,
+        Q_CONTEXT,
+        Q_CONTROL,
+        Q_STATUS,
+        Q_HEAD,
+        Q_DOORBELL,
+        Q_COMPLETED,
+        Q_FENCE_BASE_LO,
+        Q_FENCE_BASE_HI,
+}
+
+block_index! {
+    /// An MMU context, one of [`CONTEXTS`]. Context 0 is the kernel's (translation off).
+    ContextId < CONTEXTS, at_context:
+        CTX_PT_BASE_LO,
+        CTX_PT_BASE_HI,
+        CTX_CONTROL,
+}
+
+impl ContextId {
+    /// The kernel's context: translation off, addresses are DPAs.
+    pub(crate) const KERNEL: Self = Self(0);
+}
+
+// `Q_CONTEXT.CONTEXT` is 4 bits: every value it can hold is a context.
+kernel::static_assert!(CONTEXTS == 1 << 4);
+
+impl From<Bounded<u32, 4>> for ContextId {
+    fn from(v: Bounded<u32, 4>) -> Self {
+        Self(v.get())
+    }
+}
+
+impl From<ContextId> for Bounded<u32, 4> {
+    fn from(c: ContextId) -> Self {
+        // As in `index`: the remainder changes nothing and shows that the value fits.
+        Bounded::from_expr(c.0 % CONTEXTS as u32)
+    }
+}
+
+impl QUEUE_ERROR_SUMMARY {
+    /// Whether queue `q` is in the error state.
+    pub(crate) fn queue(self, q: QueueId) -> bool {
+        self.queues().get() & q.bit() != 0
+    }
+}
+
+impl CTX_FAULT_SUMMARY {
+    /// Whether context `c` holds a fault.
+    pub(crate) fn context(self, c: ContextId) -> bool {
+        self.contexts().get() & c.bit() != 0
+    }
+}
+
+/// Why a queue entered the error state (`Q_STATUS.ERROR_CODE`,
+/// `Documentation/hardware/queues.rst`, Errors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum QueueError {
+    /// Unknown opcode in the command header.
+    BadOpcode = 1,
+    /// A reserved field or flag of the command is not zero.
+    Reserved = 2,
+    /// Bad ring size or tail, or a slot that cannot be read.
+    BadRing = 3,
+    /// An operand's DPA is unreachable.
+    DmaError = 4,
+    /// An operand is not aligned as the command requires.
+    BadAlignment = 5,
+    /// A length or count above its limit or not a multiple of the element size.
+    BadLength = 6,
+    /// Unknown kernel id in a KERNEL command.
+    BadKernel = 7,
+}
+
+impl TryFrom<Bounded<u32, 8>> for QueueError {
+    /// The code, when it names no error (0: the queue is not in the error state).
+    type Error = u32;
+
+    fn try_from(v: Bounded<u32, 8>) -> core::result::Result<Self, u32> {
+        Ok(match v.get() {
+            1 => Self::BadOpcode,
+            2 => Self::Reserved,
+            3 => Self::BadRing,
+            4 => Self::DmaError,
+            5 => Self::BadAlignment,
+            6 => Self::BadLength,
+            7 => Self::BadKernel,
+            n => return Err(n),
+        })
+    }
+}
+
+impl From<QueueError> for Bounded<u32, 8> {
+    fn from(e: QueueError) -> Self {
+        Bounded::from(e as u8)
+    }
+}
 
 register! {
     /// Context errors: queues stopped by an MMU fault, one bit per context.
@@ -129,24 +301,25 @@ register! {
 
     /// The MMU context queue Q's commands use.
     pub(crate) Q_CONTEXT(u32)[MAX_QUEUES, stride = 0x40] @ 0x100c {
-        3:0 context;
+        3:0 context => ContextId;
     }
 
     /// Queue Q's control.
     pub(crate) Q_CONTROL(u32)[MAX_QUEUES, stride = 0x40] @ 0x1010 {
         /// Run the queue.
-        0:0 enable;
+        0:0 enable => bool;
         /// Write 1: abort the queue; ENABLE, HEAD, TAIL and COMPLETED return to 0.
-        1:1 reset;
+        1:1 reset => bool;
     }
 
     /// Queue Q's status.
     pub(crate) Q_STATUS(u32)[MAX_QUEUES, stride = 0x40] @ 0x1014 {
-        0:0 idle;
-        1:1 error;
-        2:2 fault_stopped;
-        3:3 enabled;
-        15:8 error_code;
+        0:0 idle => bool;
+        1:1 error => bool;
+        2:2 fault_stopped => bool;
+        3:3 enabled => bool;
+        /// Why ERROR is set; 0 otherwise.
+        15:8 error_code ?=> QueueError;
     }
 
     /// Queue Q's consumer index (the slot the device reads next).
@@ -172,11 +345,11 @@ register! {
     /// Context C's control.
     pub(crate) CTX_CONTROL(u32)[CONTEXTS, stride = 0x20] @ 0x2008 {
         /// Translate the context's addresses through its page tables.
-        0:0 enable;
+        0:0 enable => bool;
         /// Write 1: clear the fault record and restart the context's queues.
-        1:1 fault_clear;
+        1:1 fault_clear => bool;
         /// Write 1: drop cached translations.
-        2:2 invalidate;
+        2:2 invalidate => bool;
     }
 }
 
@@ -184,13 +357,13 @@ register! {
     /// Device-wide commands.
     pub(crate) DEVICE_CONTROL(u32) @ 0x0030 {
         /// Write 1: global reset (queues, contexts, interrupt state; VRAM and counters kept).
-        0:0 reset;
+        0:0 reset => bool;
     }
 
     /// Device-wide status.
     pub(crate) DEVICE_STATUS(u32) @ 0x0034 {
         /// The device accepts register writes (0 while a reset is in progress).
-        0:0 ready;
+        0:0 ready => bool;
     }
 
     /// Queue Q's completed-command count.

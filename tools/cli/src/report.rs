@@ -5,6 +5,7 @@
 //! values; JSON gives numbers as numbers and sizes in bytes.
 
 use serde::{ser::SerializeMap, Serialize, Serializer};
+use vela_hw::regs::Version;
 use vela_uapi::{drm_vela_query_device, drm_vela_query_limits, drm_vela_query_memory};
 
 /// Capability bits and their names.
@@ -72,8 +73,8 @@ impl DeviceRow {
             device_id: q.device_id,
             revision: q.revision,
             hw_version: HwVersion {
-                major: q.hw_version >> 16,
-                minor: q.hw_version & 0xffff,
+                major: Version(q.hw_version).major().into(),
+                minor: Version(q.hw_version).minor().into(),
             },
             serial: q.serial,
             vram_bytes: q.vram_size,

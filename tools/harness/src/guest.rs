@@ -50,8 +50,11 @@ const RDMA_BINS: &[&str] = &[
     "vela-rdma-pair",
 ];
 
-/// KUnit suites vela.ko carries; each must report when the module loads.
+/// KUnit suites vela.ko carries (each must report when the module loads), and those of the
+/// kernel crate abstractions `rust/patches` adds (they run at boot).
 pub(crate) const KUNIT_SUITES: &[&str] = &[
+    "rust_kernel_dma_resv",
+    "vela_failures",
     "vela_identity",
     "vela_query",
     "vela_bo",

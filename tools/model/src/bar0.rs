@@ -1,12 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 //! BAR0 register semantics (registers.rst). Offsets and fields come from
-//! `regs`; this file only says what reading and writing them does.
+//! `vela_hw::regs`; this file only says what reading and writing them does.
 
 use crate::device::{Device, State};
 use crate::irq::source_vector;
-use crate::regs::{
-    self, counter_control, ctx, device_control, device_status, int, queue, Counter, QueueError,
-};
+use vela_hw::regs::{self, ctx, queue, Counter, QueueError};
 
 /// Which block of BAR0 a register offset falls in.
 enum Block {
@@ -59,25 +57,27 @@ impl Device {
         match reg {
             regs::ID => regs::ID_VALUE,
             regs::VERSION => regs::VERSION_VALUE,
-            regs::CAPS => regs::caps::ALL,
+            regs::CAPS => regs::Caps::ALL.bits(),
             regs::DEVICE_SERIAL => o.serial,
             regs::VRAM_SIZE_LO => o.vram_size as u32,
             regs::VRAM_SIZE_HI => (o.vram_size >> 32) as u32,
-            regs::TOPOLOGY => o.queues | (o.engines << 8),
+            regs::TOPOLOGY => regs::Topology(0)
+                .with_queues(o.queues as u8)
+                .with_engines(o.engines as u8)
+                .bits(),
             regs::SCRATCH => st.scratch,
-            regs::TOPOLOGY2 => {
-                use regs::topology2::*;
-                (regs::NUM_CONTEXTS as u32) << CONTEXTS_SHIFT
-                    | (o.queues + 1) << VECTORS_SHIFT
-                    | regs::pte::VA_BITS << VA_BITS_SHIFT
-            }
+            regs::TOPOLOGY2 => regs::Topology2(0)
+                .with_contexts(regs::NUM_CONTEXTS as u8)
+                .with_vectors(regs::queue_vector(o.queues as usize) as u8)
+                .with_va_bits(vela_hw::mmu::VA_BITS as u8)
+                .bits(),
             regs::DEVICE_STATUS => {
-                let mut v = device_status::READY;
+                let mut v = regs::DeviceStatus::READY.mask32();
                 if st.queues.iter().any(|q| q.error != QueueError::None) {
-                    v |= device_status::QUEUE_ERROR;
+                    v |= regs::DeviceStatus::QUEUE_ERROR.mask32();
                 }
                 if st.contexts.iter().any(|c| c.faulted()) {
-                    v |= device_status::MMU_FAULT;
+                    v |= regs::DeviceStatus::MMU_FAULT.mask32();
                 }
                 v
             }
@@ -98,17 +98,22 @@ impl Device {
         // A reset completes only once no command it aborts is still writing.
         let ones = value & mask;
         match block(&st, reg) {
-            Block::Queue(q, queue::CONTROL) if ones & queue::CONTROL_RESET != 0 => {
+            Block::Queue(q, queue::CONTROL) if ones & regs::QControl::RESET.mask32() != 0 => {
                 st = self.quiesce(st, |i| i == q);
             }
-            Block::Other if reg == regs::DEVICE_CONTROL && ones & device_control::RESET != 0 => {
+            Block::Other
+                if reg == regs::DEVICE_CONTROL
+                    && ones & regs::DeviceControl::RESET.mask32() != 0 =>
+            {
                 st = self.quiesce(st, |_| true);
             }
             // A command holds its translations for its whole run (a copy may go through one
             // mapping for 64 MiB). INVALIDATE is complete when the write is: the context's
             // commands in flight finish first, so once the driver sees the write done no
             // access goes through a translation it removed, and it may free the memory.
-            Block::Context(c, ctx::CONTROL) if ones & ctx::CONTROL_INVALIDATE != 0 => {
+            Block::Context(c, ctx::CONTROL)
+                if ones & regs::CtxControl::INVALIDATE.mask32() != 0 =>
+            {
                 let on_context: Vec<usize> = (0..st.queues.len())
                     .filter(|&i| st.queues[i].context == c)
                     .collect();
@@ -131,7 +136,9 @@ impl Device {
         }
         match reg {
             regs::SCRATCH => st.scratch = merge(st.scratch),
-            regs::DEVICE_CONTROL if ones & device_control::RESET != 0 => self.reset_locked(st),
+            regs::DEVICE_CONTROL if ones & regs::DeviceControl::RESET.mask32() != 0 => {
+                self.reset_locked(st)
+            }
             regs::INT_STATUS => st.int_status &= !ones,
             regs::INT_MASK => {
                 let old = st.int_mask;
@@ -142,8 +149,8 @@ impl Device {
                     self.resend(st, unmasked);
                 }
             }
-            regs::INT_TRIGGER => self.raise(st, ones & int::VALID),
-            regs::COUNTER_CONTROL if ones & counter_control::CLEAR != 0 => {
+            regs::INT_TRIGGER => self.raise(st, ones & regs::IntSources::VALID),
+            regs::COUNTER_CONTROL if ones & regs::CounterControl::CLEAR.mask32() != 0 => {
                 st.counters = [0; regs::NUM_COUNTERS];
             }
             _ => {}
@@ -182,10 +189,10 @@ impl Device {
                 qs.ring_base = (qs.ring_base & 0xffff_ffff) | u64::from(hi) << 32;
             }
             queue::RING_SIZE if !frozen => {
-                qs.ring_log2 = merge(qs.ring_log2) & queue::RING_SIZE_LOG2_MASK
+                qs.ring_log2 = merge(qs.ring_log2) & regs::QRingSize::LOG2_SLOTS.mask32()
             }
             queue::CONTEXT if !frozen => {
-                qs.context = (merge(qs.context as u32) & queue::CONTEXT_MASK) as usize
+                qs.context = (merge(qs.context as u32) & regs::QContext::CONTEXT.mask32()) as usize
             }
             queue::FENCE_BASE_LO if !frozen => {
                 let lo = merge(qs.fence_base as u32) & !(queue::FENCE_ALIGN as u32 - 1);
@@ -196,10 +203,11 @@ impl Device {
                 qs.fence_base = (qs.fence_base & 0xffff_ffff) | u64::from(hi) << 32;
             }
             queue::CONTROL => {
-                if ones & queue::CONTROL_RESET != 0 {
+                if ones & regs::QControl::RESET.mask32() != 0 {
                     qs.reset();
                 }
-                let enable = merge(u32::from(st.queues[q].enabled)) & queue::CONTROL_ENABLE != 0;
+                let enable =
+                    merge(u32::from(st.queues[q].enabled)) & regs::QControl::ENABLE.mask32() != 0;
                 self.set_enable(st, q, enable);
             }
             queue::TAIL => self.set_tail(st, q, merge(st.queues[q].tail), false),
@@ -253,7 +261,7 @@ impl Device {
         let cs = &mut st.contexts[c];
         match off {
             ctx::PT_BASE_LO => {
-                let lo = merge(cs.pt_base as u32) & ctx::PT_BASE_LO_MASK;
+                let lo = merge(cs.pt_base as u32) & regs::CtxPtBaseLo::ADDR.mask32();
                 cs.pt_base = (cs.pt_base & !0xffff_ffff) | u64::from(lo);
             }
             ctx::PT_BASE_HI => {
@@ -261,10 +269,10 @@ impl Device {
                 cs.pt_base = (cs.pt_base & 0xffff_ffff) | u64::from(hi) << 32;
             }
             ctx::CONTROL => {
-                cs.enabled = merge(u32::from(cs.enabled)) & ctx::CONTROL_ENABLE != 0;
+                cs.enabled = merge(u32::from(cs.enabled)) & regs::CtxControl::ENABLE.mask32() != 0;
                 // INVALIDATE waited above for the context's commands in flight; the next
                 // command walks the tables afresh.
-                if ones & ctx::CONTROL_FAULT_CLEAR != 0 {
+                if ones & regs::CtxControl::FAULT_CLEAR.mask32() != 0 {
                     cs.fault_status = 0;
                     cs.fault_addr = 0;
                     self.kick(st);
@@ -286,12 +294,12 @@ fn queue_read(st: &State, q: usize, off: u32) -> u32 {
         queue::STATUS => {
             let stopped = st.contexts[qs.context].faulted();
             let idle = !qs.enabled || (qs.head == qs.tail && !qs.busy);
-            let mut v = (qs.error as u32) << queue::STATUS_ERROR_CODE_SHIFT;
+            let mut v = (qs.error as u32) << regs::QStatus::ERROR_CODE.lo;
             for (on, bit) in [
-                (idle, queue::STATUS_IDLE),
-                (qs.error != QueueError::None, queue::STATUS_ERROR),
-                (stopped, queue::STATUS_FAULT_STOPPED),
-                (qs.enabled, queue::STATUS_ENABLED),
+                (idle, regs::QStatus::IDLE.mask32()),
+                (qs.error != QueueError::None, regs::QStatus::ERROR.mask32()),
+                (stopped, regs::QStatus::FAULT_STOPPED.mask32()),
+                (qs.enabled, regs::QStatus::ENABLED.mask32()),
             ] {
                 if on {
                     v |= bit;

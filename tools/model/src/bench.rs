@@ -12,12 +12,14 @@
 //!   host's cores and memory allow at all).
 
 use std::time::{Duration, Instant};
+use vela_hw::regs;
+use vela_hw::Pte;
 
 use crate::device::DeviceOptions;
 use crate::engine::vram_dpa;
 use crate::mem::{self, MemError};
-use crate::regs::{ctx, pte};
 use crate::rig::{encode, Rig, RigError, RAM_BASE};
+use vela_hw::regs::ctx;
 
 /// One buffer: eight times this host's 32 MiB last-level cache.
 const LEN: u64 = 256 << 20;
@@ -245,7 +247,7 @@ fn memcpy_stat(t: Timing, memfd: bool) -> Result<Stat, RigError> {
 /// scattered 4 KiB pages can be at best.
 fn memcpy_scattered(t: Timing) -> Result<Stat, RigError> {
     let m = region(2 * LEN, true)?;
-    let page = pte::PAGE_SIZE;
+    let page = vela_hw::mmu::PAGE_SIZE;
     measure(t, LEN, || {
         for p in 0..LEN / page {
             let src = mem::slice(&m, scattered(p) * page, page as usize).map_err(err)?;
@@ -275,7 +277,7 @@ fn memcpy_threads(t: Timing, threads: u64, len: u64) -> Result<Stat, RigError> {
 }
 
 /// Pages of [0, 2 * LEN) in 4 KiB units.
-const PAGES: u64 = 2 * LEN / pte::PAGE_SIZE;
+const PAGES: u64 = 2 * LEN / vela_hw::mmu::PAGE_SIZE;
 
 /// Where context 3 puts 4 KiB page `p`: a bijection of [0, PAGES) (an odd multiplier modulo a
 /// power of two) that leaves no two neighbours adjacent, so every page is a run of its own.
@@ -291,20 +293,24 @@ fn map(r: &Rig) -> Result<(), RigError> {
     };
     let huge = 2 << 20;
     let (root1, l1_1) = (TABLES, TABLES + 4096);
-    put(root1, 0, pte::VALID | pte::VRAM | l1_1)?;
+    put(root1, 0, Pte::VALID.mask() | Pte::VRAM.mask() | l1_1)?;
     for p in 0..2 * LEN / huge {
-        let rw = pte::VALID | pte::READ | pte::WRITE | pte::VRAM | pte::HUGE;
+        let rw = Pte::VALID.mask()
+            | Pte::READ.mask()
+            | Pte::WRITE.mask()
+            | Pte::VRAM.mask()
+            | Pte::HUGE.mask();
         put(l1_1, p, rw | (p * huge))?;
     }
     let small = |root: u64, l1: u64, l0: u64, page: &dyn Fn(u64) -> u64| {
-        put(root, 0, pte::VALID | pte::VRAM | l1)?;
+        put(root, 0, Pte::VALID.mask() | Pte::VRAM.mask() | l1)?;
         for p in 0..PAGES {
             let table = l0 + (p / 512) * 4096;
             if p % 512 == 0 {
-                put(l1, p / 512, pte::VALID | pte::VRAM | table)?;
+                put(l1, p / 512, Pte::VALID.mask() | Pte::VRAM.mask() | table)?;
             }
-            let rw = pte::VALID | pte::READ | pte::WRITE | pte::VRAM;
-            put(table, p % 512, rw | (page(p) * pte::PAGE_SIZE))?;
+            let rw = Pte::VALID.mask() | Pte::READ.mask() | Pte::WRITE.mask() | Pte::VRAM.mask();
+            put(table, p % 512, rw | (page(p) * vela_hw::mmu::PAGE_SIZE))?;
         }
         Ok::<_, RigError>(())
     };
@@ -316,7 +322,7 @@ fn map(r: &Rig) -> Result<(), RigError> {
     for (c, root) in [(1, root1), (2, root2), (3, root3)] {
         r.cw(c, ctx::PT_BASE_LO, root as u32);
         r.cw(c, ctx::PT_BASE_HI, (vram_dpa(root) >> 32) as u32);
-        r.cw(c, ctx::CONTROL, ctx::CONTROL_ENABLE);
+        r.cw(c, ctx::CONTROL, regs::CtxControl::ENABLE.mask32());
     }
     Ok(())
 }
@@ -338,7 +344,7 @@ fn latency_us(r: &Rig) -> Result<(f64, f64), RigError> {
     for i in 0..2000u64 {
         let t = Instant::now();
         r.submit(4, &[encode::fence(fence, i, true)])?;
-        while r.irq_count(crate::regs::queue_vector(4)) == 0 {
+        while r.irq_count(vela_hw::regs::queue_vector(4)) == 0 {
             if t.elapsed() > Duration::from_secs(5) {
                 return Err(RigError("no completion interrupt within 5 s".into()));
             }

@@ -13,7 +13,7 @@ use crate::device::DeviceOptions;
 use crate::inject::Knob;
 
 /// The usage lines `--help` shows; the first is the contract with the test harness
-/// (`Documentation/hardware/identity.rst.contract`).
+/// (`Documentation/hardware/model.rst`, "Command line").
 pub const USAGE: &str = "\
 vela-model --socket PATH [--vram-mib N] [--serial N] [--queues N] [--engines N] [OPTIONS]
        vela-model --device socket=PATH[,vram-mib=N][,serial=N][,queues=N][,engines=N] [--device ...] [OPTIONS]
@@ -413,7 +413,7 @@ mod tests {
                 assert!(!a.reconnect);
                 assert_eq!(
                     a.inject,
-                    vec![Knob::FailDma(2), Knob::Hang(crate::regs::Engine::Copy)]
+                    vec![Knob::FailDma(2), Knob::Hang(vela_hw::Engine::Copy)]
                 );
             }
             c => panic!("{c:?}"),

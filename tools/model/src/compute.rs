@@ -2,20 +2,9 @@
 //! Compute kernels, as pure functions over host buffers. The engine reads the
 //! operands through the MMU, calls these, and writes the result back.
 
-use crate::regs::{cmd, Kernel};
+use vela_hw::Kernel;
 
-/// Operand fields of a KERNEL command.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KernelArgs {
-    pub a: u64,
-    pub b: u64,
-    pub c: u64,
-    pub dst: u64,
-    pub count: u32,
-    pub n: u32,
-    pub k: u32,
-    pub param: u32,
-}
+pub use vela_hw::cmd::KernelArgs;
 
 /// What a kernel needs read and written, in bytes; checked before any access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,12 +25,12 @@ pub fn shape(kernel: Kernel, args: &KernelArgs) -> Result<Shape, ShapeError> {
     use Kernel::*;
     let n = args.count as usize;
     let elems = |e: u64| -> Result<usize, ShapeError> {
-        if e > u64::from(cmd::MAX_ELEMENTS) {
+        if e > u64::from(vela_hw::compute::MAX_COUNT) {
             return Err(ShapeError::TooLarge);
         }
         Ok(e as usize * 4)
     };
-    if kernel != MatmulF32 && args.count > cmd::MAX_ELEMENTS {
+    if kernel != MatmulF32 && args.count > vela_hw::compute::MAX_COUNT {
         return Err(ShapeError::TooLarge);
     }
     Ok(match kernel {
@@ -67,7 +56,7 @@ pub fn shape(kernel: Kernel, args: &KernelArgs) -> Result<Shape, ShapeError> {
         },
         MatmulF32 => {
             let (m, nn, k) = (u64::from(args.count), u64::from(args.n), u64::from(args.k));
-            if m.saturating_mul(nn).saturating_mul(k) > cmd::MAX_MATMUL_WORK {
+            if m.saturating_mul(nn).saturating_mul(k) > vela_hw::compute::MAX_MATMUL_WORK {
                 return Err(ShapeError::TooLarge);
             }
             let (a, b, d) = (elems(m * k)?, elems(k * nn)?, elems(m * nn)?);
@@ -308,7 +297,7 @@ mod tests {
     #[test]
     fn shapes_enforce_limits() {
         assert_eq!(
-            shape(Kernel::AddF32, &args(cmd::MAX_ELEMENTS + 1)),
+            shape(Kernel::AddF32, &args(vela_hw::compute::MAX_COUNT + 1)),
             Err(ShapeError::TooLarge)
         );
         let big = KernelArgs {

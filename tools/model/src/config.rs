@@ -6,7 +6,7 @@
 //! sizing falls out of the write masks: the address bits below the BAR size
 //! are not writable, so writing all-ones reads back the size mask.
 
-use crate::regs::{self, pci};
+use vela_hw::regs::{self};
 
 /// Standard header offsets used here.
 mod off {
@@ -105,9 +105,9 @@ impl std::fmt::Display for ConfigError {
 }
 
 pub struct ConfigSpace {
-    bytes: Box<[u8; pci::CONFIG_SIZE]>,
-    wmask: Box<[u8; pci::CONFIG_SIZE]>,
-    w1c: Box<[u8; pci::CONFIG_SIZE]>,
+    bytes: Box<[u8; vela_hw::pci::CONFIG_SIZE]>,
+    wmask: Box<[u8; vela_hw::pci::CONFIG_SIZE]>,
+    w1c: Box<[u8; vela_hw::pci::CONFIG_SIZE]>,
     vram_size: u64,
 }
 
@@ -115,19 +115,20 @@ impl ConfigSpace {
     /// `vram_size` must be a power of two of at least 4 KiB (checked by the caller).
     pub fn new(vram_size: u64, msix_vectors: u16) -> Self {
         let mut cs = Self {
-            bytes: Box::new([0; pci::CONFIG_SIZE]),
-            wmask: Box::new([0; pci::CONFIG_SIZE]),
-            w1c: Box::new([0; pci::CONFIG_SIZE]),
+            bytes: Box::new([0; vela_hw::pci::CONFIG_SIZE]),
+            wmask: Box::new([0; vela_hw::pci::CONFIG_SIZE]),
+            w1c: Box::new([0; vela_hw::pci::CONFIG_SIZE]),
             vram_size,
         };
-        cs.set16(off::VENDOR_ID, pci::VENDOR_ID);
-        cs.set16(off::DEVICE_ID, pci::DEVICE_ID);
-        cs.bytes[off::REVISION] = pci::REVISION;
-        cs.bytes[off::CLASS..off::CLASS + 3].copy_from_slice(&pci::CLASS_CODE.to_le_bytes()[..3]);
-        cs.set16(off::SUBSYSTEM_VENDOR_ID, pci::SUBSYSTEM_VENDOR_ID);
-        cs.set16(off::SUBSYSTEM_ID, pci::SUBSYSTEM_ID);
+        cs.set16(off::VENDOR_ID, vela_hw::pci::VENDOR_ID);
+        cs.set16(off::DEVICE_ID, vela_hw::pci::DEVICE_ID);
+        cs.bytes[off::REVISION] = vela_hw::pci::REVISION;
+        cs.bytes[off::CLASS..off::CLASS + 3]
+            .copy_from_slice(&vela_hw::pci::CLASS_CODE.to_le_bytes()[..3]);
+        cs.set16(off::SUBSYSTEM_VENDOR_ID, vela_hw::pci::SUBSYSTEM_VENDOR_ID);
+        cs.set16(off::SUBSYSTEM_ID, vela_hw::pci::SUBSYSTEM_ID);
         cs.set16(off::STATUS, STATUS_CAP_LIST);
-        cs.bytes[off::CAP_PTR] = pci::CAP_PCIE as u8;
+        cs.bytes[off::CAP_PTR] = vela_hw::pci::CAP_PCIE as u8;
         cs.mask16(off::COMMAND, COMMAND_WRITABLE);
         cs.w1c[off::STATUS..off::STATUS + 2].copy_from_slice(&STATUS_W1C.to_le_bytes());
         cs.wmask[off::CACHE_LINE] = 0xff;
@@ -135,16 +136,16 @@ impl ConfigSpace {
         cs.wmask[off::INTERRUPT_LINE] = 0xff;
 
         // BAR0: 32-bit, non-prefetchable; the bits below its size stay zero.
-        cs.mask32(off::BAR0, !(pci::BAR0_SIZE as u32 - 1));
+        cs.mask32(off::BAR0, !(vela_hw::pci::BAR0_SIZE as u32 - 1));
         // BAR2/3: 64-bit prefetchable VRAM.
         cs.set32(off::BAR2, BAR_MEM_64 | BAR_PREFETCH);
         let bar2_mask = !(vram_size - 1);
         cs.mask32(off::BAR2, bar2_mask as u32 & !0xf);
         cs.mask32(off::BAR2 + 4, (bar2_mask >> 32) as u32);
 
-        let p = pci::CAP_PCIE;
+        let p = vela_hw::pci::CAP_PCIE;
         cs.bytes[p] = pcie::ID;
-        cs.bytes[p + 1] = pci::CAP_MSIX as u8;
+        cs.bytes[p + 1] = vela_hw::pci::CAP_MSIX as u8;
         cs.set16(p + pcie::FLAGS, pcie::FLAGS_VALUE);
         cs.set32(p + pcie::DEVCAP, pcie::DEVCAP_VALUE);
         cs.set16(p + pcie::DEVCTL, pcie::DEVCTL_RESET);
@@ -157,9 +158,9 @@ impl ConfigSpace {
         cs.set32(p + pcie::LNKCAP2, pcie::LNKCAP2_VALUE);
         cs.set16(p + pcie::LNKCTL2, pcie::LNKCTL2_RESET);
         cs.mask16(p + pcie::LNKCTL2, 0x000f);
-        debug_assert!(p + pcie::LEN <= pci::CAP_MSIX);
+        debug_assert!(p + pcie::LEN <= vela_hw::pci::CAP_MSIX);
 
-        let m = pci::CAP_MSIX;
+        let m = vela_hw::pci::CAP_MSIX;
         cs.bytes[m] = msix::ID;
         cs.bytes[m + 1] = 0;
         cs.set16(m + msix::CONTROL, msix_vectors.saturating_sub(1) & 0x7ff);
@@ -172,7 +173,7 @@ impl ConfigSpace {
 
     /// Return every register to its reset value (FLR, bus reset).
     pub fn reset(&mut self) {
-        let msix_vectors = (self.get16(pci::CAP_MSIX + msix::CONTROL) & 0x7ff) + 1;
+        let msix_vectors = (self.get16(vela_hw::pci::CAP_MSIX + msix::CONTROL) & 0x7ff) + 1;
         *self = Self::new(self.vram_size, msix_vectors);
     }
 
@@ -193,7 +194,7 @@ impl ConfigSpace {
         let touches = |at: usize, len: usize| start < at + len && at < start + data.len();
 
         let mut effect = WriteEffect::default();
-        let devctl = pci::CAP_PCIE + pcie::DEVCTL;
+        let devctl = vela_hw::pci::CAP_PCIE + pcie::DEVCTL;
         if touches(devctl, 2) && self.get16(devctl) & pcie::DEVCTL_FLR != 0 {
             // The FLR bit always reads back as zero.
             self.set16(devctl, self.get16(devctl) & !pcie::DEVCTL_FLR);
@@ -226,18 +227,18 @@ impl ConfigSpace {
     }
 
     pub fn msix_enabled(&self) -> bool {
-        self.get16(pci::CAP_MSIX + msix::CONTROL) & msix::ENABLE != 0
+        self.get16(vela_hw::pci::CAP_MSIX + msix::CONTROL) & msix::ENABLE != 0
     }
 
     pub fn msix_function_masked(&self) -> bool {
-        self.get16(pci::CAP_MSIX + msix::CONTROL) & msix::FUNCTION_MASK != 0
+        self.get16(vela_hw::pci::CAP_MSIX + msix::CONTROL) & msix::FUNCTION_MASK != 0
     }
 
     fn range(&self, offset: u64, len: usize) -> Result<std::ops::Range<usize>, ConfigError> {
         let err = ConfigError::OutOfRange { offset, len };
         let start = usize::try_from(offset).map_err(|_| ConfigError::OutOfRange { offset, len })?;
         let end = start.checked_add(len).ok_or(err)?;
-        if end > pci::CONFIG_SIZE {
+        if end > vela_hw::pci::CONFIG_SIZE {
             return Err(ConfigError::OutOfRange { offset, len });
         }
         Ok(start..end)

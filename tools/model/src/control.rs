@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::device::Device;
 use crate::inject::Knob;
-use crate::regs::Counter;
+use vela_hw::regs::Counter;
 
 /// Answer one request line.
 pub fn handle(devices: &[Arc<Device>], line: &str) -> String {
@@ -96,7 +96,7 @@ pub fn spawn(path: &Path, devices: Vec<Arc<Device>>) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::device::DeviceOptions;
-    use crate::regs::Engine;
+    use vela_hw::Engine;
 
     #[test]
     fn requests() {

@@ -19,7 +19,7 @@ use crate::fabric::{Fabric, Port};
 use crate::inject::Injection;
 use crate::mem::{MemError, SysMem, Vram};
 use crate::mmu::Fault;
-use crate::regs::{self, ctx, int, Counter, QueueError};
+use vela_hw::regs::{self, Counter, QueueError};
 
 /// What a device is built from: one `--device` (or the top-level options).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,7 +145,7 @@ pub struct ContextState {
 
 impl ContextState {
     pub fn faulted(&self) -> bool {
-        self.fault_status & ctx::FAULT_VALID != 0
+        self.fault_status & regs::CtxFaultStatus::VALID.mask32() != 0
     }
 }
 
@@ -180,7 +180,7 @@ impl State {
             queues: vec![QueueState::default(); opts.queues as usize],
             contexts: [ContextState::default(); regs::NUM_CONTEXTS],
             int_status: 0,
-            int_mask: int::MASK_RESET,
+            int_mask: regs::INT_MASK_RESET,
             counters: [0; regs::NUM_COUNTERS],
             counter_latch: [0; regs::NUM_COUNTERS],
             msix_table: vec![[0, 0, 0, 1]; vectors],
@@ -197,7 +197,7 @@ impl State {
     /// Interrupt sources this device implements.
     pub fn valid_sources(&self) -> u32 {
         let queues = (1u32 << self.queues.len()) - 1;
-        queues | int::QUEUE_ERROR | int::MMU_FAULT
+        queues | regs::IntSources::QUEUE_ERROR.mask32() | regs::IntSources::MMU_FAULT.mask32()
     }
 }
 
@@ -400,7 +400,7 @@ impl Device {
         }
         st.contexts = [ContextState::default(); regs::NUM_CONTEXTS];
         st.int_status = 0;
-        st.int_mask = int::MASK_RESET;
+        st.int_mask = regs::INT_MASK_RESET;
         st.scratch = 0;
         st.kick = false;
         st.next_queue = 0;
@@ -415,24 +415,28 @@ impl Device {
         queue.busy = false;
         log::debug!("queue {q}: error {code:?} at {addr:#x}");
         st.count(Counter::QueueErrors, 1);
-        self.raise(st, int::QUEUE_ERROR);
+        self.raise(st, regs::IntSources::QUEUE_ERROR.mask32());
     }
 
     pub(crate) fn record_fault(&self, st: &mut State, context: usize, queue: usize, f: Fault) {
         let c = &mut st.contexts[context];
         if c.faulted() {
-            c.fault_status |= ctx::FAULT_OVERFLOW;
+            c.fault_status |= regs::CtxFaultStatus::OVERFLOW.mask32();
         } else {
-            c.fault_status = ctx::FAULT_VALID
-                | if f.write { ctx::FAULT_WRITE } else { 0 }
-                | (f.reason as u32) << ctx::FAULT_REASON_SHIFT
-                | u32::from(f.level) << ctx::FAULT_LEVEL_SHIFT
-                | (queue as u32 & 0xf) << ctx::FAULT_QUEUE_SHIFT;
+            c.fault_status = regs::CtxFaultStatus::VALID.mask32()
+                | if f.write {
+                    regs::CtxFaultStatus::WRITE.mask32()
+                } else {
+                    0
+                }
+                | (f.reason as u32) << regs::CtxFaultStatus::REASON.lo
+                | u32::from(f.level) << regs::CtxFaultStatus::LEVEL.lo
+                | (queue as u32 & 0xf) << regs::CtxFaultStatus::QUEUE.lo;
             c.fault_addr = f.va;
         }
         log::debug!("context {context}: fault {f:?} from queue {queue}");
         st.count(Counter::MmuFaults, 1);
-        self.raise(st, int::MMU_FAULT);
+        self.raise(st, regs::IntSources::MMU_FAULT.mask32());
     }
 
     /// Wake the engine: new work, or work that may have become runnable.
@@ -487,7 +491,7 @@ impl Device {
 /// Split a BAR0 access into its aligned register and length. Accesses must be
 /// 1, 2 or 4 bytes and must not cross a register boundary.
 fn bar0_access(offset: u64, len: usize) -> Option<(u32, usize)> {
-    if offset >= regs::pci::BAR0_SIZE
+    if offset >= vela_hw::pci::BAR0_SIZE
         || !matches!(len, 1 | 2 | 4)
         || (offset % 4) as usize + len > 4
     {

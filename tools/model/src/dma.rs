@@ -5,7 +5,7 @@
 use crate::device::Device;
 use crate::mem::{self, Backing, SysMemSnapshot};
 use crate::mmu::{self, Fault};
-use crate::regs::{cmd, dpa, FaultReason, QueueError};
+use vela_hw::regs::{FaultReason, QueueError};
 
 /// Why a command stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,7 +65,7 @@ struct Chunk {
 /// size (above some 16 times its non-temporal threshold it copies four pages interleaved,
 /// measurably faster on this host), so cutting a run into pieces (it was 64 MiB) costs
 /// bandwidth (`Documentation/hardware/model.rst`, Performance).
-const MAX_CHUNK: u64 = cmd::MAX_TRANSFER;
+const MAX_CHUNK: u64 = vela_hw::cmd::MAX_TRANSFER;
 
 impl<'a> Access<'a> {
     pub fn new(dev: &'a Device, translate: bool, pt_base: u64, bus_master: bool) -> Self {
@@ -252,8 +252,8 @@ fn resolve(
     addr: u64,
     write: bool,
 ) -> Option<(Backing, u64, u64, bool)> {
-    if addr & dpa::VRAM != 0 {
-        let off = addr & dpa::OFFSET_MASK;
+    if addr & vela_hw::dpa::VRAM != 0 {
+        let off = addr & vela_hw::dpa::OFFSET_MASK;
         let size = dev.vram.size();
         return (off < size).then(|| (dev.vram.backing().clone(), off, size - off, false));
     }

@@ -10,7 +10,11 @@ use std::time::Duration;
 use crate::compute::{self, KernelArgs};
 use crate::device::{Device, State};
 use crate::dma::{Access, Stats, Stop};
-use crate::regs::{cmd, dpa, Counter, Engine, Kernel, QueueError};
+use vela_hw::cmd::{
+    self, Command, CopyCmd, FenceCmd, FillCmd, Header, KernelCmd, NopCmd, Opcode, SignalCmd, Slot,
+};
+use vela_hw::regs::{Counter, QueueError};
+use vela_hw::{Engine, Kernel};
 
 /// One command taken off a ring, with the context state it runs under.
 struct Job {
@@ -22,7 +26,7 @@ struct Job {
     bus_master: bool,
     /// The queue's `Q_FENCE_BASE` when the command was fetched.
     fence_base: u64,
-    slot: [u8; cmd::SIZE],
+    slot: Slot,
 }
 
 /// What a completed command adds to the counters.
@@ -33,19 +37,10 @@ struct Done {
     kernel: bool,
 }
 
-fn u32_at(b: &[u8; cmd::SIZE], off: usize) -> u32 {
-    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
-}
-
-fn u64_at(b: &[u8; cmd::SIZE], off: usize) -> u64 {
-    u64::from(u32_at(b, off)) | u64::from(u32_at(b, off + 4)) << 32
-}
-
-fn engine_of(opcode: u8) -> Engine {
-    if opcode == cmd::KERNEL {
-        Engine::Compute
-    } else {
-        Engine::Copy
+fn engine_of(slot: &Slot) -> Engine {
+    match Opcode::from_raw(Header::read(slot).opcode()) {
+        Some(op) => op.engine(),
+        None => Engine::Copy,
     }
 }
 
@@ -124,13 +119,13 @@ impl Device {
                 .wrapping_add(u64::from(qs.head) * cmd::SIZE as u64);
             let bus_master = st.config.bus_master();
             let access = Access::new(self, false, 0, bus_master);
-            let mut slot = [0u8; cmd::SIZE];
+            let mut slot: Slot = [0; cmd::SIZE];
             if !read_ring(&access, slot_dpa, &mut slot) {
                 st.count(Counter::DmaErrors, 1);
                 self.queue_error(st, q, QueueError::BadRing, slot_dpa);
                 continue;
             }
-            if self.inject.hung(engine_of(slot[0])) {
+            if self.inject.hung(engine_of(&slot)) {
                 continue;
             }
             let qs = &mut st.queues[q];
@@ -187,7 +182,7 @@ impl Device {
 }
 
 /// Rings are addressed by DPA and never translated.
-fn read_ring(access: &Access<'_>, addr: u64, slot: &mut [u8; cmd::SIZE]) -> bool {
+fn read_ring(access: &Access<'_>, addr: u64, slot: &mut Slot) -> bool {
     let Some((b, off, avail, _)) = access.resolve(addr, false) else {
         return false;
     };
@@ -203,19 +198,13 @@ fn read_ring(access: &Access<'_>, addr: u64, slot: &mut [u8; cmd::SIZE]) -> bool
     }
 }
 
-/// Reject a command whose reserved bytes `from..64` are not all zero.
-fn reserved_from(slot: &[u8; cmd::SIZE], from: usize) -> Result<(), Stop> {
-    if slot[from..].iter().any(|&b| b != 0) {
+/// Reject a command whose reserved bytes are not all zero. The device checks them before
+/// anything else of the command.
+fn reserved<C: Command>(c: &C) -> Result<&C, Stop> {
+    if !c.reserved_is_zero() {
         return Err(Stop::error(QueueError::ReservedNonZero, 0));
     }
-    Ok(())
-}
-
-fn reserved_word(slot: &[u8; cmd::SIZE], off: usize) -> Result<(), Stop> {
-    if u32_at(slot, off) != 0 {
-        return Err(Stop::error(QueueError::ReservedNonZero, 0));
-    }
-    Ok(())
+    Ok(c)
 }
 
 fn aligned(va: u64, align: u64) -> Result<(), Stop> {
@@ -227,34 +216,32 @@ fn aligned(va: u64, align: u64) -> Result<(), Stop> {
 
 fn execute(dev: &Device, access: &mut Access<'_>, job: &Job) -> Result<Done, Stop> {
     let s = &job.slot;
-    let header = u32_at(s, 0);
-    if header & cmd::HEADER_RESERVED != 0 {
+    let header = Header::read(s);
+    if header.reserved() != 0 {
         return Err(Stop::error(QueueError::ReservedNonZero, 0));
     }
     let mut done = Done {
-        interrupt: header & cmd::FLAG_INTERRUPT != 0,
+        interrupt: header.interrupt(),
         ..Done::default()
     };
-    match (header & cmd::OPCODE_MASK) as u8 {
-        cmd::NOP => reserved_from(s, 4)?,
-        cmd::FENCE => {
-            reserved_word(s, 4)?;
-            reserved_from(s, 24)?;
-            let (addr, mut value) = (u64_at(s, 8), u64_at(s, 16));
-            aligned(addr, 8)?;
+    let op = Opcode::from_raw(header.opcode()).ok_or(Stop::error(QueueError::BadOpcode, 0))?;
+    match op {
+        Opcode::Nop => {
+            reserved(NopCmd::view(s))?;
+        }
+        Opcode::Fence => {
+            let c = reserved(FenceCmd::view(s))?;
+            let (addr, mut value) = (c.addr.get(), c.value.get());
+            aligned(addr, cmd::FENCE_ALIGN)?;
             if dev.inject.take_corrupt_fence() {
                 value = !value;
             }
             access.write(addr, &value.to_le_bytes())?;
             done.fence = true;
         }
-        cmd::SIGNAL => {
-            reserved_word(s, 4)?;
-            if u64_at(s, 8) != 0 {
-                return Err(Stop::error(QueueError::ReservedNonZero, 0));
-            }
-            reserved_from(s, 24)?;
-            let mut value = u64_at(s, 16);
+        Opcode::Signal => {
+            let c = reserved(SignalCmd::view(s))?;
+            let mut value = c.value.get();
             if dev.inject.take_corrupt_fence() {
                 value = !value;
             }
@@ -266,42 +253,30 @@ fn execute(dev: &Device, access: &mut Access<'_>, job: &Job) -> Result<Done, Sto
             written?;
             done.fence = true;
         }
-        cmd::COPY => {
-            reserved_word(s, 4)?;
-            reserved_from(s, 32)?;
-            let (src, dst, len) = (u64_at(s, 8), u64_at(s, 16), u64_at(s, 24));
+        Opcode::Copy => {
+            let c = reserved(CopyCmd::view(s))?;
+            let (src, dst, len) = (c.src.get(), c.dst.get(), c.length.get());
             if len > cmd::MAX_TRANSFER {
                 return Err(Stop::error(QueueError::BadLength, 0));
             }
             access.copy(src, dst, len)?;
         }
-        cmd::FILL => {
-            reserved_from(s, 24)?;
-            let (pattern, dst, len) = (u32_at(s, 4), u64_at(s, 8), u64_at(s, 16));
-            aligned(dst, 4)?;
-            if len > cmd::MAX_TRANSFER || len % 4 != 0 {
+        Opcode::Fill => {
+            let c = reserved(FillCmd::view(s))?;
+            let (pattern, dst, len) = (c.pattern.get(), c.dst.get(), c.length.get());
+            aligned(dst, cmd::FILL_ALIGN)?;
+            if len > cmd::MAX_TRANSFER || len % cmd::FILL_ALIGN != 0 {
                 return Err(Stop::error(QueueError::BadLength, 0));
             }
             access.fill(dst, len, pattern)?;
         }
-        cmd::KERNEL => {
-            reserved_from(s, 56)?;
+        Opcode::Kernel => {
+            let c = reserved(KernelCmd::view(s))?;
             let kernel =
-                Kernel::from_id(u32_at(s, 4)).ok_or(Stop::error(QueueError::BadKernel, 0))?;
-            let args = KernelArgs {
-                a: u64_at(s, 8),
-                b: u64_at(s, 16),
-                c: u64_at(s, 24),
-                dst: u64_at(s, 32),
-                count: u32_at(s, 40),
-                n: u32_at(s, 44),
-                k: u32_at(s, 48),
-                param: u32_at(s, 52),
-            };
-            run_kernel(access, kernel, &args)?;
+                Kernel::from_raw(c.kernel_id.get()).ok_or(Stop::error(QueueError::BadKernel, 0))?;
+            run_kernel(access, kernel, &c.args())?;
             done.kernel = true;
         }
-        _ => return Err(Stop::error(QueueError::BadOpcode, 0)),
     }
     Ok(done)
 }
@@ -328,7 +303,7 @@ fn run_kernel(access: &mut Access<'_>, kernel: Kernel, args: &KernelArgs) -> Res
 
 /// The DPA of a VRAM offset, for tests and tools that build commands.
 pub const fn vram_dpa(offset: u64) -> u64 {
-    offset | dpa::VRAM
+    vela_hw::dpa::vram(offset)
 }
 
 /// Stops the device's engine threads when dropped.

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use crate::regs::Engine;
+use vela_hw::Engine;
 
 #[derive(Default)]
 pub struct Injection {

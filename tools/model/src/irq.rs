@@ -9,7 +9,7 @@ use vfio_bindings::bindings::vfio::{
 };
 
 use crate::device::{Device, DeviceError, State};
-use crate::regs::{self, int, Counter};
+use vela_hw::regs::{self, Counter};
 
 impl Device {
     /// Raise interrupt sources: set their status bits and send the messages
@@ -105,7 +105,7 @@ pub fn signal(mut fd: &File) {
 
 /// The MSI-X vector of an INT_STATUS bit.
 pub(crate) fn source_vector(bit: u32) -> usize {
-    if int::QUEUE_MASK & (1 << bit) != 0 {
+    if regs::IntSources::QUEUES.mask32() & (1 << bit) != 0 {
         regs::queue_vector(bit as usize)
     } else {
         regs::VECTOR_ERROR

@@ -2,7 +2,7 @@
 //! Device model of the Vela PCIe accelerator.
 //!
 //! The hardware it implements is specified in `Documentation/hardware/`;
-//! [`regs`] is the register map that specification describes.
+//! the register map, command and page-table formats it implements are the `vela-hw` crate.
 
 mod bar0;
 pub mod bench;
@@ -18,7 +18,6 @@ pub mod inject;
 pub mod irq;
 pub mod mem;
 pub mod mmu;
-pub mod regs;
 pub mod rig;
 pub mod run;
 pub mod server;

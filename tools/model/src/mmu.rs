@@ -3,7 +3,8 @@
 //! 2 MiB pages. The walk is a pure function of the tables it reads, so it is
 //! tested without a device.
 
-use crate::regs::{dpa, pte, FaultReason};
+use vela_hw::regs::FaultReason;
+use vela_hw::Pte;
 
 /// A successful translation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,9 +23,9 @@ pub struct Fault {
 }
 
 fn next_dpa(entry: u64) -> u64 {
-    let addr = entry & pte::ADDR_MASK;
-    if entry & pte::VRAM != 0 {
-        addr | dpa::VRAM
+    let addr = entry & Pte::ADDR_MASK;
+    if entry & Pte::VRAM.mask() != 0 {
+        addr | vela_hw::dpa::VRAM
     } else {
         addr
     }
@@ -83,23 +84,23 @@ pub fn translate_cached(
         reason,
         level,
     };
-    if va >> pte::VA_BITS != 0 {
+    if va >> vela_hw::mmu::VA_BITS != 0 {
         return Err(fault(FaultReason::AddressSize, 2));
     }
     let (top, mut table) = cache.start(va, root);
     for level in (0..=top).rev() {
         let index = (va >> (12 + 9 * u32::from(level))) & 0x1ff;
         let entry = read_pte(table + index * 8).ok_or(fault(FaultReason::TableBusError, level))?;
-        if entry & pte::VALID == 0 {
+        if entry & Pte::VALID.mask() == 0 {
             return Err(fault(FaultReason::NotPresent, level));
         }
-        if entry & pte::RESERVED_LOW != 0 {
+        if entry & Pte::RESERVED.mask() != 0 {
             return Err(fault(FaultReason::Reserved, level));
         }
-        let huge = entry & pte::HUGE != 0;
+        let huge = entry & Pte::HUGE.mask() != 0;
         let leaf = match (level, huge) {
-            (1, true) => Some(pte::HUGE_PAGE_SIZE),
-            (0, false) => Some(pte::PAGE_SIZE),
+            (1, true) => Some(vela_hw::mmu::HUGE_PAGE_SIZE),
+            (0, false) => Some(vela_hw::mmu::PAGE_SIZE),
             (_, true) => return Err(fault(FaultReason::Reserved, level)),
             (_, false) => None,
         };
@@ -108,13 +109,13 @@ pub fn translate_cached(
             cache.tables[usize::from(level - 1)] = Some((va >> reach_shift(level - 1), table));
             continue;
         };
-        if entry & pte::ADDR_MASK & (page - 1) != 0 {
+        if entry & Pte::ADDR_MASK & (page - 1) != 0 {
             return Err(fault(FaultReason::Reserved, level));
         }
         let allowed = if write {
-            entry & pte::WRITE
+            entry & Pte::WRITE.mask()
         } else {
-            entry & pte::READ
+            entry & Pte::READ.mask()
         };
         if allowed == 0 {
             let reason = if write {
@@ -158,23 +159,31 @@ mod tests {
         }
     }
 
-    const ROOT: u64 = dpa::VRAM | 0x1000;
+    const ROOT: u64 = vela_hw::dpa::VRAM | 0x1000;
     const L1: u64 = 0x2000;
-    const L0: u64 = dpa::VRAM | 0x3000;
+    const L0: u64 = vela_hw::dpa::VRAM | 0x3000;
     const BROKEN: u64 = 0xdead_0000;
-    const RW: u64 = pte::VALID | pte::READ | pte::WRITE;
+    const RW: u64 = Pte::VALID.mask() | Pte::READ.mask() | Pte::WRITE.mask();
 
     fn tables() -> Tables {
         let mut t = Tables::default();
         // VA 0x4000_0000.. : level 2 index 1 -> L1 in system memory.
-        t.set(ROOT, 1, pte::VALID | L1);
+        t.set(ROOT, 1, Pte::VALID.mask() | L1);
         // L1 index 0 -> L0 in VRAM; index 1 -> 2 MiB page at VRAM 0x60_0000.
-        t.set(L1, 0, pte::VALID | pte::VRAM | (L0 & pte::ADDR_MASK));
-        t.set(L1, 1, RW | pte::HUGE | pte::VRAM | 0x60_0000);
+        t.set(
+            L1,
+            0,
+            Pte::VALID.mask() | Pte::VRAM.mask() | (L0 & Pte::ADDR_MASK),
+        );
+        t.set(L1, 1, RW | Pte::HUGE.mask() | Pte::VRAM.mask() | 0x60_0000);
         // L0 index 2: read-only 4 KiB page at bus address 0x9000_0000.
-        t.set(L0, 2, pte::VALID | pte::READ | 0x9000_0000);
+        t.set(L0, 2, Pte::VALID.mask() | Pte::READ.mask() | 0x9000_0000);
         // L0 index 3: write-only page in VRAM.
-        t.set(L0, 3, pte::VALID | pte::WRITE | pte::VRAM | 0x5000);
+        t.set(
+            L0,
+            3,
+            Pte::VALID.mask() | Pte::WRITE.mask() | Pte::VRAM.mask() | 0x5000,
+        );
         t
     }
 
@@ -193,12 +202,12 @@ mod tests {
         assert_eq!(
             r,
             Translation {
-                dpa: dpa::VRAM | 0x60_0010,
+                dpa: vela_hw::dpa::VRAM | 0x60_0010,
                 span: (2 << 20) - 0x10
             }
         );
         let r = t.walk(0x4000_3ff8, true).unwrap();
-        assert_eq!(r.dpa, dpa::VRAM | 0x5ff8);
+        assert_eq!(r.dpa, vela_hw::dpa::VRAM | 0x5ff8);
     }
 
     #[test]
@@ -249,22 +258,22 @@ mod tests {
     #[test]
     fn malformed_entries_fault() {
         let mut t = tables();
-        t.set(ROOT, 2, pte::VALID | pte::HUGE);
+        t.set(ROOT, 2, Pte::VALID.mask() | Pte::HUGE.mask());
         assert_eq!(
             t.walk(0x8000_0000, false).unwrap_err().reason,
             FaultReason::Reserved
         );
-        t.set(ROOT, 3, pte::VALID | (1 << 7));
+        t.set(ROOT, 3, Pte::VALID.mask() | (1 << 7));
         assert_eq!(
             t.walk(0xc000_0000, false).unwrap_err().reason,
             FaultReason::Reserved
         );
-        t.set(L1, 2, RW | pte::HUGE | 0x1000);
+        t.set(L1, 2, RW | Pte::HUGE.mask() | 0x1000);
         assert_eq!(
             t.walk(0x4040_0000, false).unwrap_err().reason,
             FaultReason::Reserved
         );
-        t.set(ROOT, 4, pte::VALID | BROKEN);
+        t.set(ROOT, 4, Pte::VALID.mask() | BROKEN);
         let f = t.walk(0x1_0000_0000, false).unwrap_err();
         assert_eq!((f.reason, f.level), (FaultReason::TableBusError, 1));
     }

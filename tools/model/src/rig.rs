@@ -18,7 +18,8 @@ use crate::config::{COMMAND_BUS_MASTER, COMMAND_MEMORY};
 use crate::device::{Device, DeviceOptions};
 use crate::fabric::Fabric;
 use crate::mem;
-use crate::regs::{self, cmd, queue, Kernel};
+use vela_hw::regs::{self, queue};
+use vela_hw::Kernel;
 
 /// Where the rig's system memory sits on the bus.
 pub const RAM_BASE: u64 = 0x1_0000_0000;
@@ -82,7 +83,7 @@ impl Rig {
         w32(0x04, u32::from(COMMAND_MEMORY | COMMAND_BUS_MASTER)).map_err(rig_err)?;
         dev.region_write(
             cfg,
-            regs::pci::CAP_MSIX as u64 + 2,
+            vela_hw::pci::CAP_MSIX as u64 + 2,
             &0x8000u16.to_le_bytes(),
         )
         .map_err(rig_err)?;
@@ -148,22 +149,22 @@ impl Rig {
     /// Program queue `q` with a ring at DPA `ring` of `1 << log2` slots, bound
     /// to context `ctx`, and enable it.
     pub fn setup_queue(&self, q: usize, ring: u64, log2: u32, ctx: usize) {
-        self.qw(q, queue::CONTROL, queue::CONTROL_RESET);
+        self.qw(q, queue::CONTROL, regs::QControl::RESET.mask32());
         self.qw(q, queue::RING_BASE_LO, ring as u32);
         self.qw(q, queue::RING_BASE_HI, (ring >> 32) as u32);
         self.qw(q, queue::RING_SIZE, log2);
         self.qw(q, queue::CONTEXT, ctx as u32);
-        self.qw(q, queue::CONTROL, queue::CONTROL_ENABLE);
+        self.qw(q, queue::CONTROL, regs::QControl::ENABLE.mask32());
     }
 
     /// Write commands at the queue's tail and ring the doorbell.
-    pub fn submit(&self, q: usize, cmds: &[[u8; cmd::SIZE]]) -> Result<(), RigError> {
+    pub fn submit(&self, q: usize, cmds: &[[u8; vela_hw::cmd::SIZE]]) -> Result<(), RigError> {
         let ring = u64::from(self.qr(q, queue::RING_BASE_LO))
             | u64::from(self.qr(q, queue::RING_BASE_HI)) << 32;
         let slots = 1u32 << self.qr(q, queue::RING_SIZE);
         let mut tail = self.qr(q, queue::TAIL);
         for c in cmds {
-            self.dpa_write(ring + u64::from(tail) * cmd::SIZE as u64, c)?;
+            self.dpa_write(ring + u64::from(tail) * vela_hw::cmd::SIZE as u64, c)?;
             tail = (tail + 1) % slots;
         }
         self.qw(q, queue::DOORBELL, tail);
@@ -187,11 +188,11 @@ impl Rig {
 
     /// Write bytes at a DPA the rig can reach: VRAM or its system memory.
     pub fn dpa_write(&self, addr: u64, data: &[u8]) -> Result<(), RigError> {
-        if addr & regs::dpa::VRAM != 0 {
+        if addr & vela_hw::dpa::VRAM != 0 {
             return self
                 .dev
                 .vram
-                .write(addr & regs::dpa::OFFSET_MASK, data)
+                .write(addr & vela_hw::dpa::OFFSET_MASK, data)
                 .map_err(rig_err);
         }
         let off = addr
@@ -204,11 +205,11 @@ impl Rig {
     }
 
     pub fn dpa_read(&self, addr: u64, data: &mut [u8]) -> Result<(), RigError> {
-        if addr & regs::dpa::VRAM != 0 {
+        if addr & vela_hw::dpa::VRAM != 0 {
             return self
                 .dev
                 .vram
-                .read(addr & regs::dpa::OFFSET_MASK, data)
+                .read(addr & vela_hw::dpa::OFFSET_MASK, data)
                 .map_err(rig_err);
         }
         let off = addr
@@ -227,70 +228,42 @@ impl Rig {
     }
 }
 
-/// Command encoders, byte for byte as commands.rst lays them out.
+/// Command encoders: the slots vela-hw's command structs lay out.
 pub mod encode {
     use super::*;
+    use vela_hw::cmd::{
+        Command, CopyCmd, FenceCmd, FillCmd, Header, KernelCmd, NopCmd, SignalCmd, Slot,
+    };
 
-    fn header(opcode: u8, interrupt: bool) -> [u8; cmd::SIZE] {
-        let mut c = [0u8; cmd::SIZE];
-        let h = u32::from(opcode) | if interrupt { cmd::FLAG_INTERRUPT } else { 0 };
-        c[0..4].copy_from_slice(&h.to_le_bytes());
-        c
+    fn with_interrupt(mut slot: Slot, interrupt: bool) -> Slot {
+        Header::read(&slot)
+            .with_interrupt(interrupt)
+            .write(&mut slot);
+        slot
     }
 
-    fn put64(c: &mut [u8; cmd::SIZE], off: usize, v: u64) {
-        c[off..off + 8].copy_from_slice(&v.to_le_bytes());
+    pub fn nop(interrupt: bool) -> Slot {
+        with_interrupt(NopCmd::new().to_slot(), interrupt)
     }
 
-    fn put32(c: &mut [u8; cmd::SIZE], off: usize, v: u32) {
-        c[off..off + 4].copy_from_slice(&v.to_le_bytes());
-    }
-
-    pub fn nop(interrupt: bool) -> [u8; cmd::SIZE] {
-        header(cmd::NOP, interrupt)
-    }
-
-    pub fn fence(addr: u64, value: u64, interrupt: bool) -> [u8; cmd::SIZE] {
-        let mut c = header(cmd::FENCE, interrupt);
-        put64(&mut c, 8, addr);
-        put64(&mut c, 16, value);
-        c
+    pub fn fence(addr: u64, value: u64, interrupt: bool) -> Slot {
+        with_interrupt(FenceCmd::new(addr, value).to_slot(), interrupt)
     }
 
     /// The driver's completion signal: VALUE to the queue's `Q_FENCE_BASE`.
-    pub fn signal(value: u64, interrupt: bool) -> [u8; cmd::SIZE] {
-        let mut c = header(cmd::SIGNAL, interrupt);
-        put64(&mut c, 16, value);
-        c
+    pub fn signal(value: u64, interrupt: bool) -> Slot {
+        with_interrupt(SignalCmd::new(value).to_slot(), interrupt)
     }
 
-    pub fn copy(src: u64, dst: u64, len: u64) -> [u8; cmd::SIZE] {
-        let mut c = header(cmd::COPY, false);
-        put64(&mut c, 8, src);
-        put64(&mut c, 16, dst);
-        put64(&mut c, 24, len);
-        c
+    pub fn copy(src: u64, dst: u64, len: u64) -> Slot {
+        CopyCmd::new(src, dst, len).to_slot()
     }
 
-    pub fn fill(dst: u64, len: u64, pattern: u32) -> [u8; cmd::SIZE] {
-        let mut c = header(cmd::FILL, false);
-        put32(&mut c, 4, pattern);
-        put64(&mut c, 8, dst);
-        put64(&mut c, 16, len);
-        c
+    pub fn fill(dst: u64, len: u64, pattern: u32) -> Slot {
+        FillCmd::new(dst, pattern, len).to_slot()
     }
 
-    pub fn kernel(k: Kernel, a: &KernelArgs) -> [u8; cmd::SIZE] {
-        let mut c = header(cmd::KERNEL, false);
-        put32(&mut c, 4, k as u32);
-        put64(&mut c, 8, a.a);
-        put64(&mut c, 16, a.b);
-        put64(&mut c, 24, a.c);
-        put64(&mut c, 32, a.dst);
-        put32(&mut c, 40, a.count);
-        put32(&mut c, 44, a.n);
-        put32(&mut c, 48, a.k);
-        put32(&mut c, 52, a.param);
-        c
+    pub fn kernel(k: Kernel, a: &KernelArgs) -> Slot {
+        KernelCmd::new(k.raw(), a).to_slot()
     }
 }

@@ -17,7 +17,6 @@ use vfio_user::{
 };
 
 use crate::device::Device;
-use crate::regs;
 
 /// The transport calls into the device through this.
 pub struct Backend(pub Arc<Device>);
@@ -111,7 +110,7 @@ pub fn regions(dev: &Device) -> Vec<ServerRegion> {
             match index {
                 VFIO_PCI_BAR0_REGION_INDEX => {
                     info.flags = rw;
-                    info.size = regs::pci::BAR0_SIZE;
+                    info.size = vela_hw::pci::BAR0_SIZE;
                 }
                 VFIO_PCI_BAR2_REGION_INDEX => {
                     info.flags = rw | VFIO_REGION_INFO_FLAG_MMAP;
@@ -128,7 +127,7 @@ pub fn regions(dev: &Device) -> Vec<ServerRegion> {
                 }
                 VFIO_PCI_CONFIG_REGION_INDEX => {
                     info.flags = rw;
-                    info.size = regs::pci::CONFIG_SIZE as u64;
+                    info.size = vela_hw::pci::CONFIG_SIZE as u64;
                 }
                 _ => {}
             }

@@ -2,10 +2,11 @@
 //! Queues, commands, interrupts, errors and resets, driven in-process through
 //! BAR0 as a driver would, with the engine stepped synchronously.
 
+use vela_hw::regs::{self, queue, Counter, QueueError};
+use vela_hw::Kernel;
 use vela_model::compute::{crc32c, KernelArgs};
 use vela_model::device::DeviceOptions;
 use vela_model::engine::vram_dpa;
-use vela_model::regs::{self, cmd, int, queue, Counter, Kernel, QueueError};
 use vela_model::rig::{encode, Rig, RAM_BASE};
 
 fn rig() -> Rig {
@@ -33,7 +34,7 @@ fn status(r: &Rig, q: usize) -> u32 {
 }
 
 fn error_code(r: &Rig, q: usize) -> u32 {
-    status(r, q) >> queue::STATUS_ERROR_CODE_SHIFT & 0xff
+    status(r, q) >> regs::QStatus::ERROR_CODE.lo & 0xff
 }
 
 fn f32s(v: &[f32]) -> Vec<u8> {
@@ -60,7 +61,7 @@ fn nop_and_fence_with_interrupt() {
         assert_eq!(r.dpa_read_u64(FENCE_ADDR).unwrap(), 0x1234 + q as u64);
         assert_eq!(r.qr(q, queue::HEAD), 2);
         assert_eq!(r.qr(q, queue::COMPLETED), 2);
-        assert_ne!(status(&r, q) & queue::STATUS_IDLE, 0);
+        assert_ne!(status(&r, q) & regs::QStatus::IDLE.mask32(), 0);
         assert_eq!(r.irq_count(regs::queue_vector(q)), 1, "queue {q} vector");
         assert_ne!(r.r(regs::INT_STATUS) & (1 << q), 0);
     }
@@ -101,7 +102,7 @@ fn copy_between_vram_and_system_memory() {
     )
     .unwrap();
     r.dev.run_until_idle();
-    assert_eq!(status(&r, 0) & queue::STATUS_ERROR, 0);
+    assert_eq!(status(&r, 0) & regs::QStatus::ERROR.mask32(), 0);
     let mut out = vec![0; data.len()];
     r.dpa_read(RAM_BASE + 0x40_0001, &mut out).unwrap();
     assert_eq!(out, data);
@@ -213,7 +214,7 @@ fn kernel_on_aliased_destination() {
 }
 
 /// Submit one command and return the queue's error code and error address.
-fn failing(c: [u8; cmd::SIZE]) -> (u32, u64, Rig) {
+fn failing(c: [u8; vela_hw::cmd::SIZE]) -> (u32, u64, Rig) {
     let r = rig_with_queues();
     r.submit(0, &[c, encode::fence(FENCE_ADDR, 1, false)])
         .unwrap();
@@ -254,7 +255,7 @@ fn malformed_commands_stop_the_queue() {
             encode::kernel(
                 Kernel::AddF32,
                 &KernelArgs {
-                    count: cmd::MAX_ELEMENTS + 1,
+                    count: vela_hw::compute::MAX_COUNT + 1,
                     ..Default::default()
                 },
             ),
@@ -280,7 +281,7 @@ fn malformed_commands_stop_the_queue() {
     for (i, (c, code, addr)) in cases.into_iter().enumerate() {
         let (got, got_addr, r) = failing(c);
         assert_eq!((got, got_addr), (code as u32, addr), "case {i}");
-        assert_ne!(status(&r, 0) & queue::STATUS_ERROR, 0);
+        assert_ne!(status(&r, 0) & regs::QStatus::ERROR.mask32(), 0);
         assert_eq!(r.qr(0, queue::HEAD), 0, "HEAD stays on the failing slot");
         assert_eq!(
             r.dpa_read_u64(FENCE_ADDR).unwrap(),
@@ -288,7 +289,10 @@ fn malformed_commands_stop_the_queue() {
             "nothing after the error runs"
         );
         assert_eq!(r.r(regs::QUEUE_ERROR_SUMMARY), 1);
-        assert_ne!(r.r(regs::INT_STATUS) & int::QUEUE_ERROR, 0);
+        assert_ne!(
+            r.r(regs::INT_STATUS) & regs::IntSources::QUEUE_ERROR.mask32(),
+            0
+        );
         assert_eq!(r.irq_count(regs::VECTOR_ERROR), 1);
         // Other queues keep running.
         r.submit(1, &[encode::fence(FENCE_ADDR, 9, false)]).unwrap();
@@ -298,9 +302,12 @@ fn malformed_commands_stop_the_queue() {
         r.qw(
             0,
             queue::CONTROL,
-            queue::CONTROL_RESET | queue::CONTROL_ENABLE,
+            regs::QControl::RESET.mask32() | regs::QControl::ENABLE.mask32(),
         );
-        assert_eq!(status(&r, 0), queue::STATUS_IDLE | queue::STATUS_ENABLED);
+        assert_eq!(
+            status(&r, 0),
+            regs::QStatus::IDLE.mask32() | regs::QStatus::ENABLED.mask32()
+        );
         r.submit(0, &[encode::fence(FENCE_ADDR, 10, false)])
             .unwrap();
         r.dev.run_until_idle();
@@ -313,9 +320,9 @@ fn bad_ring_pointers() {
     let r = rig();
     // Ring size out of range: enabling fails.
     r.qw(0, queue::RING_SIZE, 17);
-    r.qw(0, queue::CONTROL, queue::CONTROL_ENABLE);
+    r.qw(0, queue::CONTROL, regs::QControl::ENABLE.mask32());
     assert_eq!(error_code(&r, 0), QueueError::BadRing as u32);
-    assert_eq!(status(&r, 0) & queue::STATUS_ENABLED, 0);
+    assert_eq!(status(&r, 0) & regs::QStatus::ENABLED.mask32(), 0);
     // Tail beyond the ring.
     r.setup_queue(1, vram_dpa(0), 2, 0);
     r.qw(1, queue::DOORBELL, 4);
@@ -332,7 +339,7 @@ fn bad_ring_pointers() {
     assert_eq!(r.qr(3, queue::RING_BASE_LO), 0x1000);
     assert_eq!(r.r(regs::QUEUE_ERROR_SUMMARY), 0b0111);
     assert_ne!(
-        r.r(regs::DEVICE_STATUS) & regs::device_status::QUEUE_ERROR,
+        r.r(regs::DEVICE_STATUS) & regs::DeviceStatus::QUEUE_ERROR.mask32(),
         0
     );
 }
@@ -358,10 +365,16 @@ fn interrupt_mask_and_pending_resend() {
     assert_eq!(r.r(regs::INT_STATUS), 1);
     r.w(regs::INT_MASK, 0);
     assert_eq!(r.irq_count(1), 1, "unmasking a pending source sends it");
-    r.w(regs::INT_TRIGGER, int::MMU_FAULT | (1 << 3) | (1 << 20));
+    r.w(
+        regs::INT_TRIGGER,
+        regs::IntSources::MMU_FAULT.mask32() | (1 << 3) | (1 << 20),
+    );
     assert_eq!(r.irq_count(0), 1);
     assert_eq!(r.irq_count(4), 1);
-    assert_eq!(r.r(regs::INT_STATUS), 1 | int::MMU_FAULT | (1 << 3));
+    assert_eq!(
+        r.r(regs::INT_STATUS),
+        1 | regs::IntSources::MMU_FAULT.mask32() | (1 << 3)
+    );
     r.w(regs::INT_STATUS, u32::MAX);
     assert_eq!(r.r(regs::INT_STATUS), 0);
     assert_eq!(r.dev.counter(Counter::InterruptsSent), 3);
@@ -377,7 +390,7 @@ fn counters_latch_and_clear() {
     let lo = regs::COUNTER_BASE + 8 * Counter::BytesWritten as u32;
     assert_eq!(r.r(lo), 1 << 20);
     assert_eq!(r.r(lo + 4), 0);
-    r.w(regs::COUNTER_CONTROL, regs::counter_control::CLEAR);
+    r.w(regs::COUNTER_CONTROL, regs::CounterControl::CLEAR.mask32());
     assert_eq!(r.r(lo), 0);
 }
 
@@ -387,13 +400,16 @@ fn global_reset_and_flr() {
     r.w(regs::SCRATCH, 5);
     r.submit(0, &[encode::nop(false)]).unwrap();
     r.dev.vram.write(0x100, b"keep").unwrap();
-    r.w(regs::DEVICE_CONTROL, regs::device_control::RESET);
-    assert_eq!(r.r(regs::DEVICE_STATUS) & regs::device_status::READY, 1);
+    r.w(regs::DEVICE_CONTROL, regs::DeviceControl::RESET.mask32());
+    assert_eq!(
+        r.r(regs::DEVICE_STATUS) & regs::DeviceStatus::READY.mask32(),
+        1
+    );
     assert_eq!(r.r(regs::SCRATCH), 0);
     assert_eq!(r.r(regs::INT_MASK), u32::MAX);
     assert_eq!(r.qr(0, queue::RING_BASE_HI), 0);
     assert_eq!(r.qr(0, queue::TAIL), 0);
-    assert_eq!(status(&r, 0), queue::STATUS_IDLE);
+    assert_eq!(status(&r, 0), regs::QStatus::IDLE.mask32());
     r.dev.run_until_idle();
     assert_eq!(
         r.dev.counter(Counter::CommandsCompleted),

@@ -4,13 +4,16 @@
 //! failure reproduces; bounded in time, so it fits in `cargo test`.
 
 use std::time::{Duration, Instant};
+use vela_hw::Opcode;
+use vela_hw::Pte;
 
+use vela_hw::regs::{self, ctx, queue, Counter};
+use vela_hw::{Engine, Kernel};
 use vela_model::compute::KernelArgs;
 use vela_model::device::DeviceOptions;
 use vela_model::engine::vram_dpa;
 use vela_model::fabric::Fabric;
 use vela_model::inject::Knob;
-use vela_model::regs::{self, cmd, ctx, pte, queue, Counter, Engine, Kernel};
 use vela_model::rig::{encode, Rig, RAM_BASE};
 use vfio_bindings::bindings::vfio::{
     VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR2_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX,
@@ -69,14 +72,14 @@ fn count(rng: &mut Rng) -> u64 {
     )
 }
 
-fn command(rng: &mut Rng) -> [u8; cmd::SIZE] {
+fn command(rng: &mut Rng) -> [u8; vela_hw::cmd::SIZE] {
     match rng.below(8) {
         0 => encode::nop(rng.below(2) == 0),
         1 => encode::fence(address(rng), rng.next(), rng.below(2) == 0),
         2 => encode::copy(address(rng), address(rng), count(rng)),
         3 => encode::fill(address(rng), count(rng) & !3, rng.next() as u32),
         4 => {
-            let k = Kernel::from_id(rng.below(12) as u32).unwrap_or(Kernel::SumF32);
+            let k = Kernel::from_raw(rng.below(12) as u32).unwrap_or(Kernel::SumF32);
             let small = |rng: &mut Rng| pick(&[0u32, 1, 2, 7, 64, 1000, rng.next() as u32], rng);
             let args = KernelArgs {
                 a: address(rng),
@@ -92,13 +95,19 @@ fn command(rng: &mut Rng) -> [u8; cmd::SIZE] {
         }
         _ => {
             // Random bytes, sometimes with a valid opcode to get past decode.
-            let mut c = [0u8; cmd::SIZE];
+            let mut c = [0u8; vela_hw::cmd::SIZE];
             for b in c.iter_mut() {
                 *b = rng.next() as u8;
             }
             if rng.below(2) == 0 {
                 c[0] = pick(
-                    &[cmd::NOP, cmd::FENCE, cmd::COPY, cmd::FILL, cmd::KERNEL],
+                    &[
+                        (Opcode::Nop as u8),
+                        (Opcode::Fence as u8),
+                        (Opcode::Copy as u8),
+                        (Opcode::Fill as u8),
+                        (Opcode::Kernel as u8),
+                    ],
                     rng,
                 );
                 c[1] &= 1;
@@ -185,7 +194,7 @@ fn action(rng: &mut Rng, r: &Rig) {
         }
         15 => {
             // Page tables: random entries in a table area of VRAM, and a context on it.
-            let entry = rng.next() & (pte::ADDR_MASK | 0x1f) | pick(&[0u64, 1 << 4, 0], rng);
+            let entry = rng.next() & (Pte::ADDR_MASK | 0x1f) | pick(&[0u64, 1 << 4, 0], rng);
             let _ = r.dpa_write(
                 vram_dpa((0x8_0000 + rng.below(3 * 4096)) & !7),
                 &entry.to_le_bytes(),
@@ -221,7 +230,7 @@ fn action(rng: &mut Rng, r: &Rig) {
                     r.qw(
                         q,
                         queue::CONTROL,
-                        queue::CONTROL_RESET | queue::CONTROL_ENABLE,
+                        regs::QControl::RESET.mask32() | regs::QControl::ENABLE.mask32(),
                     );
                 }
             }
@@ -229,7 +238,7 @@ fn action(rng: &mut Rng, r: &Rig) {
                 r.cw(
                     c,
                     ctx::CONTROL,
-                    ctx::CONTROL_FAULT_CLEAR | (rng.below(2) as u32),
+                    regs::CtxControl::FAULT_CLEAR.mask32() | (rng.below(2) as u32),
                 );
             }
         }
@@ -241,7 +250,7 @@ fn action(rng: &mut Rng, r: &Rig) {
         }
         _ => {
             if rng.below(8) == 0 {
-                r.w(regs::DEVICE_CONTROL, regs::device_control::RESET);
+                r.w(regs::DEVICE_CONTROL, regs::DeviceControl::RESET.mask32());
             }
         }
     }

@@ -3,11 +3,12 @@
 
 use std::time::{Duration, Instant};
 
+use vela_hw::regs::{self, ctx, queue, Counter, FaultReason, QueueError};
+use vela_hw::{Engine, Kernel};
 use vela_model::compute::KernelArgs;
 use vela_model::device::DeviceOptions;
 use vela_model::engine::vram_dpa;
 use vela_model::inject::Knob;
-use vela_model::regs::{self, ctx, int, queue, Counter, Engine, FaultReason, Kernel, QueueError};
 use vela_model::rig::{encode, Rig, RAM_BASE};
 
 const FENCE_ADDR: u64 = RAM_BASE + 0x8000;
@@ -41,12 +42,12 @@ fn hung_engine_stalls_its_queues_until_reset() {
     r.dev.run_until_idle();
     assert_eq!(r.qr(0, queue::HEAD), 0);
     assert_eq!(
-        r.qr(0, queue::STATUS) & queue::STATUS_IDLE,
+        r.qr(0, queue::STATUS) & regs::QStatus::IDLE.mask32(),
         0,
         "not idle: work is stuck"
     );
     assert_eq!(r.qr(1, queue::HEAD), 1, "the compute engine still runs");
-    r.w(regs::DEVICE_CONTROL, regs::device_control::RESET);
+    r.w(regs::DEVICE_CONTROL, regs::DeviceControl::RESET.mask32());
     assert!(!r.dev.inject.hung(Engine::Copy));
 }
 
@@ -91,11 +92,14 @@ fn injected_mmu_fault_without_page_tables() {
     r.dev.run_until_idle();
     let fs = r.cr(0, ctx::FAULT_STATUS);
     assert_eq!(
-        fs >> ctx::FAULT_REASON_SHIFT & 0xf,
+        fs >> regs::CtxFaultStatus::REASON.lo & 0xf,
         FaultReason::Injected as u32
     );
-    assert_ne!(r.r(regs::INT_STATUS) & int::MMU_FAULT, 0);
-    r.cw(0, ctx::CONTROL, ctx::CONTROL_FAULT_CLEAR);
+    assert_ne!(
+        r.r(regs::INT_STATUS) & regs::IntSources::MMU_FAULT.mask32(),
+        0
+    );
+    r.cw(0, ctx::CONTROL, regs::CtxControl::FAULT_CLEAR.mask32());
     r.dev.run_until_idle();
     assert_eq!(r.dpa_read_u64(FENCE_ADDR).unwrap(), 1);
 }
@@ -141,12 +145,12 @@ fn reset_while_engine_runs_does_not_wedge() {
         )
         .unwrap();
         if round % 2 == 0 {
-            r.w(regs::DEVICE_CONTROL, regs::device_control::RESET);
+            r.w(regs::DEVICE_CONTROL, regs::DeviceControl::RESET.mask32());
         } else {
-            r.qw(0, queue::CONTROL, queue::CONTROL_RESET);
+            r.qw(0, queue::CONTROL, regs::QControl::RESET.mask32());
         }
         assert_eq!(r.qr(0, queue::HEAD), 0);
-        assert_eq!(r.qr(0, queue::STATUS) & queue::STATUS_ENABLED, 0);
+        assert_eq!(r.qr(0, queue::STATUS) & regs::QStatus::ENABLED.mask32(), 0);
         // Once the reset has returned, nothing it aborted writes memory.
         let mut before = vec![0; 8 << 20];
         r.dpa_read(vram_dpa(0x10_0000), &mut before).unwrap();

@@ -2,10 +2,11 @@
 //! Page walks through real tables in VRAM, faults that stop one context, and
 //! peer-to-peer between two devices on one fabric.
 
+use vela_hw::regs::{self, ctx, queue, Counter, FaultReason, QueueError};
+use vela_hw::Pte;
 use vela_model::device::DeviceOptions;
 use vela_model::engine::vram_dpa;
 use vela_model::fabric::Fabric;
-use vela_model::regs::{self, ctx, int, pte, queue, Counter, FaultReason, QueueError};
 use vela_model::rig::{encode, Rig, RAM_BASE};
 
 const ROOT: u64 = 0x1_0000;
@@ -34,15 +35,25 @@ fn set_pte(r: &Rig, table: u64, index: u64, entry: u64) {
 /// - VA + 0x20_0000: 2 MiB RW -> VRAM 0x20_0000
 fn mmu_rig() -> Rig {
     let r = Rig::new(opts()).unwrap();
-    let rw = pte::VALID | pte::READ | pte::WRITE;
-    set_pte(&r, ROOT, 1, pte::VALID | pte::VRAM | L1);
-    set_pte(&r, L1, 0, pte::VALID | pte::VRAM | L0);
-    set_pte(&r, L1, 1, rw | pte::HUGE | pte::VRAM | 0x20_0000);
-    set_pte(&r, L0, 0, rw | pte::VRAM | 0x10_0000);
-    set_pte(&r, L0, 1, pte::VALID | pte::READ | (RAM_BASE + 0x2000));
+    let rw = Pte::VALID.mask() | Pte::READ.mask() | Pte::WRITE.mask();
+    set_pte(&r, ROOT, 1, Pte::VALID.mask() | Pte::VRAM.mask() | L1);
+    set_pte(&r, L1, 0, Pte::VALID.mask() | Pte::VRAM.mask() | L0);
+    set_pte(
+        &r,
+        L1,
+        1,
+        rw | Pte::HUGE.mask() | Pte::VRAM.mask() | 0x20_0000,
+    );
+    set_pte(&r, L0, 0, rw | Pte::VRAM.mask() | 0x10_0000);
+    set_pte(
+        &r,
+        L0,
+        1,
+        Pte::VALID.mask() | Pte::READ.mask() | (RAM_BASE + 0x2000),
+    );
     r.cw(1, ctx::PT_BASE_LO, ROOT as u32);
     r.cw(1, ctx::PT_BASE_HI, (vram_dpa(ROOT) >> 32) as u32);
-    r.cw(1, ctx::CONTROL, ctx::CONTROL_ENABLE);
+    r.cw(1, ctx::CONTROL, regs::CtxControl::ENABLE.mask32());
     r.setup_queue(0, vram_dpa(0), 4, 1);
     r.setup_queue(1, vram_dpa(0x400), 4, 1);
     r.setup_queue(2, vram_dpa(0x800), 4, 2);
@@ -64,7 +75,7 @@ fn translated_fill_and_copy_across_pages() {
     )
     .unwrap();
     r.dev.run_until_idle();
-    assert_eq!(r.qr(0, queue::STATUS) & queue::STATUS_ERROR, 0);
+    assert_eq!(r.qr(0, queue::STATUS) & regs::QStatus::ERROR.mask32(), 0);
     assert_eq!(r.cr(1, ctx::FAULT_STATUS), 0);
     let mut out = vec![0; 4096];
     r.dpa_read(vram_dpa(0x20_0000), &mut out).unwrap();
@@ -84,22 +95,28 @@ fn fault_stops_only_its_context_and_resumes_after_clear() {
     .unwrap();
     r.dev.run_until_idle();
     let fs = r.cr(1, ctx::FAULT_STATUS);
-    assert_ne!(fs & ctx::FAULT_VALID, 0);
-    assert_ne!(fs & ctx::FAULT_WRITE, 0);
+    assert_ne!(fs & regs::CtxFaultStatus::VALID.mask32(), 0);
+    assert_ne!(fs & regs::CtxFaultStatus::WRITE.mask32(), 0);
     assert_eq!(
-        fs >> ctx::FAULT_REASON_SHIFT & 0xf,
+        fs >> regs::CtxFaultStatus::REASON.lo & 0xf,
         FaultReason::WriteProtect as u32
     );
-    assert_eq!(fs >> ctx::FAULT_LEVEL_SHIFT & 0x3, 0);
-    assert_eq!(fs >> ctx::FAULT_QUEUE_SHIFT & 0xf, 0);
+    assert_eq!(fs >> regs::CtxFaultStatus::LEVEL.lo & 0x3, 0);
+    assert_eq!(fs >> regs::CtxFaultStatus::QUEUE.lo & 0xf, 0);
     assert_eq!(r.cr(1, ctx::FAULT_ADDR_LO), (VA + 0x1008) as u32);
     assert_eq!(r.r(regs::CTX_FAULT_SUMMARY), 1 << 1);
-    assert_ne!(r.r(regs::INT_STATUS) & int::MMU_FAULT, 0);
+    assert_ne!(
+        r.r(regs::INT_STATUS) & regs::IntSources::MMU_FAULT.mask32(),
+        0
+    );
     assert_eq!(r.irq_count(regs::VECTOR_ERROR), 1);
     assert_eq!(r.qr(0, queue::HEAD), 0);
-    assert_ne!(r.qr(0, queue::STATUS) & queue::STATUS_FAULT_STOPPED, 0);
+    assert_ne!(
+        r.qr(0, queue::STATUS) & regs::QStatus::FAULT_STOPPED.mask32(),
+        0
+    );
     assert_eq!(
-        r.qr(0, queue::STATUS) & queue::STATUS_ERROR,
+        r.qr(0, queue::STATUS) & regs::QStatus::ERROR.mask32(),
         0,
         "a fault is not an error"
     );
@@ -117,12 +134,14 @@ fn fault_stops_only_its_context_and_resumes_after_clear() {
         &r,
         L0,
         1,
-        pte::VALID | pte::READ | pte::WRITE | (RAM_BASE + 0x2000),
+        Pte::VALID.mask() | Pte::READ.mask() | Pte::WRITE.mask() | (RAM_BASE + 0x2000),
     );
     r.cw(
         1,
         ctx::CONTROL,
-        ctx::CONTROL_ENABLE | ctx::CONTROL_INVALIDATE | ctx::CONTROL_FAULT_CLEAR,
+        regs::CtxControl::ENABLE.mask32()
+            | regs::CtxControl::INVALIDATE.mask32()
+            | regs::CtxControl::FAULT_CLEAR.mask32(),
     );
     assert_eq!(r.cr(1, ctx::FAULT_STATUS), 0);
     r.dev.run_until_idle();
@@ -140,38 +159,38 @@ fn second_fault_sets_overflow() {
     r.dev.run_until_idle();
     let fs = r.cr(1, ctx::FAULT_STATUS);
     assert_eq!(
-        fs >> ctx::FAULT_REASON_SHIFT & 0xf,
+        fs >> regs::CtxFaultStatus::REASON.lo & 0xf,
         FaultReason::NotPresent as u32
     );
-    assert_eq!(fs >> ctx::FAULT_LEVEL_SHIFT & 0x3, 1);
+    assert_eq!(fs >> regs::CtxFaultStatus::LEVEL.lo & 0x3, 1);
     // Reset queue 0 (dropping its work) and fault again from queue 1 before clearing.
-    r.qw(0, queue::CONTROL, queue::CONTROL_RESET);
+    r.qw(0, queue::CONTROL, regs::QControl::RESET.mask32());
     r.cw(
         1,
         ctx::CONTROL,
-        ctx::CONTROL_ENABLE | ctx::CONTROL_FAULT_CLEAR,
+        regs::CtxControl::ENABLE.mask32() | regs::CtxControl::FAULT_CLEAR.mask32(),
     );
     r.submit(1, &[encode::copy(1 << 40, VA, 8)]).unwrap();
     r.dev.run_until_idle();
     let fs = r.cr(1, ctx::FAULT_STATUS);
     assert_eq!(
-        fs >> ctx::FAULT_REASON_SHIFT & 0xf,
+        fs >> regs::CtxFaultStatus::REASON.lo & 0xf,
         FaultReason::AddressSize as u32
     );
-    assert_eq!(fs >> ctx::FAULT_QUEUE_SHIFT & 0xf, 1);
-    assert_eq!(fs & ctx::FAULT_WRITE, 0);
+    assert_eq!(fs >> regs::CtxFaultStatus::QUEUE.lo & 0xf, 1);
+    assert_eq!(fs & regs::CtxFaultStatus::WRITE.mask32(), 0);
     // Resubmitting on queue 1 faults again: only OVERFLOW changes.
-    r.cw(1, ctx::CONTROL, ctx::CONTROL_ENABLE);
+    r.cw(1, ctx::CONTROL, regs::CtxControl::ENABLE.mask32());
     r.qw(
         1,
         queue::CONTROL,
-        queue::CONTROL_RESET | queue::CONTROL_ENABLE,
+        regs::QControl::RESET.mask32() | regs::QControl::ENABLE.mask32(),
     );
     r.submit(1, &[encode::fence(VA + 0x1000, 1, false)])
         .unwrap();
     r.dev.run_until_idle();
     assert_eq!(
-        r.cr(1, ctx::FAULT_STATUS) & ctx::FAULT_OVERFLOW,
+        r.cr(1, ctx::FAULT_STATUS) & regs::CtxFaultStatus::OVERFLOW.mask32(),
         0,
         "stopped context runs nothing"
     );
@@ -182,16 +201,16 @@ fn second_fault_sets_overflow() {
 fn page_tables_in_unreachable_memory_fault() {
     let r = mmu_rig();
     r.cw(3, ctx::PT_BASE_LO, 0x7000_0000);
-    r.cw(3, ctx::CONTROL, ctx::CONTROL_ENABLE);
+    r.cw(3, ctx::CONTROL, regs::CtxControl::ENABLE.mask32());
     r.setup_queue(3, vram_dpa(0xc00), 2, 3);
     r.submit(3, &[encode::fence(0, 1, false)]).unwrap();
     r.dev.run_until_idle();
     let fs = r.cr(3, ctx::FAULT_STATUS);
     assert_eq!(
-        fs >> ctx::FAULT_REASON_SHIFT & 0xf,
+        fs >> regs::CtxFaultStatus::REASON.lo & 0xf,
         FaultReason::TableBusError as u32
     );
-    assert_eq!(fs >> ctx::FAULT_LEVEL_SHIFT & 0x3, 2);
+    assert_eq!(fs >> regs::CtxFaultStatus::LEVEL.lo & 0x3, 2);
 }
 
 const BAR2_A: u64 = 0x80_0000_0000;
@@ -227,7 +246,7 @@ fn p2p_copy_reaches_the_peer_vram() {
     )
     .unwrap();
     a.dev.run_until_idle();
-    assert_eq!(a.qr(0, queue::STATUS) & queue::STATUS_ERROR, 0);
+    assert_eq!(a.qr(0, queue::STATUS) & regs::QStatus::ERROR.mask32(), 0);
     let mut out = [0; 11];
     b.dpa_read(vram_dpa(0x2000), &mut out).unwrap();
     assert_eq!(&out, b"to the peer");
@@ -250,17 +269,17 @@ fn p2p_copy_reaches_the_peer_vram() {
 fn p2p_through_page_tables_and_decode_off() {
     let (a, b) = pair();
     // Context 1 of A maps VA 0 onto B's BAR2 + 0x10_0000 (a bus address).
-    set_pte(&a, ROOT, 0, pte::VALID | pte::VRAM | L1);
-    set_pte(&a, L1, 0, pte::VALID | pte::VRAM | L0);
+    set_pte(&a, ROOT, 0, Pte::VALID.mask() | Pte::VRAM.mask() | L1);
+    set_pte(&a, L1, 0, Pte::VALID.mask() | Pte::VRAM.mask() | L0);
     set_pte(
         &a,
         L0,
         0,
-        pte::VALID | pte::READ | pte::WRITE | (BAR2_B + 0x10_0000),
+        Pte::VALID.mask() | Pte::READ.mask() | Pte::WRITE.mask() | (BAR2_B + 0x10_0000),
     );
     a.cw(1, ctx::PT_BASE_LO, ROOT as u32);
     a.cw(1, ctx::PT_BASE_HI, (vram_dpa(ROOT) >> 32) as u32);
-    a.cw(1, ctx::CONTROL, ctx::CONTROL_ENABLE);
+    a.cw(1, ctx::CONTROL, regs::CtxControl::ENABLE.mask32());
     a.setup_queue(1, vram_dpa(0x400), 4, 1);
     a.submit(1, &[encode::fill(0x10, 16, 0xfeed_f00d)]).unwrap();
     a.dev.run_until_idle();
@@ -282,7 +301,7 @@ fn p2p_through_page_tables_and_decode_off() {
     a.qw(
         0,
         queue::CONTROL,
-        queue::CONTROL_RESET | queue::CONTROL_ENABLE,
+        regs::QControl::RESET.mask32() | regs::QControl::ENABLE.mask32(),
     );
     a.submit(0, &[encode::fill(BAR2_B + (64 << 20) - 8, 16, 1)])
         .unwrap();
@@ -299,10 +318,10 @@ fn p2p_through_page_tables_and_decode_off() {
 fn signal_bypasses_translation_and_translated_commands_cannot_reach_the_fence() {
     let r = mmu_rig();
     let fence = vram_dpa(0x30_0000);
-    r.qw(0, queue::CONTROL, queue::CONTROL_RESET);
+    r.qw(0, queue::CONTROL, regs::QControl::RESET.mask32());
     r.qw(0, queue::FENCE_BASE_LO, fence as u32 | 0x7);
     r.qw(0, queue::FENCE_BASE_HI, (fence >> 32) as u32);
-    r.qw(0, queue::CONTROL, queue::CONTROL_ENABLE);
+    r.qw(0, queue::CONTROL, regs::QControl::ENABLE.mask32());
     // Bits 2:0 are not stored: the location is 8-byte aligned.
     assert_eq!(r.qr(0, queue::FENCE_BASE_LO), fence as u32);
     // Ignored while the queue is enabled.
@@ -312,20 +331,20 @@ fn signal_bypasses_translation_and_translated_commands_cannot_reach_the_fence() 
     r.submit(0, &[encode::fill(VA, 4096, 7), encode::signal(41, true)])
         .unwrap();
     r.dev.run_until_idle();
-    assert_eq!(r.qr(0, queue::STATUS) & queue::STATUS_ERROR, 0);
+    assert_eq!(r.qr(0, queue::STATUS) & regs::QStatus::ERROR.mask32(), 0);
     assert_eq!(r.dpa_read_u64(fence).unwrap(), 41);
     assert_eq!(r.dev.counter(Counter::FencesWritten), 1);
     assert!(r.irq_count(regs::queue_vector(0)) >= 1);
 
     // The same DPA as a VA of the context: unmapped, so the FENCE faults and writes nothing.
-    let fence_va = fence & regs::dpa::OFFSET_MASK;
+    let fence_va = fence & vela_hw::dpa::OFFSET_MASK;
     r.submit(0, &[encode::fence(fence_va, u64::MAX, false)])
         .unwrap();
     r.dev.run_until_idle();
     let status = r.cr(1, ctx::FAULT_STATUS);
-    assert_ne!(status & ctx::FAULT_VALID, 0);
+    assert_ne!(status & regs::CtxFaultStatus::VALID.mask32(), 0);
     assert_eq!(
-        (status >> ctx::FAULT_REASON_SHIFT) & 0xf,
+        (status >> regs::CtxFaultStatus::REASON.lo) & 0xf,
         FaultReason::NotPresent as u32
     );
     assert_eq!(r.dpa_read_u64(fence).unwrap(), 41);
@@ -338,24 +357,24 @@ fn signal_checks_reserved_fields_and_an_unreachable_fence() {
     bad[8] = 1;
     r.submit(1, &[bad]).unwrap();
     r.dev.run_until_idle();
-    assert_ne!(r.qr(1, queue::STATUS) & queue::STATUS_ERROR, 0);
+    assert_ne!(r.qr(1, queue::STATUS) & regs::QStatus::ERROR.mask32(), 0);
     assert_eq!(
-        (r.qr(1, queue::STATUS) >> queue::STATUS_ERROR_CODE_SHIFT) & 0xff,
+        (r.qr(1, queue::STATUS) >> regs::QStatus::ERROR_CODE.lo) & 0xff,
         QueueError::ReservedNonZero as u32
     );
     // Queue 2 never had a fence base: bus address 0 is not mapped system memory.
     r.submit(2, &[encode::signal(1, false)]).unwrap();
     r.dev.run_until_idle();
     assert_eq!(
-        (r.qr(2, queue::STATUS) >> queue::STATUS_ERROR_CODE_SHIFT) & 0xff,
+        (r.qr(2, queue::STATUS) >> regs::QStatus::ERROR_CODE.lo) & 0xff,
         QueueError::DmaError as u32
     );
     // A global reset clears the fence base; a queue reset keeps it.
-    r.qw(1, queue::CONTROL, queue::CONTROL_RESET);
+    r.qw(1, queue::CONTROL, regs::QControl::RESET.mask32());
     r.qw(1, queue::FENCE_BASE_LO, 0x4000);
-    r.qw(1, queue::CONTROL, queue::CONTROL_RESET);
+    r.qw(1, queue::CONTROL, regs::QControl::RESET.mask32());
     assert_eq!(r.qr(1, queue::FENCE_BASE_LO), 0x4000);
-    r.w(regs::DEVICE_CONTROL, regs::device_control::RESET);
+    r.w(regs::DEVICE_CONTROL, regs::DeviceControl::RESET.mask32());
     r.dev.run_until_idle();
     assert_eq!(r.qr(1, queue::FENCE_BASE_LO), 0);
 }
@@ -367,7 +386,11 @@ fn invalidate_waits_for_the_context_s_command_in_flight() {
     let r = mmu_rig();
     // 28 MiB more through huge pages: a FILL long enough to be caught running.
     for k in 2..16 {
-        let rw = pte::VALID | pte::READ | pte::WRITE | pte::HUGE | pte::VRAM;
+        let rw = Pte::VALID.mask()
+            | Pte::READ.mask()
+            | Pte::WRITE.mask()
+            | Pte::HUGE.mask()
+            | Pte::VRAM.mask();
         set_pte(&r, L1, k, rw | (k << 21));
     }
     let _engine = r.dev.start_engine();
@@ -391,7 +414,7 @@ fn invalidate_waits_for_the_context_s_command_in_flight() {
         r.cw(
             1,
             ctx::CONTROL,
-            ctx::CONTROL_ENABLE | ctx::CONTROL_INVALIDATE,
+            regs::CtxControl::ENABLE.mask32() | regs::CtxControl::INVALIDATE.mask32(),
         );
         assert!(
             !r.dev.lock().queues[0].busy,

@@ -73,8 +73,8 @@ fn serves_config_bar0_and_mappable_vram() {
 #[test]
 fn dma_and_msix_over_the_socket() {
     use std::os::fd::AsRawFd;
+    use vela_hw::regs::{self, queue};
     use vela_model::engine::vram_dpa;
-    use vela_model::regs::{self, queue};
     use vela_model::rig::encode;
     use vfio_bindings::bindings::vfio::{
         VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_PCI_MSIX_IRQ_INDEX,
@@ -129,7 +129,11 @@ fn dma_and_msix_over_the_socket() {
         (vram_dpa(0) >> 32) as u32,
     );
     w(&mut c, qreg(queue::RING_SIZE), 2);
-    w(&mut c, qreg(queue::CONTROL), queue::CONTROL_ENABLE);
+    w(
+        &mut c,
+        qreg(queue::CONTROL),
+        regs::QControl::ENABLE.mask32(),
+    );
     w(&mut c, qreg(queue::DOORBELL), 1);
 
     assert_eq!(irq.read().unwrap(), 1, "completion interrupt on vector 1");

@@ -5,6 +5,10 @@
 
 use std::fmt;
 
+use vela_hw::cmd::{
+    self, Command as _, CopyCmd, FenceCmd, FillCmd, Header, KernelArgs, KernelCmd, NopCmd,
+};
+
 use crate::kernels::KernelCall;
 
 /// Bytes per command.
@@ -12,43 +16,11 @@ pub const COMMAND_SIZE: usize = vela_uapi::DRM_VELA_COMMAND_SIZE as usize;
 /// Most commands one SUBMIT may carry.
 pub const MAX_COMMANDS: usize = vela_uapi::DRM_VELA_MAX_COMMANDS as usize;
 /// Header bit 8: raise the queue's interrupt when the command completes.
-pub const FLAG_INTERRUPT: u32 = 1 << 8;
+pub const FLAG_INTERRUPT: u32 = Header::INTERRUPT.mask32();
 
-/// Command opcodes (header bits 7:0).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Opcode {
-    Nop = 0x00,
-    Fence = 0x01,
-    Copy = 0x02,
-    Fill = 0x03,
-    Kernel = 0x10,
-}
+const _: () = assert!(COMMAND_SIZE == cmd::SIZE);
 
-impl Opcode {
-    pub fn from_u8(v: u8) -> Option<Self> {
-        Some(match v {
-            0x00 => Opcode::Nop,
-            0x01 => Opcode::Fence,
-            0x02 => Opcode::Copy,
-            0x03 => Opcode::Fill,
-            0x10 => Opcode::Kernel,
-            _ => return None,
-        })
-    }
-
-    /// Whether byte `i` of the command has a meaning for this opcode; every other byte is
-    /// reserved. (The header's reserved bits 31:9 are checked separately.)
-    pub fn uses_byte(self, i: usize) -> bool {
-        match self {
-            Opcode::Nop => i < 4,
-            Opcode::Fence => i < 4 || (8..24).contains(&i),
-            Opcode::Copy => i < 4 || (8..32).contains(&i),
-            Opcode::Fill => i < 24,
-            Opcode::Kernel => i < 56,
-        }
-    }
-}
+pub use vela_hw::Opcode;
 
 /// One command slot. `repr(C)` over the bytes so a `&[Command]` is exactly what SUBMIT reads.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -58,20 +30,12 @@ pub struct Command {
 }
 
 impl Command {
-    fn header(op: Opcode) -> Self {
-        let mut c = Self {
-            bytes: [0; COMMAND_SIZE],
-        };
-        c.put_u32(0, u32::from(op as u8));
-        c
+    fn from_slot(bytes: cmd::Slot) -> Self {
+        Self { bytes }
     }
 
     fn put_u32(&mut self, off: usize, v: u32) {
         self.bytes[off..off + 4].copy_from_slice(&v.to_le_bytes());
-    }
-
-    fn put_u64(&mut self, off: usize, v: u64) {
-        self.bytes[off..off + 8].copy_from_slice(&v.to_le_bytes());
     }
 
     pub fn get_u32(&self, off: usize) -> u32 {
@@ -92,50 +56,39 @@ impl Command {
 
     /// NOP: does nothing.
     pub fn nop() -> Self {
-        Self::header(Opcode::Nop)
+        Self::from_slot(NopCmd::new().to_slot())
     }
 
     /// FENCE: one 64-bit store of `value` at `addr` (8-byte aligned) after every earlier
     /// command of the queue completed.
     pub fn fence(addr: u64, value: u64) -> Self {
-        let mut c = Self::header(Opcode::Fence);
-        c.put_u64(8, addr);
-        c.put_u64(16, value);
-        c
+        Self::from_slot(FenceCmd::new(addr, value).to_slot())
     }
 
     /// COPY: `len` bytes (at most 2^32) from `src` to `dst`, any alignment.
     pub fn copy(src: u64, dst: u64, len: u64) -> Self {
-        let mut c = Self::header(Opcode::Copy);
-        c.put_u64(8, src);
-        c.put_u64(16, dst);
-        c.put_u64(24, len);
-        c
+        Self::from_slot(CopyCmd::new(src, dst, len).to_slot())
     }
 
     /// FILL: `pattern` into every 32-bit word of `[dst, dst + len)`; `dst` 4-byte aligned,
     /// `len` a multiple of 4 and at most 2^32.
     pub fn fill(dst: u64, pattern: u32, len: u64) -> Self {
-        let mut c = Self::header(Opcode::Fill);
-        c.put_u32(4, pattern);
-        c.put_u64(8, dst);
-        c.put_u64(16, len);
-        c
+        Self::from_slot(FillCmd::new(dst, pattern, len).to_slot())
     }
 
     /// KERNEL: runs a compute kernel (see [`crate::kernels`]).
     pub fn kernel(k: &KernelCall) -> Self {
-        let mut c = Self::header(Opcode::Kernel);
-        c.put_u32(4, k.id as u32);
-        c.put_u64(8, k.a);
-        c.put_u64(16, k.b);
-        c.put_u64(24, k.c);
-        c.put_u64(32, k.dst);
-        c.put_u32(40, k.count);
-        c.put_u32(44, k.n);
-        c.put_u32(48, k.k);
-        c.put_u32(52, k.param);
-        c
+        let args = KernelArgs {
+            a: k.a,
+            b: k.b,
+            c: k.c,
+            dst: k.dst,
+            count: k.count,
+            n: k.n,
+            k: k.k,
+            param: k.param,
+        };
+        Self::from_slot(KernelCmd::new(k.id.raw(), &args).to_slot())
     }
 
     /// Sets the INTERRUPT flag.
@@ -159,23 +112,15 @@ impl Command {
     }
 
     pub fn opcode(&self) -> Option<Opcode> {
-        Opcode::from_u8(self.bytes[0])
+        Opcode::from_raw(Header::read(&self.bytes).opcode())
     }
 
-    /// Whether the command passes the checks SUBMIT documents: a known opcode, header bits
-    /// 31:9 zero and every reserved byte zero. (What the device checks on top, alignment,
-    /// lengths and kernel ids, makes the job fail instead.)
+    /// Whether the command passes the checks SUBMIT documents: a known opcode other than
+    /// SIGNAL (the driver's own, see queues.rst), header bits 31:9 zero and every reserved byte
+    /// zero. (What the device checks on top, alignment, lengths and kernel ids, makes the job
+    /// fail instead.)
     pub fn is_well_formed(&self) -> bool {
-        let Some(op) = self.opcode() else {
-            return false;
-        };
-        if self.get_u32(0) >> 9 != 0 {
-            return false;
-        }
-        self.bytes
-            .iter()
-            .enumerate()
-            .all(|(i, &b)| b == 0 || op.uses_byte(i))
+        matches!(cmd::well_formed(&self.bytes), Ok(op) if op != Opcode::Signal)
     }
 }
 
@@ -324,33 +269,5 @@ mod tests {
         b[0] = 0x04;
         assert!(!Command::from_bytes(b).is_well_formed(), "opcode 0x04");
         assert!(Command::copy(0, 0, 0).with_interrupt().is_well_formed());
-    }
-}
-
-#[cfg(test)]
-mod spec_tests {
-    use super::Opcode;
-    use vela_model::regs::cmd;
-
-    #[test]
-    fn opcodes_are_the_models() {
-        let pairs = [
-            (Opcode::Nop, cmd::NOP),
-            (Opcode::Fence, cmd::FENCE),
-            (Opcode::Copy, cmd::COPY),
-            (Opcode::Fill, cmd::FILL),
-            (Opcode::Kernel, cmd::KERNEL),
-        ];
-        for (op, model) in pairs {
-            assert_eq!(op as u8, model, "{op:?}");
-            assert_eq!(Opcode::from_u8(model), Some(op));
-        }
-        for v in 0..=0xffu8 {
-            assert_eq!(
-                Opcode::from_u8(v).is_some(),
-                pairs.iter().any(|&(_, m)| m == v),
-                "opcode {v:#x}"
-            );
-        }
     }
 }

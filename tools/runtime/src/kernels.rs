@@ -4,154 +4,12 @@
 //! reference implementations that round exactly as the device does, so results compare
 //! bit for bit.
 
-use std::fmt;
-
-/// Kernel ids of the KERNEL command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u32)]
-pub enum KernelId {
-    AddF32 = 0x01,
-    MulF32 = 0x02,
-    FmaF32 = 0x03,
-    AddU32 = 0x04,
-    MulU32 = 0x05,
-    FmaU32 = 0x06,
-    SumF32 = 0x07,
-    SumU32 = 0x08,
-    Crc32c = 0x09,
-    MatmulF32 = 0x0a,
-}
+/// Kernel ids of the KERNEL command, with their operand sizes and limits.
+pub use vela_hw::compute::{Kernel as KernelId, OperandBytes};
 
 /// Most elements a kernel takes (`COUNT` limit), and the MATMUL operand limits.
-pub const MAX_COUNT: u64 = 1 << 24;
-pub const MAX_MATMUL_MNK: u64 = 1 << 28;
-
-impl KernelId {
-    pub const ALL: [KernelId; 10] = [
-        KernelId::AddF32,
-        KernelId::MulF32,
-        KernelId::FmaF32,
-        KernelId::AddU32,
-        KernelId::MulU32,
-        KernelId::FmaU32,
-        KernelId::SumF32,
-        KernelId::SumU32,
-        KernelId::Crc32c,
-        KernelId::MatmulF32,
-    ];
-
-    pub fn from_u32(v: u32) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| *k as u32 == v)
-    }
-
-    /// Lower-case name as the spec writes it (`add_f32`, `crc32c`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            KernelId::AddF32 => "add_f32",
-            KernelId::MulF32 => "mul_f32",
-            KernelId::FmaF32 => "fma_f32",
-            KernelId::AddU32 => "add_u32",
-            KernelId::MulU32 => "mul_u32",
-            KernelId::FmaU32 => "fma_u32",
-            KernelId::SumF32 => "sum_f32",
-            KernelId::SumU32 => "sum_u32",
-            KernelId::Crc32c => "crc32c",
-            KernelId::MatmulF32 => "matmul_f32",
-        }
-    }
-
-    /// Parses a name, case-insensitively, with `-` or `_`.
-    pub fn from_name(s: &str) -> Option<Self> {
-        let s = s.to_ascii_lowercase().replace('-', "_");
-        Self::ALL.into_iter().find(|k| k.name() == s)
-    }
-
-    /// Whether elements are f32 (else u32; CRC32C reads bytes).
-    pub fn is_float(self) -> bool {
-        matches!(
-            self,
-            KernelId::AddF32
-                | KernelId::MulF32
-                | KernelId::FmaF32
-                | KernelId::SumF32
-                | KernelId::MatmulF32
-        )
-    }
-
-    /// How many of A, B, C the kernel reads.
-    pub fn sources(self) -> usize {
-        match self {
-            KernelId::FmaF32 | KernelId::FmaU32 => 3,
-            KernelId::SumF32 | KernelId::SumU32 | KernelId::Crc32c => 1,
-            _ => 2,
-        }
-    }
-
-    /// Operand sizes in bytes for `count` (M for MATMUL) and `n`, `k` (MATMUL only).
-    pub fn operand_bytes(self, count: u64, n: u64, k: u64) -> OperandBytes {
-        let e = 4u64;
-        match self {
-            KernelId::SumF32 | KernelId::SumU32 => OperandBytes {
-                a: count * e,
-                b: 0,
-                c: 0,
-                dst: e,
-            },
-            KernelId::Crc32c => OperandBytes {
-                a: count,
-                b: 0,
-                c: 0,
-                dst: 4,
-            },
-            KernelId::MatmulF32 => OperandBytes {
-                a: count * k * e,
-                b: k * n * e,
-                c: 0,
-                dst: count * n * e,
-            },
-            KernelId::FmaF32 | KernelId::FmaU32 => OperandBytes {
-                a: count * e,
-                b: count * e,
-                c: count * e,
-                dst: count * e,
-            },
-            _ => OperandBytes {
-                a: count * e,
-                b: count * e,
-                c: 0,
-                dst: count * e,
-            },
-        }
-    }
-
-    /// Whether the device accepts these sizes (else the job fails with BAD_LENGTH).
-    pub fn sizes_in_limits(self, count: u64, n: u64, k: u64) -> bool {
-        match self {
-            KernelId::MatmulF32 => {
-                count * k <= MAX_COUNT
-                    && k * n <= MAX_COUNT
-                    && count * n <= MAX_COUNT
-                    && count.saturating_mul(n).saturating_mul(k) <= MAX_MATMUL_MNK
-            }
-            _ => count <= MAX_COUNT,
-        }
-    }
-}
-
-impl fmt::Display for KernelId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Byte sizes of a kernel's operands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OperandBytes {
-    pub a: u64,
-    pub b: u64,
-    pub c: u64,
-    pub dst: u64,
-}
+pub const MAX_COUNT: u64 = vela_hw::compute::MAX_COUNT as u64;
+pub const MAX_MATMUL_MNK: u64 = vela_hw::compute::MAX_MATMUL_WORK;
 
 /// The operands of one KERNEL command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -574,28 +432,5 @@ mod tests {
         let mut b = Rng::new(5);
         assert_eq!(a.next_u64(), b.next_u64());
         assert!((0..1000).all(|_| (-8.0..8.0).contains(&a.f32())));
-    }
-}
-
-#[cfg(test)]
-mod spec_tests {
-    use super::KernelId;
-    use vela_model::regs::Kernel;
-
-    #[test]
-    fn kernel_ids_are_the_models() {
-        for k in KernelId::ALL {
-            let model = Kernel::from_id(k as u32);
-            assert!(model.is_some(), "{k:?} is not a kernel of the hardware");
-            assert_eq!(model.map(|m| m as u32), Some(k as u32));
-        }
-        // And no hardware kernel is missing here.
-        for id in 0..=0xffu32 {
-            assert_eq!(
-                Kernel::from_id(id).is_some(),
-                KernelId::ALL.iter().any(|&k| k as u32 == id),
-                "id {id:#x}"
-            );
-        }
     }
 }

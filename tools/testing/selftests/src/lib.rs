@@ -567,36 +567,56 @@ pub mod bar {
         cfg.write_all_at(&v.to_le_bytes(), 4)
     }
 
-    /// BAR0 offsets, fields and command bits of queue 0, from Documentation/hardware/
-    /// (registers.rst, queues.rst, commands.rst), for tests that drive the device themselves.
+    /// BAR0 offsets of queue 0 and the global registers as [`Mapping`] offsets, with the
+    /// fields and command bits tests that drive the device themselves need; all from
+    /// `vela-hw`.
     pub mod regs {
-        pub const INT_STATUS: usize = 0x40;
-        pub const INT_MASK: usize = 0x44;
-        pub const QUEUE_ERROR_SUMMARY: usize = 0x50;
-        pub const COUNTER_LO: usize = 0x100;
-        pub const COUNTER_CONTROL: usize = 0x180;
-        pub const CNT_COMMANDS_COMPLETED: usize = 0;
-        pub const CNT_FENCES_WRITTEN: usize = 3;
-        pub const CNT_INTERRUPTS_SUPPRESSED: usize = 5;
-        pub const CNT_DOORBELLS: usize = 6;
-        pub const CNT_QUEUE_ERRORS: usize = 9;
-        pub const Q0: usize = 0x1000;
-        pub const Q_RING_BASE_LO: usize = Q0;
-        pub const Q_RING_BASE_HI: usize = Q0 + 0x04;
-        pub const Q_RING_SIZE: usize = Q0 + 0x08;
-        pub const Q_CONTEXT: usize = Q0 + 0x0c;
-        pub const Q_CONTROL: usize = Q0 + 0x10;
-        pub const Q_STATUS: usize = Q0 + 0x14;
-        pub const Q_HEAD: usize = Q0 + 0x18;
-        pub const Q_DOORBELL: usize = Q0 + 0x20;
-        pub const Q_COMPLETED: usize = Q0 + 0x24;
-        pub const CONTROL_ENABLE: u32 = 1;
-        pub const CONTROL_RESET: u32 = 2;
-        pub const STATUS_ERROR: u32 = 1 << 1;
-        pub const INT_QUEUE_ERROR: u32 = 1 << 16;
-        pub const OP_COPY: u32 = 0x02;
-        pub const OP_FENCE: u32 = 0x01;
-        pub const FLAG_INTERRUPT: u32 = 1 << 8;
-        pub const VRAM: u64 = 1 << 63;
+        use vela_hw::cmd::Header;
+        use vela_hw::regs::{self as hw, queue, Counter, IntSources, QControl, QStatus};
+        use vela_hw::Opcode;
+
+        const fn q0(off: u32) -> usize {
+            queue::reg(0, off) as usize
+        }
+
+        pub const BAR0_SIZE: usize = vela_hw::pci::BAR0_SIZE as usize;
+        pub const ID: usize = hw::ID as usize;
+        pub use vela_hw::regs::ID_VALUE;
+        pub const INT_STATUS: usize = hw::INT_STATUS as usize;
+        pub const INT_MASK: usize = hw::INT_MASK as usize;
+        pub const QUEUE_ERROR_SUMMARY: usize = hw::QUEUE_ERROR_SUMMARY as usize;
+        pub const COUNTER_LO: usize = hw::COUNTER_BASE as usize;
+        pub const COUNTER_STRIDE: usize = hw::COUNTER_STRIDE as usize;
+        pub const COUNTER_CONTROL: usize = hw::COUNTER_CONTROL as usize;
+        pub const CNT_COMMANDS_COMPLETED: usize = Counter::CommandsCompleted as usize;
+        pub const CNT_FENCES_WRITTEN: usize = Counter::FencesWritten as usize;
+        pub const CNT_INTERRUPTS_SUPPRESSED: usize = Counter::InterruptsSuppressed as usize;
+        pub const CNT_DOORBELLS: usize = Counter::Doorbells as usize;
+        pub const CNT_QUEUE_ERRORS: usize = Counter::QueueErrors as usize;
+        pub const Q_RING_BASE_LO: usize = q0(queue::RING_BASE_LO);
+        pub const Q_RING_BASE_HI: usize = q0(queue::RING_BASE_HI);
+        pub const Q_RING_SIZE: usize = q0(queue::RING_SIZE);
+        pub const Q_CONTEXT: usize = q0(queue::CONTEXT);
+        pub const Q_CONTROL: usize = q0(queue::CONTROL);
+        pub const Q_STATUS: usize = q0(queue::STATUS);
+        pub const Q_HEAD: usize = q0(queue::HEAD);
+        pub const Q_DOORBELL: usize = q0(queue::DOORBELL);
+        pub const Q_COMPLETED: usize = q0(queue::COMPLETED);
+        pub const CONTROL_ENABLE: u32 = QControl::ENABLE.mask32();
+        pub const CONTROL_RESET: u32 = QControl::RESET.mask32();
+        pub const STATUS_ERROR: u32 = QStatus::ERROR.mask32();
+        pub const INT_QUEUE_ERROR: u32 = IntSources::QUEUE_ERROR.mask32();
+        pub const OP_COPY: u32 = Opcode::Copy as u32;
+        pub const OP_FENCE: u32 = Opcode::Fence as u32;
+        pub const FLAG_INTERRUPT: u32 = Header::INTERRUPT.mask32();
+        pub const SLOT_SIZE: usize = vela_hw::cmd::SIZE;
+        pub const VRAM: u64 = vela_hw::dpa::VRAM;
+
+        /// The error code `Q_STATUS` reads.
+        pub fn error_code(status: u32) -> u8 {
+            QStatus(status).error_code()
+        }
+
+        pub use vela_hw::QueueError;
     }
 }

@@ -24,14 +24,14 @@ const LEN: usize = 8192;
 
 fn counter(bar0: &Mapping, n: usize) -> u64 {
     // The LO read latches the 64-bit value for the HI read.
-    let lo = bar0.r32(COUNTER_LO + 8 * n);
-    let hi = bar0.r32(COUNTER_LO + 8 * n + 4);
+    let lo = bar0.r32(COUNTER_LO + COUNTER_STRIDE * n);
+    let hi = bar0.r32(COUNTER_LO + COUNTER_STRIDE * n + 4);
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
 fn slot(vram: &Mapping, index: usize, words: &[u64; 8]) {
     for (i, w) in words.iter().enumerate() {
-        vram.w64(RING + index * 64 + i * 8, *w);
+        vram.w64(RING + index * SLOT_SIZE + i * 8, *w);
     }
 }
 
@@ -59,7 +59,7 @@ fn main() {
     );
     t.ok(enable(&pci), "enable memory decoding and bus mastering");
     let (bar0, vram) = match (
-        Mapping::new(&pci.join("resource0"), 0x10000),
+        Mapping::new(&pci.join("resource0"), BAR0_SIZE),
         Mapping::new(&pci.join("resource2"), 1 << 20),
     ) {
         (Ok(b), Ok(v)) => (b, v),
@@ -72,7 +72,7 @@ fn main() {
             t.finish();
         }
     };
-    t.eq(bar0.r32(0), 0x414c_4556, "BAR0 ID reads VELA");
+    t.eq(bar0.r32(ID), ID_VALUE, "BAR0 ID reads VELA");
 
     bar0.w32(COUNTER_CONTROL, 1);
     bar0.w32(INT_STATUS, u32::MAX);
@@ -180,7 +180,7 @@ fn main() {
     let stopped = wait_for(|| bar0.r32(Q_STATUS) & STATUS_ERROR != 0);
     let status = bar0.r32(Q_STATUS);
     t.check(
-        stopped && (status >> 8) & 0xff == 1,
+        stopped && error_code(status) == QueueError::BadOpcode as u8,
         "bad opcode: queue error BAD_OPCODE",
         format_args!("status {status:#x}"),
     );

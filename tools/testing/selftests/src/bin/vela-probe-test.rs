@@ -69,7 +69,7 @@ fn main() {
         fs::read_to_string(first.join("class"))
             .unwrap_or_default()
             .trim(),
-        "0x120000",
+        format!("{:#08x}", vela_hw::pci::CLASS_CODE).as_str(),
         "class is processing accelerator",
     );
 

@@ -4,6 +4,8 @@
 //! with, and every malformed argument gets its errno.
 
 use std::{fs::File, os::fd::AsRawFd};
+use vela_hw::pci;
+use vela_hw::regs::{Version, VERSION_MAJOR};
 
 use libc::{EFAULT, EINVAL};
 use vela_selftests::{accel_node, expect, vela_pci_devices, Tap};
@@ -61,9 +63,13 @@ fn main() {
     let q = t
         .ok(u::query_device(&f), "QUERY_DEVICE")
         .unwrap_or_default();
-    t.eq(q.vendor_id, 0x1f5a, "vendor id");
-    t.eq(q.device_id, 0x0001, "device id");
-    t.eq(q.hw_version >> 16, 1, "hardware interface major version 1");
+    t.eq(q.vendor_id, u32::from(pci::VENDOR_ID), "vendor id");
+    t.eq(q.device_id, u32::from(pci::DEVICE_ID), "device id");
+    t.eq(
+        Version(q.hw_version).major(),
+        VERSION_MAJOR,
+        "hardware interface major version 1",
+    );
     let vram = expect("VRAM_MIB").map(|m| m << 20);
     t.eq(
         Some(q.vram_size),

@@ -27,7 +27,7 @@ fn main() {
     }
     let maps = enable(&pci).and_then(|()| {
         Ok((
-            Mapping::new(&pci.join("resource0"), 0x10000)?,
+            Mapping::new(&pci.join("resource0"), BAR0_SIZE)?,
             Mapping::new(&pci.join("resource2"), 1 << 20)?,
         ))
     });
@@ -38,12 +38,12 @@ fn main() {
             std::process::exit(1)
         }
     };
-    bar0.w32(Q_CONTROL, 2);
+    bar0.w32(Q_CONTROL, CONTROL_RESET);
     bar0.w32(Q_RING_BASE_LO, 0);
     bar0.w32(Q_RING_BASE_HI, (VRAM >> 32) as u32);
     bar0.w32(Q_RING_SIZE, LOG2_SLOTS);
     bar0.w32(Q_CONTEXT, 0);
-    bar0.w32(Q_CONTROL, 1);
+    bar0.w32(Q_CONTROL, CONTROL_ENABLE);
     vram.w64(FENCE_AT, 0);
 
     let mut samples = Vec::new();
@@ -56,8 +56,8 @@ fn main() {
         seq += 1;
         // FENCE with the INTERRUPT flag, as a driver's job ends; the interrupt itself goes
         // nowhere without a driver (masked), so this is doorbell -> fence visible.
-        let slot = tail as usize * 64;
-        vram.w64(slot, 0x101);
+        let slot = tail as usize * SLOT_SIZE;
+        vram.w64(slot, u64::from(OP_FENCE | FLAG_INTERRUPT));
         vram.w64(slot + 8, VRAM | FENCE_AT as u64);
         vram.w64(slot + 16, seq);
         for w in 3..8 {
@@ -76,7 +76,7 @@ fn main() {
         }
         samples.push(t.elapsed());
     }
-    bar0.w32(Q_CONTROL, 2);
+    bar0.w32(Q_CONTROL, CONTROL_RESET);
     drop((bar0, vram));
     let _ = std::fs::write(pci.join("enable"), "0");
     samples.sort();

@@ -17,7 +17,7 @@ use std::{
 use libc::c_ulong;
 use vela_runtime::{
     kernels::{KernelCall, KernelId, Rng},
-    raw, Command,
+    raw, Command, COMMAND_SIZE,
 };
 
 use crate::{
@@ -205,14 +205,14 @@ fn commands(kind: u64, va: u64, len: u64, seed: u64) -> Vec<Command> {
         2 => vec![Command::copy(va, va + len, len)],
         3 => vec![Command::fence(va, seed)],
         4 => {
-            let id = KernelId::ALL[(seed % 10) as usize];
+            let id = KernelId::ALL[(seed % KernelId::ALL.len() as u64) as usize];
             let n = ((len32 / 16) as u32).max(1);
             vec![Command::kernel(
                 &KernelCall::new(id, va, va, va, va + len, n).with_nk(2, 2),
             )]
         }
         5 => {
-            let mut b = [0u8; 64];
+            let mut b = [0u8; COMMAND_SIZE];
             Rng::new(seed).fill_bytes(&mut b);
             vec![Command::from_bytes(b)]
         }

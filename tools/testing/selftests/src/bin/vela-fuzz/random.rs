@@ -20,7 +20,7 @@ use std::{
 };
 
 use libc::{EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM};
-use vela_runtime::{kernels::Rng, raw, Command, Device, Queue, Vm, VA_END};
+use vela_runtime::{kernels::Rng, raw, Command, Device, Queue, Vm, COMMAND_SIZE, VA_END};
 use vela_selftests::{accel_node, vela_pci_devices, NoAccessPage, Tap};
 
 const BIND_R: u32 = vela_uapi::DRM_VELA_BIND_READ;
@@ -604,7 +604,8 @@ impl Child {
             2 => Command::copy(va, va + size / 2, len.min(size / 2)),
             3 => Command::fill(a & !3, self.rng.next_u32(), len.min(size - (a - va)) & !3),
             4 => {
-                let id = vela_runtime::kernels::KernelId::ALL[self.rng.below(10) as usize];
+                let ids = vela_runtime::kernels::KernelId::ALL;
+                let id = ids[self.rng.below(ids.len() as u64) as usize];
                 Command::kernel(
                     &vela_runtime::kernels::KernelCall::new(
                         id,
@@ -618,13 +619,13 @@ impl Child {
                 )
             }
             _ => {
-                let mut b = [0u8; 64];
+                let mut b = [0u8; COMMAND_SIZE];
                 self.rng.fill_bytes(&mut b);
                 Command::from_bytes(b)
             }
         };
         if self.chance(15) {
-            let bit = self.rng.below(512) as usize;
+            let bit = self.rng.below(COMMAND_SIZE as u64 * 8) as usize;
             c.bytes_mut()[bit / 8] ^= 1 << (bit % 8);
         }
         c
