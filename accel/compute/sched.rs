@@ -5,7 +5,7 @@
 //! queue's `pending` list, and work items run them in order once they can run.
 //!
 //! Nothing polls while jobs wait for their dependencies: the job at the head of a queue has a
-//! callback on a fence it waits for (`FenceWaiter`, kernel patch 0022), which queues the
+//! callback on a fence it waits for (`FenceWaiter`, kernel patch 0010), which queues the
 //! `kick` work item when that fence signals; the `timer` work item runs when the earliest
 //! dependency deadline passes. A job that waits for a hardware queue (all are busy), or whose
 //! queue yields its own, has callbacks on the last job fence of every ring instead: one of
@@ -13,7 +13,7 @@
 //! only in passing (a ring without a fenced job, a hardware queue that freed up between two
 //! looks, a full ring). A queue stays on the list while it has jobs
 //! waiting, which keeps it (and its VM) alive after QUEUE_DESTROY until they have run.
-//! Unbind stops both work items for good (`cancel_delayed_work_sync()`, kernel patch 0019: a
+//! Unbind stops both work items for good (`cancel_delayed_work_sync()`, kernel patch 0026: a
 //! pending work item runs the module's code) and fails the jobs still waiting, which removes
 //! their fence callbacks.
 

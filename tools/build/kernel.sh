@@ -15,7 +15,11 @@ fragments=("$VELA_TOP/tools/build/vela.config")
 [ "$VELA_KERNEL" = strict ] && fragments+=("$VELA_TOP/tools/build/strict.config")
 mkdir -p "$VELA_CACHE/work"
 kver=$(chroot "$ROOT_DIR" dpkg-query -W -f='${Version}' linux-source-7.2)
-patches=("$VELA_TOP"/rust/patches/*.patch "$VELA_TOP"/rdma-tests/patches/kernel/*.patch)
+# rust/patches/0000-cover-letter.patch is the series' cover letter, not a patch.
+patches=()
+for p in "$VELA_TOP"/rust/patches/*.patch "$VELA_TOP"/rdma-tests/patches/kernel/*.patch; do
+	[ "${p##*/}" = 0000-cover-letter.patch ] || patches+=("$p")
+done
 key=$(inputs_hash "$kver" "$KMAKE" "${patches[@]}" "${fragments[@]}" \
 	"$VELA_TOP/tools/build/kernel.sh" "$ROOT_DIR/.vela-stamp")
 
@@ -36,6 +40,11 @@ if [ "$(cat "$SRC/.vela-version" 2>/dev/null)" != "$kver" ]; then
 	printf '%s\n' "$kver" >"$SRC/.vela-version"
 fi
 
+# The files a patch touches, relative to the tree (any a/ b/ prefix).
+patch_files() {
+	sed -n 's#^\(---\|+++\) [^/\t]*/\([^\t]*\).*#\2#p' "$@" | { grep -vx 'dev/null' || true; } | sort -u
+}
+
 # Bring the applied series in line with rust/patches: keep the longest
 # common prefix, take back the rest of what is applied (newest first), then
 # apply the remainder of the current series. Untouched files keep their
@@ -47,6 +56,23 @@ while [ $common -lt ${#applied[@]} ] && [ $common -lt ${#patches[@]} ] &&
 	cmp -s "${applied[$common]}" "${patches[$common]}"; do
 	common=$((common + 1))
 done
+# A re-cut series (patches reordered, split or folded) takes back and
+# re-applies patches that end up changing nothing. Before taking any back,
+# note the hash and mtime of every file they touch, in .vela-mtimes; once
+# the series is applied, a file whose content is what it was gets its
+# mtime back, so make rebuilds only what really changed. The list outlives
+# a run that fails half-way: its first entry for a file is the state the
+# last build saw, so later runs only add files it does not list yet.
+mtimes=$SRC/.vela-mtimes
+if [ $common -lt ${#applied[@]} ]; then
+	touch "$mtimes"
+	(cd "$SRC" && patch_files "${applied[@]:common}" | while IFS= read -r f; do
+		[ -f "$f" ] || continue
+		awk -v f="$f" '{ sub(/^[^ ]+ [^ ]+ /, "") } $0 == f { found = 1 } END { exit !found }' \
+			"$mtimes" && continue
+		printf '%s %s %s\n' "$(sha256sum <"$f" | cut -c1-64)" "$(stat -c %.9Y -- "$f")" "$f"
+	done) >>"$mtimes"
+fi
 for ((i = ${#applied[@]} - 1; i >= common; i--)); do
 	log "reverting $(basename "${applied[$i]}")"
 	patch -d "$SRC" -p1 -R -s <"${applied[$i]}" || die "cannot revert ${applied[$i]}"
@@ -54,12 +80,24 @@ for ((i = ${#applied[@]} - 1; i >= common; i--)); do
 done
 for ((i = common; i < ${#patches[@]}; i++)); do
 	log "applying $(basename "${patches[$i]}")"
-	patch -d "$SRC" -p1 -s -N --no-backup-if-mismatch <"${patches[$i]}" ||
+	# A dry run first: a patch that does not apply leaves the tree as it was.
+	patch -d "$SRC" -p1 -s -N --dry-run <"${patches[$i]}" >/dev/null &&
+		patch -d "$SRC" -p1 -s -N --no-backup-if-mismatch <"${patches[$i]}" ||
 		die "cannot apply ${patches[$i]}"
 	# Named by position: the glob above must list them in series order, and
 	# rdma-tests/patches/kernel numbers its own series from 0001.
 	cp "${patches[$i]}" "$SRC/.vela-patches/$(printf %04d $((i + 1)))-${patches[$i]##*/}"
 done
+if [ -f "$mtimes" ]; then
+	kept=0
+	while read -r sum mtime f; do
+		[ -f "$SRC/$f" ] && [ "$(sha256sum <"$SRC/$f" | cut -c1-64)" = "$sum" ] || continue
+		touch -m -d "@$mtime" -- "$SRC/$f"
+		kept=$((kept + 1))
+	done <"$mtimes"
+	log "$kept of $(wc -l <"$mtimes") files the re-applied patches touch are unchanged: mtimes kept"
+	rm -f "$mtimes"
+fi
 
 cfgkey=$(inputs_hash "$KMAKE" "${fragments[@]}" "${patches[@]}")
 if [ "$(cat "$SRC/.vela-config-key" 2>/dev/null)" != "$cfgkey" ]; then

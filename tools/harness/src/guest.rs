@@ -53,6 +53,7 @@ const RDMA_BINS: &[&str] = &[
 /// KUnit suites vela.ko carries (each must report when the module loads), and those of the
 /// kernel crate abstractions `rust/patches` adds (they run at boot).
 pub(crate) const KUNIT_SUITES: &[&str] = &[
+    "rust_kernel_dma_fence",
     "rust_kernel_dma_resv",
     "vela_failures",
     "vela_identity",
