@@ -139,9 +139,6 @@ pub(super) fn map(
         let Store::Vram(blocks) = &st.store else {
             return Ok(None);
         };
-        if let Some(m) = st.bus.as_ref().and_then(|b| b.lookup(attach, locked)) {
-            return Ok(Some(Some(m?)));
-        }
         Ok(Some(chip.map_vram_for_peer(
             attach,
             locked,

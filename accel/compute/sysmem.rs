@@ -38,10 +38,7 @@ impl SysMem {
         // caller, not a kernel problem. The allocator zeroes the pages (`__GFP_ZERO`, as
         // vzalloc): filling a vector byte by byte took 90 ms for 16 MiB in the TCG guest, 94% of
         // a buffer's move to system memory, against 10 ms for the allocation itself.
-        let mut buf = VVec::with_capacity(size, GFP_KERNEL | __GFP_NOWARN | __GFP_ZERO)?;
-        // SAFETY: `buf` has capacity for `size` bytes, allocated with `__GFP_ZERO`, so every one
-        // of them is an initialized zero `u8`.
-        unsafe { buf.inc_len(size) };
+        let buf = VVec::zeroed(size, GFP_KERNEL | __GFP_NOWARN)?;
         Ok(Arc::new(Self { buf }, GFP_KERNEL)?)
     }
 
@@ -51,9 +48,7 @@ impl SysMem {
 
     /// The pages, in order.
     pub(crate) fn pages(&self) -> VmallocPageIter<'_> {
-        // SAFETY: `buf` is a vmalloc allocation (vmalloc memory is page aligned) of `len()`
-        // bytes, borrowed for the iterator's lifetime.
-        unsafe { VmallocPageIter::new(self.base(), self.buf.len()) }
+        self.buf.pages()
     }
 
     /// Copies bytes out, from `off` on.

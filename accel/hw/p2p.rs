@@ -14,35 +14,10 @@ use kernel::{
 
 use super::{vram, Chip};
 
-/// A VRAM buffer's table for peers behind the switch (`kernel::dma_buf::BusTable`), and the
-/// peers that were found to be there. Dropped when the buffer moves.
+/// A VRAM buffer's table for peers behind the switch (`kernel::dma_buf::BusTable`), built at
+/// the first such peer's map and handed to the next ones. Dropped when the buffer moves.
 pub(crate) struct BusCache {
-    pub(crate) table: Arc<BusTable>,
-    /// Devices whose route to BAR2 is `Switch`. The references keep them from being freed, so
-    /// an address here cannot come back as another device.
-    pub(crate) peers: KVec<ARef<kernel::device::Device>>,
-}
-
-impl BusCache {
-    const MAX_PEERS: usize = 8;
-
-    /// The shared table, if `attach`'s device is one of the peers behind the switch.
-    pub(crate) fn lookup(
-        &self,
-        attach: &Attachment,
-        locked: &ResvLocked<'_>,
-    ) -> Option<Result<kernel::dma_buf::Mapping>> {
-        if !(attach.peer2peer() && attach.revocable()) {
-            return None;
-        }
-        let dev = attach.dev();
-        if !self.peers.iter().any(|p| core::ptr::eq(&**p, dev)) {
-            return None;
-        }
-        // SAFETY: `peers` holds only devices whose route to BAR2 was `Switch`, which does not
-        // change while they exist, and they exist: the references are held.
-        Some(unsafe { Mapping::shared(attach, locked, &self.table) })
-    }
+    table: Arc<BusTable>,
 }
 
 impl Chip {
@@ -56,9 +31,9 @@ impl Chip {
 
     /// Maps VRAM `blocks` through BAR2 for the importer of `attach` if it reaches BAR2
     /// peer-to-peer and can be revoked; `None` if not. A peer behind the switch gets the
-    /// buffer's shared table (`bus`, built at the first such map) and is remembered there, so
-    /// its next maps skip the route lookup; a peer through the host bridge gets a table of its
-    /// own. One bound-device section for all of it, since this is on every peer's bind.
+    /// buffer's shared table (`bus`, built at the first such map); a peer through the host
+    /// bridge gets a table of its own. One bound-device section for all of it, since this is
+    /// on every peer's bind; the route comes from the provider's cache.
     pub(crate) fn map_vram_for_peer(
         &self,
         attach: &Attachment,
@@ -83,24 +58,17 @@ impl Chip {
                             all.push(r, GFP_KERNEL)?;
                         }
                         match BusTable::new(provider, &all) {
-                            Ok(table) => {
-                                *bus = Some(BusCache {
-                                    table,
-                                    peers: KVec::new(),
-                                })
-                            }
+                            Ok(table) => *bus = Some(BusCache { table }),
                             // Too many runs for one table page: a table per map.
                             Err(e) if e == EFBIG => {}
                             Err(e) => return Err(e),
                         }
                     }
-                    if let Some(cache) = bus.as_mut() {
-                        if cache.peers.len() >= BusCache::MAX_PEERS {
-                            let _ = cache.peers.remove(0);
+                    if let Some(cache) = bus.as_ref() {
+                        // `None` cannot happen: the route was just found to be the switch.
+                        if let Some(m) = Mapping::shared(attach, locked, provider, &cache.table)? {
+                            return Ok(Some(m));
                         }
-                        cache.peers.push(attach.dev().into(), GFP_KERNEL)?;
-                        // SAFETY: The route to this provider was just found to be `Switch`.
-                        return unsafe { Mapping::shared(attach, locked, &cache.table) }.map(Some);
                     }
                 }
                 P2pRoute::HostBridge => {}
