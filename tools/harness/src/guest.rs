@@ -55,6 +55,7 @@ const RDMA_BINS: &[&str] = &[
 pub(crate) const KUNIT_SUITES: &[&str] = &[
     "rust_kernel_dma_fence",
     "rust_kernel_dma_resv",
+    "rust_kernel_vvec_zeroed",
     "vela_failures",
     "vela_identity",
     "vela_query",
