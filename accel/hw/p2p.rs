@@ -9,7 +9,7 @@ use kernel::{
     dma_resv::ResvLocked,
     io::Io,
     prelude::*,
-    sync::{aref::ARef, Arc},
+    sync::Arc,
 };
 
 use super::{vram, Chip};
