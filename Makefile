@@ -22,7 +22,7 @@ BIN := tools/target/release
 # Guest tests of `make vm-test`, comma-separated (vela-harness check --tests); empty: all.
 T ?=
 
-.PHONY: all deps module tools rdma run check host-test lint vm-test bench soak fuzz-corpus clean help
+.PHONY: all deps module tools rdma run check host-test lint lint-driver lint-tools vm-test bench soak fuzz-corpus clean help
 
 all: module tools
 
@@ -52,8 +52,12 @@ host-test: deps
 
 # The driver with the kernel's rustfmt and clippy (tools/build/lint-driver.sh; --fix
 # formats it), the tools with cargo's.
-lint: deps
+lint: lint-driver lint-tools
+
+lint-driver: deps
 	tools/build/lint-driver.sh
+
+lint-tools: deps
 	cd tools && $(CARGO) fmt --all --check
 	cd tools && $(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
@@ -66,8 +70,8 @@ vm-test: module tools rdma
 # the kernel build has long single-threaded stretches (the Rust crates, the final links)
 # whose idle core the other two fill.
 check:
-	$(MAKE) -j2 module host-test rdma
-	$(MAKE) lint
+	$(MAKE) -j2 module host-test rdma lint-tools
+	$(MAKE) lint-driver
 	VELA_ONLY= $(MAKE) vm-test T=
 
 # The device model's own benchmark (host), then the driver's in the VM, on the fast

@@ -153,8 +153,9 @@ pub(crate) fn pick_accel(paths: &Paths, run_dir: &Path) -> Accel {
                 crate::Mode::Check,
                 // A KVM that works boots even the strict kernel to userspace in seconds; one
                 // that cannot stops its vCPU and never finishes, so this is what a fresh
-                // machine pays once per kernel build.
-                Duration::from_secs(30),
+                // machine pays once per kernel build. A KVM slower than this only costs
+                // speed: the run falls back to TCG.
+                Duration::from_secs(15),
                 Echo::Quiet,
                 &Shape::single(),
             )
