@@ -112,6 +112,20 @@ pub(crate) fn best_effort(what: &str, r: Result) {
     }
 }
 
+/// Points MMU context `c` at the page table root `root` and writes its control register:
+/// when a context is taken, and again for every taken context after a reset.
+fn program_context(bar: &Bar0, c: regs::ContextId, root: u64, control: regs::CTX_CONTROL) {
+    bar.write(
+        regs::CTX_PT_BASE_LO::at_context(c),
+        regs::CTX_PT_BASE_LO::from_raw(root as u32),
+    );
+    bar.write(
+        regs::CTX_PT_BASE_HI::at_context(c),
+        regs::CTX_PT_BASE_HI::from_raw((root >> 32) as u32),
+    );
+    bar.write(regs::CTX_CONTROL::at_context(c), control);
+}
+
 /// What the core asks of a frontend when the device changes under it. Each hook runs with
 /// the frontends' list locked: it must not attach or detach frontends.
 pub(crate) trait Frontend: Send + Sync {
@@ -439,16 +453,10 @@ impl Chip {
             .find(|&c| c != regs::ContextId::KERNEL && o.contexts & c.bit() == 0)
             .ok_or(EBUSY)?;
         self.with_bar0(|bar| {
-            bar.write(
-                regs::CTX_PT_BASE_LO::at_context(c),
-                regs::CTX_PT_BASE_LO::from_raw(root_dpa as u32),
-            );
-            bar.write(
-                regs::CTX_PT_BASE_HI::at_context(c),
-                regs::CTX_PT_BASE_HI::from_raw((root_dpa >> 32) as u32),
-            );
-            bar.write(
-                regs::CTX_CONTROL::at_context(c),
+            program_context(
+                bar,
+                c,
+                root_dpa,
                 regs::CTX_CONTROL::zeroed()
                     .with_enable(true)
                     .with_invalidate(true),

@@ -4,7 +4,7 @@
 
 use kernel::{io::Io, prelude::*, sync::atomic::Release};
 
-use super::{best_effort, irq, queue, regs, Chip};
+use super::{best_effort, irq, program_context, queue, regs, Chip};
 
 impl Chip {
     /// Recovers from a hung queue: a global reset (the only thing that clears a hung engine),
@@ -67,17 +67,10 @@ impl Chip {
         let programmed = self.with_bar0(|bar| {
             for c in regs::ContextId::all().skip(1) {
                 if owners.contexts & c.bit() != 0 {
-                    let root = owners.roots[c.index()];
-                    bar.write(
-                        regs::CTX_PT_BASE_LO::at_context(c),
-                        regs::CTX_PT_BASE_LO::from_raw(root as u32),
-                    );
-                    bar.write(
-                        regs::CTX_PT_BASE_HI::at_context(c),
-                        regs::CTX_PT_BASE_HI::from_raw((root >> 32) as u32),
-                    );
-                    bar.write(
-                        regs::CTX_CONTROL::at_context(c),
+                    program_context(
+                        bar,
+                        c,
+                        owners.roots[c.index()],
                         regs::CTX_CONTROL::zeroed().with_enable(true),
                     );
                 }
