@@ -15,7 +15,10 @@
  *      VRAM buffer moves to system memory with its data; VRAM_ONLY refused.
  *   5  Bad input, and closes in odd orders while an MR lives.
  *   6  Revocation: the Vela device unbound under a live MR, then rebound.
- *      Last: it unbinds.
+ *   7  Revocation by a device reset (a hung engine injected into the device
+ *      model): the MR is revoked, the buffer and its dma-buf live on, and a
+ *      new registration of the same dma-buf works.
+ *      Last two: they unbind and reset the device.
  *
  * The plan comes first: every case states its number of checks, and one that
  * stops early reports what it did not reach as failures.
@@ -1329,6 +1332,161 @@ out:
 	tap_case_end();
 }
 
+/* ---------------------------------------------------------- case 7: reset */
+
+#define CASE7_CHECKS	10
+#define INJECT_DIR	"/run/vela/inject"
+
+/*
+ * Asks the harness to pass @verb to the device model's control socket
+ * (tools/harness/src/model.rs): a request file renamed into place, so the
+ * harness never reads half of one, and a reply file polled for. 0 when the
+ * reply starts with "ok", else -EIO (-ETIMEDOUT after 20 s).
+ */
+static int inject(const char *verb)
+{
+	static unsigned int seq;
+	char tmp[128], req[128], rep[128], buf[256] = "";
+	double deadline = now() + 20;
+	FILE *f;
+
+	mkdir("/run/vela", 0755);
+	mkdir(INJECT_DIR, 0755);
+	snprintf(tmp, sizeof(tmp), INJECT_DIR "/new-%d-r%u", getpid(), seq);
+	snprintf(req, sizeof(req), INJECT_DIR "/req-%d-r%u", getpid(), seq);
+	snprintf(rep, sizeof(rep), INJECT_DIR "/rep-%d-r%u", getpid(), seq);
+	seq++;
+	f = fopen(tmp, "w");
+	if (!f)
+		return -errno;
+	fprintf(f, "%s\n", verb);
+	if (fclose(f) || rename(tmp, req))
+		return -errno;
+	while (now() < deadline) {
+		f = fopen(rep, "r");
+		if (f) {
+			if (!fgets(buf, sizeof(buf), f))
+				buf[0] = 0;
+			fclose(f);
+			unlink(rep);
+			if (strncmp(buf, "ok", 2))
+				tap_diag("inject '%s': %s", verb, buf);
+			return strncmp(buf, "ok", 2) ? -EIO : 0;
+		}
+		usleep(50 * 1000);
+	}
+	return -ETIMEDOUT;
+}
+
+static void case7(void)
+{
+	uint32_t bo = 0, victim = 0;
+	uint8_t *map = NULL;
+	struct region mr = { 0 }, mr2 = { 0 };
+	struct vela_dev d;
+	char verb[64];
+	int fd = -1, r, st, pl, dev = -1;
+	uint32_t serial = 0;
+	struct ibv_wc wc;
+	double t;
+
+	tap_case_begin("7 reset", CASE7_CHECKS);
+	r = vela_open_bdf(&d, p2p_bdf);
+	if (!r)
+		r = vela_serial(&d, &serial);
+	/*
+	 * The harness numbers the VM's devices from 0 and gives device N the
+	 * serial N + 1 (tools/harness/src/model.rs, topology()); its inject
+	 * requests name devices by that number.
+	 */
+	dev = (int)serial - 1;
+	if (!r)
+		r = vela_bo_create(&d, RP_LEN, DRM_VELA_BO_VRAM | DRM_VELA_BO_CPU_VISIBLE, &bo);
+	if (!r)
+		r = vela_bo_create(&d, 64 * KiB, DRM_VELA_BO_VRAM, &victim);
+	if (!r)
+		r = vela_bo_mmap(&d, bo, RP_LEN, (void **)&map);
+	if (!r)
+		r = vela_bo_export(&d, bo, &fd);
+	if (!r)
+		r = dmabuf_region(&mr, fd, 0, RP_LEN, map);
+	if (!tap_check(!r && dev >= 0, "%s (device %d): a VRAM buffer registered%s%s", p2p_bdf,
+		       dev, r ? ": " : "", r ? strerrorname_np(-r) : ""))
+		goto out;
+	pattern(want, 64 * KiB, 701);
+	memcpy(host.cpu, want, 64 * KiB);
+	guard_set(map, RP_LEN, 4096, 64 * KiB);
+	r = rdma_rw(&P, IBV_WR_RDMA_WRITE, &host, 0, 64 * KiB, &mr, 4096, &wc);
+	if (wc_check(r, &wc, "WRITE before the reset")) {
+		if (!tap_check(data_ok(map, RP_LEN, 4096, 64 * KiB, want, err,
+				       sizeof(err)), "WRITE before the reset: data"))
+			tap_diag("%s", err);
+	} else {
+		tap_check(false, "WRITE before the reset: data (no completion)");
+	}
+
+	/*
+	 * A job on a hung copy engine: the driver's watchdog times it out and
+	 * resets the device, which revokes every export for its duration.
+	 */
+	snprintf(verb, sizeof(verb), "dev=%d hang-engine=copy", dev);
+	r = inject(verb);
+	if (!tap_check(!r, "inject: hang device %d's copy engine%s%s", dev,
+		       r ? ": " : "", r ? strerror(-r) : ""))
+		goto out;
+	t = now();
+	r = vela_fill(&d, victim, 0, 4096, 0x77777777);
+	tap_diag("the hung job's WAIT returned after %.1f s", now() - t);
+	tap_check(r == -EIO, "the hung FILL fails with EIO after the timeout and reset: %s",
+		  r ? strerrorname_np(-r) : "success");
+
+	r = rdma_rw(&P, IBV_WR_RDMA_WRITE, &host, 0, 64 * KiB, &mr, 4096, &wc);
+	tap_diag("WRITE into the MR after the reset: %s, vendor_err %u",
+		 r ? strerror(-r) : wc_str(&wc), r ? 0 : wc.vendor_err);
+	tap_check(!r && wc.status != IBV_WC_SUCCESS,
+		  "WRITE into the MR after the reset completes with an error: %s",
+		  r ? strerror(-r) : wc_str(&wc));
+	st = qp_state(&P, 0);
+	tap_check(st == IBV_QPS_ERR, "the requester's QP went to the error state (%d)", st);
+	recover_pair();
+
+	/* The device runs again, and the export outlived the reset. */
+	r = vela_fill(&d, victim, 0, 4096, 0x12345678);
+	tap_check(!r, "a FILL after the reset completes%s%s",
+		  r ? ": " : "", r ? strerrorname_np(-r) : "");
+	r = dmabuf_region(&mr2, fd, 0, RP_LEN, map);
+	if (!tap_check(!r, "the same dma-buf registered again%s%s",
+		       r ? ": " : "", r ? strerrorname_np(-r) : ""))
+		goto out;
+	pattern(want, 128 * KiB, 702);
+	memcpy(host.cpu, want, 128 * KiB);
+	guard_set(map, RP_LEN, 999, 128 * KiB);
+	r = rdma_rw(&P, IBV_WR_RDMA_WRITE, &host, 0, 128 * KiB, &mr2, 999, &wc);
+	if (wc_check(r, &wc, "WRITE into the new MR")) {
+		if (!tap_check(data_ok(map, RP_LEN, 999, 128 * KiB, want, err,
+				       sizeof(err)), "WRITE into the new MR: data"))
+			tap_diag("%s", err);
+	} else {
+		tap_check(false, "WRITE into the new MR: data (no completion)");
+	}
+	pl = vela_bo_placement(&d, bo);
+	tap_check(pl == DRM_VELA_PLACEMENT_VRAM, "BO_INFO: in VRAM (placement %d)", pl);
+out:
+	if (dev >= 0) {
+		snprintf(verb, sizeof(verb), "dev=%d clear", dev);
+		if (inject(verb))
+			tap_diag("could not clear device %d's injected faults", dev);
+	}
+	region_dereg(&mr2);
+	region_dereg(&mr);
+	if (map)
+		munmap(map, RP_LEN);
+	if (fd >= 0)
+		close(fd);
+	vela_close(&d);
+	tap_case_end();
+}
+
 /* ------------------------------------------------------------------ main */
 
 struct tcase {
@@ -1344,6 +1502,7 @@ static const struct tcase cases[] = {
 	{ "4 root-port", CASE4_CHECKS, case4 },
 	{ "5 bad-input", CASE5_CHECKS, case5 },
 	{ "6 revoke", CASE6_CHECKS, case6 },
+	{ "7 reset", CASE7_CHECKS, case7 },
 };
 
 #define NCASES	((int)ARRAY_SIZE(cases))

@@ -227,6 +227,21 @@ int vela_bo_wait(struct vela_dev *d, uint32_t handle, int64_t timeout_ns)
 	return xioctl(d->fd, DRM_IOCTL_VELA_BO_WAIT, &w);
 }
 
+int vela_serial(struct vela_dev *d, uint32_t *serial)
+{
+	struct drm_vela_query_device v = { 0 };
+	struct drm_vela_query q = {
+		.query = DRM_VELA_QUERY_DEVICE,
+		.size = sizeof(v),
+		.data = (uintptr_t)&v,
+	};
+	int r = xioctl(d->fd, DRM_IOCTL_VELA_QUERY, &q);
+
+	if (!r)
+		*serial = v.serial;
+	return r;
+}
+
 int vela_vram_free(struct vela_dev *d, uint64_t *free)
 {
 	struct drm_vela_query_memory m = { 0 };

@@ -55,6 +55,8 @@ int vela_bo_export(struct vela_dev *d, uint32_t handle, int *dmabuf_fd);
 int vela_bo_close(struct vela_dev *d, uint32_t handle);
 int vela_bo_wait(struct vela_dev *d, uint32_t handle, int64_t timeout_ns);
 
+/* DRM_VELA_QUERY_DEVICE's serial, in @serial. */
+int vela_serial(struct vela_dev *d, uint32_t *serial);
 /* DRM_VELA_QUERY_MEMORY's vram_free, in @free. */
 int vela_vram_free(struct vela_dev *d, uint64_t *free);
 
