@@ -1334,7 +1334,7 @@ out:
 
 /* ---------------------------------------------------------- case 7: reset */
 
-#define CASE7_CHECKS	10
+#define CASE7_CHECKS	12
 #define INJECT_DIR	"/run/vela/inject"
 
 /*
