@@ -412,7 +412,7 @@ fn partitions() {
         "BAR4 (:doc:`pci`) holds {NUM_PARTITIONS} windows of {} KiB",
         pci::WINDOW_SIZE / 1024
     )));
-    assert!(p.contains(&format!("a 2 MiB aligned range")) && part::VRAM_ALIGN == 2 << 20);
+    assert!(p.contains("a 2 MiB aligned range") && part::VRAM_ALIGN == 2 << 20);
     assert!(p.contains("below ``PART_IOVA_PAGES * 4096``") && part::IOVA_PAGE_SIZE == 4096);
     assert!(p.contains("(4 KiB aligned)") && part::IOVA_TABLE_ALIGN == 4096);
     let map = doc("registers.rst");

@@ -505,7 +505,10 @@ fn queue_read(st: &State, q: usize, off: u32) -> u32 {
         queue::CONTEXT => qs.context as u32,
         queue::CONTROL => u32::from(qs.enabled),
         queue::STATUS => {
-            let stopped = st.contexts[qs.context].faulted();
+            // Q_CONTEXT may be a partition's local number: ask which context it stands for.
+            let stopped = st
+                .queue_context(q)
+                .is_some_and(|c| st.contexts[c].faulted());
             let idle = !qs.enabled || (qs.head == qs.tail && !qs.busy);
             let mut v = (qs.error as u32) << regs::QStatus::ERROR_CODE.lo;
             for (on, bit) in [

@@ -441,6 +441,7 @@ impl Device {
                     .bits()
             }),
             part::PAGE_REQ_HI => req.map_or(0, |r| (r.iova >> 32) as u32),
+            part::VEC_PENDING => me.vec_pending,
             _ => 0,
         }
     }
