@@ -414,6 +414,7 @@ impl Device {
             queue::CONTROL => {
                 if ones & regs::QControl::RESET.mask32() != 0 {
                     qs.reset();
+                    self.withdraw_request(st, q);
                 }
                 let enable =
                     merge(u32::from(st.queues[q].enabled)) & regs::QControl::ENABLE.mask32() != 0;

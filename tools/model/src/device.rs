@@ -460,6 +460,7 @@ impl Device {
         queue.error_addr = addr;
         queue.busy = false;
         queue.stall = None;
+        self.withdraw_request(st, q);
         log::debug!("queue {q}: error {code:?} at {addr:#x}");
         st.count(Counter::QueueErrors, 1);
         let owner = st.queue_owner(q);
@@ -687,6 +688,46 @@ mod tests {
         d.vram.read(0x10_0000, &mut b).unwrap();
         assert_eq!(u32::from_le_bytes(b), 0x1234_5678);
         assert!(d.region_read(bar2, 256 << 20, &mut b).is_err());
+    }
+
+    #[test]
+    fn partition_windows_through_bar4() {
+        let d = dev();
+        let (bar0, bar4) = (VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR4_REGION_INDEX);
+        let window = vela_hw::pci::WINDOW_SIZE;
+        assert_eq!(rd(&d, bar4, window), 0, "a closed window reads 0");
+        let part1 = |off| u64::from(regs::part::reg(1, off));
+        wr(&d, bar0, part1(regs::part::VRAM_BASE_LO), 4 << 20);
+        wr(&d, bar0, part1(regs::part::VRAM_SIZE_LO), 2 << 20);
+        wr(&d, bar0, part1(regs::part::QUEUES), 0b1000);
+        wr(&d, bar0, part1(regs::part::CONTROL), 1);
+        assert_eq!(
+            rd(&d, bar0, part1(regs::part::STATUS)),
+            1,
+            "enabled, no error"
+        );
+        assert_eq!(rd(&d, bar4, window), regs::ID_VALUE, "window 1 at 64 KiB");
+        assert_eq!(rd(&d, bar4, 0), 0, "window 0 stays closed");
+        assert_eq!(rd(&d, bar4, window + 0x10), 2 << 20);
+        let mut b = [0; 8];
+        d.region_read(bar4, window + 0x08, &mut b).unwrap();
+        assert_eq!(
+            u64::from_le_bytes(b),
+            1 << 32 | 0x47,
+            "CAPS, then DEVICE_SERIAL"
+        );
+        wr(&d, bar4, window + 0x1c, 0x1234_5678);
+        d.region_write(bar4, window + 0x1d, &[0xab]).unwrap();
+        assert_eq!(
+            rd(&d, bar4, window + 0x1c),
+            0x1234_ab78,
+            "narrow writes merge"
+        );
+        assert_eq!(rd(&d, bar0, 0x1c), 0, "the window's SCRATCH is its own");
+        assert!(d
+            .region_read(bar4, vela_hw::pci::BAR4_SIZE, &mut b[..4])
+            .is_err());
+        assert!(d.region_read(bar4, window + 2, &mut b[..4]).is_err());
     }
 
     #[test]

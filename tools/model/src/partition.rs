@@ -382,6 +382,17 @@ impl Device {
         self.present_next(st, p);
     }
 
+    /// Queue `q` stopped waiting without an answer (it was reset or entered the error state):
+    /// if its request was the one presented, present the next one instead.
+    pub(crate) fn withdraw_request(&self, st: &mut State, q: usize) {
+        if let Tenant::Part(p) = st.queue_owner(q) {
+            if st.partitions[p].presented == Some(q) {
+                st.partitions[p].presented = None;
+                self.present_next(st, p);
+            }
+        }
+    }
+
     /// If no request is presented, present the first stalled queue's and tell the host.
     fn present_next(&self, st: &mut State, p: usize) {
         if st.partitions[p].presented.is_some() {

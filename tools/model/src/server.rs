@@ -197,3 +197,24 @@ pub fn serve(server: &Server, dev: Arc<Device>) -> Result<(), vfio_user::Error> 
     let mut backend = Backend(dev);
     server.run(&mut backend)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::DeviceOptions;
+
+    #[test]
+    fn regions_are_sized_as_the_bars() {
+        let dev = Device::new(DeviceOptions::default()).unwrap();
+        let r = regions(&dev);
+        let size = |i: u32| r[i as usize].region_info.size;
+        assert_eq!(size(VFIO_PCI_BAR0_REGION_INDEX), 64 << 10);
+        assert_eq!(size(VFIO_PCI_BAR2_REGION_INDEX), 256 << 20);
+        assert_eq!(size(VFIO_PCI_BAR4_REGION_INDEX), 512 << 10);
+        assert!(
+            r[VFIO_PCI_BAR4_REGION_INDEX as usize].mmap_fd.is_none(),
+            "trapped"
+        );
+        assert_eq!(size(1) + size(3) + size(5), 0);
+    }
+}

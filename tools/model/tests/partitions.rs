@@ -619,9 +619,33 @@ fn page_requests_retry_and_deny() {
     assert_eq!(g.error(1), (QueueError::DmaError.raw(), 0x7000));
     assert_eq!(ram(&r, 0x8000, 4096), vec![0; 4096]);
     assert_eq!(g.rd(regs::QUEUE_ERROR_SUMMARY), 0b10, "local numbering");
-    // A response with nothing presented is ignored.
+    // A stalled queue that the guest resets gives up its request; the next one is shown.
+    copy_to_iova(&g, 0, 0x9000);
+    copy_to_iova(&g, 1, 0xa000);
+    r.dev.run_until_idle();
+    assert_eq!(
+        regs::PartPageReqLo(part_r(&r, 0, part::PAGE_REQ_LO)).page(),
+        9
+    );
+    g.qw(0, queue::CONTROL, regs::QControl::RESET.mask32());
+    assert_eq!(
+        regs::PartPageReqLo(part_r(&r, 0, part::PAGE_REQ_LO)).page(),
+        0xa
+    );
+    assert!(status(&r, 0).page_request());
+    part_w(&r, 0, part::PAGE_RESP, regs::PartPageResp::DENY.mask32());
+    assert!(!status(&r, 0).page_request());
+    assert_eq!(g.error(1), (QueueError::DmaError.raw(), 0xa000));
+    // A response with nothing presented is ignored: the failed queue stays failed.
     part_w(&r, 0, part::PAGE_RESP, regs::PartPageResp::RETRY.mask32());
-    assert_eq!(g.qr(0, queue::COMPLETED), 2);
+    r.dev.run_until_idle();
+    assert_eq!(g.error(1), (QueueError::DmaError.raw(), 0xa000));
+    assert_eq!(
+        g.q_status(0).bits(),
+        QStatus::IDLE.mask32(),
+        "reset, disabled"
+    );
+    assert!(!status(&r, 0).page_request());
 }
 
 #[test]
