@@ -309,8 +309,12 @@ fn resolve_in(
     if page >= s.iova_pages {
         return Err(Miss::Unreachable);
     }
-    // The table is host memory, addressed by the host's DPA.
-    let entry = resolve(dev, sys, bus_master, s.iova_table + page * 8, false)
+    // The table is host memory, addressed by the host's DPA (a system one is not checked at
+    // enable, so its end may wrap: that entry is unreachable).
+    let entry = s
+        .iova_table
+        .checked_add(page * 8)
+        .and_then(|at| resolve(dev, sys, bus_master, at, false))
         .and_then(read_u64)
         .map(IovaEntry)
         .ok_or(Miss::Unreachable)?;
