@@ -845,3 +845,37 @@ fn a_quantum_keeps_the_turn() {
     assert_eq!(pf + p1, 3, "the others had one turn each around it");
     assert!(pf >= 1 && p1 >= 1);
 }
+
+/// The engine threads serve the PF and both partitions at once, while the host resets one
+/// partition in the middle: nothing deadlocks, and the other two finish with their data.
+#[test]
+fn engine_threads_with_partitions() {
+    let r = rig();
+    two_partitions(&r);
+    let _engines = r.dev.start_engine();
+    let (g0, g1) = (Guest::new(&r, 0), Guest::new(&r, 1));
+    let fills = |v: u32| -> Vec<_> {
+        (0..15)
+            .map(|i| encode::fill(vram_dpa(i * 0x1_0000), 0x1_0000, v))
+            .collect()
+    };
+    r.setup_queue(0, vram_dpa(0x70_0000), 4, 0);
+    g0.setup_queue(0, vram_dpa(0x70_0000), vram_dpa(0x800), 0);
+    g1.setup_queue(0, vram_dpa(0x70_0000), vram_dpa(0x800), 0);
+    r.submit(0, &fills(0x0a0a_0a0a)).unwrap();
+    g0.submit(0, &fills(0x0b0b_0b0b));
+    g1.submit(0, &fills(0x0c0c_0c0c));
+    part_w(
+        &r,
+        0,
+        part::CONTROL,
+        PartControl(0).with_enable(true).with_reset(true).bits(),
+    );
+    r.wait_idle(0);
+    r.wait_idle(3);
+    assert_eq!(r.qr(0, queue::COMPLETED), 15);
+    assert_eq!(g1.qr(0, queue::COMPLETED), 15);
+    assert_eq!(host_vram(&r, 0xe_0000, 4), vec![0x0a; 4]);
+    assert_eq!(g1.vram_read(0xe_0000, 4), vec![0x0c; 4]);
+    assert_eq!(g0.qr(0, queue::CONTROL), 0, "partition 0's queue was reset");
+}
