@@ -26,5 +26,5 @@ pub mod regs;
 pub use bits::Field;
 pub use cmd::{Engine, Header, Opcode};
 pub use compute::Kernel;
-pub use mmu::{dpa, Pte};
-pub use regs::{Counter, FaultReason, QueueError};
+pub use mmu::{dpa, IovaEntry, Pte};
+pub use regs::{Counter, FaultReason, PartError, QueueError};

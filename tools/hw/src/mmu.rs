@@ -77,6 +77,35 @@ impl Pte {
     }
 }
 
+bitfield! {
+    /// A partition's IOVA table entry (partitions.rst): 64-bit little-endian, one per 4 KiB
+    /// page of the partition's system-memory address space.
+    pub struct IovaEntry(u64) {
+        /// The entry maps a page; clear: an access raises a page request.
+        0:0 VALID => valid, with_valid: bool;
+        1:1 READ => read, with_read: bool;
+        2:2 WRITE => write, with_write: bool;
+        /// Must be zero (else the access fails with DMA_ERROR).
+        11:3 RESERVED => reserved, with_reserved: u16;
+        /// Bits 51:12 of the page's bus address, in place.
+        51:12 ADDR => addr_bits, with_addr_bits: u64;
+        /// Must be zero (else the access fails with DMA_ERROR).
+        63:52 RESERVED_HIGH => reserved_high, with_reserved_high: u16;
+    }
+}
+
+impl IovaEntry {
+    /// Bits 51:12 of the bus address, where the entry holds them.
+    pub const ADDR_MASK: u64 = Self::ADDR.mask();
+    /// Bits that must be zero.
+    pub const RESERVED_MASK: u64 = Self::RESERVED.mask() | Self::RESERVED_HIGH.mask();
+
+    /// A valid entry mapping bus page `addr` with the given permissions.
+    pub const fn map(addr: u64, read: bool, write: bool) -> Self {
+        Self((addr & Self::ADDR_MASK) | 1 | (read as u64) << 1 | (write as u64) << 2)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +124,13 @@ mod tests {
         assert_eq!(index(0x4020_1000, 2), 1);
         assert_eq!(index(0x4020_1000, 1), 1);
         assert_eq!(index(0x4020_1000, 0), 1);
+    }
+
+    #[test]
+    fn iova_entry_layout() {
+        let e = IovaEntry::map(0x1_2345_6fff, true, false);
+        assert_eq!(e.bits(), 0x1_2345_6003);
+        assert!(e.valid() && e.read() && !e.write());
+        assert_eq!(IovaEntry::RESERVED_MASK, 0xfff0_0000_0000_0ff8);
     }
 }

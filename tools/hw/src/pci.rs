@@ -14,6 +14,11 @@ pub const INTERRUPT_PIN: u8 = 0;
 
 /// BAR0, the registers: 32-bit, non-prefetchable.
 pub const BAR0_SIZE: u64 = 64 * 1024;
+/// BAR4, the partitions' register windows: 32-bit, non-prefetchable, one window of
+/// [`WINDOW_SIZE`] per partition slot, each laid out as BAR0 (partitions.rst).
+pub const BAR4_SIZE: u64 = WINDOW_SIZE * crate::regs::NUM_PARTITIONS as u64;
+/// One partition's register window: the size of BAR0.
+pub const WINDOW_SIZE: u64 = BAR0_SIZE;
 /// Smallest VRAM, hence BAR2, size; BAR2 is a power of two.
 pub const BAR2_MIN_SIZE: u64 = 1 << 20;
 

@@ -17,6 +17,10 @@ pub const VRAM_SIZE_HI: u32 = 0x0014;
 pub const TOPOLOGY: u32 = 0x0018;
 pub const SCRATCH: u32 = 0x001c;
 pub const TOPOLOGY2: u32 = 0x0020;
+/// Partition slots (partitions.rst).
+pub const TOPOLOGY3: u32 = 0x0024;
+/// The PF's own queues' execution quantum, microseconds (partitions.rst, Scheduling).
+pub const PF_QUANTUM: u32 = 0x0028;
 pub const DEVICE_CONTROL: u32 = 0x0030;
 pub const DEVICE_STATUS: u32 = 0x0034;
 pub const INT_STATUS: u32 = 0x0040;
@@ -34,6 +38,9 @@ pub const QUEUE_BASE: u32 = 0x1000;
 pub const QUEUE_STRIDE: u32 = 0x40;
 pub const CTX_BASE: u32 = 0x2000;
 pub const CTX_STRIDE: u32 = 0x20;
+/// Partition P's host registers (PF BAR0 only) are at `PART_BASE + PART_STRIDE * P`.
+pub const PART_BASE: u32 = 0x3000;
+pub const PART_STRIDE: u32 = 0x40;
 pub const MSIX_TABLE: u32 = 0x8000;
 pub const MSIX_ENTRY_SIZE: u32 = 16;
 pub const MSIX_PBA: u32 = 0x9000;
@@ -44,6 +51,8 @@ pub const MAX_QUEUES: usize = 16;
 pub const NUM_CONTEXTS: usize = 16;
 /// Most engines a device may have (model option `engines`).
 pub const MAX_ENGINES: u32 = 8;
+/// Partition slots of a partitionable function (`TOPOLOGY3.PARTITIONS`).
+pub const NUM_PARTITIONS: usize = 8;
 
 /// What `ID` reads: "VELA" as little-endian bytes.
 pub const ID_VALUE: u32 = u32::from_le_bytes(*b"VELA");
@@ -110,6 +119,38 @@ pub mod ctx {
     }
 }
 
+/// Offsets inside a partition's block (`PART_BASE + PART_STRIDE * P`).
+pub mod part {
+    pub const CONTROL: u32 = 0x00;
+    pub const STATUS: u32 = 0x04;
+    pub const VRAM_BASE_LO: u32 = 0x08;
+    pub const VRAM_BASE_HI: u32 = 0x0c;
+    pub const VRAM_SIZE_LO: u32 = 0x10;
+    pub const VRAM_SIZE_HI: u32 = 0x14;
+    pub const QUEUES: u32 = 0x18;
+    pub const CONTEXTS: u32 = 0x1c;
+    pub const QUANTUM: u32 = 0x20;
+    pub const IOVA_TABLE_LO: u32 = 0x24;
+    pub const IOVA_TABLE_HI: u32 = 0x28;
+    pub const IOVA_PAGES: u32 = 0x2c;
+    pub const PAGE_REQ_LO: u32 = 0x30;
+    pub const PAGE_REQ_HI: u32 = 0x34;
+    pub const PAGE_RESP: u32 = 0x38;
+    pub const VEC_PENDING: u32 = 0x3c;
+
+    /// A partition's VRAM base and size are multiples of this (2 MiB).
+    pub const VRAM_ALIGN: u64 = 2 << 20;
+    /// The IOVA table's DPA is a multiple of this (4 KiB).
+    pub const IOVA_TABLE_ALIGN: u64 = 4096;
+    /// One IOVA table entry maps this much (4 KiB).
+    pub const IOVA_PAGE_SIZE: u64 = 4096;
+
+    /// Offset of register `off` of partition `p` in BAR0.
+    pub const fn reg(p: usize, off: u32) -> u32 {
+        super::PART_BASE + super::PART_STRIDE * p as u32 + off
+    }
+}
+
 /// Offset of counter `c`'s low half in BAR0.
 pub const fn counter_lo(c: Counter) -> u32 {
     COUNTER_BASE + COUNTER_STRIDE * c as u32
@@ -142,17 +183,31 @@ bitfield! {
         3:3 P2P => p2p, with_p2p: bool;
         /// Fault-injection hooks (model only).
         4:4 FAULT_INJECT => fault_inject, with_fault_inject: bool;
+        /// The function can be partitioned (partition registers, BAR4 windows).
+        5:5 PARTITIONS => partitions, with_partitions: bool;
+        /// This is a partition's register window, not a whole function.
+        6:6 VIRTUAL => is_virtual, with_virtual: bool;
     }
 }
 
 impl Caps {
-    /// Every capability the spec defines; what the model reports.
+    /// What the model's function reports in BAR0: every capability but VIRTUAL.
     pub const ALL: Caps = Caps(0)
         .with_copy(true)
         .with_compute(true)
         .with_mmu(true)
         .with_p2p(true)
-        .with_fault_inject(true);
+        .with_fault_inject(true)
+        .with_partitions(true);
+
+    /// What a partition's register window reports: the engines and the MMU, marked VIRTUAL.
+    /// No P2P (a partition reaches no peer BAR), no fault injection (a host knob), no
+    /// partitions of its own.
+    pub const WINDOW: Caps = Caps(0)
+        .with_copy(true)
+        .with_compute(true)
+        .with_mmu(true)
+        .with_virtual(true);
 }
 
 bitfield! {
@@ -172,6 +227,22 @@ bitfield! {
         /// Queues + 1.
         15:8 VECTORS => vectors, with_vectors: u8;
         23:16 VA_BITS => va_bits, with_va_bits: u8;
+    }
+}
+
+bitfield! {
+    /// `TOPOLOGY3`.
+    pub struct Topology3(u32) {
+        /// Partition slots (8 on a partitionable function, 0 in a window).
+        3:0 PARTITIONS => partitions, with_partitions: u8;
+    }
+}
+
+bitfield! {
+    /// `PF_QUANTUM` and `PART_QUANTUM`.
+    pub struct Quantum(u32) {
+        /// Microseconds of engine time per turn; 0: one command per turn.
+        31:0 US => us, with_us: u32;
     }
 }
 
@@ -202,13 +273,17 @@ bitfield! {
         16:16 QUEUE_ERROR => queue_error, with_queue_error: bool;
         /// A context recorded a fault (vector 0).
         17:17 MMU_FAULT => mmu_fault, with_mmu_fault: bool;
+        /// A partition raised a vector or a page request (vector 0; PF only).
+        18:18 PARTITION => partition, with_partition: bool;
     }
 }
 
 impl IntSources {
     /// Every source the spec defines; writes to other bits do nothing.
-    pub const VALID: u32 =
-        Self::QUEUES.mask32() | Self::QUEUE_ERROR.mask32() | Self::MMU_FAULT.mask32();
+    pub const VALID: u32 = Self::QUEUES.mask32()
+        | Self::QUEUE_ERROR.mask32()
+        | Self::MMU_FAULT.mask32()
+        | Self::PARTITION.mask32();
 
     /// The source bit of queue `q`'s completions.
     pub const fn queue(q: usize) -> u32 {
@@ -350,6 +425,95 @@ bitfield! {
     }
 }
 
+bitfield! {
+    /// `PART_CONTROL`.
+    pub struct PartControl(u32) {
+        /// Give the partition its resources and open its window.
+        0:0 ENABLE => enable, with_enable: bool;
+        /// W1: abort the partition's work and clear its state.
+        1:1 RESET => reset, with_reset: bool;
+        /// W1: zero-fill the partition's VRAM range (only while disabled).
+        2:2 SCRUB => scrub, with_scrub: bool;
+        /// W1: drop cached IOVA translations.
+        3:3 INVALIDATE_IOVA => invalidate_iova, with_invalidate_iova: bool;
+    }
+}
+
+bitfield! {
+    /// `PART_STATUS`.
+    pub struct PartStatus(u32) {
+        0:0 ENABLED => enabled, with_enabled: bool;
+        1:1 SCRUBBING => scrubbing, with_scrubbing: bool;
+        /// `PART_PAGE_REQ` holds a request waiting for `PART_PAGE_RESP`.
+        2:2 PAGE_REQUEST => page_request, with_page_request: bool;
+        /// The last ENABLE or SCRUB was refused; CONFIG_CODE says why.
+        3:3 CONFIG_ERROR => config_error, with_config_error: bool;
+        /// A [`PartError`].
+        15:8 CONFIG_CODE => config_code, with_config_code: u8;
+    }
+}
+
+bitfield! {
+    /// `PART_QUEUES`.
+    pub struct PartQueues(u32) {
+        /// Bit N: the partition owns queue N.
+        15:0 QUEUES => queues, with_queues: u16;
+    }
+}
+
+bitfield! {
+    /// `PART_CONTEXTS`.
+    pub struct PartContexts(u32) {
+        /// Bit N: the partition owns context N.
+        15:0 CONTEXTS => contexts, with_contexts: u16;
+    }
+}
+
+bitfield! {
+    /// `PART_PAGE_REQ_LO`.
+    pub struct PartPageReqLo(u32) {
+        /// The request is for a write.
+        0:0 WRITE => write, with_write: bool;
+        /// IOVA bits 31:12 of the page.
+        31:12 PAGE => page, with_page: u32;
+    }
+}
+
+bitfield! {
+    /// `PART_PAGE_RESP`.
+    pub struct PartPageResp(u32) {
+        /// W1: the entry is fixed; re-execute the command.
+        0:0 RETRY => retry, with_retry: bool;
+        /// W1: fail the access with DMA_ERROR.
+        1:1 DENY => deny, with_deny: bool;
+    }
+}
+
+bitfield! {
+    /// `PART_VEC_PENDING`.
+    pub struct PartVecPending(u32) {
+        /// Bit V: the partition's vector V fired (local numbering).
+        16:0 VECTORS => vectors, with_vectors: u32;
+    }
+}
+
+spec_enum! {
+    /// Why ENABLE or SCRUB was refused (`PART_STATUS.CONFIG_CODE`, partitions.rst).
+    #[derive(Default)]
+    pub enum PartError: u8 {
+        /// No error.
+        #[default]
+        None = 0 => "-",
+        BadAlignment = 1 => "BAD_ALIGNMENT",
+        BadRange = 2 => "BAD_RANGE",
+        VramOverlap = 3 => "VRAM_OVERLAP",
+        QueueConflict = 4 => "QUEUE_CONFLICT",
+        ContextConflict = 5 => "CONTEXT_CONFLICT",
+        BadIovaTable = 6 => "BAD_IOVA_TABLE",
+        Enabled = 7 => "ENABLED",
+    }
+}
+
 spec_enum! {
     /// Why a queue is in the error state (`Q_STATUS.ERROR_CODE`, queues.rst).
     #[derive(Default)]
@@ -364,6 +528,7 @@ spec_enum! {
         BadAlignment = 5 => "BAD_ALIGNMENT",
         BadLength = 6 => "BAD_LENGTH",
         BadKernel = 7 => "BAD_KERNEL",
+        BadContext = 8 => "BAD_CONTEXT",
     }
 }
 
@@ -461,6 +626,8 @@ pub const GLOBAL: &[Register] = &[
     r("TOPOLOGY", TOPOLOGY, Ro, Topology::FIELDS),
     r("SCRATCH", SCRATCH, Rw, &[]),
     r("TOPOLOGY2", TOPOLOGY2, Ro, Topology2::FIELDS),
+    r("TOPOLOGY3", TOPOLOGY3, Ro, Topology3::FIELDS),
+    r("PF_QUANTUM", PF_QUANTUM, Rw, Quantum::FIELDS),
     r("DEVICE_CONTROL", DEVICE_CONTROL, W1, DeviceControl::FIELDS),
     r("DEVICE_STATUS", DEVICE_STATUS, Ro, DeviceStatus::FIELDS),
     r("INT_STATUS", INT_STATUS, W1c, IntSources::FIELDS),
@@ -540,6 +707,41 @@ pub const CONTEXT_BLOCK: Block = Block {
     ],
 };
 
+pub const PART_BLOCK: Block = Block {
+    name: "partition",
+    base: PART_BASE,
+    stride: PART_STRIDE,
+    count: NUM_PARTITIONS,
+    registers: &[
+        r("PART_CONTROL", part::CONTROL, Rw, PartControl::FIELDS),
+        r("PART_STATUS", part::STATUS, Ro, PartStatus::FIELDS),
+        r("PART_VRAM_BASE_LO", part::VRAM_BASE_LO, Rw, &[]),
+        r("PART_VRAM_BASE_HI", part::VRAM_BASE_HI, Rw, &[]),
+        r("PART_VRAM_SIZE_LO", part::VRAM_SIZE_LO, Rw, &[]),
+        r("PART_VRAM_SIZE_HI", part::VRAM_SIZE_HI, Rw, &[]),
+        r("PART_QUEUES", part::QUEUES, Rw, PartQueues::FIELDS),
+        r("PART_CONTEXTS", part::CONTEXTS, Rw, PartContexts::FIELDS),
+        r("PART_QUANTUM", part::QUANTUM, Rw, Quantum::FIELDS),
+        r("PART_IOVA_TABLE_LO", part::IOVA_TABLE_LO, Rw, &[]),
+        r("PART_IOVA_TABLE_HI", part::IOVA_TABLE_HI, Rw, &[]),
+        r("PART_IOVA_PAGES", part::IOVA_PAGES, Rw, &[]),
+        r(
+            "PART_PAGE_REQ_LO",
+            part::PAGE_REQ_LO,
+            Ro,
+            PartPageReqLo::FIELDS,
+        ),
+        r("PART_PAGE_REQ_HI", part::PAGE_REQ_HI, Ro, &[]),
+        r("PART_PAGE_RESP", part::PAGE_RESP, Wo, PartPageResp::FIELDS),
+        r(
+            "PART_VEC_PENDING",
+            part::VEC_PENDING,
+            W1c,
+            PartVecPending::FIELDS,
+        ),
+    ],
+};
+
 pub const COUNTER_BLOCK: Block = Block {
     name: "counter",
     base: COUNTER_BASE,
@@ -562,7 +764,13 @@ pub const MSIX_BLOCK: Block = Block {
     ],
 };
 
-pub const BLOCKS: &[Block] = &[COUNTER_BLOCK, QUEUE_BLOCK, CONTEXT_BLOCK, MSIX_BLOCK];
+pub const BLOCKS: &[Block] = &[
+    COUNTER_BLOCK,
+    QUEUE_BLOCK,
+    CONTEXT_BLOCK,
+    PART_BLOCK,
+    MSIX_BLOCK,
+];
 
 /// Where a register sits in BAR0: its offset (of instance 0, for block registers), and the
 /// stride and count of its block (0 and 1 for a global register).
@@ -603,7 +811,10 @@ const _: () = {
     assert!(COUNTER_BASE + COUNTER_STRIDE * NUM_COUNTERS as u32 <= COUNTER_CONTROL);
     assert!(COUNTER_CONTROL < QUEUE_BASE);
     assert!(QUEUE_BASE + QUEUE_STRIDE * MAX_QUEUES as u32 <= CTX_BASE);
-    assert!(CTX_BASE + CTX_STRIDE * NUM_CONTEXTS as u32 <= MSIX_TABLE);
+    assert!(CTX_BASE + CTX_STRIDE * NUM_CONTEXTS as u32 <= PART_BASE);
+    assert!(PART_BASE + PART_STRIDE * NUM_PARTITIONS as u32 <= MSIX_TABLE);
+    assert!(part::VEC_PENDING < PART_STRIDE);
+    assert!(TOPOLOGY2 < TOPOLOGY3 && PF_QUANTUM < DEVICE_CONTROL);
     assert!(MSIX_TABLE + MSIX_ENTRY_SIZE * (MAX_QUEUES as u32 + 1) <= MSIX_PBA);
     assert!(MSIX_PBA as u64 + 8 <= crate::pci::BAR0_SIZE);
 };
@@ -616,8 +827,9 @@ mod tests {
     fn identity_values() {
         assert_eq!(ID_VALUE, 0x414c_4556);
         assert_eq!(VERSION_VALUE, 0x0001_0000);
-        assert_eq!(Caps::ALL.bits(), 0x1f);
-        assert_eq!(IntSources::VALID, 0x3_ffff);
+        assert_eq!(Caps::ALL.bits(), 0x3f);
+        assert_eq!(Caps::WINDOW.bits(), 0x47);
+        assert_eq!(IntSources::VALID, 0x7_ffff);
         assert_eq!(queue::RING_ALIGN, 64);
         assert_eq!(queue::FENCE_ALIGN, 8);
     }
@@ -635,5 +847,6 @@ mod tests {
         }
         assert_eq!(find("Q_STATUS").map(|l| l.offset), Some(0x1014));
         assert_eq!(find("COUNTER_HI").map(|l| l.offset), Some(0x104));
+        assert_eq!(find("PART_VEC_PENDING").map(|l| l.offset), Some(0x303c));
     }
 }

@@ -167,6 +167,7 @@ fn global_registers() {
         ("0x0104 + 8*N", counter_hi(Counter::CommandsCompleted)),
         ("0x1000 + 0x40*Q", QUEUE_BASE),
         ("0x2000 + 0x20*C", CTX_BASE),
+        ("0x3000 + 0x40*P", PART_BASE),
         ("0x8000 + 16*V", MSIX_TABLE),
         ("0x9000           MSI-X PBA", MSIX_PBA),
     ] {
@@ -178,6 +179,7 @@ fn global_registers() {
     }
     assert!(table.contains(&format!("0x{QUEUE_BASE:04x} + 0x{QUEUE_STRIDE:x}*Q")));
     assert!(table.contains(&format!("0x{CTX_BASE:04x} + 0x{CTX_STRIDE:x}*C")));
+    assert!(table.contains(&format!("0x{PART_BASE:04x} + 0x{PART_STRIDE:x}*P")));
     assert!(table.contains(&format!("0x{COUNTER_BASE:04x} + {COUNTER_STRIDE}*N")));
     assert!(table.contains(&format!("0x{MSIX_TABLE:04x} + {MSIX_ENTRY_SIZE}*V")));
 }
@@ -224,6 +226,8 @@ fn global_register_fields() {
         ("CAPS (0x0008", Caps::FIELDS),
         ("TOPOLOGY (0x0018", Topology::FIELDS),
         ("TOPOLOGY2 (0x0020", Topology2::FIELDS),
+        ("TOPOLOGY3 (0x0024", Topology3::FIELDS),
+        ("PF_QUANTUM (0x0028", Quantum::FIELDS),
         ("DEVICE_CONTROL (0x0030", DeviceControl::FIELDS),
         ("DEVICE_STATUS (0x0034", DeviceStatus::FIELDS),
         ("COUNTER_CONTROL (0x0180", CounterControl::FIELDS),
@@ -371,6 +375,58 @@ fn queue_and_context_blocks() {
         between(&m, "CTX_FAULT_STATUS layout:", "Recovery:"),
         CtxFaultStatus::FIELDS,
     );
+}
+
+#[test]
+fn partitions() {
+    let p = doc("partitions.rst");
+    let block = between(&p, "\nPartition registers\n", "The configuration registers");
+    check_block("partition block", block, &PART_BLOCK);
+    assert!(block.contains(&format!("``0x{PART_BASE:04x} + 0x{PART_STRIDE:x} * P``")));
+    assert!(block.contains(&format!("(0 <= P < {NUM_PARTITIONS})")));
+    check_fields(
+        "PART_CONTROL",
+        between(&p, "\nPART_CONTROL fields\n", "Writing ENABLE and RESET"),
+        PartControl::FIELDS,
+    );
+    let ours = PartError::ALL
+        .iter()
+        .filter(|e| **e != PartError::None)
+        .map(|e| (e.spec_name().to_string(), u64::from(e.raw())))
+        .collect();
+    check(
+        "partition config errors",
+        &rows(between(&p, "\nEnable checks\n", "The checks run"), 1),
+        ours,
+    );
+    check_fields(
+        "IOVA table entry",
+        between(&p, "\nIOVA table entry\n", "The device may cache"),
+        vela_hw::IovaEntry::FIELDS,
+    );
+    assert!(p.contains(&format!("(``{:#010x}``)", Caps::WINDOW.bits())));
+    assert!(p.contains(&format!(
+        "up to\n``TOPOLOGY3.PARTITIONS`` ({NUM_PARTITIONS})"
+    )));
+    assert!(p.contains(&format!(
+        "BAR4 (:doc:`pci`) holds {NUM_PARTITIONS} windows of {} KiB",
+        pci::WINDOW_SIZE / 1024
+    )));
+    assert!(p.contains("a 2 MiB aligned range") && part::VRAM_ALIGN == 2 << 20);
+    assert!(p.contains("below ``PART_IOVA_PAGES * 4096``") && part::IOVA_PAGE_SIZE == 4096);
+    assert!(p.contains("(4 KiB aligned)") && part::IOVA_TABLE_ALIGN == 4096);
+    let map = doc("registers.rst");
+    let t3 = section(&map, "TOPOLOGY3 (0x0024");
+    assert!(t3.contains(&format!("({NUM_PARTITIONS} when")), "{t3}");
+    let pcidoc = doc("pci.rst");
+    assert!(pcidoc.contains(&format!(
+        "{} KiB                    partition",
+        pci::BAR4_SIZE / 1024
+    )));
+    assert!(pcidoc.contains(&format!(
+        "BAR4 reads ``{:#010x}``",
+        !(pci::BAR4_SIZE as u32 - 1)
+    )));
 }
 
 #[test]

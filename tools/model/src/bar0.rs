@@ -4,43 +4,185 @@
 
 use crate::device::{Device, State};
 use crate::irq::source_vector;
+use crate::partition::{nth_bit, Tenant};
 use vela_hw::regs::{self, ctx, queue, Counter, QueueError};
 
-/// Which block of BAR0 a register offset falls in.
+/// Whose registers an access reaches: the PF's BAR0, or partition P's window in BAR4, which
+/// has the BAR0 layout seen from inside the partition (partitions.rst, "Register window").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum View {
+    Pf,
+    Window(usize),
+}
+
+/// Which block of a register map a register offset falls in. Queue and context indices are
+/// the device's (global) ones, whatever numbering the view uses.
 enum Block {
     Queue(usize, u32),
     Context(usize, u32),
     Counter(usize, bool),
     MsixEntry(usize, usize),
+    Partition(usize, u32),
+    /// Registers this view does not have: read 0, writes ignored.
+    Absent,
     Other,
 }
 
-fn block(st: &State, reg: u32) -> Block {
-    let in_array = |base: u32, stride: u32, count: usize| {
-        let rel = reg.checked_sub(base)?;
-        let idx = (rel / stride) as usize;
-        (idx < count).then_some((idx, rel % stride))
-    };
-    if let Some((q, off)) = in_array(regs::QUEUE_BASE, regs::QUEUE_STRIDE, st.queues.len()) {
-        Block::Queue(q, off)
-    } else if let Some((c, off)) = in_array(regs::CTX_BASE, regs::CTX_STRIDE, regs::NUM_CONTEXTS) {
-        Block::Context(c, off)
-    } else if let Some((n, off)) = in_array(regs::COUNTER_BASE, 8, regs::NUM_COUNTERS) {
-        Block::Counter(n, off == 4)
-    } else if let Some((v, off)) =
-        in_array(regs::MSIX_TABLE, regs::MSIX_ENTRY_SIZE, st.msix_table.len())
-    {
-        Block::MsixEntry(v, off as usize / 4)
-    } else {
-        Block::Other
+fn in_array(reg: u32, base: u32, stride: u32, count: usize) -> Option<(usize, u32)> {
+    let rel = reg.checked_sub(base)?;
+    let idx = (rel / stride) as usize;
+    (idx < count).then_some((idx, rel % stride))
+}
+
+fn block(st: &State, view: View, reg: u32) -> Block {
+    let n = st.queues.len();
+    if let Some((q, off)) = in_array(reg, regs::QUEUE_BASE, regs::QUEUE_STRIDE, n) {
+        return st
+            .view_queue(view, q)
+            .map_or(Block::Absent, |q| Block::Queue(q, off));
+    }
+    let contexts = regs::NUM_CONTEXTS;
+    if let Some((c, off)) = in_array(reg, regs::CTX_BASE, regs::CTX_STRIDE, contexts) {
+        return st
+            .view_context(view, c)
+            .map_or(Block::Absent, |c| Block::Context(c, off));
+    }
+    let parts = regs::NUM_PARTITIONS;
+    let host = [
+        (regs::COUNTER_BASE, regs::COUNTER_STRIDE, regs::NUM_COUNTERS),
+        (regs::MSIX_TABLE, regs::MSIX_ENTRY_SIZE, st.msix_table.len()),
+        (regs::PART_BASE, regs::PART_STRIDE, parts),
+    ];
+    for (i, (base, stride, count)) in host.into_iter().enumerate() {
+        let Some((idx, off)) = in_array(reg, base, stride, count) else {
+            continue;
+        };
+        // Counters, the MSI-X table and the partition registers are the host's.
+        return match (view, i) {
+            (View::Window(_), _) => Block::Absent,
+            (View::Pf, 0) => Block::Counter(idx, off == 4),
+            (View::Pf, 1) => Block::MsixEntry(idx, off as usize / 4),
+            (View::Pf, _) => Block::Partition(idx, off),
+        };
+    }
+    Block::Other
+}
+
+impl State {
+    /// The device queue behind queue block `local` of `view`, if the view has it.
+    fn view_queue(&self, view: View, local: usize) -> Option<usize> {
+        match view {
+            View::Pf => (self.queue_owner(local) == Tenant::Pf).then_some(local),
+            View::Window(p) => nth_bit(self.partitions[p].queues, local),
+        }
+    }
+
+    fn view_context(&self, view: View, local: usize) -> Option<usize> {
+        match view {
+            View::Pf => (self.context_owner(local) == Tenant::Pf).then_some(local),
+            View::Window(p) => nth_bit(self.partitions[p].contexts, local),
+        }
+    }
+
+    /// (local, device) numbers of the queues the view shows.
+    fn view_queues(&self, view: View) -> Vec<(usize, usize)> {
+        (0..self.queues.len())
+            .filter_map(|l| Some((l, self.view_queue(view, l)?)))
+            .collect()
+    }
+
+    fn view_contexts(&self, view: View) -> Vec<(usize, usize)> {
+        (0..regs::NUM_CONTEXTS)
+            .filter_map(|l| Some((l, self.view_context(view, l)?)))
+            .collect()
+    }
+
+    /// A summary register of the view: bit `local` for each item whose `on` holds.
+    fn view_summary(&self, items: Vec<(usize, usize)>, on: impl Fn(usize) -> bool) -> u32 {
+        items
+            .into_iter()
+            .filter(|&(_, g)| on(g))
+            .fold(0, |acc, (l, _)| acc | 1 << l)
+    }
+
+    fn device_status(&self, view: View) -> u32 {
+        let errors = self.view_summary(self.view_queues(view), |q| {
+            self.queues[q].error != QueueError::None
+        });
+        let faults = self.view_summary(self.view_contexts(view), |c| self.contexts[c].faulted());
+        regs::DeviceStatus(0)
+            .with_ready(true)
+            .with_queue_error(errors != 0)
+            .with_mmu_fault(faults != 0)
+            .bits()
     }
 }
 
+/// What the identity registers of a view report.
+struct Identity {
+    caps: regs::Caps,
+    vram_size: u64,
+    queues: usize,
+    contexts: usize,
+    partitions: usize,
+}
+
 impl Device {
+    fn identity(&self, st: &State, view: View) -> Identity {
+        match view {
+            View::Pf => Identity {
+                caps: regs::Caps::ALL,
+                vram_size: self.opts.vram_size,
+                queues: self.opts.queues as usize,
+                contexts: regs::NUM_CONTEXTS,
+                partitions: regs::NUM_PARTITIONS,
+            },
+            View::Window(p) => {
+                let me = &st.partitions[p];
+                Identity {
+                    caps: regs::Caps::WINDOW,
+                    vram_size: me.vram_size,
+                    queues: me.queues.count_ones() as usize,
+                    contexts: me.contexts.count_ones() as usize,
+                    partitions: 0,
+                }
+            }
+        }
+    }
+
     pub fn bar0_read(&self, reg: u32) -> u32 {
+        self.view_read(View::Pf, reg)
+    }
+
+    /// `mask` selects the bytes the access carried; other bytes keep their value.
+    pub fn bar0_write(&self, reg: u32, value: u32, mask: u32) {
+        self.view_write(View::Pf, reg, value, mask)
+    }
+
+    /// A read of partition `p`'s window in BAR4. A disabled partition's window reads 0.
+    pub fn window_read(&self, p: usize, reg: u32) -> u32 {
+        let enabled = self.lock().partitions.get(p).is_some_and(|me| me.enabled);
+        if !enabled {
+            return 0;
+        }
+        self.view_read(View::Window(p), reg)
+    }
+
+    /// A write to partition `p`'s window in BAR4. A disabled partition's window ignores it.
+    pub fn window_write(&self, p: usize, reg: u32, value: u32, mask: u32) {
+        let enabled = self.lock().partitions.get(p).is_some_and(|me| me.enabled);
+        if enabled {
+            self.view_write(View::Window(p), reg, value, mask)
+        }
+    }
+
+    fn view_read(&self, view: View, reg: u32) -> u32 {
         let mut st = self.lock();
-        let o = &self.opts;
-        match block(&st, reg) {
+        // The partition may have been disabled since the caller looked.
+        if matches!(view, View::Window(p) if !st.partitions[p].enabled) {
+            return 0;
+        }
+        match block(&st, view, reg) {
             Block::Queue(q, off) => return queue_read(&st, q, off),
             Block::Context(c, off) => return context_read(&st, c, off),
             Block::Counter(n, high) => {
@@ -52,61 +194,103 @@ impl Device {
                 return v as u32;
             }
             Block::MsixEntry(v, dw) => return st.msix_table[v][dw],
+            Block::Partition(p, off) => return self.part_read(&st, p, off),
+            Block::Absent => return 0,
             Block::Other => {}
         }
+        let id = self.identity(&st, view);
+        let (int_status, int_mask, scratch) = match view {
+            View::Pf => (st.int_status, st.int_mask, st.scratch),
+            View::Window(p) => {
+                let me = &st.partitions[p];
+                (me.int_status, me.int_mask, me.scratch)
+            }
+        };
         match reg {
             regs::ID => regs::ID_VALUE,
             regs::VERSION => regs::VERSION_VALUE,
-            regs::CAPS => regs::Caps::ALL.bits(),
-            regs::DEVICE_SERIAL => o.serial,
-            regs::VRAM_SIZE_LO => o.vram_size as u32,
-            regs::VRAM_SIZE_HI => (o.vram_size >> 32) as u32,
+            regs::CAPS => id.caps.bits(),
+            regs::DEVICE_SERIAL => self.opts.serial,
+            regs::VRAM_SIZE_LO => id.vram_size as u32,
+            regs::VRAM_SIZE_HI => (id.vram_size >> 32) as u32,
             regs::TOPOLOGY => regs::Topology(0)
-                .with_queues(o.queues as u8)
-                .with_engines(o.engines as u8)
+                .with_queues(id.queues as u8)
+                .with_engines(self.opts.engines as u8)
                 .bits(),
-            regs::SCRATCH => st.scratch,
+            regs::SCRATCH => scratch,
             regs::TOPOLOGY2 => regs::Topology2(0)
-                .with_contexts(regs::NUM_CONTEXTS as u8)
-                .with_vectors(regs::queue_vector(o.queues as usize) as u8)
+                .with_contexts(id.contexts as u8)
+                .with_vectors(regs::queue_vector(id.queues) as u8)
                 .with_va_bits(vela_hw::mmu::VA_BITS as u8)
                 .bits(),
-            regs::DEVICE_STATUS => {
-                let mut v = regs::DeviceStatus::READY.mask32();
-                if st.queues.iter().any(|q| q.error != QueueError::None) {
-                    v |= regs::DeviceStatus::QUEUE_ERROR.mask32();
-                }
-                if st.contexts.iter().any(|c| c.faulted()) {
-                    v |= regs::DeviceStatus::MMU_FAULT.mask32();
-                }
-                v
+            regs::TOPOLOGY3 => regs::Topology3(0)
+                .with_partitions(id.partitions as u8)
+                .bits(),
+            regs::PF_QUANTUM if view == View::Pf => st.pf_quantum,
+            regs::DEVICE_STATUS => st.device_status(view),
+            regs::INT_STATUS => int_status,
+            regs::INT_MASK => int_mask,
+            regs::QUEUE_ERROR_SUMMARY => st.view_summary(st.view_queues(view), |q| {
+                st.queues[q].error != QueueError::None
+            }),
+            regs::CTX_FAULT_SUMMARY => {
+                st.view_summary(st.view_contexts(view), |c| st.contexts[c].faulted())
             }
-            regs::INT_STATUS => st.int_status,
-            regs::INT_MASK => st.int_mask,
-            regs::QUEUE_ERROR_SUMMARY => {
-                summary(st.queues.iter().map(|q| q.error != QueueError::None))
-            }
-            regs::CTX_FAULT_SUMMARY => summary(st.contexts.iter().map(|c| c.faulted())),
             // PBA: pending state lives with the client's MSI-X emulation.
             _ => 0,
         }
     }
 
-    /// `mask` selects the bytes the access carried; other bytes keep their value.
-    pub fn bar0_write(&self, reg: u32, value: u32, mask: u32) {
+    fn view_write(&self, view: View, reg: u32, value: u32, mask: u32) {
         let mut st = self.lock();
-        // A reset completes only once no command it aborts is still writing.
+        if matches!(view, View::Window(p) if !st.partitions[p].enabled) {
+            return;
+        }
         let ones = value & mask;
-        match block(&st, reg) {
+        st = self.wait_for_write(st, view, reg, ones);
+        let st = &mut *st;
+        let merge = |old: u32| (old & !mask) | (value & mask);
+        match block(st, view, reg) {
+            Block::Queue(q, off) => return self.queue_write(st, q, off, merge, ones),
+            Block::Context(c, off) => return self.context_write(st, c, off, merge, ones),
+            Block::Partition(p, off) => return self.part_write(st, p, off, merge, ones),
+            Block::Counter(..) | Block::Absent => return,
+            Block::MsixEntry(v, dw) => {
+                let e = &mut st.msix_table[v][dw];
+                *e = if dw == 3 { merge(*e) & 1 } else { merge(*e) };
+                return;
+            }
+            Block::Other => {}
+        }
+        match view {
+            View::Pf => self.pf_global_write(st, reg, merge, ones),
+            View::Window(p) => self.window_global_write(st, p, reg, merge, ones),
+        }
+    }
+
+    /// A reset completes only once no command it aborts is still writing, and an
+    /// invalidation once no command uses what it drops: wait for those commands before the
+    /// write takes effect.
+    fn wait_for_write<'a>(
+        &self,
+        st: std::sync::MutexGuard<'a, State>,
+        view: View,
+        reg: u32,
+        ones: u32,
+    ) -> std::sync::MutexGuard<'a, State> {
+        let device_reset =
+            reg == regs::DEVICE_CONTROL && ones & regs::DeviceControl::RESET.mask32() != 0;
+        match block(&st, view, reg) {
             Block::Queue(q, queue::CONTROL) if ones & regs::QControl::RESET.mask32() != 0 => {
-                st = self.quiesce(st, |i| i == q);
+                self.quiesce(st, |i| i == q)
             }
-            Block::Other
-                if reg == regs::DEVICE_CONTROL
-                    && ones & regs::DeviceControl::RESET.mask32() != 0 =>
-            {
-                st = self.quiesce(st, |_| true);
-            }
+            Block::Other if device_reset => match view {
+                View::Pf => self.quiesce(st, |_| true),
+                View::Window(p) => {
+                    let mine = st.partitions[p].queues;
+                    self.quiesce(st, |i| mine & (1 << i) != 0)
+                }
+            },
             // A command holds its translations for its whole run (a copy may go through one
             // mapping for 64 MiB). INVALIDATE is complete when the write is: the context's
             // commands in flight finish first, so once the driver sees the write done no
@@ -115,27 +299,24 @@ impl Device {
                 if ones & regs::CtxControl::INVALIDATE.mask32() != 0 =>
             {
                 let on_context: Vec<usize> = (0..st.queues.len())
-                    .filter(|&i| st.queues[i].context == c)
+                    .filter(|&i| st.queue_context(i) == Some(c))
                     .collect();
-                st = self.quiesce(st, |i| on_context.contains(&i));
+                self.quiesce(st, |i| on_context.contains(&i))
             }
-            _ => {}
-        }
-        let st = &mut *st;
-        let merge = |old: u32| (old & !mask) | (value & mask);
-        match block(st, reg) {
-            Block::Queue(q, off) => return self.queue_write(st, q, off, merge, ones),
-            Block::Context(c, off) => return self.context_write(st, c, off, merge, ones),
-            Block::Counter(..) => return,
-            Block::MsixEntry(v, dw) => {
-                let e = &mut st.msix_table[v][dw];
-                *e = if dw == 3 { merge(*e) & 1 } else { merge(*e) };
-                return;
+            // Any PART_CONTROL write may reset, enable (taking queues from the PF) or
+            // invalidate: the queues it names finish their commands first.
+            Block::Partition(p, regs::part::CONTROL) => {
+                let mine = st.partitions[p].queues;
+                self.quiesce(st, |i| mine & (1 << i) != 0)
             }
-            Block::Other => {}
+            _ => st,
         }
+    }
+
+    fn pf_global_write(&self, st: &mut State, reg: u32, merge: impl Fn(u32) -> u32, ones: u32) {
         match reg {
             regs::SCRATCH => st.scratch = merge(st.scratch),
+            regs::PF_QUANTUM => st.pf_quantum = merge(st.pf_quantum),
             regs::DEVICE_CONTROL if ones & regs::DeviceControl::RESET.mask32() != 0 => {
                 self.reset_locked(st)
             }
@@ -153,6 +334,34 @@ impl Device {
             regs::COUNTER_CONTROL if ones & regs::CounterControl::CLEAR.mask32() != 0 => {
                 st.counters = [0; regs::NUM_COUNTERS];
             }
+            _ => {}
+        }
+    }
+
+    /// The window's global registers: the partition's own interrupt state and scratch, and
+    /// a reset of the partition alone. Host registers (counters, PF_QUANTUM) are absent.
+    fn window_global_write(
+        &self,
+        st: &mut State,
+        p: usize,
+        reg: u32,
+        merge: impl Fn(u32) -> u32,
+        ones: u32,
+    ) {
+        let me = &mut st.partitions[p];
+        match reg {
+            regs::SCRATCH => me.scratch = merge(me.scratch),
+            regs::DEVICE_CONTROL if ones & regs::DeviceControl::RESET.mask32() != 0 => {
+                self.part_reset(st, p)
+            }
+            regs::INT_STATUS => me.int_status &= !ones,
+            regs::INT_MASK => {
+                let old = me.int_mask;
+                me.int_mask = merge(old);
+                let unmasked = old & !me.int_mask & me.int_status;
+                self.relay(st, p, unmasked);
+            }
+            regs::INT_TRIGGER => self.raise_in_partition(st, p, ones),
             _ => {}
         }
     }
@@ -205,6 +414,7 @@ impl Device {
             queue::CONTROL => {
                 if ones & regs::QControl::RESET.mask32() != 0 {
                     qs.reset();
+                    self.withdraw_request(st, q);
                 }
                 let enable =
                     merge(u32::from(st.queues[q].enabled)) & regs::QControl::ENABLE.mask32() != 0;
@@ -233,7 +443,11 @@ impl Device {
             self.queue_error(st, q, QueueError::BadRing, base);
             return;
         }
-        qs.enabled = true;
+        if st.queue_context(q).is_none() {
+            self.queue_error(st, q, QueueError::BadContext, 0);
+            return;
+        }
+        st.queues[q].enabled = true;
         self.kick(st);
     }
 
@@ -292,7 +506,10 @@ fn queue_read(st: &State, q: usize, off: u32) -> u32 {
         queue::CONTEXT => qs.context as u32,
         queue::CONTROL => u32::from(qs.enabled),
         queue::STATUS => {
-            let stopped = st.contexts[qs.context].faulted();
+            // Q_CONTEXT may be a partition's local number: ask which context it stands for.
+            let stopped = st
+                .queue_context(q)
+                .is_some_and(|c| st.contexts[c].faulted());
             let idle = !qs.enabled || (qs.head == qs.tail && !qs.busy);
             let mut v = (qs.error as u32) << regs::QStatus::ERROR_CODE.lo;
             for (on, bit) in [
@@ -329,10 +546,4 @@ fn context_read(st: &State, c: usize, off: u32) -> u32 {
         ctx::FAULT_ADDR_HI => (cs.fault_addr >> 32) as u32,
         _ => 0,
     }
-}
-
-fn summary(bits: impl Iterator<Item = bool>) -> u32 {
-    bits.enumerate()
-        .filter(|(_, on)| *on)
-        .fold(0, |acc, (i, _)| acc | 1 << i)
 }

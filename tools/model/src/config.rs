@@ -20,6 +20,7 @@ mod off {
     pub const LATENCY: usize = 0x0d;
     pub const BAR0: usize = 0x10;
     pub const BAR2: usize = 0x18;
+    pub const BAR4: usize = 0x20;
     pub const SUBSYSTEM_VENDOR_ID: usize = 0x2c;
     pub const SUBSYSTEM_ID: usize = 0x2e;
     pub const CAP_PTR: usize = 0x34;
@@ -142,6 +143,8 @@ impl ConfigSpace {
         let bar2_mask = !(vram_size - 1);
         cs.mask32(off::BAR2, bar2_mask as u32 & !0xf);
         cs.mask32(off::BAR2 + 4, (bar2_mask >> 32) as u32);
+        // BAR4: 32-bit, non-prefetchable partition windows, trapped like BAR0.
+        cs.mask32(off::BAR4, !(vela_hw::pci::BAR4_SIZE as u32 - 1));
 
         let p = vela_hw::pci::CAP_PCIE;
         cs.bytes[p] = pcie::ID;
@@ -322,6 +325,9 @@ mod tests {
         );
         assert_eq!(cs.bar0(), Some(0xfe00_0000));
         assert_eq!(cs.bar2(), Some(0x80_1000_0000));
+        wr32(&mut cs, 0x20, !0);
+        assert_eq!(rd32(&cs, 0x20), 0xfff8_0000, "BAR4 is 512 KiB, 32-bit");
+        assert_eq!(rd32(&cs, 0x24), 0, "BAR5 is unimplemented");
         assert!(cs.bus_master());
     }
 

@@ -11,7 +11,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use vfio_bindings::bindings::vfio::{
-    VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR2_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX,
+    VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR2_REGION_INDEX, VFIO_PCI_BAR4_REGION_INDEX,
+    VFIO_PCI_CONFIG_REGION_INDEX,
 };
 
 use crate::config::ConfigSpace;
@@ -19,6 +20,7 @@ use crate::fabric::{Fabric, Port};
 use crate::inject::Injection;
 use crate::mem::{MemError, SysMem, Vram};
 use crate::mmu::Fault;
+use crate::partition::{PageRequest, Partition, Tenant};
 use vela_hw::regs::{self, Counter, QueueError};
 
 /// What a device is built from: one `--device` (or the top-level options).
@@ -108,6 +110,8 @@ pub struct QueueState {
     /// Bumped by every reset, so a command that was executing when its queue
     /// was reset cannot report completion into the new incarnation.
     pub generation: u64,
+    /// The command at HEAD stalled on a page request and waits for the host's answer.
+    pub stall: Option<PageRequest>,
 }
 
 impl QueueState {
@@ -131,6 +135,15 @@ impl QueueState {
             generation: self.generation.wrapping_add(1),
             ..Self::default()
         };
+    }
+
+    /// Every register to its reset value, as a global reset leaves it.
+    pub(crate) fn reset_all(&mut self) {
+        self.reset();
+        self.ring_base = 0;
+        self.ring_log2 = 0;
+        self.context = 0;
+        self.fence_base = 0;
     }
 }
 
@@ -166,8 +179,20 @@ pub struct State {
     pub msix_table: Vec<[u32; 4]>,
     /// A doorbell or recovery happened since the engine last looked.
     pub kick: bool,
-    /// Round-robin position of the scheduler.
-    pub next_queue: usize,
+    pub sched: Sched,
+    pub pf_quantum: u32,
+    pub partitions: [Partition; regs::NUM_PARTITIONS],
+}
+
+/// Where the scheduler is in its round-robin of tenants, and of each tenant's queues.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sched {
+    /// The tenant whose turn it is (`Tenant::index`).
+    pub turn: usize,
+    /// Engine time the tenant used in this turn, in nanoseconds.
+    pub used_ns: u64,
+    /// Per tenant: the queue to look at first next time.
+    pub next_queue: [usize; Tenant::COUNT],
 }
 
 impl State {
@@ -185,7 +210,9 @@ impl State {
             counter_latch: [0; regs::NUM_COUNTERS],
             msix_table: vec![[0, 0, 0, 1]; vectors],
             kick: false,
-            next_queue: 0,
+            sched: Sched::default(),
+            pf_quantum: 0,
+            partitions: [Partition::default(); regs::NUM_PARTITIONS],
         }
     }
 
@@ -194,10 +221,16 @@ impl State {
         *v = v.wrapping_add(n);
     }
 
-    /// Interrupt sources this device implements.
+    /// Interrupt sources the PF's INT_STATUS implements: a queue a partition owns reports
+    /// in the partition's window instead.
     pub fn valid_sources(&self) -> u32 {
         let queues = (1u32 << self.queues.len()) - 1;
-        queues | regs::IntSources::QUEUE_ERROR.mask32() | regs::IntSources::MMU_FAULT.mask32()
+        let owned = self
+            .partitions
+            .iter()
+            .filter(|p| p.enabled)
+            .fold(0, |m, p| m | p.queues);
+        (queues & !owned) | (regs::IntSources::VALID & !regs::IntSources::QUEUES.mask32())
     }
 }
 
@@ -299,6 +332,18 @@ impl Device {
                 Ok(())
             }
             VFIO_PCI_BAR2_REGION_INDEX => self.vram.read(offset, data).map_err(|_| bad()),
+            VFIO_PCI_BAR4_REGION_INDEX if len == 8 && offset & 7 == 0 => {
+                let (lo, hi) = data.split_at_mut(4);
+                self.region_read(region, offset, lo)?;
+                self.region_read(region, offset + 4, hi)
+            }
+            VFIO_PCI_BAR4_REGION_INDEX => {
+                let (p, reg, len) = bar4_access(offset, len).ok_or_else(bad)?;
+                let v = self.window_read(p, reg);
+                let shift = (offset % 4) * 8;
+                data.copy_from_slice(&(v >> shift).to_le_bytes()[..len]);
+                Ok(())
+            }
             _ => Err(bad()),
         }
     }
@@ -326,21 +371,22 @@ impl Device {
                 self.region_write(region, offset + 4, &data[4..])
             }
             VFIO_PCI_BAR0_REGION_INDEX => {
-                let (reg, len) = bar0_access(offset, data.len()).ok_or_else(bad)?;
-                // Narrow writes merge into the current value, as a byte-enable would.
-                let shift = (offset % 4) * 8;
-                let mut bytes = [0u8; 4];
-                bytes[..len].copy_from_slice(data);
-                let value = u32::from_le_bytes(bytes) << shift;
-                let mask = if len == 4 {
-                    u32::MAX
-                } else {
-                    ((1u32 << (len * 8)) - 1) << shift
-                };
+                let (reg, _) = bar0_access(offset, data.len()).ok_or_else(bad)?;
+                let (value, mask) = byte_enable(offset, data);
                 self.bar0_write(reg, value, mask);
                 Ok(())
             }
             VFIO_PCI_BAR2_REGION_INDEX => self.vram.write(offset, data).map_err(|_| bad()),
+            VFIO_PCI_BAR4_REGION_INDEX if data.len() == 8 && offset & 7 == 0 => {
+                self.region_write(region, offset, &data[..4])?;
+                self.region_write(region, offset + 4, &data[4..])
+            }
+            VFIO_PCI_BAR4_REGION_INDEX => {
+                let (p, reg, _) = bar4_access(offset, data.len()).ok_or_else(bad)?;
+                let (value, mask) = byte_enable(offset, data);
+                self.window_write(p, reg, value, mask);
+                Ok(())
+            }
             _ => Err(bad()),
         }
     }
@@ -392,18 +438,18 @@ impl Device {
 
     pub(crate) fn reset_locked(&self, st: &mut State) {
         for q in &mut st.queues {
-            q.reset();
-            q.ring_base = 0;
-            q.ring_log2 = 0;
-            q.context = 0;
-            q.fence_base = 0;
+            q.reset_all();
         }
+        // Every partition is disabled and forgets its configuration: after a global reset
+        // the host provisions from scratch, and no queue keeps a tenant's addresses.
+        st.partitions = [Partition::default(); regs::NUM_PARTITIONS];
+        st.pf_quantum = 0;
         st.contexts = [ContextState::default(); regs::NUM_CONTEXTS];
         st.int_status = 0;
         st.int_mask = regs::INT_MASK_RESET;
         st.scratch = 0;
         st.kick = false;
-        st.next_queue = 0;
+        st.sched = Sched::default();
         self.inject.unhang();
         st.count(Counter::Resets, 1);
     }
@@ -413,12 +459,17 @@ impl Device {
         queue.error = code;
         queue.error_addr = addr;
         queue.busy = false;
+        queue.stall = None;
+        self.withdraw_request(st, q);
         log::debug!("queue {q}: error {code:?} at {addr:#x}");
         st.count(Counter::QueueErrors, 1);
-        self.raise(st, regs::IntSources::QUEUE_ERROR.mask32());
+        let owner = st.queue_owner(q);
+        self.raise_for(st, owner, regs::IntSources::QUEUE_ERROR.mask32());
     }
 
     pub(crate) fn record_fault(&self, st: &mut State, context: usize, queue: usize, f: Fault) {
+        // A partition's fault record names its queue by the partition's own number.
+        let local = st.local_queue(queue);
         let c = &mut st.contexts[context];
         if c.faulted() {
             c.fault_status |= regs::CtxFaultStatus::OVERFLOW.mask32();
@@ -431,12 +482,22 @@ impl Device {
                 }
                 | (f.reason as u32) << regs::CtxFaultStatus::REASON.lo
                 | u32::from(f.level) << regs::CtxFaultStatus::LEVEL.lo
-                | (queue as u32 & 0xf) << regs::CtxFaultStatus::QUEUE.lo;
+                | (local as u32 & 0xf) << regs::CtxFaultStatus::QUEUE.lo;
             c.fault_addr = f.va;
         }
         log::debug!("context {context}: fault {f:?} from queue {queue}");
         st.count(Counter::MmuFaults, 1);
-        self.raise(st, regs::IntSources::MMU_FAULT.mask32());
+        let owner = st.context_owner(context);
+        self.raise_for(st, owner, regs::IntSources::MMU_FAULT.mask32());
+    }
+
+    /// Raise `sources` (in the tenant's own numbering) where the tenant sees them: the PF's
+    /// INT_STATUS, or a partition's window.
+    pub(crate) fn raise_for(&self, st: &mut State, tenant: Tenant, sources: u32) {
+        match tenant {
+            Tenant::Pf => self.raise(st, sources),
+            Tenant::Part(p) => self.raise_in_partition(st, p, sources),
+        }
     }
 
     /// Wake the engine: new work, or work that may have become runnable.
@@ -488,6 +549,33 @@ impl Device {
     }
 }
 
+/// An access's bytes as a 32-bit value and byte mask in place: narrow writes merge into the
+/// current value, as a byte-enable would.
+fn byte_enable(offset: u64, data: &[u8]) -> (u32, u32) {
+    let len = data.len();
+    let shift = (offset % 4) * 8;
+    let mut bytes = [0u8; 4];
+    bytes[..len].copy_from_slice(data);
+    let value = u32::from_le_bytes(bytes) << shift;
+    let mask = if len == 4 {
+        u32::MAX
+    } else {
+        ((1u32 << (len * 8)) - 1) << shift
+    };
+    (value, mask)
+}
+
+/// Split a BAR4 access into its window, the register in it and the length: each window is
+/// decoded as BAR0 is.
+fn bar4_access(offset: u64, len: usize) -> Option<(usize, u32, usize)> {
+    if offset >= vela_hw::pci::BAR4_SIZE {
+        return None;
+    }
+    let window = (offset / vela_hw::pci::WINDOW_SIZE) as usize;
+    let (reg, len) = bar0_access(offset % vela_hw::pci::WINDOW_SIZE, len)?;
+    Some((window, reg, len))
+}
+
 /// Split a BAR0 access into its aligned register and length. Accesses must be
 /// 1, 2 or 4 bytes and must not cross a register boundary.
 fn bar0_access(offset: u64, len: usize) -> Option<(u32, usize)> {
@@ -530,7 +618,8 @@ mod tests {
         let bar0 = VFIO_PCI_BAR0_REGION_INDEX;
         assert_eq!(rd(&d, bar0, 0x00), 0x414c_4556);
         assert_eq!(rd(&d, bar0, 0x04), 0x0001_0000);
-        assert_eq!(rd(&d, bar0, 0x08), 0x1f);
+        assert_eq!(rd(&d, bar0, 0x08), 0x3f);
+        assert_eq!(rd(&d, bar0, 0x24), 8, "TOPOLOGY3: 8 partition slots");
         assert_eq!(rd(&d, bar0, 0x0c), 42);
         assert_eq!(rd(&d, bar0, 0x10), 0);
         assert_eq!(rd(&d, bar0, 0x14), 2);
@@ -599,6 +688,46 @@ mod tests {
         d.vram.read(0x10_0000, &mut b).unwrap();
         assert_eq!(u32::from_le_bytes(b), 0x1234_5678);
         assert!(d.region_read(bar2, 256 << 20, &mut b).is_err());
+    }
+
+    #[test]
+    fn partition_windows_through_bar4() {
+        let d = dev();
+        let (bar0, bar4) = (VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR4_REGION_INDEX);
+        let window = vela_hw::pci::WINDOW_SIZE;
+        assert_eq!(rd(&d, bar4, window), 0, "a closed window reads 0");
+        let part1 = |off| u64::from(regs::part::reg(1, off));
+        wr(&d, bar0, part1(regs::part::VRAM_BASE_LO), 4 << 20);
+        wr(&d, bar0, part1(regs::part::VRAM_SIZE_LO), 2 << 20);
+        wr(&d, bar0, part1(regs::part::QUEUES), 0b1000);
+        wr(&d, bar0, part1(regs::part::CONTROL), 1);
+        assert_eq!(
+            rd(&d, bar0, part1(regs::part::STATUS)),
+            1,
+            "enabled, no error"
+        );
+        assert_eq!(rd(&d, bar4, window), regs::ID_VALUE, "window 1 at 64 KiB");
+        assert_eq!(rd(&d, bar4, 0), 0, "window 0 stays closed");
+        assert_eq!(rd(&d, bar4, window + 0x10), 2 << 20);
+        let mut b = [0; 8];
+        d.region_read(bar4, window + 0x08, &mut b).unwrap();
+        assert_eq!(
+            u64::from_le_bytes(b),
+            1 << 32 | 0x47,
+            "CAPS, then DEVICE_SERIAL"
+        );
+        wr(&d, bar4, window + 0x1c, 0x1234_5678);
+        d.region_write(bar4, window + 0x1d, &[0xab]).unwrap();
+        assert_eq!(
+            rd(&d, bar4, window + 0x1c),
+            0x1234_ab78,
+            "narrow writes merge"
+        );
+        assert_eq!(rd(&d, bar0, 0x1c), 0, "the window's SCRATCH is its own");
+        assert!(d
+            .region_read(bar4, vela_hw::pci::BAR4_SIZE, &mut b[..4])
+            .is_err());
+        assert!(d.region_read(bar4, window + 2, &mut b[..4]).is_err());
     }
 
     #[test]

@@ -5,13 +5,31 @@
 use crate::device::Device;
 use crate::mem::{self, Backing, SysMemSnapshot};
 use crate::mmu::{self, Fault};
-use vela_hw::regs::{FaultReason, QueueError};
+use crate::partition::{PageRequest, Slice, Space};
+use vela_hw::regs::{part, FaultReason, QueueError};
+use vela_hw::IovaEntry;
 
 /// Why a command stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
-    Error { code: QueueError, addr: u64 },
+    Error {
+        code: QueueError,
+        addr: u64,
+    },
     Fault(Fault),
+    /// A partition's access needs a page the host has not mapped yet: the command waits.
+    PageRequest(PageRequest),
+}
+
+/// Where a DPA lands: (backing, offset in it, bytes available from there, via a peer).
+pub type Hit = (Backing, u64, u64, bool);
+
+/// Why a DPA reaches no memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Miss {
+    Unreachable,
+    /// A partition's IOVA whose entry does not grant the access: the host is asked for it.
+    PageRequest,
 }
 
 impl Stop {
@@ -44,6 +62,7 @@ impl Stats {
 pub struct Access<'a> {
     dev: &'a Device,
     sys: SysMemSnapshot,
+    space: Space,
     translate: bool,
     pt_base: u64,
     bus_master: bool,
@@ -68,10 +87,18 @@ struct Chunk {
 const MAX_CHUNK: u64 = vela_hw::cmd::MAX_TRANSFER;
 
 impl<'a> Access<'a> {
-    pub fn new(dev: &'a Device, translate: bool, pt_base: u64, bus_master: bool) -> Self {
+    /// `space` says what the DPAs mean: the host's, or a partition's.
+    pub fn new(
+        dev: &'a Device,
+        space: Space,
+        translate: bool,
+        pt_base: u64,
+        bus_master: bool,
+    ) -> Self {
         Self {
             dev,
             sys: dev.sysmem.snapshot(),
+            space,
             translate,
             pt_base,
             bus_master,
@@ -82,9 +109,14 @@ impl<'a> Access<'a> {
         }
     }
 
-    /// Resolve a DPA to memory: (backing, offset, bytes available, via a peer).
-    pub fn resolve(&self, addr: u64, write: bool) -> Option<(Backing, u64, u64, bool)> {
-        resolve(self.dev, &self.sys, self.bus_master, addr, write)
+    /// Resolve a DPA of the access's space to memory.
+    pub fn resolve(&self, addr: u64, write: bool) -> Result<Hit, Miss> {
+        match &self.space {
+            Space::Host => {
+                resolve(self.dev, &self.sys, self.bus_master, addr, write).ok_or(Miss::Unreachable)
+            }
+            Space::Part(s) => resolve_in(self.dev, &self.sys, self.bus_master, s, addr, write),
+        }
     }
 
     fn translate(&mut self, va: u64, write: bool) -> Result<(u64, u64), Stop> {
@@ -103,18 +135,13 @@ impl<'a> Access<'a> {
             return Ok((va, u64::MAX));
         }
         self.stats.page_walks += 1;
-        let (dev, sys, bm) = (self.dev, &self.sys, self.bus_master);
-        let read_pte = |a: u64| {
-            let (b, off, avail, _) = resolve(dev, sys, bm, a, false)?;
-            if avail < 8 {
-                return None;
-            }
-            let mut e = [0u8; 8];
-            mem::slice(&b, off, 8).ok()?.copy_to(&mut e[..]);
-            Some(u64::from_le_bytes(e))
-        };
-        let t = mmu::translate_cached(va, write, self.pt_base, &mut self.walks, read_pte)
-            .map_err(Stop::Fault)?;
+        let (pt_base, mut walks) = (self.pt_base, self.walks);
+        // Tables are the guest's in a partition too, so they are read in the access's space;
+        // a walk never raises a page request (the host pins tables up front).
+        let read_pte = |a: u64| read_u64(self.resolve(a, false).ok()?);
+        let t = mmu::translate_cached(va, write, pt_base, &mut walks, read_pte);
+        self.walks = walks;
+        let t = t.map_err(Stop::Fault)?;
         Ok((t.dpa, t.span))
     }
 
@@ -128,9 +155,15 @@ impl<'a> Access<'a> {
                 return Err(fail());
             }
         }
-        let Some((backing, offset, avail, peer)) = self.resolve(addr, write) else {
-            self.stats.dma_errors += 1;
-            return Err(fail());
+        let (backing, offset, avail, peer) = match self.resolve(addr, write) {
+            Ok(hit) => hit,
+            Err(Miss::PageRequest) => {
+                return Err(Stop::PageRequest(PageRequest { iova: addr, write }));
+            }
+            Err(Miss::Unreachable) => {
+                self.stats.dma_errors += 1;
+                return Err(fail());
+            }
         };
         let want = len.min(avail).min(MAX_CHUNK);
         let n = self.contiguous(va, addr, span, want, write);
@@ -241,6 +274,65 @@ impl<'a> Access<'a> {
         }
         Ok(())
     }
+}
+
+/// The 64-bit little-endian word at the start of a hit, if it is all there.
+fn read_u64((b, off, avail, _): Hit) -> Option<u64> {
+    if avail < 8 {
+        return None;
+    }
+    let mut e = [0u8; 8];
+    mem::slice(&b, off, 8).ok()?.copy_to(&mut e[..]);
+    Some(u64::from_le_bytes(e))
+}
+
+/// Partition-relative routing (partitions.rst): a VRAM DPA is an offset into the slice, a
+/// system DPA an IOVA translated through the slice's table to system memory, never to a peer.
+fn resolve_in(
+    dev: &Device,
+    sys: &SysMemSnapshot,
+    bus_master: bool,
+    s: &Slice,
+    addr: u64,
+    write: bool,
+) -> Result<Hit, Miss> {
+    if addr & vela_hw::dpa::VRAM != 0 {
+        let off = addr & vela_hw::dpa::OFFSET_MASK;
+        // The enable checks put the slice inside VRAM, so base + off is too.
+        if off >= s.vram_size {
+            return Err(Miss::Unreachable);
+        }
+        let backing = dev.vram.backing().clone();
+        return Ok((backing, s.vram_base + off, s.vram_size - off, false));
+    }
+    let page = addr / part::IOVA_PAGE_SIZE;
+    if page >= s.iova_pages {
+        return Err(Miss::Unreachable);
+    }
+    // The table is host memory, addressed by the host's DPA (a system one is not checked at
+    // enable, so its end may wrap: that entry is unreachable).
+    let entry = s
+        .iova_table
+        .checked_add(page * 8)
+        .and_then(|at| resolve(dev, sys, bus_master, at, false))
+        .and_then(read_u64)
+        .map(IovaEntry)
+        .ok_or(Miss::Unreachable)?;
+    if entry.bits() & IovaEntry::RESERVED_MASK != 0 {
+        return Err(Miss::Unreachable);
+    }
+    let allowed = if write { entry.write() } else { entry.read() };
+    if !entry.valid() || !allowed {
+        return Err(Miss::PageRequest);
+    }
+    let within = addr % part::IOVA_PAGE_SIZE;
+    let bus = (entry.bits() & IovaEntry::ADDR_MASK) | within;
+    let (m, off) = mem::lookup(sys, bus)
+        .filter(|(m, _)| bus_master && (m.writable || !write))
+        .ok_or(Miss::Unreachable)?;
+    // One entry maps one page: the next page goes through its own entry.
+    let avail = (m.size - off).min(part::IOVA_PAGE_SIZE - within);
+    Ok((m.backing.clone(), off, avail, false))
 }
 
 /// DPA routing, as p2p.rst describes: VRAM, then peer BAR2 windows, then

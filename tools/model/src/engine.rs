@@ -5,21 +5,25 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::compute::{self, KernelArgs};
 use crate::device::{Device, State};
 use crate::dma::{Access, Stats, Stop};
+use crate::partition::{Space, Tenant};
 use vela_hw::cmd::{
     self, Command, CopyCmd, FenceCmd, FillCmd, Header, KernelCmd, NopCmd, Opcode, SignalCmd, Slot,
 };
-use vela_hw::regs::{Counter, QueueError};
+use vela_hw::regs::{self, Counter, QueueError};
 use vela_hw::{Engine, Kernel};
 
 /// One command taken off a ring, with the context state it runs under.
 struct Job {
     queue: usize,
     generation: u64,
+    tenant: Tenant,
+    /// What the queue's DPAs mean: the host's, or its partition's.
+    space: Space,
     context: usize,
     translate: bool,
     pt_base: u64,
@@ -94,57 +98,113 @@ impl Device {
         let Some(job) = job else {
             return false;
         };
-        let mut access = Access::new(self, job.translate, job.pt_base, job.bus_master);
+        let mut access = Access::new(self, job.space, job.translate, job.pt_base, job.bus_master);
+        let started = Instant::now();
         let result = execute(self, &mut access, &job);
+        let took = started.elapsed();
         let mut st = self.lock();
+        self.charge(&mut st, job.tenant, took);
         self.finish(&mut st, &job, result, access.stats);
         true
     }
 
+    /// Tenants are served round-robin (partitions.rst, "Scheduling"): the one whose turn it
+    /// is goes first; if it has nothing to start, the turn passes to the next that has.
     fn next_job(&self, st: &mut State) -> Option<Job> {
+        for i in 0..Tenant::COUNT {
+            let t = (st.sched.turn + i) % Tenant::COUNT;
+            if let Some(job) = self.next_job_of(st, Tenant::from_index(t)) {
+                if t != st.sched.turn {
+                    st.sched.turn = t;
+                    st.sched.used_ns = 0;
+                }
+                return Some(job);
+            }
+        }
+        None
+    }
+
+    /// Engine time `took` counts against the tenant's turn, if it holds the turn; once it
+    /// used its quantum the turn passes on. Commands are never preempted, so a turn ends at
+    /// a completion: with quantum 0 every turn is one command.
+    fn charge(&self, st: &mut State, tenant: Tenant, took: Duration) {
+        if st.sched.turn != tenant.index() {
+            return;
+        }
+        let quantum_us = match tenant {
+            Tenant::Pf => st.pf_quantum,
+            Tenant::Part(p) => st.partitions[p].quantum,
+        };
+        let used = st.sched.used_ns.saturating_add(took.as_nanos() as u64);
+        if used >= u64::from(quantum_us) * 1000 {
+            st.sched.turn = (st.sched.turn + 1) % Tenant::COUNT;
+            st.sched.used_ns = 0;
+        } else {
+            st.sched.used_ns = used;
+        }
+    }
+
+    /// The next command of `tenant`'s queues, round-robin among them.
+    fn next_job_of(&self, st: &mut State, tenant: Tenant) -> Option<Job> {
+        if matches!(tenant, Tenant::Part(p) if !st.partitions[p].enabled) {
+            return None;
+        }
         let n = st.queues.len();
+        let start = st.sched.next_queue[tenant.index()];
         for i in 0..n {
-            let q = (st.next_queue + i) % n;
-            let qs = &st.queues[q];
-            let runnable = qs.enabled
-                && !qs.busy
-                && qs.error == QueueError::None
-                && qs.head != qs.tail
-                && !st.contexts[qs.context].faulted();
-            if !runnable {
+            let q = (start + i) % n;
+            if st.queue_owner(q) != tenant || !runnable(st, q) {
                 continue;
             }
-            let slot_dpa = qs
-                .ring_base
-                .wrapping_add(u64::from(qs.head) * cmd::SIZE as u64);
-            let bus_master = st.config.bus_master();
-            let access = Access::new(self, false, 0, bus_master);
-            let mut slot: Slot = [0; cmd::SIZE];
-            if !read_ring(&access, slot_dpa, &mut slot) {
-                st.count(Counter::DmaErrors, 1);
-                self.queue_error(st, q, QueueError::BadRing, slot_dpa);
+            let Some(job) = self.fetch(st, q, tenant) else {
                 continue;
-            }
-            if self.inject.hung(engine_of(&slot)) {
-                continue;
-            }
-            let qs = &mut st.queues[q];
-            qs.busy = true;
-            let c = st.contexts[qs.context];
-            let job = Job {
-                queue: q,
-                generation: qs.generation,
-                context: qs.context,
-                translate: c.enabled,
-                pt_base: c.pt_base,
-                bus_master,
-                fence_base: qs.fence_base,
-                slot,
             };
-            st.next_queue = (q + 1) % n;
+            st.sched.next_queue[tenant.index()] = (q + 1) % n;
             return Some(job);
         }
         None
+    }
+
+    /// Read the command at queue `q`'s head and mark the queue busy, or put the queue in the
+    /// error state if it cannot run.
+    fn fetch(&self, st: &mut State, q: usize, tenant: Tenant) -> Option<Job> {
+        // Checked at every command, not only at enable: a partition enabled since may have
+        // taken the context from under a PF queue.
+        let Some(context) = st.queue_context(q) else {
+            self.queue_error(st, q, QueueError::BadContext, 0);
+            return None;
+        };
+        let space = st.space(tenant);
+        let qs = &st.queues[q];
+        let slot_dpa = qs
+            .ring_base
+            .wrapping_add(u64::from(qs.head) * cmd::SIZE as u64);
+        let bus_master = st.config.bus_master();
+        let access = Access::new(self, space, false, 0, bus_master);
+        let mut slot: Slot = [0; cmd::SIZE];
+        if !read_ring(&access, slot_dpa, &mut slot) {
+            st.count(Counter::DmaErrors, 1);
+            self.queue_error(st, q, QueueError::BadRing, slot_dpa);
+            return None;
+        }
+        if self.inject.hung(engine_of(&slot)) {
+            return None;
+        }
+        let qs = &mut st.queues[q];
+        qs.busy = true;
+        let c = st.contexts[context];
+        Some(Job {
+            queue: q,
+            generation: qs.generation,
+            tenant,
+            space,
+            context,
+            translate: c.enabled,
+            pt_base: c.pt_base,
+            bus_master,
+            fence_base: qs.fence_base,
+            slot,
+        })
     }
 
     fn finish(&self, st: &mut State, job: &Job, result: Result<Done, Stop>, stats: Stats) {
@@ -172,18 +232,39 @@ impl Device {
                     st.count(Counter::KernelsExecuted, 1);
                 }
                 if done.interrupt {
-                    self.raise(st, 1 << q);
+                    let local = st.local_queue(q);
+                    self.raise_for(st, job.tenant, regs::IntSources::queue(local));
                 }
             }
             Err(Stop::Error { code, addr }) => self.queue_error(st, q, code, addr),
             Err(Stop::Fault(f)) => self.record_fault(st, job.context, q, f),
+            Err(Stop::PageRequest(req)) => match job.tenant {
+                Tenant::Part(p) => self.page_request(st, p, q, req),
+                // Host space never asks for pages; treat it as what it would be, unreachable.
+                Tenant::Pf => self.queue_error(st, q, QueueError::DmaError, req.iova),
+            },
         }
     }
 }
 
+/// Queue `q` has a command to start: enabled, not in error, not waiting on a fault or a
+/// page request, and no engine is running its previous command.
+fn runnable(st: &State, q: usize) -> bool {
+    let qs = &st.queues[q];
+    let faulted = st
+        .queue_context(q)
+        .is_some_and(|c| st.contexts[c].faulted());
+    qs.enabled
+        && !qs.busy
+        && qs.error == QueueError::None
+        && qs.stall.is_none()
+        && qs.head != qs.tail
+        && !faulted
+}
+
 /// Rings are addressed by DPA and never translated.
 fn read_ring(access: &Access<'_>, addr: u64, slot: &mut Slot) -> bool {
-    let Some((b, off, avail, _)) = access.resolve(addr, false) else {
+    let Ok((b, off, avail, _)) = access.resolve(addr, false) else {
         return false;
     };
     if avail < cmd::SIZE as u64 {
@@ -247,7 +328,7 @@ fn execute(dev: &Device, access: &mut Access<'_>, job: &Job) -> Result<Done, Sto
             }
             // The fence location is the driver's: reached by DPA, like the ring, and never
             // through the context's page tables, so no command of the context can reach it.
-            let mut direct = Access::new(dev, false, 0, job.bus_master);
+            let mut direct = Access::new(dev, job.space, false, 0, job.bus_master);
             let written = direct.write(job.fence_base, &value.to_le_bytes());
             access.stats.add(&direct.stats);
             written?;

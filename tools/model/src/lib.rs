@@ -18,6 +18,7 @@ pub mod inject;
 pub mod irq;
 pub mod mem;
 pub mod mmu;
+pub mod partition;
 pub mod rig;
 pub mod run;
 pub mod server;

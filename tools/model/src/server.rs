@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use vfio_bindings::bindings::vfio::{
     vfio_region_info, vfio_region_sparse_mmap_area, VFIO_IRQ_INFO_EVENTFD,
-    VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR2_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX,
-    VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS,
-    VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
+    VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR2_REGION_INDEX, VFIO_PCI_BAR4_REGION_INDEX,
+    VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
+    VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS, VFIO_REGION_INFO_FLAG_MMAP,
+    VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
 };
 use vfio_user::{
     DmaMapFlags, DmaUnmapFlags, IrqInfo, Server, ServerBackend, ServerRegion, SparseArea,
@@ -125,6 +126,11 @@ pub fn regions(dev: &Device) -> Vec<ServerRegion> {
                     });
                     mmap_fd = dev.vram.fd();
                 }
+                // The partitions' register windows: trapped, like BAR0.
+                VFIO_PCI_BAR4_REGION_INDEX => {
+                    info.flags = rw;
+                    info.size = vela_hw::pci::BAR4_SIZE;
+                }
                 VFIO_PCI_CONFIG_REGION_INDEX => {
                     info.flags = rw;
                     info.size = vela_hw::pci::CONFIG_SIZE as u64;
@@ -190,4 +196,25 @@ pub fn clear_stale_socket(path: &Path) {
 pub fn serve(server: &Server, dev: Arc<Device>) -> Result<(), vfio_user::Error> {
     let mut backend = Backend(dev);
     server.run(&mut backend)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::DeviceOptions;
+
+    #[test]
+    fn regions_are_sized_as_the_bars() {
+        let dev = Device::new(DeviceOptions::default()).unwrap();
+        let r = regions(&dev);
+        let size = |i: u32| r[i as usize].region_info.size;
+        assert_eq!(size(VFIO_PCI_BAR0_REGION_INDEX), 64 << 10);
+        assert_eq!(size(VFIO_PCI_BAR2_REGION_INDEX), 256 << 20);
+        assert_eq!(size(VFIO_PCI_BAR4_REGION_INDEX), 512 << 10);
+        assert!(
+            r[VFIO_PCI_BAR4_REGION_INDEX as usize].mmap_fd.is_none(),
+            "trapped"
+        );
+        assert_eq!(size(1) + size(3) + size(5), 0);
+    }
 }

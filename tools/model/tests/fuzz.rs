@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use vela_hw::Opcode;
 use vela_hw::Pte;
 
-use vela_hw::regs::{self, ctx, queue, Counter};
+use vela_hw::regs::{self, ctx, part, queue, Counter};
 use vela_hw::{Engine, Kernel};
 use vela_model::compute::KernelArgs;
 use vela_model::device::DeviceOptions;
@@ -16,7 +16,8 @@ use vela_model::fabric::Fabric;
 use vela_model::inject::Knob;
 use vela_model::rig::{encode, Rig, RAM_BASE};
 use vfio_bindings::bindings::vfio::{
-    VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR2_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX,
+    VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR2_REGION_INDEX, VFIO_PCI_BAR4_REGION_INDEX,
+    VFIO_PCI_CONFIG_REGION_INDEX,
 };
 
 /// xorshift64*: small, deterministic, good enough to explore.
@@ -128,6 +129,7 @@ fn register(rng: &mut Rng) -> u32 {
             regs::QUEUE_BASE + regs::QUEUE_STRIDE * q + (rng.below(0x40) as u32 & !3),
             regs::CTX_BASE + regs::CTX_STRIDE * c + (rng.below(0x20) as u32 & !3),
             regs::MSIX_TABLE + (rng.below(0x100) as u32 & !3),
+            part::reg(rng.below(9) as usize, rng.below(0x40) as u32 & !3),
             rng.below(0x1_0000) as u32 & !3,
         ],
         rng,
@@ -136,7 +138,7 @@ fn register(rng: &mut Rng) -> u32 {
 
 fn action(rng: &mut Rng, r: &Rig) {
     let dev = &r.dev;
-    match rng.below(20) {
+    match rng.below(22) {
         0..=7 => {
             let q = rng.below(4) as usize;
             let n = 1 + rng.below(4) as usize;
@@ -159,9 +161,20 @@ fn action(rng: &mut Rng, r: &Rig) {
             let off = rng.below(0x1_0010);
             let mut buf = vec![0u8; len];
             let region = pick(
-                &[VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_BAR2_REGION_INDEX, 5, 9],
+                &[
+                    VFIO_PCI_BAR0_REGION_INDEX,
+                    VFIO_PCI_BAR2_REGION_INDEX,
+                    VFIO_PCI_BAR4_REGION_INDEX,
+                    5,
+                    9,
+                ],
                 rng,
             );
+            let off = if region == VFIO_PCI_BAR4_REGION_INDEX {
+                off * 8
+            } else {
+                off
+            };
             let _ = dev.region_read(region, off, &mut buf);
             let _ = dev.region_write(region, off, &buf);
         }
@@ -248,10 +261,61 @@ fn action(rng: &mut Rng, r: &Rig) {
             dev.dma_unmap(addr, size);
             let _ = dev.dma_map(addr, size, None, 0, true);
         }
+        19 => partition(rng, r),
+        20 => {
+            // A guest at work in its window: any register, rings and all.
+            let p = rng.below(4);
+            let off = p * vela_hw::pci::WINDOW_SIZE + u64::from(register(rng));
+            if off % vela_hw::pci::WINDOW_SIZE == u64::from(regs::DEVICE_CONTROL)
+                && rng.below(4) != 0
+            {
+                return;
+            }
+            let v = (rng.next() as u32).to_le_bytes();
+            let _ = dev.region_write(VFIO_PCI_BAR4_REGION_INDEX, off, &v);
+        }
         _ => {
             if rng.below(8) == 0 {
                 r.w(regs::DEVICE_CONTROL, regs::DeviceControl::RESET.mask32());
             }
+        }
+    }
+}
+
+/// The host provisioning, resetting, scrubbing or answering one of four partitions, with
+/// mostly plausible values so that windows open and their queues run.
+fn partition(rng: &mut Rng, r: &Rig) {
+    let p = rng.below(4) as usize;
+    let w = |off, v| r.w(part::reg(p, off), v);
+    match rng.below(4) {
+        0 => {
+            let mib = 1u64 << 20;
+            let base = pick(&[0, 2 * mib, 4 * mib, rng.below(VRAM)], rng);
+            let size = pick(&[2 * mib, 4 * mib, rng.next()], rng);
+            let table = pick(&[vram_dpa(VRAM - 8192), RAM_BASE, rng.next()], rng);
+            w(part::CONTROL, 0);
+            for (off, v) in [
+                (part::VRAM_BASE_LO, base),
+                (part::VRAM_SIZE_LO, size),
+                (part::IOVA_TABLE_LO, table),
+            ] {
+                w(off, v as u32);
+                w(off + 4, (v >> 32) as u32);
+            }
+            w(part::QUEUES, rng.below(16) as u32);
+            w(part::CONTEXTS, rng.next() as u32);
+            w(part::IOVA_PAGES, rng.below(64) as u32);
+            w(part::QUANTUM, rng.below(3) as u32);
+            w(part::CONTROL, 1);
+        }
+        1 => w(part::CONTROL, rng.below(16) as u32),
+        2 => w(part::PAGE_RESP, rng.below(4) as u32),
+        _ => {
+            let entry = rng.next() & !(0xfff << 52) | pick(&[RAM_BASE | 7, 0], rng);
+            let _ = r.dpa_write(
+                vram_dpa(VRAM - 8192 + rng.below(64) * 8),
+                &entry.to_le_bytes(),
+            );
         }
     }
 }
@@ -263,7 +327,7 @@ fn random_streams_neither_panic_nor_hang() {
     let mut seed = 0x5eed_0001u64;
     let mut slowest = Duration::ZERO;
     let mut rounds = 0;
-    let (mut completed, mut errors, mut faults) = (0, 0, 0);
+    let (mut completed, mut errors, mut faults, mut opened) = (0, 0, 0, 0);
     while start.elapsed() < budget {
         let fabric = Fabric::new();
         let opts = DeviceOptions {
@@ -289,6 +353,9 @@ fn random_streams_neither_panic_nor_hang() {
             action(&mut rng, r);
             let t = Instant::now();
             r.dev.run_until_idle();
+            opened += (0..4)
+                .filter(|&p| r.r(part::reg(p, part::STATUS)) & 1 != 0)
+                .count();
             slowest = slowest.max(t.elapsed());
             if start.elapsed() > budget {
                 break;
@@ -303,12 +370,13 @@ fn random_streams_neither_panic_nor_hang() {
         rounds += 1;
     }
     eprintln!(
-        "{rounds} rounds: {completed} commands completed, {errors} queue errors, {faults} faults"
+        "{rounds} rounds: {completed} commands completed, {errors} queue errors, {faults} faults, \
+         {opened} partition-steps enabled"
     );
     assert!(rounds > 0);
     assert!(
-        completed > 0 && errors > 0,
-        "the stream must exercise both paths"
+        completed > 0 && errors > 0 && opened > 0,
+        "the stream must exercise both paths, and partitions"
     );
     assert!(
         slowest < Duration::from_secs(2),
