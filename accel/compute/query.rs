@@ -129,6 +129,7 @@ mod tests {
             vram_size: 256 << 20,
             queues: 4,
             engines: 2,
+            partitions: 0,
         }
     }
 

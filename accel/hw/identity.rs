@@ -22,6 +22,7 @@ pub(crate) struct RawIdentity {
     pub(crate) vram_lo: u32,
     pub(crate) vram_hi: u32,
     pub(crate) topology: u32,
+    pub(crate) topology3: u32,
 }
 
 /// A checked identity.
@@ -34,6 +35,8 @@ pub(crate) struct Identity {
     pub(crate) vram_size: u64,
     pub(crate) queues: u8,
     pub(crate) engines: u8,
+    /// Partition slots (`TOPOLOGY3`); 0 unless `CAPS.PARTITIONS`.
+    pub(crate) partitions: u8,
 }
 
 impl RawIdentity {
@@ -47,6 +50,7 @@ impl RawIdentity {
             vram_lo: bar.read(regs::VRAM_SIZE_LO).into_raw(),
             vram_hi: bar.read(regs::VRAM_SIZE_HI).into_raw(),
             topology: bar.read(regs::TOPOLOGY).into_raw(),
+            topology3: bar.read(regs::TOPOLOGY3).into_raw(),
         }
     }
 }
@@ -78,6 +82,14 @@ impl Identity {
         if queues == 0 || engines == 0 || usize::from(queues) > regs::MAX_QUEUES {
             return Err(EINVAL);
         }
+        // More slots than BAR0 has blocks for would be a device this driver does not know:
+        // it uses the ones it knows.
+        let partitions = if regs::CAPS::from_raw(raw.caps).partitions() {
+            let n = regs::TOPOLOGY3::from_raw(raw.topology3).partitions().get();
+            n.min(regs::PARTITIONS as u32) as u8
+        } else {
+            0
+        };
         Ok(Self {
             major,
             minor,
@@ -86,6 +98,7 @@ impl Identity {
             vram_size,
             queues,
             engines,
+            partitions,
         })
     }
 
@@ -113,6 +126,7 @@ mod tests {
             vram_lo: (256 * MIB) as u32,
             vram_hi: 0,
             topology: 0x0204,
+            topology3: 8,
         }
     }
 
@@ -126,6 +140,24 @@ mod tests {
         assert_eq!(id.queues, 4);
         assert_eq!(id.engines, 2);
         assert_eq!(id.serial, 7);
+        // TOPOLOGY3 counts only with CAPS.PARTITIONS.
+        assert_eq!(id.partitions, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn partition_slots() -> Result {
+        let raw = RawIdentity {
+            caps: 0x3f,
+            ..good()
+        };
+        assert_eq!(Identity::check(raw, 256 * MIB)?.partitions, 8);
+        let raw = RawIdentity {
+            caps: 0x3f,
+            topology3: 0xf,
+            ..good()
+        };
+        assert_eq!(Identity::check(raw, 256 * MIB)?.partitions, 8);
         Ok(())
     }
 

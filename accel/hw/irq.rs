@@ -73,8 +73,9 @@ impl ThreadedHandler for QueueIrq {
 pub(crate) struct ErrorIrq(pub(crate) Arc<Chip>);
 
 /// INT_STATUS bits that belong to vector 0.
-pub(crate) const ERROR_SOURCES: u32 =
-    regs::INT_STATUS::QUEUE_ERROR_MASK | regs::INT_STATUS::MMU_FAULT_MASK;
+pub(crate) const ERROR_SOURCES: u32 = regs::INT_STATUS::QUEUE_ERROR_MASK
+    | regs::INT_STATUS::MMU_FAULT_MASK
+    | regs::INT_STATUS::PARTITION_MASK;
 
 impl ThreadedHandler for ErrorIrq {
     fn handle(&self, dev: &Device<Bound>) -> ThreadedIrqReturn {
@@ -105,6 +106,18 @@ impl ThreadedHandler for ErrorIrq {
         let Ok(bar) = core.bar0.access(dev) else {
             return IrqReturn::None;
         };
+        // Partitions first: relaying a tenant's vectors should not wait for the host's own
+        // error handling, which may reset queues.
+        if core.partition_slots() > 0 {
+            let events = core.partition_events(bar);
+            if !events.is_empty() {
+                for f in core.frontends.lock().iter() {
+                    for e in events.iter() {
+                        f.partition_event(e);
+                    }
+                }
+            }
+        }
         let errors = bar.read(regs::QUEUE_ERROR_SUMMARY);
         let faults = bar.read(regs::CTX_FAULT_SUMMARY);
         for q in core.queues.iter() {

@@ -20,6 +20,7 @@ pub(crate) mod irq;
 pub(crate) mod kqueue;
 pub(crate) mod mmu;
 pub(crate) mod p2p;
+pub(crate) mod partition;
 pub(crate) mod queue;
 pub(crate) mod regs;
 mod reset;
@@ -44,6 +45,7 @@ pub(crate) use p2p::BusCache;
 /// BAR numbers, as the hardware spec assigns them.
 const BAR_REGS: u32 = 0;
 const BAR_VRAM: u32 = 2;
+const BAR_PARTITIONS: u32 = 4;
 
 pub(crate) type Bar0 = pci::Bar<'static, { regs::BAR0_SIZE }>;
 /// BAR2, all of VRAM; its size is only known at runtime.
@@ -63,6 +65,8 @@ pub(crate) struct Chip {
     vram_phys: u64,
     /// The kernel's mapping of VRAM, for rings, fences and page tables.
     bar2: Devres<Bar2>,
+    /// The partitions' register windows, on a device that can be partitioned.
+    bar4: Option<Devres<partition::Bar4>>,
     /// The hardware queues.
     queues: KVec<Pin<KBox<queue::HwQueue>>>,
     /// Which hardware queues and MMU contexts are taken, one bit each.
@@ -137,6 +141,11 @@ pub(crate) trait Frontend: Send + Sync {
     /// The device is lost or going: CPU mappings of its memory must go (a lost device's
     /// BARs may be handed to someone else).
     fn unmap_cpu(&self);
+
+    /// A partition reported vectors to relay or a page to pin (from vector 0's thread). Every
+    /// frontend is told of every partition; each acts on those it enabled. Must not sleep for
+    /// long: pinning belongs in a work item.
+    fn partition_event(&self, _event: &partition::Event) {}
 }
 
 /// Allocation bitmaps of shared hardware, and what a global reset must restore.
@@ -145,6 +154,13 @@ struct Owners {
     contexts: u32,
     /// Root page table DPA of each taken context.
     roots: [u64; regs::CONTEXTS],
+    /// Taken partition slots, one bit each.
+    #[allow(dead_code)]
+    partitions: u32,
+    /// Each enabled partition's configuration: what a global reset must restore.
+    partition_config: [Option<partition::Config>; regs::PARTITIONS],
+    /// Partitions whose pending page request the frontends were told of.
+    requests_told: u32,
 }
 
 impl Chip {
@@ -188,6 +204,18 @@ impl Chip {
         );
 
         let bar2 = pdev.iomap_region(BAR_VRAM, c"vela-vram")?.into_devres()?;
+        // A device that cannot map its windows still serves the host; it offers no vGPUs.
+        let bar4 = if identity.partitions > 0 {
+            pdev.iomap_region_sized::<{ regs::PARTITIONS * partition::WINDOW_SIZE }>(
+                BAR_PARTITIONS,
+                c"vela-partitions",
+            )
+            .and_then(|b| b.into_devres())
+            .inspect_err(|e| dev_warn!(pdev, "no partitions: BAR4 not mapped: {:?}\n", e))
+            .ok()
+        } else {
+            None
+        };
         let p2p = pci::P2pProvider::new(pdev, BAR_VRAM)
             .inspect_err(|e| dev_warn!(pdev, "no peer-to-peer DMA from VRAM: {:?}\n", e))
             .ok();
@@ -207,12 +235,16 @@ impl Chip {
                 vram: vram::Vram::new(identity.vram_size)?,
                 vram_phys: vram_start,
                 bar2,
+                bar4,
                 queues,
                 // Context 0 is the kernel's: translation off.
                 owners <- new_mutex!(Owners {
                     queues: 0,
                     contexts: 1,
                     roots: [0; regs::CONTEXTS],
+                    partitions: 0,
+                    partition_config: [None; regs::PARTITIONS],
+                    requests_told: 0,
                 }),
                 recovery <- new_mutex!(()),
                 bound <- new_mutex!(true),
@@ -366,6 +398,7 @@ impl Chip {
         for f in frontends.iter() {
             f.revoke_peers();
         }
+        self.disable_partitions();
         self.disable_interrupts(pdev.as_ref());
         for f in frontends.iter() {
             f.unmap_cpu();

@@ -48,6 +48,10 @@ register! {
         3:3 p2p => bool;
         /// Fault injection controls (device models only).
         4:4 fault_inject => bool;
+        /// The function can be cut into partitions ([`PartitionId`], BAR4 windows).
+        5:5 partitions => bool;
+        /// This is a partition's register window (a vGPU), not a whole function.
+        6:6 virtual_fn => bool;
     }
 
     /// Serial number of this device.
@@ -77,6 +81,16 @@ register! {
     pub(crate) SCRATCH(u32) @ 0x001c {
         31:0 value;
     }
+
+    /// How many partition slots the function has (0 unless `CAPS.PARTITIONS`).
+    pub(crate) TOPOLOGY3(u32) @ 0x0024 {
+        3:0 partitions;
+    }
+
+    /// Engine time of the PF's own queues per scheduling turn, microseconds (0: one command).
+    pub(crate) PF_QUANTUM(u32) @ 0x0028 {
+        31:0 us;
+    }
 }
 
 register! {
@@ -88,6 +102,8 @@ register! {
         16:16 queue_error => bool;
         /// A context took an MMU fault (vector 0).
         17:17 mmu_fault => bool;
+        /// A partition presented a page request or raised a vector (vector 0).
+        18:18 partition => bool;
     }
 
     /// Interrupt sources that send no message; 1 = masked. Every source is masked at reset.
@@ -95,6 +111,7 @@ register! {
         15:0 queues;
         16:16 queue_error => bool;
         17:17 mmu_fault => bool;
+        18:18 partition => bool;
     }
 
     /// Raises a source as if its event happened (write 1 to set); for self-tests.
@@ -102,6 +119,7 @@ register! {
         15:0 queues;
         16:16 queue_error => bool;
         17:17 mmu_fault => bool;
+        18:18 partition => bool;
     }
 
     /// Queues in the error state, one bit per queue.
@@ -196,6 +214,27 @@ block_index! {
         CTX_PT_BASE_LO,
         CTX_PT_BASE_HI,
         CTX_CONTROL,
+}
+
+block_index! {
+    /// A partition slot, one of [`PARTITIONS`] (`Documentation/hardware/partitions.rst`).
+    PartitionId < PARTITIONS, at_partition:
+        PART_CONTROL,
+        PART_STATUS,
+        PART_VRAM_BASE_LO,
+        PART_VRAM_BASE_HI,
+        PART_VRAM_SIZE_LO,
+        PART_VRAM_SIZE_HI,
+        PART_QUEUES,
+        PART_CONTEXTS,
+        PART_QUANTUM,
+        PART_IOVA_TABLE_LO,
+        PART_IOVA_TABLE_HI,
+        PART_IOVA_PAGES,
+        PART_PAGE_REQ_LO,
+        PART_PAGE_REQ_HI,
+        PART_PAGE_RESP,
+        PART_VEC_PENDING,
 }
 
 impl ContextId {
@@ -380,6 +419,151 @@ register! {
     /// Queue Q's fence location, bits 63:32 (bit 31: the location is in VRAM).
     pub(crate) Q_FENCE_BASE_HI(u32)[MAX_QUEUES, stride = 0x40] @ 0x1034 {
         31:0 value;
+    }
+}
+
+/// Number of partition register blocks BAR0 has room for, and of windows in BAR4.
+pub(crate) const PARTITIONS: usize = 8;
+
+/// Why a partition's ENABLE or SCRUB was refused (`PART_STATUS.CONFIG_CODE`,
+/// `Documentation/hardware/partitions.rst`, Enable checks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum PartitionRefusal {
+    /// VRAM base or size not 2 MiB aligned, or the IOVA table not 4 KiB aligned.
+    BadAlignment = 1,
+    /// Size 0, or the range runs past VRAM.
+    BadRange = 2,
+    /// The range overlaps another enabled partition's.
+    VramOverlap = 3,
+    /// A queue does not exist or another enabled partition owns it.
+    QueueConflict = 4,
+    /// Another enabled partition owns a context.
+    ContextConflict = 5,
+    /// The IOVA table is where a partition could write it.
+    BadIovaTable = 6,
+    /// SCRUB while enabled, or ENABLE while scrubbing.
+    Enabled = 7,
+}
+
+impl TryFrom<Bounded<u32, 8>> for PartitionRefusal {
+    /// The code, when it names no refusal.
+    type Error = u32;
+
+    fn try_from(v: Bounded<u32, 8>) -> core::result::Result<Self, u32> {
+        Ok(match v.get() {
+            1 => Self::BadAlignment,
+            2 => Self::BadRange,
+            3 => Self::VramOverlap,
+            4 => Self::QueueConflict,
+            5 => Self::ContextConflict,
+            6 => Self::BadIovaTable,
+            7 => Self::Enabled,
+            n => return Err(n),
+        })
+    }
+}
+
+impl From<PartitionRefusal> for Bounded<u32, 8> {
+    fn from(e: PartitionRefusal) -> Self {
+        Bounded::from(e as u8)
+    }
+}
+
+register! {
+    /// Partition P's control.
+    pub(crate) PART_CONTROL(u32)[PARTITIONS, stride = 0x40] @ 0x3000 {
+        /// 0 -> 1: check the configuration and open the window; 1 -> 0: reset and close.
+        0:0 enable => bool;
+        /// Write 1: abort the partition's queues, clear its contexts and interrupt state.
+        1:1 reset => bool;
+        /// Write 1, while disabled: zero-fill the VRAM range.
+        2:2 scrub => bool;
+        /// Write 1: drop cached IOVA translations (complete when the write completes).
+        3:3 invalidate_iova => bool;
+    }
+
+    /// Partition P's status.
+    pub(crate) PART_STATUS(u32)[PARTITIONS, stride = 0x40] @ 0x3004 {
+        0:0 enabled => bool;
+        1:1 scrubbing => bool;
+        2:2 page_request => bool;
+        3:3 config_error => bool;
+        15:8 config_code ?=> PartitionRefusal;
+    }
+
+    /// Partition P's VRAM range: offset, bits 31:0 (2 MiB aligned).
+    pub(crate) PART_VRAM_BASE_LO(u32)[PARTITIONS, stride = 0x40] @ 0x3008 {
+        31:0 value;
+    }
+
+    /// Partition P's VRAM range: offset, bits 63:32.
+    pub(crate) PART_VRAM_BASE_HI(u32)[PARTITIONS, stride = 0x40] @ 0x300c {
+        31:0 value;
+    }
+
+    /// Partition P's VRAM range: size, bits 31:0 (a 2 MiB multiple).
+    pub(crate) PART_VRAM_SIZE_LO(u32)[PARTITIONS, stride = 0x40] @ 0x3010 {
+        31:0 value;
+    }
+
+    /// Partition P's VRAM range: size, bits 63:32.
+    pub(crate) PART_VRAM_SIZE_HI(u32)[PARTITIONS, stride = 0x40] @ 0x3014 {
+        31:0 value;
+    }
+
+    /// The PF queues partition P owns, one bit each.
+    pub(crate) PART_QUEUES(u32)[PARTITIONS, stride = 0x40] @ 0x3018 {
+        15:0 queues;
+    }
+
+    /// The contexts partition P owns, one bit each.
+    pub(crate) PART_CONTEXTS(u32)[PARTITIONS, stride = 0x40] @ 0x301c {
+        15:0 contexts;
+    }
+
+    /// Partition P's engine time per scheduling turn, microseconds.
+    pub(crate) PART_QUANTUM(u32)[PARTITIONS, stride = 0x40] @ 0x3020 {
+        31:0 us;
+    }
+
+    /// DPA of partition P's IOVA table, bits 31:0 (4 KiB aligned).
+    pub(crate) PART_IOVA_TABLE_LO(u32)[PARTITIONS, stride = 0x40] @ 0x3024 {
+        31:0 value;
+    }
+
+    /// DPA of partition P's IOVA table, bits 63:32 (bit 31: in VRAM).
+    pub(crate) PART_IOVA_TABLE_HI(u32)[PARTITIONS, stride = 0x40] @ 0x3028 {
+        31:0 value;
+    }
+
+    /// Entries in partition P's IOVA table.
+    pub(crate) PART_IOVA_PAGES(u32)[PARTITIONS, stride = 0x40] @ 0x302c {
+        31:0 pages;
+    }
+
+    /// Partition P's pending page request: IOVA bits 31:12, and whether it is a write.
+    pub(crate) PART_PAGE_REQ_LO(u32)[PARTITIONS, stride = 0x40] @ 0x3030 {
+        0:0 write => bool;
+        31:12 page;
+    }
+
+    /// Partition P's pending page request: IOVA bits 63:32.
+    pub(crate) PART_PAGE_REQ_HI(u32)[PARTITIONS, stride = 0x40] @ 0x3034 {
+        31:0 value;
+    }
+
+    /// The host's answer to partition P's page request.
+    pub(crate) PART_PAGE_RESP(u32)[PARTITIONS, stride = 0x40] @ 0x3038 {
+        /// Write 1: the entry is valid now; run the command again.
+        0:0 retry => bool;
+        /// Write 1: fail the access with DMA_ERROR.
+        1:1 deny => bool;
+    }
+
+    /// Partition P's vectors that fired since the host last looked (write 1 to clear).
+    pub(crate) PART_VEC_PENDING(u32)[PARTITIONS, stride = 0x40] @ 0x303c {
+        16:0 vectors;
     }
 }
 

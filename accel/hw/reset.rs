@@ -60,6 +60,9 @@ impl Chip {
         if ready.is_err() {
             dev_err!(self.pdev, "device not ready after reset\n");
         }
+        // The reset disabled every partition: tenants get their slices back (their work in
+        // flight is lost, as in a reset of a device's parent) before the host's queues restart.
+        self.restore_partitions();
         // The owners lock is held while the contexts are written: a context freed and taken
         // again meanwhile must get its new root, not the old one, which may be freed.
         let owners = self.owners.lock();
