@@ -65,6 +65,7 @@ pub(crate) const KUNIT_SUITES: &[&str] = &[
     "vela_submit",
     "vela_vm",
     "vela_sched",
+    "vela_vgpu_config",
 ];
 
 /// The guest test list: (name, command). Each prints TAP on stdout.

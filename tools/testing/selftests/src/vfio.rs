@@ -464,9 +464,12 @@ impl EventFd {
     }
 }
 
-/// Reads the byte at `ptr` in a child process: `Some(signal)` if the read killed it, `None` if
-/// it read.
-pub fn probe_read(ptr: *const u8) -> io::Result<Option<i32>> {
+/// Reads the byte at `off` of `m` in a child process: `Some(signal)` if the read killed it,
+/// `None` if it read.
+pub fn probe_read(m: &Mapping, off: usize) -> io::Result<Option<i32>> {
+    assert!(off < m.len);
+    // SAFETY: Inside the mapping (asserted).
+    let ptr = unsafe { m.ptr.add(off) };
     // SAFETY: fork() has no memory-safety preconditions; the child only reads and exits.
     let pid = unsafe { libc::fork() };
     if pid < 0 {

@@ -12,10 +12,12 @@
 //! 4. the 1/2 instance removed and made again: the new instance of the slice reads zeroes;
 //! 5. removal of an open instance (from a thread): the request eventfd fires, accesses and
 //!    ioctls fail with `ENODEV`, the BAR2 mapping raises SIGBUS, and the removal completes
-//!    once the files are closed.
+//!    once the files are closed;
+//! 6. the same for an unbind of vela.ko from vela2 with an instance open; vela2 is bound
+//!    again after.
 
 use std::{
-    path::PathBuf,
+    path::Path,
     sync::mpsc,
     thread,
     time::{Duration, Instant},
@@ -39,7 +41,7 @@ fn vram_size() -> u64 {
 }
 
 /// Sysfs: the three types with their files.
-fn types(t: &mut Tap, parent: &PathBuf) {
+fn types(t: &mut Tap, parent: &Path) {
     for (name, pretty) in [
         ("vela-half", "Vela vGPU, 1/2 VRAM"),
         ("vela-quarter", "Vela vGPU, 1/4 VRAM"),
@@ -589,36 +591,90 @@ fn main() {
 
     // B removed while open: revoked, then gone once closed.
     if let (Some(c), Some(mb)) = (cb, map_b) {
-        revoke(&mut t, &b, c, mb);
+        let victim = b.clone();
+        revoke(&mut t, &b, c, mb, "removal", move || victim.remove());
     } else {
         let _ = b.remove();
     }
+
+    unbind_with_open_instance(&mut t, &parent, &quarter);
     t.finish();
 }
 
-/// Removes `m` from a thread while `c` has it open and mapped.
-fn revoke(t: &mut Tap, m: &Mdev, c: CdevDevice, map: vfio::Mapping) {
+/// Unbinds vela.ko from the parent while an instance is open and mapped, then binds it again.
+fn unbind_with_open_instance(t: &mut Tap, parent: &Path, quarter: &MdevType) {
+    let Some(m) = t.ok(quarter.create(), "create a 1/4 instance to unbind under") else {
+        return;
+    };
+    let c = match CdevDevice::open(&m) {
+        Ok(c) => c,
+        Err(e) => {
+            t.check(false, "open it through its cdev", e);
+            let _ = m.remove();
+            return;
+        }
+    };
+    let Some(map) = c
+        .dev
+        .region(vfio::BAR2)
+        .and_then(|r| c.dev.mmap(&r, 0, 4096))
+        .ok()
+    else {
+        t.check(false, "map its BAR2", "");
+        return;
+    };
+    map.write(0, &[1, 2, 3, 4]);
+    let bdf = parent
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let unbind_bdf = bdf.clone();
+    revoke(t, &m, c, map, "unbind", move || {
+        std::fs::write("/sys/bus/pci/drivers/vela/unbind", &unbind_bdf)
+    });
+    let bound = std::fs::write("/sys/bus/pci/drivers/vela/bind", &bdf);
+    t.ok(bound, "vela2 bound again");
+    t.check(
+        parent.join("mdev_supported_types/vela-quarter").exists(),
+        "its vGPU types are back",
+        "",
+    );
+}
+
+/// Runs `go` (a removal of `m`, or an unbind of its parent) from a thread while `c` has `m`
+/// open and mapped: `m` is revoked at once, and `go` completes once `c` is closed.
+fn revoke(
+    t: &mut Tap,
+    m: &Mdev,
+    c: CdevDevice,
+    map: vfio::Mapping,
+    what: &str,
+    go: impl FnOnce() -> std::io::Result<()> + Send + 'static,
+) {
     let Ok(req) = EventFd::new() else {
         t.check(false, "an eventfd", "");
         return;
     };
     t.ok(
         c.dev.set_eventfds(vfio::REQ_IRQ, 0, &[req.fd()]),
-        "request eventfd set",
+        &format!("{what}: request eventfd set"),
     );
     let (tx, rx) = mpsc::channel();
-    let victim = m.clone();
     let start = Instant::now();
     let remover = thread::spawn(move || {
-        let r = victim.remove();
+        let r = go();
         let _ = tx.send(());
         r
     });
-    t.check(req.wait(20_000), "removal signals the request eventfd", "");
+    t.check(
+        req.wait(20_000),
+        &format!("{what}: the request eventfd fires"),
+        "",
+    );
     thread::sleep(Duration::from_millis(200));
     t.check(
         rx.try_recv().is_err(),
-        "removal waits while the device is open",
+        &format!("{what}: waits while the device is open"),
         "",
     );
     let bar0 = Region {
@@ -629,37 +685,41 @@ fn revoke(t: &mut Tap, m: &Mdev, c: CdevDevice, map: vfio::Mapping) {
     t.errno(
         c.dev.read32(&bar0, 0),
         ENODEV,
-        "BAR0 read of a revoked instance is ENODEV",
+        &format!("{what}: BAR0 read of the revoked instance is ENODEV"),
     );
     t.errno(
         c.dev.info(),
         ENODEV,
-        "DEVICE_GET_INFO of a revoked instance is ENODEV",
+        &format!("{what}: DEVICE_GET_INFO of the revoked instance is ENODEV"),
     );
     t.errno(
         c.dev.region(vfio::BAR2),
         ENODEV,
-        "GET_REGION_INFO of a revoked instance is ENODEV",
+        &format!("{what}: GET_REGION_INFO of the revoked instance is ENODEV"),
     );
-    let sig = vfio::probe_read(map.ptr);
+    let sig = vfio::probe_read(&map, 0);
     t.eq(
         sig.ok(),
         Some(Some(libc::SIGBUS)),
-        "its BAR2 mapping raises SIGBUS",
+        &format!("{what}: its BAR2 mapping raises SIGBUS"),
     );
     drop(map);
     drop(c);
-    let done = rx.recv_timeout(Duration::from_secs(30)).is_ok();
+    let done = rx.recv_timeout(Duration::from_secs(60)).is_ok();
     t.check(
         done,
-        "removal completes once the files are closed",
+        &format!("{what}: completes once the files are closed"),
         format_args!("{:?}", start.elapsed()),
     );
     let r = remover.join();
     t.check(
         matches!(r, Ok(Ok(()))),
-        "the remove write succeeded",
+        &format!("{what}: the sysfs write succeeded"),
         format_args!("{r:?}"),
     );
-    t.check(!m.exists(), "the revoked instance is gone", "");
+    t.check(
+        !m.exists(),
+        &format!("{what}: the revoked instance is gone"),
+        "",
+    );
 }
