@@ -528,13 +528,8 @@ impl Chip {
         }
         // A contiguous power-of-two allocation is one buddy block of that order, which the
         // buddy allocator places at a multiple of its size.
-        let blocks = self.vram.alloc(size, true).map_err(|e| {
-            if e == ENOMEM {
-                ENOSPC
-            } else {
-                e
-            }
-        })?;
+        let blocks = self.vram.alloc(size, true);
+        let blocks = blocks.map_err(|e| if e == ENOMEM { ENOSPC } else { e })?;
         let (offset, one) = {
             let mut runs = vram::runs(&blocks);
             let (offset, len) = runs.next().ok_or(ENOSPC)?;
@@ -558,7 +553,11 @@ impl Chip {
         if len == 0 {
             return Ok(());
         }
-        if self.kq.clear(self, &[kqueue::Span::vram(offset, len)]).is_ok() {
+        if self
+            .kq
+            .clear(self, &[kqueue::Span::vram(offset, len)])
+            .is_ok()
+        {
             return Ok(());
         }
         let mut at = offset;

@@ -486,7 +486,8 @@ impl vfio::Driver for VgpuDev {
         dev.chip.with_bound_device(|_| {
             for page in 0..ahead / PAGE_SIZE {
                 let at = (page * PAGE_SIZE) as u64;
-                let pfn = dev.chip.vram_phys(dev.vram_offset + off + at)? >> kernel::page::PAGE_SHIFT;
+                let pfn =
+                    dev.chip.vram_phys(dev.vram_offset + off + at)? >> kernel::page::PAGE_SHIFT;
                 // SAFETY: `pfn` is BAR2, device memory, inside this instance's VRAM slice,
                 // which userspace owning the instance may access. Every mapping is zapped
                 // before the slice goes to anyone else: `revoke` zaps it (and no fault maps
