@@ -373,10 +373,11 @@ impl vfio::Driver for VgpuDev {
         let (index, off) = dev.locate(pos, len)?;
         match index {
             CONFIG_INDEX => {
-                let mut b = [0u8; config::SIZE];
-                let out = b.get_mut(..len).ok_or(EINVAL)?;
-                dev.state.lock().config.read(off as usize, out)?;
-                buf.write_slice(out)?;
+                // Up to 4 KiB (a VMM reads the whole space at once): not on the stack.
+                let mut out = KVec::<u8>::with_capacity(len, GFP_KERNEL)?;
+                out.resize(len, 0, GFP_KERNEL)?;
+                dev.state.lock().config.read(off as usize, &mut out)?;
+                buf.write_slice(&out)?;
                 Ok(len)
             }
             BAR0_INDEX => {
