@@ -3,17 +3,19 @@
 //! Vela: a driver for the Vela PCIe accelerator.
 //!
 //! One module, layered as `Documentation/driver.rst` describes: [`hw`] (the core) owns the
-//! device; [`compute`] (the accel frontend) turns it into `/dev/accel/accelN`.
+//! device; [`compute`] (the accel frontend) turns it into `/dev/accel/accelN`; [`vgpu`] (the
+//! vGPU frontend) slices it into VFIO mediated devices for guests.
 
 mod compute;
 mod hw;
 mod uapi;
+mod vgpu;
 
 use kernel::{
     device::Core,
-    irq, pci,
+    irq, new_mutex, pci,
     prelude::*,
-    sync::{aref::ARef, Arc},
+    sync::{aref::ARef, Arc, Mutex},
 };
 
 /// Vela's PCI vendor ID. `pci.ids` assigns it to no one (see
@@ -33,6 +35,10 @@ struct VelaPci {
     irq_errors: irq::ThreadedRegistration<hw::irq::ErrorIrq>,
     irq_queues: KVec<Pin<KBox<irq::ThreadedRegistration<hw::irq::QueueIrq>>>>,
     accel: ARef<compute::VelaDevice>,
+    /// The mdev parent of the vGPU frontend; `None` if it could not register (the function
+    /// then offers no vGPUs), and after unbind took it.
+    #[pin]
+    vgpu: Mutex<Option<vgpu::Parent>>,
 }
 
 /// `/proc/interrupts` names of the queue vectors.
@@ -127,18 +133,36 @@ impl pci::Driver for VelaPciDriver {
                 ),
                 irq_queues,
                 accel,
+                vgpu <- new_mutex!(None),
             })
-            .pin_chain(move |_| {
+            .pin_chain(move |this| {
                 selftest.enable_interrupts(pdev.as_ref())?;
+                // The vGPU frontend is optional: without it the accel device still works.
+                let vgpu_hooks = match vgpu::register(pdev.as_ref(), selftest.clone()) {
+                    Ok((parent, vgpu_hooks)) => {
+                        *this.vgpu.lock() = Some(parent);
+                        Some(vgpu_hooks)
+                    }
+                    Err(e) => {
+                        dev_warn!(pdev.as_ref(), "no vGPUs: {:?}\n", e);
+                        None
+                    }
+                };
                 // Last, so that a failed probe leaves no reference cycle behind (the hooks hold
-                // the accel device, which holds the core); unbind takes them back.
+                // the frontends, which hold the core); unbind takes them back.
                 selftest.attach_frontend(KBox::new(hooks, GFP_KERNEL)?)?;
+                if let Some(h) = vgpu_hooks {
+                    selftest.attach_frontend(KBox::new(h, GFP_KERNEL)?)?;
+                }
                 Ok(())
             }))
         })
     }
 
     fn unbind<'bound>(pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
+        // vGPU instances first, while the core still runs: each is revoked, removed once its
+        // VMM lets go, and its VRAM scrubbed on the copy engine.
+        vgpu::unbind(&this.vgpu);
         // No new work and no new peer mappings; pending jobs fail.
         this.chip.quiesce();
         compute::unbind(&this.accel);

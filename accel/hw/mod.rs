@@ -152,6 +152,9 @@ pub(crate) trait Frontend: Send + Sync {
 struct Owners {
     queues: u32,
     contexts: u32,
+    /// Contexts reserved for partitions ([`Chip::reserve_context`]): taken, but never
+    /// programmed by the core, a reset included.
+    reserved_contexts: u32,
     /// Root page table DPA of each taken context.
     roots: [u64; regs::CONTEXTS],
     /// Taken partition slots, one bit each.
@@ -241,6 +244,7 @@ impl Chip {
                 owners <- new_mutex!(Owners {
                     queues: 0,
                     contexts: 1,
+                    reserved_contexts: 0,
                     roots: [0; regs::CONTEXTS],
                     partitions: 0,
                     partition_config: [None; regs::PARTITIONS],
@@ -515,6 +519,87 @@ impl Chip {
             }),
         );
         o.contexts &= !(1 << c);
+        o.reserved_contexts &= !(1 << c);
+    }
+
+    /// How many hardware queues nobody has taken.
+    pub(crate) fn free_queue_count(&self) -> usize {
+        let o = self.owners.lock();
+        (0..self.queues.len())
+            .filter(|&i| o.queues & (1 << i) == 0)
+            .count()
+    }
+
+    /// How many MMU contexts nobody has taken (context 0, the kernel's, is never free).
+    pub(crate) fn free_context_count(&self) -> usize {
+        let o = self.owners.lock();
+        regs::ContextId::all()
+            .filter(|&c| c != regs::ContextId::KERNEL && o.contexts & c.bit() == 0)
+            .count()
+    }
+
+    /// Takes a free MMU context for a partition (a vGPU): it stays off, and the core never
+    /// programs it, a reset included; the partition's owner does. `EBUSY` if none is free.
+    /// Given back with `put_context`.
+    pub(crate) fn reserve_context(&self) -> Result<u32> {
+        let mut o = self.owners.lock();
+        let c = regs::ContextId::all()
+            .find(|&c| c != regs::ContextId::KERNEL && o.contexts & c.bit() == 0)
+            .ok_or(EBUSY)?;
+        o.contexts |= c.bit();
+        o.reserved_contexts |= c.bit();
+        o.roots[c.index()] = 0;
+        Ok(c.get())
+    }
+
+    /// Reserves a contiguous VRAM range of `size` bytes (a power of two, at least a page),
+    /// aligned to its size, for a partition: returns its offset and the blocks, which give it
+    /// back when dropped. `ENOSPC` if no such range is free.
+    pub(crate) fn reserve_vram_range(&self, size: u64) -> Result<(u64, vram::VramBlocks)> {
+        if !size.is_power_of_two() || size < vram::PAGE {
+            return Err(EINVAL);
+        }
+        // A contiguous power-of-two allocation is one buddy block of that order, which the
+        // buddy allocator places at a multiple of its size.
+        let blocks = self.vram.alloc(size, true);
+        let blocks = blocks.map_err(|e| if e == ENOMEM { ENOSPC } else { e })?;
+        let (offset, one) = {
+            let mut runs = vram::runs(&blocks);
+            let (offset, len) = runs.next().ok_or(ENOSPC)?;
+            (offset, runs.next().is_none() && len == size)
+        };
+        if !one || offset % size != 0 {
+            return Err(ENOSPC);
+        }
+        Ok((offset, blocks))
+    }
+
+    /// Zeroes `len` bytes of VRAM at `offset` (both multiples of 8): with the copy engine's
+    /// FILL on the kernel queue, which clears hundreds of MiB in milliseconds without holding
+    /// a CPU, or, when the engine cannot take it (no queue free, a reset), with the CPU through
+    /// the kernel's BAR2 mapping, 64 KiB per BAR guard so no RCU read section is long.
+    pub(crate) fn scrub_vram(&self, offset: u64, len: u64) -> Result {
+        let end = offset.checked_add(len).ok_or(EINVAL)?;
+        if offset % 8 != 0 || len % 8 != 0 || end > self.vram.size() {
+            return Err(EINVAL);
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        if self
+            .kq
+            .clear(self, &[kqueue::Span::vram(offset, len)])
+            .is_ok()
+        {
+            return Ok(());
+        }
+        let mut at = offset;
+        while at < end {
+            let n = (end - at).min(64 << 10);
+            self.vram_fill(at, n, 0)?;
+            at += n;
+        }
+        Ok(())
     }
 
     /// Drops the context's cached translations (after an unmap, before the memory is reused).

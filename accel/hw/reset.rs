@@ -69,7 +69,8 @@ impl Chip {
         let queues = (1u32 << self.queues.len()) - 1;
         let programmed = self.with_bar0(|bar| {
             for c in regs::ContextId::all().skip(1) {
-                if owners.contexts & c.bit() != 0 {
+                // Partitions' contexts are their owners' to program.
+                if owners.contexts & !owners.reserved_contexts & c.bit() != 0 {
                     program_context(
                         bar,
                         c,

@@ -33,6 +33,7 @@ const GUEST_BINS: &[&str] = &[
     "vela-v4l2-test",
     "vela-soak",
     "vela-devloss-test",
+    "vela-vgpu-test",
 ];
 
 /// The guest binaries of rdma-tests/tests (C, built in the root by rdma-tests/build.sh into
@@ -64,6 +65,7 @@ pub(crate) const KUNIT_SUITES: &[&str] = &[
     "vela_submit",
     "vela_vm",
     "vela_sched",
+    "vela_vgpu_config",
 ];
 
 /// The guest test list: (name, command). Each prints TAP on stdout.
@@ -110,6 +112,9 @@ const CHECK_TESTS: &[Test] = &[
     // NIC as rdma left it (rxe0 on eth0, 10.0.0.1); before prime and devloss, which unbind
     // and remove devices.
     (crate::pair::PAIR, "vela-rdma-pair --client"),
+    // vGPU instances (VFIO mdevs) on vela2, driven through the VFIO uAPI as a VMM would:
+    // the legacy group and container path, and the cdev with iommufd.
+    ("vgpu", "vela-vgpu-test"),
     // dma-buf sharing between the devices and with udmabuf and the system dma-heap. Last: it
     // unbinds and rebinds a device.
     ("prime", "vela-prime-test"),

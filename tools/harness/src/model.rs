@@ -59,7 +59,9 @@ pub(crate) fn topology(mode: crate::Mode) -> Vec<DeviceSpec> {
             name,
             vram_mib,
             serial,
-            queues: 4,
+            // vela2 hosts the vGPU test's instances (a 1/2 type takes two queues, and the host
+            // keeps one free beside them).
+            queues: if name == "vela2" { 8 } else { 4 },
             port,
         })
         .collect()

@@ -10,6 +10,7 @@ use std::{
 
 pub mod dmabuf;
 pub mod importer;
+pub mod vfio;
 
 /// `len` bytes that differ from every other seed's and have no period shorter than the buffer.
 pub fn pattern(seed: u32, len: u64) -> Vec<u8> {

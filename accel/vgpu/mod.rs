@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The vGPU frontend: each Vela function is a mediated-device parent whose instances are
+//! VFIO devices, slices of the function for guests (`Documentation/vgpu.rst`).
+//!
+//! The frontend reaches the hardware only through the core ([`hw::Chip`]): it reserves a
+//! VRAM range, hardware queues and MMU contexts for each instance, scrubs the range, and
+//! emulates what the hardware does not provide for a guest (config space, MSI-X through
+//! eventfds). The core keeps none of its objects; what the core needs from it when the device
+//! is lost or goes is [`Hooks`].
+
+mod bar0;
+mod config;
+mod device;
+mod instance;
+
+use kernel::{
+    device::{Bound, Device},
+    mdev, new_mutex,
+    prelude::*,
+    str::Formatter,
+    sync::{aref::ARef, Arc, Mutex},
+};
+
+use crate::hw;
+
+/// One type of instance (`Documentation/vgpu.rst`, Types).
+pub(crate) struct VgpuType {
+    /// The instance's VRAM is the function's shifted right by this.
+    vram_shift: u32,
+    queues: u32,
+    contexts: u32,
+}
+
+const TYPES: [VgpuType; 3] = [
+    VgpuType {
+        vram_shift: 1,
+        queues: 2,
+        contexts: 2,
+    },
+    VgpuType {
+        vram_shift: 2,
+        queues: 1,
+        contexts: 1,
+    },
+    VgpuType {
+        vram_shift: 3,
+        queues: 1,
+        contexts: 1,
+    },
+];
+
+const MDEV_TYPES: [mdev::TypeInfo; 3] = [
+    mdev::TypeInfo {
+        sysfs_name: c"half",
+        pretty_name: c"Vela vGPU, 1/2 VRAM",
+    },
+    mdev::TypeInfo {
+        sysfs_name: c"quarter",
+        pretty_name: c"Vela vGPU, 1/4 VRAM",
+    },
+    mdev::TypeInfo {
+        sysfs_name: c"eighth",
+        pretty_name: c"Vela vGPU, 1/8 VRAM",
+    },
+];
+
+/// Partition slots of a Vela function (`Documentation/hardware/partitions.rst`:
+/// `TOPOLOGY3.PARTITIONS`, 8): no more instances than that.
+const PARTITION_SLOTS: usize = 8;
+
+/// What the frontend keeps per Vela function, shared by the mdev parent and the core's hooks.
+#[pin_data]
+pub(crate) struct Shared {
+    chip: Arc<hw::Chip>,
+    /// The live instances' VFIO devices, for revocation when the device is lost or goes. Also
+    /// serializes the reservation of resources (creates), so `available_instances` and
+    /// `create` agree.
+    #[pin]
+    instances: Mutex<KVec<ARef<device::Device>>>,
+}
+
+impl Shared {
+    /// Revokes every instance: no more accesses, BAR2 mappings zapped, the VMMs asked to let
+    /// go. Their removal follows (mdev `remove`, or unbind).
+    fn revoke_all(&self) {
+        for dev in self.instances.lock().iter() {
+            device::VgpuDev::revoke(dev);
+        }
+    }
+
+    /// How many more instances of `ty` fit now: partition slots, hardware queues and MMU
+    /// contexts (the host keeps at least one free queue for its own user queues beside
+    /// what the kernel queue borrows, and one context), and VRAM. VRAM is counted by bytes
+    /// free: a fragmented VRAM may still refuse the naturally aligned range with `ENOSPC`.
+    fn available(&self, live: usize, ty: &VgpuType) -> u32 {
+        let chip = &self.chip;
+        let slots = PARTITION_SLOTS.saturating_sub(live);
+        let queues = chip.free_queue_count().saturating_sub(1) / ty.queues as usize;
+        let contexts = chip.free_context_count().saturating_sub(1) / ty.contexts as usize;
+        let vram = chip.vram().avail() / (chip.identity().vram_size >> ty.vram_shift);
+        let n = slots.min(queues).min(contexts).min(vram as usize);
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+}
+
+/// The mdev parent's data: the driver of one function's instances.
+#[pin_data]
+pub(crate) struct Vgpu {
+    shared: Arc<Shared>,
+}
+
+impl mdev::Driver for Vgpu {
+    type Instance = instance::Instance;
+    const TYPES: &'static [mdev::TypeInfo] = &MDEV_TYPES;
+    const DEVICE_API: &'static CStr = c"vfio-pci";
+
+    fn available(parent: &Self, type_index: usize) -> u32 {
+        let Some(ty) = TYPES.get(type_index) else {
+            return 0;
+        };
+        let live = parent.shared.instances.lock().len();
+        parent.shared.available(live, ty)
+    }
+
+    fn describe(parent: &Self, type_index: usize, out: &mut Formatter<'_>) -> core::fmt::Result {
+        use core::fmt::Write;
+        let Some(ty) = TYPES.get(type_index) else {
+            return Err(core::fmt::Error);
+        };
+        let mib = (parent.shared.chip.identity().vram_size >> ty.vram_shift) >> 20;
+        writeln!(
+            out,
+            "{} MiB VRAM, {} queues, {} contexts",
+            mib, ty.queues, ty.contexts
+        )
+    }
+
+    fn create(
+        parent: &Self,
+        mdev: &mdev::MdevDevice,
+        type_index: usize,
+    ) -> Result<Pin<KBox<instance::Instance>>> {
+        let ty = TYPES.get(type_index).ok_or(EINVAL)?;
+        instance::Instance::create(&parent.shared, mdev, ty)
+    }
+
+    fn remove(_parent: &Self, instance: Pin<KBox<instance::Instance>>) {
+        instance::Instance::remove(instance);
+    }
+}
+
+/// The mdev parent of one function; dropping it removes every instance.
+pub(crate) type Parent = Pin<KBox<mdev::Parent<Vgpu>>>;
+
+/// Registers the function as an mdev parent. Returns it, and the hooks the core calls when the
+/// device is lost or goes.
+pub(crate) fn register(dev: &Device<Bound>, chip: Arc<hw::Chip>) -> Result<(Parent, Hooks)> {
+    let shared = Arc::pin_init(
+        try_pin_init!(Shared {
+            chip,
+            instances <- new_mutex!(KVec::new()),
+        }),
+        GFP_KERNEL,
+    )?;
+    let data = shared.clone();
+    let parent = KBox::pin_init(
+        mdev::Parent::new(
+            dev,
+            &crate::THIS_MODULE,
+            try_pin_init!(Vgpu { shared: data }),
+        ),
+        GFP_KERNEL,
+    )?;
+    Ok((parent, Hooks(shared)))
+}
+
+/// The first step of unbind, before the core quiesces: every instance is revoked and removed
+/// (each removal waits until its VMM closes it, then scrubs its VRAM and gives back its
+/// queues and contexts), and the parent goes.
+pub(crate) fn unbind(parent: &Mutex<Option<Parent>>) {
+    let p = parent.lock().take();
+    if let Some(p) = &p {
+        p.data().shared.revoke_all();
+    }
+    drop(p);
+}
+
+/// The hooks the core calls on the vGPU frontend ([`hw::Frontend`]).
+pub(crate) struct Hooks(Arc<Shared>);
+
+impl hw::Frontend for Hooks {
+    /// The frontend exports nothing to peers (yet).
+    fn revoke_peers(&self) {}
+
+    /// The device is lost or going: instances are revoked, their BAR2 mappings zapped.
+    fn unmap_cpu(&self) {
+        self.0.revoke_all();
+    }
+}

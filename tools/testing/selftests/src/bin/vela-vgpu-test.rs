@@ -1,0 +1,725 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! vGPU instances (`Documentation/vgpu.rst`), driven through the VFIO uAPI as a VMM would, on
+//! the third Vela device (vela2, 8 queues):
+//!
+//! 1. sysfs: the types, their files, and `available_instances` dropping as instances are made;
+//! 2. a 1/2 instance through the legacy path (group, type 1 v2 container, device fd): device,
+//!    region and IRQ info, config space, BAR0 identity, BAR2 through pread/pwrite and mmap,
+//!    eventfd triggers, reset, and bad indexes, offsets, sizes and flags (`EINVAL`);
+//! 3. a 1/4 instance through the vfio cdev and iommufd at the same time: its BAR2 is its own
+//!    (the two instances' data stay apart);
+//! 4. the 1/2 instance removed and made again: the new instance of the slice reads zeroes;
+//! 5. removal of an open instance (from a thread): the request eventfd fires, accesses and
+//!    ioctls fail with `ENODEV`, the BAR2 mapping raises SIGBUS, and the removal completes
+//!    once the files are closed;
+//! 6. the same for an unbind of vela.ko from vela2 with an instance open; vela2 is bound
+//!    again after.
+
+use std::{
+    path::Path,
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use vela_selftests::{
+    p2p_topology, pattern, same,
+    vfio::{self, CdevDevice, EventFd, GroupDevice, Mdev, MdevType, Region, VfioDevice},
+    Tap,
+};
+
+const EINVAL: i32 = libc::EINVAL;
+const ENODEV: i32 = libc::ENODEV;
+const MIB: u64 = 1 << 20;
+/// How much of a slice the data checks touch.
+const SPAN: usize = 256 << 10;
+
+/// The device's VRAM, in bytes (the harness starts every device with the same size).
+fn vram_size() -> u64 {
+    vela_selftests::expect("VRAM_MIB").unwrap_or(256) * MIB
+}
+
+/// Sysfs: the three types with their files.
+fn types(t: &mut Tap, parent: &Path) {
+    for (name, pretty) in [
+        ("vela-half", "Vela vGPU, 1/2 VRAM"),
+        ("vela-quarter", "Vela vGPU, 1/4 VRAM"),
+        ("vela-eighth", "Vela vGPU, 1/8 VRAM"),
+    ] {
+        let ty = MdevType::of(parent, name);
+        let got = ty.attr("name");
+        t.check(
+            got.as_deref().ok() == Some(pretty),
+            &format!("{name}: name"),
+            format_args!("{got:?}"),
+        );
+        let api = ty.attr("device_api");
+        t.check(
+            api.as_deref().ok() == Some("vfio-pci"),
+            &format!("{name}: device_api"),
+            format_args!("{api:?}"),
+        );
+        let d = ty.attr("description");
+        t.check(
+            d.as_ref().is_ok_and(|d| d.contains("MiB VRAM")),
+            &format!("{name}: description"),
+            format_args!("{d:?}"),
+        );
+    }
+}
+
+/// Everything a VMM sees of an open 1/2 instance.
+fn inspect(
+    t: &mut Tap,
+    d: &VfioDevice,
+    slice: u64,
+    queues: u32,
+    contexts: u32,
+    what: &str,
+) -> Option<(Region, Region)> {
+    let info = d.info();
+    t.check(
+        info.as_ref().is_ok_and(|&(f, r, i)| {
+            f & vfio::DEVICE_FLAGS_PCI != 0 && f & vfio::DEVICE_FLAGS_RESET != 0 && r == 9 && i == 5
+        }),
+        &format!("{what}: DEVICE_GET_INFO"),
+        format_args!("{info:?}"),
+    );
+    let bar0 = t.ok(d.region(vfio::BAR0), &format!("{what}: BAR0 info"))?;
+    t.eq(
+        (bar0.size, bar0.flags),
+        (64 << 10, vfio::REGION_READ | vfio::REGION_WRITE),
+        &format!("{what}: BAR0 is 64 KiB, read/write"),
+    );
+    let bar2 = t.ok(d.region(vfio::BAR2), &format!("{what}: BAR2 info"))?;
+    t.eq(
+        (bar2.size, bar2.flags),
+        (
+            slice,
+            vfio::REGION_READ | vfio::REGION_WRITE | vfio::REGION_MMAP,
+        ),
+        &format!("{what}: BAR2 is the slice, mappable"),
+    );
+    let cfg = t.ok(d.region(vfio::CONFIG), &format!("{what}: config info"))?;
+    t.eq(cfg.size, 4096, &format!("{what}: config is 4 KiB"));
+    let bar1 = d.region(vfio::BAR1);
+    t.check(
+        bar1.as_ref().is_ok_and(|r| r.size == 0),
+        &format!("{what}: BAR1 is empty"),
+        format_args!("{bar1:?}"),
+    );
+    t.errno(
+        d.region(vfio::NUM_REGIONS),
+        EINVAL,
+        &format!("{what}: region 9 is EINVAL"),
+    );
+
+    let msix = d.irq(vfio::MSIX_IRQ);
+    t.check(
+        msix.as_ref()
+            .is_ok_and(|&(f, c)| c == queues + 1 && f & vfio::IRQ_INFO_EVENTFD != 0),
+        &format!("{what}: MSI-X has queues + 1 vectors"),
+        format_args!("{msix:?}"),
+    );
+    let req = d.irq(vfio::REQ_IRQ);
+    t.check(
+        req.as_ref().is_ok_and(|&(_, c)| c == 1),
+        &format!("{what}: one request vector"),
+        format_args!("{req:?}"),
+    );
+    let intx = d.irq(vfio::INTX_IRQ);
+    t.check(
+        intx.as_ref().is_ok_and(|&(_, c)| c == 0),
+        &format!("{what}: no INTx"),
+        format_args!("{intx:?}"),
+    );
+    t.errno(
+        d.irq(vfio::NUM_IRQS),
+        EINVAL,
+        &format!("{what}: IRQ index 5 is EINVAL"),
+    );
+
+    // Config space.
+    t.eq(
+        d.read32(&cfg, 0).ok(),
+        Some(0x0001_1f5a),
+        &format!("{what}: config vendor/device"),
+    );
+    t.eq(
+        d.read32(&cfg, 8).ok(),
+        Some(0x1200_0001),
+        &format!("{what}: config class/revision"),
+    );
+    t.eq(
+        d.read32(&cfg, 0x34).ok().map(|v| v & 0xff),
+        Some(0x40),
+        &format!("{what}: capability list at 0x40"),
+    );
+    let _ = d.write32(&cfg, 0x18, u32::MAX);
+    let _ = d.write32(&cfg, 0x1c, u32::MAX);
+    let lo = d.read32(&cfg, 0x18).ok();
+    let hi = d.read32(&cfg, 0x1c).ok();
+    let mask = !(slice - 1);
+    t.eq(
+        (lo, hi),
+        (Some((mask as u32) | 0xc), Some((mask >> 32) as u32)),
+        &format!("{what}: BAR2 sizing"),
+    );
+    let _ = d.write32(&cfg, 0x10, u32::MAX);
+    t.eq(
+        d.read32(&cfg, 0x10).ok(),
+        Some(0xffff_0000),
+        &format!("{what}: BAR0 sizing"),
+    );
+    t.eq(
+        d.read32(&cfg, 0x80)
+            .ok()
+            .map(|v| (v & 0xff, (v >> 16) & 0x7ff)),
+        Some((0x11, queues)),
+        &format!("{what}: MSI-X table size is queues + 1"),
+    );
+    t.eq(
+        d.read32(&cfg, 0x84).ok(),
+        Some(0x8000),
+        &format!("{what}: MSI-X table at BAR0 + 0x8000"),
+    );
+    let mut whole = vec![0u8; 4096];
+    let n = d.pread(&mut whole, cfg.offset);
+    t.check(
+        n.as_ref().is_ok_and(|&n| n == 4096),
+        &format!("{what}: the whole config space in one read"),
+        format_args!("{n:?}"),
+    );
+
+    // BAR0 identity.
+    t.eq(
+        d.read32(&bar0, 0).ok(),
+        Some(0x414c_4556),
+        &format!("{what}: BAR0 ID"),
+    );
+    let caps = d.read32(&bar0, 8).ok();
+    t.check(
+        caps.is_some_and(|c| c & (1 << 6) != 0 && c & 0x7 == 0x7 && c & 0x18 == 0),
+        &format!("{what}: CAPS has VIRTUAL, COPY, COMPUTE, MMU and no P2P"),
+        format_args!("{caps:?}"),
+    );
+    let vlo = d.read32(&bar0, 0x10).ok();
+    let vhi = d.read32(&bar0, 0x14).ok();
+    t.eq(
+        (vlo, vhi),
+        (Some(slice as u32), Some((slice >> 32) as u32)),
+        &format!("{what}: VRAM_SIZE is the slice"),
+    );
+    t.eq(
+        d.read32(&bar0, 0x18).ok().map(|v| v & 0xff),
+        Some(queues),
+        &format!("{what}: TOPOLOGY queues"),
+    );
+    t.eq(
+        d.read32(&bar0, 0x20)
+            .ok()
+            .map(|v| (v & 0xff, (v >> 8) & 0xff)),
+        Some((contexts, queues + 1)),
+        &format!("{what}: TOPOLOGY2 contexts and vectors"),
+    );
+    let _ = d.write32(&bar0, 0x1c, 0x1234_5678);
+    t.eq(
+        d.read32(&bar0, 0x1c).ok(),
+        Some(0x1234_5678),
+        &format!("{what}: SCRATCH round trip"),
+    );
+    t.eq(
+        d.read32(&bar0, 0x1000).ok(),
+        Some(0),
+        &format!("{what}: queue registers read 0"),
+    );
+
+    // Bad accesses.
+    let mut two = [0u8; 2];
+    t.errno(
+        d.pread(&mut two, bar0.offset),
+        EINVAL,
+        &format!("{what}: 2-byte BAR0 read"),
+    );
+    let mut four = [0u8; 4];
+    t.errno(
+        d.pread(&mut four, bar0.offset + 2),
+        EINVAL,
+        &format!("{what}: misaligned BAR0 read"),
+    );
+    t.errno(
+        d.pread(&mut four, bar0.offset + (64 << 10)),
+        EINVAL,
+        &format!("{what}: BAR0 read past the end"),
+    );
+    t.errno(
+        d.pread(&mut four, bar2.offset + slice - 2),
+        EINVAL,
+        &format!("{what}: BAR2 read across the end"),
+    );
+    t.errno(
+        d.pread(&mut four, bar2.offset + slice),
+        EINVAL,
+        &format!("{what}: BAR2 read past the end"),
+    );
+    t.errno(
+        d.pread(&mut four, 9u64 << 40),
+        EINVAL,
+        &format!("{what}: read of region 9"),
+    );
+    t.errno(
+        d.pwrite(&[0; 4], cfg.offset + 4096),
+        EINVAL,
+        &format!("{what}: config write past the end"),
+    );
+    t.errno(
+        d.pwrite(&[0; 3], cfg.offset),
+        EINVAL,
+        &format!("{what}: 3-byte config write"),
+    );
+    t.errno(
+        d.mmap(&bar0, 0, 4096).map(|_| ()),
+        EINVAL,
+        &format!("{what}: mmap of BAR0"),
+    );
+    t.errno(
+        d.mmap(&bar2, slice, 4096).map(|_| ()),
+        EINVAL,
+        &format!("{what}: mmap past BAR2"),
+    );
+    t.errno(
+        d.set_irqs(
+            vfio::IRQ_SET_DATA_NONE | vfio::IRQ_SET_DATA_BOOL | vfio::IRQ_SET_ACTION_TRIGGER,
+            vfio::MSIX_IRQ,
+            0,
+            1,
+            &[1],
+        ),
+        EINVAL,
+        &format!("{what}: SET_IRQS with two data types"),
+    );
+    t.errno(
+        d.set_irqs(
+            vfio::IRQ_SET_DATA_NONE | vfio::IRQ_SET_ACTION_TRIGGER | (1 << 9),
+            vfio::MSIX_IRQ,
+            0,
+            1,
+            &[],
+        ),
+        EINVAL,
+        &format!("{what}: SET_IRQS with an unknown flag"),
+    );
+    t.errno(
+        d.set_irqs(
+            vfio::IRQ_SET_DATA_NONE | vfio::IRQ_SET_ACTION_TRIGGER,
+            vfio::MSIX_IRQ,
+            queues,
+            2,
+            &[],
+        ),
+        EINVAL,
+        &format!("{what}: SET_IRQS past the last vector"),
+    );
+    t.errno(
+        d.set_irqs(
+            vfio::IRQ_SET_DATA_NONE | vfio::IRQ_SET_ACTION_TRIGGER,
+            vfio::MSIX_IRQ,
+            u32::MAX,
+            2,
+            &[],
+        ),
+        EINVAL,
+        &format!("{what}: SET_IRQS start + count overflows"),
+    );
+    t.errno(
+        d.set_irqs(
+            vfio::IRQ_SET_DATA_NONE | vfio::IRQ_SET_ACTION_TRIGGER,
+            vfio::INTX_IRQ,
+            0,
+            1,
+            &[],
+        ),
+        EINVAL,
+        &format!("{what}: SET_IRQS on INTx"),
+    );
+    t.errno(
+        d.set_irqs(
+            vfio::IRQ_SET_DATA_NONE | vfio::IRQ_SET_ACTION_MASK,
+            vfio::MSIX_IRQ,
+            0,
+            1,
+            &[],
+        ),
+        EINVAL,
+        &format!("{what}: SET_IRQS mask"),
+    );
+    t.errno(
+        d.set_irqs(
+            vfio::IRQ_SET_DATA_EVENTFD | vfio::IRQ_SET_ACTION_TRIGGER,
+            vfio::MSIX_IRQ,
+            0,
+            2,
+            &[0xff; 4],
+        ),
+        EINVAL,
+        &format!("{what}: SET_IRQS with argsz short of its data"),
+    );
+
+    // Eventfds: a vector fired with DATA_NONE and DATA_BOOL reaches its eventfd only.
+    if let (Ok(e0), Ok(e1)) = (EventFd::new(), EventFd::new()) {
+        t.ok(
+            d.set_eventfds(vfio::MSIX_IRQ, 0, &[e0.fd(), e1.fd()]),
+            &format!("{what}: MSI-X eventfds set"),
+        );
+        let _ = d.set_irqs(
+            vfio::IRQ_SET_DATA_NONE | vfio::IRQ_SET_ACTION_TRIGGER,
+            vfio::MSIX_IRQ,
+            1,
+            1,
+            &[],
+        );
+        let _ = d.set_irqs(
+            vfio::IRQ_SET_DATA_BOOL | vfio::IRQ_SET_ACTION_TRIGGER,
+            vfio::MSIX_IRQ,
+            0,
+            2,
+            &[0, 1],
+        );
+        t.eq(
+            (e0.take(), e1.take()),
+            (0, 2),
+            &format!("{what}: triggers reach vector 1's eventfd only"),
+        );
+        t.ok(
+            d.set_eventfds(vfio::MSIX_IRQ, 0, &[-1, -1]),
+            &format!("{what}: MSI-X eventfds removed"),
+        );
+        let _ = d.set_irqs(
+            vfio::IRQ_SET_DATA_NONE | vfio::IRQ_SET_ACTION_TRIGGER,
+            vfio::MSIX_IRQ,
+            1,
+            1,
+            &[],
+        );
+        t.eq(
+            e1.take(),
+            0,
+            &format!("{what}: a removed eventfd is not signalled"),
+        );
+    }
+    t.ok(d.reset(), &format!("{what}: RESET"));
+    t.eq(
+        d.read32(&bar0, 0x1c).ok(),
+        Some(0),
+        &format!("{what}: RESET clears SCRATCH"),
+    );
+    Some((bar0, bar2))
+}
+
+/// Writes `data` through a mapping of BAR2 and reads it back through the mapping and pread.
+fn bar2_round_trip(
+    t: &mut Tap,
+    d: &VfioDevice,
+    bar2: &Region,
+    data: &[u8],
+    what: &str,
+) -> Option<vfio::Mapping> {
+    let m = t.ok(
+        d.mmap(bar2, 0, data.len()),
+        &format!("{what}: mmap of BAR2"),
+    )?;
+    m.write(0, data);
+    let back = m.read(0, data.len());
+    let r = same(&back, data);
+    t.check(
+        r.is_ok(),
+        &format!("{what}: BAR2 mapping reads back what it wrote"),
+        format_args!("{r:?}"),
+    );
+    let mut via = vec![0u8; data.len()];
+    let n = d.pread(&mut via, bar2.offset);
+    let r = n.map_err(|e| e.to_string()).and_then(|_| same(&via, data));
+    t.check(
+        r.is_ok(),
+        &format!("{what}: pread of BAR2 sees it"),
+        format_args!("{r:?}"),
+    );
+    // An unaligned pwrite in the middle, read back through the mapping.
+    let odd = [0xa5u8; 13];
+    let _ = d.pwrite(&odd, bar2.offset + 4099);
+    t.eq(
+        m.read(4099, 13),
+        odd.to_vec(),
+        &format!("{what}: unaligned pwrite seen through the mapping"),
+    );
+    m.write(4099, &data[4099..4112]);
+    Some(m)
+}
+
+fn main() {
+    let mut t = Tap::new();
+    let parent = match p2p_topology() {
+        Ok(topo) => topo.c.sysfs,
+        Err(e) => {
+            t.check(false, "find vela2", e);
+            t.finish();
+        }
+    };
+    t.diag(format_args!("parent {}", parent.display()));
+    types(&mut t, &parent);
+    let half = MdevType::of(&parent, "vela-half");
+    let quarter = MdevType::of(&parent, "vela-quarter");
+    let vram = vram_size();
+
+    let (h0, q0) = (
+        half.available().unwrap_or(0),
+        quarter.available().unwrap_or(0),
+    );
+    t.check(
+        h0 >= 1 && q0 >= 1,
+        "a 1/2 and a 1/4 instance are available",
+        format_args!("half {h0}, quarter {q0}"),
+    );
+    let Some(a) = t.ok(half.create(), "create a 1/2 instance") else {
+        t.finish()
+    };
+    let h1 = half.available().unwrap_or(u64::MAX);
+    let q1 = quarter.available().unwrap_or(u64::MAX);
+    t.check(
+        h1 < h0 && q1 < q0,
+        "available_instances drops",
+        format_args!("half {h0} -> {h1}, quarter {q0} -> {q1}"),
+    );
+    let Some(b) = t.ok(quarter.create(), "create a 1/4 instance") else {
+        t.finish()
+    };
+
+    // A through the legacy path, B through the cdev, both open at once.
+    let pa = pattern(1, SPAN as u64);
+    let pb = pattern(2, SPAN as u64);
+    let ga = match GroupDevice::open(&a) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            t.check(
+                false,
+                "open the 1/2 instance: group, type 1 v2 container, device fd",
+                e,
+            );
+            None
+        }
+    };
+    let mut map_a = None;
+    if let Some(g) = &ga {
+        t.check(
+            true,
+            "open the 1/2 instance: group, type 1 v2 container, device fd",
+            "",
+        );
+        if let Some((_, bar2)) = inspect(&mut t, &g.dev, vram / 2, 2, 2, "group 1/2") {
+            map_a = bar2_round_trip(&mut t, &g.dev, &bar2, &pa, "group 1/2");
+        }
+    }
+    let cb = match CdevDevice::open(&b) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            t.check(
+                false,
+                "open the 1/4 instance: cdev, iommufd, IOAS attached",
+                e,
+            );
+            None
+        }
+    };
+    let mut map_b = None;
+    if let Some(c) = &cb {
+        t.check(
+            true,
+            "open the 1/4 instance: cdev, iommufd, IOAS attached",
+            format_args!("devid {} ioas {}", c.devid, c.ioas),
+        );
+        if let Some((_, bar2)) = inspect(&mut t, &c.dev, vram / 4, 1, 1, "cdev 1/4") {
+            let mut fresh = vec![0xffu8; SPAN];
+            let _ = c.dev.pread(&mut fresh, bar2.offset);
+            t.check(
+                fresh.iter().all(|&x| x == 0),
+                "a new instance's BAR2 reads zeroes",
+                "",
+            );
+            map_b = bar2_round_trip(&mut t, &c.dev, &bar2, &pb, "cdev 1/4");
+        }
+    }
+    if let (Some(ma), Some(mb)) = (&map_a, &map_b) {
+        let ra = same(&ma.read(0, SPAN), &pa);
+        let rb = same(&mb.read(0, SPAN), &pb);
+        t.check(
+            ra.is_ok() && rb.is_ok(),
+            "the two instances' data stay apart",
+            format_args!("{ra:?} {rb:?}"),
+        );
+    }
+    drop(map_a);
+    drop(ga);
+
+    // A removed and made again: the slice comes back scrubbed.
+    t.ok(a.remove(), "remove the closed 1/2 instance");
+    t.check(!a.exists(), "it is gone from sysfs", "");
+    let h2 = half.available().unwrap_or(0);
+    t.check(
+        h2 > h1,
+        "available_instances comes back",
+        format_args!("half {h1} -> {h2}"),
+    );
+    if let Some(a2) = t.ok(half.create(), "create a 1/2 instance again") {
+        match GroupDevice::open(&a2) {
+            Ok(g) => {
+                let bar2 = g.dev.region(vfio::BAR2);
+                let mut back = vec![0xffu8; SPAN];
+                let r = bar2.and_then(|r| g.dev.pread(&mut back, r.offset));
+                t.check(
+                    r.is_ok() && back.iter().all(|&x| x == 0),
+                    "the new instance of the slice reads zeroes",
+                    format_args!("{r:?}"),
+                );
+            }
+            Err(e) => {
+                t.check(false, "open the new 1/2 instance", e);
+            }
+        }
+        t.ok(a2.remove(), "remove it");
+    }
+
+    // B removed while open: revoked, then gone once closed.
+    if let (Some(c), Some(mb)) = (cb, map_b) {
+        let victim = b.clone();
+        revoke(&mut t, &b, c, mb, "removal", move || victim.remove());
+    } else {
+        let _ = b.remove();
+    }
+
+    unbind_with_open_instance(&mut t, &parent, &quarter);
+    t.finish();
+}
+
+/// Unbinds vela.ko from the parent while an instance is open and mapped, then binds it again.
+fn unbind_with_open_instance(t: &mut Tap, parent: &Path, quarter: &MdevType) {
+    let Some(m) = t.ok(quarter.create(), "create a 1/4 instance to unbind under") else {
+        return;
+    };
+    let c = match CdevDevice::open(&m) {
+        Ok(c) => c,
+        Err(e) => {
+            t.check(false, "open it through its cdev", e);
+            let _ = m.remove();
+            return;
+        }
+    };
+    let Some(map) = c
+        .dev
+        .region(vfio::BAR2)
+        .and_then(|r| c.dev.mmap(&r, 0, 4096))
+        .ok()
+    else {
+        t.check(false, "map its BAR2", "");
+        return;
+    };
+    map.write(0, &[1, 2, 3, 4]);
+    let bdf = parent
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let unbind_bdf = bdf.clone();
+    revoke(t, &m, c, map, "unbind", move || {
+        std::fs::write("/sys/bus/pci/drivers/vela/unbind", &unbind_bdf)
+    });
+    let bound = std::fs::write("/sys/bus/pci/drivers/vela/bind", &bdf);
+    t.ok(bound, "vela2 bound again");
+    t.check(
+        parent.join("mdev_supported_types/vela-quarter").exists(),
+        "its vGPU types are back",
+        "",
+    );
+}
+
+/// Runs `go` (a removal of `m`, or an unbind of its parent) from a thread while `c` has `m`
+/// open and mapped: `m` is revoked at once, and `go` completes once `c` is closed.
+fn revoke(
+    t: &mut Tap,
+    m: &Mdev,
+    c: CdevDevice,
+    map: vfio::Mapping,
+    what: &str,
+    go: impl FnOnce() -> std::io::Result<()> + Send + 'static,
+) {
+    let Ok(req) = EventFd::new() else {
+        t.check(false, "an eventfd", "");
+        return;
+    };
+    t.ok(
+        c.dev.set_eventfds(vfio::REQ_IRQ, 0, &[req.fd()]),
+        &format!("{what}: request eventfd set"),
+    );
+    let (tx, rx) = mpsc::channel();
+    let start = Instant::now();
+    let remover = thread::spawn(move || {
+        let r = go();
+        let _ = tx.send(());
+        r
+    });
+    t.check(
+        req.wait(20_000),
+        &format!("{what}: the request eventfd fires"),
+        "",
+    );
+    thread::sleep(Duration::from_millis(200));
+    t.check(
+        rx.try_recv().is_err(),
+        &format!("{what}: waits while the device is open"),
+        "",
+    );
+    let bar0 = Region {
+        flags: 0,
+        size: 64 << 10,
+        offset: 0,
+    };
+    t.errno(
+        c.dev.read32(&bar0, 0),
+        ENODEV,
+        &format!("{what}: BAR0 read of the revoked instance is ENODEV"),
+    );
+    t.errno(
+        c.dev.info(),
+        ENODEV,
+        &format!("{what}: DEVICE_GET_INFO of the revoked instance is ENODEV"),
+    );
+    t.errno(
+        c.dev.region(vfio::BAR2),
+        ENODEV,
+        &format!("{what}: GET_REGION_INFO of the revoked instance is ENODEV"),
+    );
+    let sig = vfio::probe_read(&map, 0);
+    t.eq(
+        sig.ok(),
+        Some(Some(libc::SIGBUS)),
+        &format!("{what}: its BAR2 mapping raises SIGBUS"),
+    );
+    drop(map);
+    drop(c);
+    let done = rx.recv_timeout(Duration::from_secs(60)).is_ok();
+    t.check(
+        done,
+        &format!("{what}: completes once the files are closed"),
+        format_args!("{:?}", start.elapsed()),
+    );
+    let r = remover.join();
+    t.check(
+        matches!(r, Ok(Ok(()))),
+        &format!("{what}: the sysfs write succeeded"),
+        format_args!("{r:?}"),
+    );
+    t.check(
+        !m.exists(),
+        &format!("{what}: the revoked instance is gone"),
+        "",
+    );
+}
