@@ -158,7 +158,6 @@ struct Owners {
     /// Root page table DPA of each taken context.
     roots: [u64; regs::CONTEXTS],
     /// Taken partition slots, one bit each.
-    #[allow(dead_code)]
     partitions: u32,
     /// Each enabled partition's configuration: what a global reset must restore.
     partition_config: [Option<partition::Config>; regs::PARTITIONS],

@@ -29,10 +29,6 @@ pub(crate) const WINDOW_SIZE: usize = 0x10000;
 /// BAR4: the windows of every partition slot, window P at `P * WINDOW_SIZE`.
 pub(crate) type Bar4 = pci::Bar<'static, { regs::PARTITIONS * WINDOW_SIZE }>;
 
-/// Granule of a partition's VRAM range.
-#[allow(dead_code)]
-pub(crate) const VRAM_ALIGN: u64 = 2 << 20;
-
 /// What a partition owns, as the host programs it (`PART_*` registers).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Config {
@@ -69,6 +65,8 @@ pub(crate) struct Event {
     pub(crate) request: Option<PageRequest>,
 }
 
+// For the pinning of guest pages (IOVA table entries), which comes next.
+#[allow(dead_code)]
 /// An IOVA table entry (`partitions.rst`, IOVA table entry): `bus` mapped for reads, and for
 /// writes if `write`. `EINVAL` for a bus address that is not 4 KiB aligned or too wide.
 pub(crate) fn iova_entry(bus: u64, write: bool) -> Result<u64> {
@@ -157,8 +155,6 @@ fn window_offset(p: PartitionId, offset: usize) -> Result<usize> {
     Ok(p.index() * WINDOW_SIZE + offset)
 }
 
-// The vGPU frontend (accel/vgpu) is their user; until it programs partitions they are unused.
-#[allow(dead_code)]
 impl Chip {
     /// How many partitions the device can hold: 0 if it cannot be partitioned, or its windows
     /// could not be mapped.
@@ -258,6 +254,8 @@ impl Chip {
         Ok(())
     }
 
+    // For the pinning of guest pages (IOVA table entries), which comes next.
+    #[allow(dead_code)]
     /// Zero-fills VRAM `[base, base + size)` with the device's scrubber, through slot `p`,
     /// which must be taken and disabled; waits up to 5 s for it.
     pub(crate) fn scrub_partition(&self, p: PartitionId, base: u64, size: u64) -> Result {
@@ -294,6 +292,8 @@ impl Chip {
         .map(|_| ())
     }
 
+    // For the pinning of guest pages (IOVA table entries), which comes next.
+    #[allow(dead_code)]
     /// Drops `p`'s cached IOVA translations: once this returns, no command of the partition
     /// uses an entry that was removed, and the pages it named may be unpinned.
     pub(crate) fn invalidate_iova(&self, p: PartitionId) -> Result {

@@ -3,68 +3,26 @@
 //! BAR0 of a vGPU instance: the partition's register window (`Documentation/vgpu.rst`,
 //! BAR0).
 //!
-//! The hardware partitions (`Documentation/hardware/partitions.rst`) give every partition a
-//! window in the PF's BAR4 that looks like a whole device, and every access to BAR0 will be
-//! forwarded there: the hardware enforces the partition's bounds. Until the core programs
-//! partitions, [`Window::Emulated`] answers the identity block from what the core knows
-//! (what the window will answer, so a guest driver probes the same way) and reads 0 /
-//! ignores writes everywhere else. Forwarding is [`Window::Partition`]'s arm in
-//! [`Bar0::read`]/[`Bar0::write`].
+//! Every access is forwarded to the partition's window in the PF's BAR4
+//! (`Documentation/hardware/partitions.rst`), which looks like a whole device from inside the
+//! partition: identity (with `CAPS.VIRTUAL`), queues, contexts and interrupts in the
+//! partition's own numbering. The hardware enforces the partition's bounds on whatever a guest
+//! programs there, so the frontend checks only the access itself: nothing is inspected,
+//! rewritten or emulated.
 
-use kernel::prelude::*;
+use kernel::{prelude::*, sync::Arc};
 
-use crate::hw::{self, regs};
-
-/// CAPS bits a window reports: COPY, COMPUTE, MMU and VIRTUAL (`0x47`): no P2P, fault
-/// injection or partitions.
-const CAPS_MASK: u32 = 0x7;
-pub(crate) const CAPS_VIRTUAL: u32 = 1 << 6;
-/// TOPOLOGY2.VA_BITS of a Vela function (`registers.rst`).
-const VA_BITS: u32 = 39;
-
-const ID: u32 = 0x0000;
-const VERSION: u32 = 0x0004;
-const CAPS: u32 = 0x0008;
-const DEVICE_SERIAL: u32 = 0x000c;
-const VRAM_SIZE_LO: u32 = 0x0010;
-const VRAM_SIZE_HI: u32 = 0x0014;
-const TOPOLOGY: u32 = 0x0018;
-const SCRATCH: u32 = 0x001c;
-const TOPOLOGY2: u32 = 0x0020;
-const DEVICE_STATUS: u32 = 0x0034;
-
-/// Where the instance's BAR0 accesses go.
-pub(crate) enum Window {
-    /// No hardware partition yet: the identity block is emulated.
-    Emulated,
-}
+use crate::hw::{self, regs, regs::PartitionId};
 
 /// The register window of one instance.
 pub(crate) struct Bar0 {
-    window: Window,
-    /// The identity the window reports.
-    version: u32,
-    caps: u32,
-    serial: u32,
-    vram_size: u64,
-    topology: u32,
-    topology2: u32,
-    /// The instance's own SCRATCH (emulated window only).
-    scratch: u32,
+    chip: Arc<hw::Chip>,
+    partition: PartitionId,
 }
 
 impl Bar0 {
-    pub(crate) fn new(id: &hw::Identity, vram_size: u64, queues: u32, contexts: u32) -> Self {
-        Self {
-            window: Window::Emulated,
-            version: id.hw_version(),
-            caps: (id.caps & CAPS_MASK) | CAPS_VIRTUAL,
-            serial: id.serial,
-            vram_size,
-            topology: (queues & 0xff) | (u32::from(id.engines) << 8),
-            topology2: (contexts & 0xff) | (((queues + 1) & 0xff) << 8) | (VA_BITS << 16),
-            scratch: 0,
-        }
+    pub(crate) fn new(chip: Arc<hw::Chip>, partition: PartitionId) -> Self {
+        Self { chip, partition }
     }
 
     /// Checks an access: 4 bytes, 4-byte aligned, inside the 64 KiB window.
@@ -75,39 +33,19 @@ impl Bar0 {
         Ok(offset as u32)
     }
 
-    pub(crate) fn read(&self, offset: u32) -> u32 {
-        match self.window {
-            Window::Emulated => match offset {
-                ID => regs::VELA_MAGIC,
-                VERSION => self.version,
-                CAPS => self.caps,
-                DEVICE_SERIAL => self.serial,
-                VRAM_SIZE_LO => self.vram_size as u32,
-                VRAM_SIZE_HI => (self.vram_size >> 32) as u32,
-                TOPOLOGY => self.topology,
-                SCRATCH => self.scratch,
-                TOPOLOGY2 => self.topology2,
-                // READY: the window accepts writes.
-                DEVICE_STATUS => 1,
-                // Queue, context and interrupt registers: no partition behind them yet.
-                _ => 0,
-            },
-        }
+    pub(crate) fn read(&self, offset: u32) -> Result<u32> {
+        self.chip.window_read(self.partition, offset as usize)
     }
 
-    pub(crate) fn write(&mut self, offset: u32, value: u32) {
-        match self.window {
-            Window::Emulated => {
-                if offset == SCRATCH {
-                    self.scratch = value;
-                }
-            }
-        }
+    pub(crate) fn write(&self, offset: u32, value: u32) -> Result {
+        self.chip
+            .window_write(self.partition, offset as usize, value)
     }
 
-    /// A reset of the instance (VFIO_DEVICE_RESET, FLR): the window's registers go back to
-    /// their reset values.
-    pub(crate) fn reset(&mut self) {
-        self.scratch = 0;
+    /// A reset of the instance (VFIO_DEVICE_RESET, FLR, the last close): the partition's
+    /// queues stop and clear, and its contexts, fault records and interrupt state with them;
+    /// its VRAM stays, as a function reset keeps a device's memory.
+    pub(crate) fn reset(&self) -> Result {
+        self.chip.reset_partition(self.partition)
     }
 }

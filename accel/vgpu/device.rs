@@ -20,7 +20,7 @@ use kernel::{
 };
 
 use super::{bar0::Bar0, config};
-use crate::hw;
+use crate::hw::{self, regs::PartitionId};
 
 /// The region index sits above this bit of a device file offset (vfio-pci's layout, which
 /// VMMs do not assume: they use `VFIO_DEVICE_GET_REGION_INFO`'s offsets).
@@ -71,6 +71,8 @@ pub(crate) struct VgpuDev {
     vram_offset: u64,
     vram_size: u64,
     queues: u32,
+    /// The hardware partition behind the instance.
+    partition: PartitionId,
     #[pin]
     state: Mutex<State>,
     /// Set once, when the instance is revoked. The fault handler inserts pages under this
@@ -96,7 +98,7 @@ impl VgpuDev {
         vram_offset: u64,
         vram_size: u64,
         queues: u32,
-        contexts: u32,
+        partition: PartitionId,
     ) -> Result<impl PinInit<Self, Error>> {
         let vectors = queues + 1;
         let mut msix = KVec::with_capacity(vectors as usize, GFP_KERNEL)?;
@@ -105,7 +107,7 @@ impl VgpuDev {
         }
         let state = State {
             config: config::ConfigSpace::new(vram_size, u16::try_from(vectors)?),
-            bar0: Bar0::new(chip.identity(), vram_size, queues, contexts),
+            bar0: Bar0::new(chip.clone(), partition),
             msix,
             req: None,
         };
@@ -114,6 +116,7 @@ impl VgpuDev {
             vram_offset,
             vram_size,
             queues,
+            partition,
             state <- new_mutex!(state),
             revoked <- new_mutex!(false),
         }))
@@ -169,7 +172,26 @@ impl VgpuDev {
     /// back to their reset values; VRAM kept.
     fn reset(&self, st: &mut State) {
         st.config.reset();
-        st.bar0.reset();
+        hw::best_effort("resetting a vGPU's partition", st.bar0.reset());
+    }
+
+    /// The partition behind the instance.
+    pub(crate) fn partition(&self) -> PartitionId {
+        self.partition
+    }
+
+    /// Relays the partition's vectors that fired (`PART_VEC_PENDING`, bit V = vector V) to
+    /// the eventfds the VMM gave for them; a vector with none is dropped, as a message to a
+    /// vector a guest has not set up would be.
+    pub(crate) fn relay(&self, vectors: u32) {
+        let st = self.state.lock();
+        for (v, e) in st.msix.iter().enumerate() {
+            if vectors & (1 << v) != 0 {
+                if let Some(e) = e {
+                    e.signal();
+                }
+            }
+        }
     }
 
     fn read_bar2(&self, off: u64, mut out: UserSliceWriter) -> Result<usize> {
@@ -382,7 +404,7 @@ impl vfio::Driver for VgpuDev {
             }
             BAR0_INDEX => {
                 let reg = Bar0::check(off, len)?;
-                let v = dev.state.lock().bar0.read(reg);
+                let v = dev.state.lock().bar0.read(reg)?;
                 buf.write_slice(&v.to_le_bytes())?;
                 Ok(4)
             }
@@ -410,7 +432,7 @@ impl vfio::Driver for VgpuDev {
                 let reg = Bar0::check(off, len)?;
                 let mut b = [0u8; 4];
                 buf.read_slice(&mut b)?;
-                dev.state.lock().bar0.write(reg, u32::from_le_bytes(b));
+                dev.state.lock().bar0.write(reg, u32::from_le_bytes(b))?;
                 Ok(4)
             }
             BAR2_INDEX => dev.write_bar2(off, buf),

@@ -11,7 +11,11 @@ use kernel::{
 };
 
 use super::{device, Shared, VgpuType};
-use crate::hw::{self, vram::VramBlocks};
+use crate::hw::{self, partition, regs::PartitionId, vram::VramBlocks};
+
+/// Engine time per scheduling turn of every instance's partition: a tenant that submits
+/// endless work delays others by about this much per turn (`partitions.rst`, Scheduling).
+const QUANTUM_US: u32 = 2000;
 
 /// What an instance holds of the device. Dropped last, after every file of the instance is
 /// closed (so nothing maps the range any more): the range is scrubbed before it goes back
@@ -23,6 +27,8 @@ struct Resources {
     vram: Option<VramBlocks>,
     queues: KVec<u32>,
     contexts: KVec<u32>,
+    /// The partition slot, taken at reserve and enabled once the range is scrubbed.
+    partition: Option<PartitionId>,
 }
 
 impl Resources {
@@ -36,7 +42,15 @@ impl Resources {
             vram: None,
             queues: KVec::with_capacity(ty.queues as usize, GFP_KERNEL)?,
             contexts: KVec::with_capacity(ty.contexts as usize, GFP_KERNEL)?,
+            partition: None,
         };
+        res.partition = Some(chip.take_partition().map_err(|e| {
+            if e == EBUSY {
+                ENOSPC
+            } else {
+                e
+            }
+        })?);
         // The host keeps one free queue and one free context (see `Shared::available`).
         if chip.free_queue_count() < ty.queues as usize + 1
             || chip.free_context_count() < ty.contexts as usize + 1
@@ -67,10 +81,35 @@ impl Resources {
     fn scrub(&self) -> Result {
         self.chip.scrub_vram(self.vram_offset, self.vram_size)
     }
+
+    /// Programs the partition with what was reserved and enables it: from now on the device
+    /// holds every access of its queues to the range. No system memory yet (no IOVA pages):
+    /// a guest's DMA to system memory fails as unreachable.
+    fn enable(&self) -> Result<PartitionId> {
+        let p = self.partition.ok_or(EINVAL)?;
+        let mask = |v: &KVec<u32>| v.iter().fold(0u32, |m, &i| m | (1 << i));
+        self.chip.enable_partition(
+            p,
+            &partition::Config {
+                vram_base: self.vram_offset,
+                vram_size: self.vram_size,
+                queues: mask(&self.queues),
+                contexts: mask(&self.contexts),
+                quantum_us: QUANTUM_US,
+                iova_table: 0,
+                iova_pages: 0,
+            },
+        )?;
+        Ok(p)
+    }
 }
 
 impl Drop for Resources {
     fn drop(&mut self) {
+        // First: the partition's queues stop, and its queues and contexts go back to the PF.
+        if let Some(p) = self.partition.take() {
+            self.chip.put_partition(p);
+        }
         if self.vram.is_some() {
             hw::best_effort("scrubbing a vGPU's VRAM", self.scrub());
         }
@@ -108,6 +147,7 @@ impl Instance {
         }
         let res = Resources::reserve(chip, ty)?;
         res.scrub()?;
+        let partition = res.enable()?;
         let dev = vfio::Device::new(
             mdev.as_dev(),
             device::VgpuDev::new(
@@ -115,11 +155,14 @@ impl Instance {
                 res.vram_offset,
                 res.vram_size,
                 ty.queues,
-                ty.contexts,
+                partition,
             )?,
         )?;
         instances.reserve(1, GFP_KERNEL)?;
         let reg = vfio::Registration::new(dev.clone())?;
+        if let Some(slot) = shared.by_partition.lock().get_mut(partition.index()) {
+            *slot = Some(dev.clone());
+        }
         instances.push(dev, GFP_KERNEL)?;
         dev_info!(
             mdev.as_dev(),
@@ -152,6 +195,9 @@ impl Instance {
             .instances
             .lock()
             .retain(|d| !core::ptr::eq::<device::Device>(&**d, &*dev));
+        if let Some(slot) = shared.by_partition.lock().get_mut(dev.partition().index()) {
+            *slot = None;
+        }
         drop(res);
     }
 }

@@ -78,6 +78,11 @@ pub(crate) struct Shared {
     /// `create` agree.
     #[pin]
     instances: Mutex<KVec<ARef<device::Device>>>,
+    /// The live instances by partition slot, for the core's interrupt thread. A leaf lock,
+    /// apart from `instances`: that one is held across calls into the core (a create's scrub
+    /// may wait for a reset, which takes the frontends' lock the thread holds).
+    #[pin]
+    by_partition: Mutex<[Option<ARef<device::Device>>; PARTITION_SLOTS]>,
 }
 
 impl Shared {
@@ -95,7 +100,7 @@ impl Shared {
     /// free: a fragmented VRAM may still refuse the naturally aligned range with `ENOSPC`.
     fn available(&self, live: usize, ty: &VgpuType) -> u32 {
         let chip = &self.chip;
-        let slots = PARTITION_SLOTS.saturating_sub(live);
+        let slots = chip.partition_slots().min(PARTITION_SLOTS).saturating_sub(live);
         let queues = chip.free_queue_count().saturating_sub(1) / ty.queues as usize;
         let contexts = chip.free_context_count().saturating_sub(1) / ty.contexts as usize;
         let vram = chip.vram().avail() / (chip.identity().vram_size >> ty.vram_shift);
@@ -160,6 +165,7 @@ pub(crate) fn register(dev: &Device<Bound>, chip: Arc<hw::Chip>) -> Result<(Pare
         try_pin_init!(Shared {
             chip,
             instances <- new_mutex!(KVec::new()),
+            by_partition <- new_mutex!([const { None }; PARTITION_SLOTS]),
         }),
         GFP_KERNEL,
     )?;
@@ -196,5 +202,26 @@ impl hw::Frontend for Hooks {
     /// The device is lost or going: instances are revoked, their BAR2 mappings zapped.
     fn unmap_cpu(&self) {
         self.0.revoke_all();
+    }
+
+    /// Relays a partition's vectors to its instance's eventfds. Page requests are denied: the
+    /// frontend maps no guest memory for partitions yet (`Documentation/vgpu.rst`, Status),
+    /// so the access fails in the guest with `DMA_ERROR` rather than stalling its queue.
+    fn partition_event(&self, event: &hw::partition::Event) {
+        let dev = self
+            .0
+            .by_partition
+            .lock()
+            .get(event.partition.index())
+            .and_then(|d| d.clone());
+        if let (Some(dev), true) = (dev, event.vectors != 0) {
+            dev.relay(event.vectors);
+        }
+        if event.request.is_some() {
+            hw::best_effort(
+                "answering a vGPU's page request",
+                self.0.chip.answer_page_request(event.partition, false),
+            );
+        }
     }
 }

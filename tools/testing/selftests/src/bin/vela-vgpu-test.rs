@@ -9,11 +9,16 @@
 //!    eventfd triggers, reset, and bad indexes, offsets, sizes and flags (`EINVAL`);
 //! 3. a 1/4 instance through the vfio cdev and iommufd at the same time: its BAR2 is its own
 //!    (the two instances' data stay apart);
-//! 4. the 1/2 instance removed and made again: the new instance of the slice reads zeroes;
-//! 5. removal of an open instance (from a thread): the request eventfd fires, accesses and
+//! 4. jobs on the hardware partitions behind both instances, driven through their BAR0
+//!    windows as a guest driver would: a COPY inside each slice completes with the right data
+//!    and its completion reaches the MSI-X eventfd of the queue's vector; a COPY aimed one byte
+//!    past the slice stops that instance's queue with DMA_ERROR while the other instance's data
+//!    and jobs are untouched;
+//! 5. the 1/2 instance removed and made again: the new instance of the slice reads zeroes;
+//! 6. removal of an open instance (from a thread): the request eventfd fires, accesses and
 //!    ioctls fail with `ENODEV`, the BAR2 mapping raises SIGBUS, and the removal completes
 //!    once the files are closed;
-//! 6. the same for an unbind of vela.ko from vela2 with an instance open; vela2 is bound
+//! 7. the same for an unbind of vela.ko from vela2 with an instance open; vela2 is bound
 //!    again after.
 
 use std::{
@@ -23,6 +28,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use vela_hw::{
+    cmd::{Command, CopyCmd, Header},
+    regs::{self as hw, ctx, queue},
+};
 use vela_selftests::{
     p2p_topology, pattern, same,
     vfio::{self, CdevDevice, EventFd, GroupDevice, Mdev, MdevType, Region, VfioDevice},
@@ -417,6 +426,149 @@ fn inspect(
     Some((bar0, bar2))
 }
 
+/// One open instance, as the job checks drive it.
+struct Slice<'a> {
+    dev: &'a VfioDevice,
+    bar0: &'a Region,
+    map: &'a vfio::Mapping,
+    size: u64,
+    what: &'a str,
+}
+
+/// Where the job checks put things in a slice: past the data the other checks use.
+const RING: u64 = 1 << 20;
+const FENCE: u64 = RING + 0x1000;
+const SRC: u64 = RING + 0x10000;
+const DST: u64 = RING + 0x20000;
+const JOB_LEN: usize = 16 << 10;
+/// A VRAM DPA (`Documentation/hardware/mmu.rst`): in a partition, an offset into its slice.
+const VRAM: u64 = 1 << 63;
+
+impl Slice<'_> {
+    fn w(&self, off: u32, v: u32) -> std::io::Result<()> {
+        self.dev.write32(self.bar0, u64::from(off), v)
+    }
+
+    fn r(&self, off: u32) -> std::io::Result<u32> {
+        self.dev.read32(self.bar0, u64::from(off))
+    }
+
+    /// Sets up local queue 0 on local context 0 (translation off: addresses are the
+    /// partition's DPAs), its ring and fence in the slice, queue 0's interrupt unmasked.
+    fn setup(&self) -> std::io::Result<()> {
+        let q = |off| queue::reg(0, off);
+        self.w(ctx::reg(0, ctx::CONTROL), 0)?;
+        self.w(q(queue::CONTROL), 1 << 1)?;
+        self.w(q(queue::RING_BASE_LO), RING as u32)?;
+        self.w(q(queue::RING_BASE_HI), ((VRAM | RING) >> 32) as u32)?;
+        self.w(q(queue::RING_SIZE), 4)?;
+        self.w(q(queue::CONTEXT), 0)?;
+        self.w(q(queue::FENCE_BASE_LO), FENCE as u32)?;
+        self.w(q(queue::FENCE_BASE_HI), ((VRAM | FENCE) >> 32) as u32)?;
+        self.w(hw::INT_MASK, !1)?;
+        self.w(q(queue::CONTROL), 1)
+    }
+
+    /// Puts a COPY of `JOB_LEN` bytes from `src` to `dst` (slice offsets, or beyond) with the
+    /// INTERRUPT flag into slot `n` and rings the doorbell; waits up to 20 s for the queue to
+    /// complete it or stop. Returns (completed, Q_STATUS, Q_ERROR_ADDR).
+    fn copy(&self, n: u32, src: u64, dst: u64) -> std::io::Result<(u32, u32, u64)> {
+        let mut slot = CopyCmd::new(VRAM | src, VRAM | dst, JOB_LEN as u64).to_slot();
+        Header::read(&slot).with_interrupt(true).write(&mut slot);
+        self.map.write((RING + 64 * u64::from(n)) as usize, &slot);
+        let q = |off| queue::reg(0, off);
+        let before = self.r(q(queue::COMPLETED))?;
+        self.w(q(queue::DOORBELL), n + 1)?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let done = self.r(q(queue::COMPLETED))?;
+            let status = self.r(q(queue::STATUS))?;
+            if done != before || status & 0b10 != 0 || Instant::now() > deadline {
+                let lo = self.r(q(queue::ERROR_ADDR_LO))?;
+                let hi = self.r(q(queue::ERROR_ADDR_HI))?;
+                return Ok((done - before, status, (u64::from(hi) << 32) | u64::from(lo)));
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// Jobs on the partitions behind two open instances (item 4 of the module's comment).
+fn jobs(t: &mut Tap, a: &Slice<'_>, b: &Slice<'_>, b_data: &[u8]) {
+    let (Ok(ea), Ok(eb)) = (EventFd::new(), EventFd::new()) else {
+        t.check(false, "eventfds for the jobs", "");
+        return;
+    };
+    for (s, e, seed) in [(a, &ea, 31), (b, &eb, 32)] {
+        let what = s.what;
+        t.ok(
+            s.dev.set_eventfds(vfio::MSIX_IRQ, 1, &[e.fd()]),
+            &format!("{what}: an eventfd on vector 1 (queue 0's completions)"),
+        );
+        t.ok(s.setup(), &format!("{what}: queue 0 set up through BAR0"));
+        let data = pattern(seed, JOB_LEN as u64);
+        s.map.write(SRC as usize, &data);
+        s.map.write(DST as usize, &vec![0u8; JOB_LEN]);
+        let r = s.copy(0, SRC, DST);
+        t.check(
+            matches!(r, Ok((1, st, _)) if st & 0b10 == 0),
+            &format!("{what}: a COPY inside the slice completes"),
+            format_args!("{r:?}"),
+        );
+        t.check(
+            same(&s.map.read(DST as usize, JOB_LEN), &data).is_ok(),
+            &format!("{what}: and its data is there"),
+            "",
+        );
+        t.check(
+            e.wait(5000) && e.take() >= 1,
+            &format!("{what}: its completion reaches vector 1's eventfd"),
+            "",
+        );
+    }
+
+    // A's COPY aimed one byte past its slice: its queue stops, B is untouched.
+    let r = a.copy(1, SRC, a.size - 1);
+    let (st, addr) = r.as_ref().map_or((0, 0), |&(_, st, addr)| (st, addr));
+    t.check(
+        st & 0b10 != 0 && (st >> 8) & 0xff == 4,
+        &format!(
+            "{}: a COPY past the slice stops its queue with DMA_ERROR",
+            a.what
+        ),
+        format_args!("{r:?}"),
+    );
+    t.check(
+        addr & !VRAM >= a.size,
+        &format!("{}: Q_ERROR_ADDR is outside the slice", a.what),
+        format_args!("{addr:#x}"),
+    );
+    t.check(
+        same(&b.map.read(0, SPAN), b_data).is_ok(),
+        &format!("{}: the other instance's data is untouched", b.what),
+        "",
+    );
+    let r = b.copy(1, DST, SRC);
+    t.check(
+        matches!(r, Ok((1, st, _)) if st & 0b10 == 0),
+        &format!("{}: and its next job completes", b.what),
+        format_args!("{r:?}"),
+    );
+    // A's partition reset (VFIO_DEVICE_RESET) clears the error; B keeps running.
+    let _ = a.dev.reset();
+    t.eq(
+        a.r(queue::reg(0, queue::STATUS)).ok().map(|s| s & 0b1010),
+        Some(0),
+        &format!("{}: RESET clears the queue's error and stops it", a.what),
+    );
+    let r = b.copy(2, SRC, DST);
+    t.check(
+        matches!(r, Ok((1, st, _)) if st & 0b10 == 0),
+        &format!("{}: runs on after the other's reset", b.what),
+        format_args!("{r:?}"),
+    );
+}
+
 /// Writes `data` through a mapping of BAR2 and reads it back through the mapping and pread.
 fn bar2_round_trip(
     t: &mut Tap,
@@ -510,14 +662,16 @@ fn main() {
         }
     };
     let mut map_a = None;
+    let mut bar0_a = None;
     if let Some(g) = &ga {
         t.check(
             true,
             "open the 1/2 instance: group, type 1 v2 container, device fd",
             "",
         );
-        if let Some((_, bar2)) = inspect(&mut t, &g.dev, vram / 2, 2, 2, "group 1/2") {
+        if let Some((bar0, bar2)) = inspect(&mut t, &g.dev, vram / 2, 2, 2, "group 1/2") {
             map_a = bar2_round_trip(&mut t, &g.dev, &bar2, &pa, "group 1/2");
+            bar0_a = Some(bar0);
         }
     }
     let cb = match CdevDevice::open(&b) {
@@ -532,13 +686,15 @@ fn main() {
         }
     };
     let mut map_b = None;
+    let mut bar0_b = None;
     if let Some(c) = &cb {
         t.check(
             true,
             "open the 1/4 instance: cdev, iommufd, IOAS attached",
             format_args!("devid {} ioas {}", c.devid, c.ioas),
         );
-        if let Some((_, bar2)) = inspect(&mut t, &c.dev, vram / 4, 1, 1, "cdev 1/4") {
+        if let Some((bar0, bar2)) = inspect(&mut t, &c.dev, vram / 4, 1, 1, "cdev 1/4") {
+            bar0_b = Some(bar0);
             let mut fresh = vec![0xffu8; SPAN];
             let _ = c.dev.pread(&mut fresh, bar2.offset);
             t.check(
@@ -556,6 +712,31 @@ fn main() {
             ra.is_ok() && rb.is_ok(),
             "the two instances' data stay apart",
             format_args!("{ra:?} {rb:?}"),
+        );
+    }
+    if let (Some(g), Some(c), Some(ma), Some(mb), Some(ra), Some(rb)) =
+        (&ga, &cb, &map_a, &map_b, &bar0_a, &bar0_b)
+    {
+        let a = Slice {
+            dev: &g.dev,
+            bar0: ra,
+            map: ma,
+            size: vram / 2,
+            what: "group 1/2",
+        };
+        let b = Slice {
+            dev: &c.dev,
+            bar0: rb,
+            map: mb,
+            size: vram / 4,
+            what: "cdev 1/4",
+        };
+        jobs(&mut t, &a, &b, &pb);
+    } else {
+        t.check(
+            false,
+            "jobs on both instances' partitions",
+            "an instance is missing",
         );
     }
     drop(map_a);

@@ -360,7 +360,11 @@ impl Gen<'_> {
             N(Num::Va) if self.rng.below(3) != 0 => match self.earlier_bind(p, pos) {
                 Some((_, va, size)) => {
                     let inside = self.rng.below(size.max(0x1000) / 0x1000) * 0x1000;
-                    Arg::Lit(if op == Op::Submit { va.wrapping_add(inside) } else { va })
+                    Arg::Lit(if op == Op::Submit {
+                        va.wrapping_add(inside)
+                    } else {
+                        va
+                    })
                 }
                 None => Arg::Lit(gen_lit(self.rng, Num::Va)),
             },
