@@ -47,7 +47,8 @@ const RDMA_BINS: &[&str] = &[
     "vela-pyverbs-suite",
     "test_vela_dmabuf.py",
     "vela-uapi-ioctls",
-    // VM A's side of the pair (`crate::pair`).
+    // VM A's side of the pair (`crate::pair`); VM B's is shipped by `crate::pair`, as is
+    // vela-rdma-bench's server end in a bench.
     "vela-rdma-pair",
 ];
 
@@ -279,7 +280,8 @@ vela run matmul_f32 --count 64 --n 64 --k 64
 vela stats
 "#;
 
-const BENCH: &str = r#"
+/// The driver's benchmarks of `bench` (not with `bench --rdma`).
+const BENCH_DRIVER: &str = r#"
 # The device's bare round trip first, while no driver is bound: the baseline of (b).
 RAW=$(vela-raw-roundtrip | tee /dev/stderr | tail -n 1)
 insmod /run/vela/vela.ko
@@ -290,10 +292,30 @@ vela bench --seconds 2 --live 100000 --max-seconds 600 --raw-ns "$RAW"
 # memory (for the C test importer) and back against the copy engine.
 insmod /run/vela/vela_test_importer.ko
 vela-prime-bench --seconds 2
+"#;
+
+/// `bench --rdma`: the driver loaded, none of its other benchmarks.
+const BENCH_RDMA_ONLY: &str = r#"
+insmod /run/vela/vela.ko
+vela info
+"#;
+
+/// The RDMA benchmarks in one VM, then (`crate::pair::bench_a`) between two.
+const BENCH_RDMA: &str = r#"
 # RDMA over Soft-RoCE into VRAM (Documentation/rdma.rst): perftest with a VRAM MR against a
-# host-memory MR and a system dma-heap MR, and registration against ibv_reg_mr.
+# host-memory MR and a system dma-heap MR, and registration against ibv_reg_mr; in
+# loopback in this VM, then between this VM (A) and VM B.
 vela-rdma-bench
 "#;
+
+/// Which benchmarks `bench` runs in the VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Benches {
+    /// All of them (`make bench`).
+    All,
+    /// The RDMA ones only, in one VM and between two (`make bench-rdma`).
+    Rdma,
+}
 
 fn extra_name(p: &Path) -> String {
     p.file_name()
@@ -311,7 +333,13 @@ pub(crate) fn wrap_script(devices: &[model::DeviceSpec], body: &str) -> String {
     s
 }
 
-fn script(mode: Mode, devices: &[model::DeviceSpec], tests: &[Test], extra: &[PathBuf]) -> String {
+fn script(
+    mode: Mode,
+    benches: Benches,
+    devices: &[model::DeviceSpec],
+    tests: &[Test],
+    extra: &[PathBuf],
+) -> String {
     let mut s = String::from(PROLOGUE);
     s.push_str(&expectations(devices));
     match mode {
@@ -322,7 +350,14 @@ fn script(mode: Mode, devices: &[model::DeviceSpec], tests: &[Test], extra: &[Pa
                 s.push_str(crate::pair::DEMO_A);
             }
         }
-        Mode::Bench => s.push_str(BENCH),
+        Mode::Bench => {
+            s.push_str(match benches {
+                Benches::All => BENCH_DRIVER,
+                Benches::Rdma => BENCH_RDMA_ONLY,
+            });
+            s.push_str(BENCH_RDMA);
+            s.push_str(&crate::pair::bench_a());
+        }
         Mode::Check => {
             s.push_str("insmod /run/vela/vela_test_importer.ko\n");
             for (name, cmd) in tests {
@@ -342,6 +377,7 @@ fn script(mode: Mode, devices: &[model::DeviceSpec], tests: &[Test], extra: &[Pa
 pub(crate) fn prepare(
     paths: &Paths,
     mode: Mode,
+    benches: Benches,
     devices: &[model::DeviceSpec],
     tests: &[Test],
     extra: &[PathBuf],
@@ -358,7 +394,7 @@ pub(crate) fn prepare(
         bins: GUEST_BINS,
         rdma_bins: RDMA_BINS,
         importer: true,
-        script: script(mode, devices, tests, extra),
+        script: script(mode, benches, devices, tests, extra),
     };
     fill_share(paths, &run_dir, &share, extra)?;
     Ok(run_dir)
@@ -508,14 +544,20 @@ mod tests {
     fn check_script_runs_the_selection_and_times_each_test() {
         let devices = model::topology(Mode::Check);
         let tests = select(&strings(&["sched"])).unwrap();
-        let s = script(Mode::Check, &devices, &tests, &[]);
+        let s = script(Mode::Check, Benches::All, &devices, &tests, &[]);
         assert!(
             s.contains("run probe vela-probe-test\nrun sched vela-sched-test\n"),
             "{s}"
         );
         assert!(!s.contains("vela-prime-test"), "{s}");
         assert!(s.contains("$R/$name.time"), "{s}");
-        let all = script(Mode::Check, &devices, &select(&[]).unwrap(), &[]);
+        let all = script(
+            Mode::Check,
+            Benches::All,
+            &devices,
+            &select(&[]).unwrap(),
+            &[],
+        );
         for (name, cmd) in CHECK_TESTS {
             assert!(all.contains(&format!("run {name} {cmd}\n")), "{name}");
         }
@@ -529,7 +571,7 @@ mod tests {
         let names: Vec<&str> = grow.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, ["probe", "fuzz-grow"]);
         let devices = model::topology(Mode::Check);
-        let s = script(Mode::Check, &devices, &grow, &[]);
+        let s = script(Mode::Check, Benches::All, &devices, &grow, &[]);
         assert!(s.contains("export VELA_FUZZ_MINUTES="), "{s}");
         assert!(s.contains("--corpus-out $R/fuzz-corpus"), "{s}");
     }
@@ -541,6 +583,7 @@ mod tests {
         assert!(pos("rdma").is_some());
         let s = script(
             Mode::Check,
+            Benches::All,
             &model::topology(Mode::Check),
             &select(&strings(&["rdma"])).unwrap(),
             &[],
@@ -562,6 +605,7 @@ mod tests {
         // T=pair: the test VM loads vela.ko (probe) and runs the client.
         let s = script(
             Mode::Check,
+            Benches::All,
             &model::topology(Mode::Check),
             &select(&strings(&["pair"])).unwrap(),
             &[],
@@ -573,19 +617,61 @@ mod tests {
         // The demo shows it last; without the pair (bench) nothing of it.
         let pair = select(&strings(&["pair"])).unwrap();
         let a = &pair[1..];
-        let demo = script(Mode::Demo, &model::topology(Mode::Demo), a, &[]);
+        let demo = script(
+            Mode::Demo,
+            Benches::All,
+            &model::topology(Mode::Demo),
+            a,
+            &[],
+        );
         assert!(demo.ends_with(&format!(
             "{}{}",
             crate::pair::DEMO_A,
             EPILOGUE.replace("@DONE@", DONE_MARKER)
         )));
-        let demo = script(Mode::Demo, &model::topology(Mode::Demo), &[], &[]);
+        let demo = script(
+            Mode::Demo,
+            Benches::All,
+            &model::topology(Mode::Demo),
+            &[],
+            &[],
+        );
         assert!(
             demo.contains(crate::pair::DEMO_A),
             "run always shows the pair"
         );
-        let bench = script(Mode::Bench, &model::topology(Mode::Bench), &[], &[]);
-        assert!(!bench.contains("vela-rdma-pair"));
+        let bench = script(
+            Mode::Bench,
+            Benches::All,
+            &model::topology(Mode::Bench),
+            &[],
+            &[],
+        );
+        assert!(
+            !bench.contains("vela-rdma-pair"),
+            "the bench's pair is vela-rdma-bench's"
+        );
+    }
+
+    #[test]
+    fn bench_runs_the_rdma_figures_in_one_vm_then_two() {
+        let devices = model::topology(Mode::Bench);
+        let all = script(Mode::Bench, Benches::All, &devices, &[], &[]);
+        let one = all.find("\nvela-rdma-bench\n");
+        let two = all.find(&crate::pair::bench_a());
+        let driver = all.find("vela-prime-bench --seconds 2\n");
+        assert!(driver.is_some() && driver < one && one < two, "{all}");
+        assert!(all.contains("vela bench --seconds 2"), "{all}");
+        let rdma = script(Mode::Bench, Benches::Rdma, &devices, &[], &[]);
+        assert!(
+            !rdma.contains("vela bench") && !rdma.contains("vela-prime-bench"),
+            "{rdma}"
+        );
+        let insmod = rdma.find("insmod /run/vela/vela.ko\n");
+        let one = rdma.find("\nvela-rdma-bench\n");
+        assert!(insmod.is_some() && insmod < one, "{rdma}");
+        assert!(rdma.contains(&crate::pair::bench_a()), "{rdma}");
+        assert!(RDMA_BINS.contains(&"vela-rdma-bench"));
     }
 
     #[test]
@@ -606,6 +692,7 @@ mod tests {
             .any(|(n, _)| *n == "pyverbs-suite"));
         let s = script(
             Mode::Check,
+            Benches::All,
             &model::topology(Mode::Check),
             &select(&strings(&["pyverbs", "pyverbs-suite"])).unwrap(),
             &[],

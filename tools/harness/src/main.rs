@@ -30,7 +30,8 @@ pub(crate) enum Mode {
     Demo,
     /// `make check`: every guest test.
     Check,
-    /// `make bench`: the guest benchmarks (`vela bench`, `vela-prime-bench`).
+    /// `make bench`: the guest benchmarks (`vela bench`, `vela-prime-bench`,
+    /// `vela-rdma-bench` in one VM and, with VM B of the pair, between two).
     Bench,
 }
 
@@ -72,9 +73,13 @@ impl Paths {
     }
 
     /// Where rdma-tests/build.sh puts the RDMA tests it builds in the root (their Makefile's
-    /// `O=`): `work/rdma-userspace/tests`.
+    /// `O=`): `work/rdma-userspace/tests`, or `VELA_RDMA_TESTS_DIR` under `work` (a build of
+    /// a work tree's tests of its own, beside the shared one).
     pub(crate) fn rdma_tests_dir(&self) -> PathBuf {
-        self.work.join("rdma-userspace/tests")
+        match std::env::var("VELA_RDMA_TESTS_DIR") {
+            Ok(d) if !d.is_empty() => self.work.join(d),
+            _ => self.work.join("rdma-userspace/tests"),
+        }
     }
 
     /// The path `p` (under `work`) as QEMU inside the build root sees it.
@@ -89,6 +94,8 @@ impl Paths {
 #[derive(Debug)]
 struct Options {
     mode: Mode,
+    /// What a bench runs (`--rdma`: the RDMA benchmarks only).
+    benches: guest::Benches,
     /// The guest tests of a check (all of them, or those of `--tests` or `VELA_ONLY`).
     tests: Vec<guest::Test>,
     /// Extra guest test binaries (`--extra PATH`), run after the test list; for development.
@@ -102,7 +109,9 @@ Environment: VELA_CACHE (default /var/cache/vela), VELA_ACCEL (tcg|kvm, default:
 unless a KVM boot of this kernel was probed to work), VELA_ONLY (check: the guest tests
 to run, as --tests), VELA_KEEP (keep the run directory of a passing run too),
 VELA_PAIR_CPUS (vCPUs of VM B of the pair, default 1), VELA_PAIR_CORRUPT=1 (the pair's
-checks expect a flipped byte: shows that they fail).
+checks expect a flipped byte: shows that they fail), VELA_MODULE_DIR and
+VELA_RDMA_TESTS_DIR (where vela.ko and the RDMA tests were built, under
+$VELA_CACHE/work).
 
 Every run's results (TAP, KUnit, serial and kernel log, the verdict) are kept in
 $VELA_CACHE/work/results/latest (a link to the newest of the timestamped directories).";
@@ -134,8 +143,15 @@ enum ModeArg {
         #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
         tests: Vec<String>,
     },
-    /// Run the guest benchmarks (vela bench, vela-prime-bench)
-    Bench(Common),
+    /// Run the guest benchmarks (vela bench, vela-prime-bench, vela-rdma-bench in the VM and
+    /// between it and VM B)
+    Bench {
+        #[command(flatten)]
+        common: Common,
+        /// Only the RDMA benchmarks (one VM, then two)
+        #[arg(long)]
+        rdma: bool,
+    },
     /// The soak (not part of check): probe, then vela-soak for at most --minutes; judged
     /// like a check
     Soak {
@@ -181,6 +197,7 @@ fn parse_args() -> Options {
 /// What the parsed command line asks for; `vela_only` reads `VELA_ONLY`, which a check
 /// without `--tests` uses. Errs with a message naming the bad argument.
 fn options(cli: Cli, vela_only: impl FnOnce() -> Vec<String>) -> Result<Options, String> {
+    let mut benches = guest::Benches::All;
     let (mode, common, tests) = match cli.mode {
         ModeArg::Run(c) => (Mode::Demo, c, Vec::new()),
         ModeArg::Check { common, tests } => {
@@ -194,7 +211,12 @@ fn options(cli: Cli, vela_only: impl FnOnce() -> Vec<String>) -> Result<Options,
             };
             (Mode::Check, common, picked?)
         }
-        ModeArg::Bench(c) => (Mode::Bench, c, Vec::new()),
+        ModeArg::Bench { common, rdma } => {
+            if rdma {
+                benches = guest::Benches::Rdma;
+            }
+            (Mode::Bench, common, Vec::new())
+        }
         ModeArg::Soak {
             mut common,
             calls,
@@ -214,6 +236,7 @@ fn options(cli: Cli, vela_only: impl FnOnce() -> Vec<String>) -> Result<Options,
     };
     Ok(Options {
         mode,
+        benches,
         tests,
         extra: common.extra,
         timeout: Duration::from_secs(common.timeout),
@@ -282,7 +305,14 @@ fn run(paths: &Paths, opts: &Options) -> Result<Outcome, String> {
         _ => opts.tests.clone(),
     };
     let devices = model::topology(opts.mode);
-    let run_dir = guest::prepare(paths, opts.mode, &devices, &tests, &opts.extra)?;
+    let run_dir = guest::prepare(
+        paths,
+        opts.mode,
+        opts.benches,
+        &devices,
+        &tests,
+        &opts.extra,
+    )?;
     let accel = vm::pick_accel(paths, &run_dir);
     let shape = if pair {
         vm::Shape::single().with_net(pair::net_a(paths, &run_dir))
@@ -424,6 +454,10 @@ mod tests {
         assert_eq!(o.extra, [PathBuf::from("/a/x"), PathBuf::from("/b/y")]);
         let o = opts("bench", "").unwrap();
         assert_eq!((o.mode, o.echo), (Mode::Bench, vm::Echo::Guest));
+        assert_eq!(o.benches, guest::Benches::All);
+        let o = opts("bench --rdma", "").unwrap();
+        assert_eq!((o.mode, o.benches), (Mode::Bench, guest::Benches::Rdma));
+        assert!(opts("check --rdma", "").is_err(), "--rdma is bench's alone");
         let o = opts("soak --minutes 10 --calls 5000", "prime").unwrap();
         assert_eq!(names(&o), ["probe", "soak"]);
         assert_eq!(
@@ -483,6 +517,7 @@ mod tests {
             "run --help",
             "check --help",
             "bench --help",
+            "bench --rdma --help",
             "check --version",
         ] {
             let e = Cli::try_parse_from(std::iter::once("vela-harness").chain(ok.split(' ')))

@@ -8,6 +8,12 @@
 //! `--server` (rdma-tests/tests/vela-rdma-pair.c) once VM A has started it. VM B is judged
 //! as the test VM is: its TAP (suite `pair-b`), its KUnit suites, its kernel log; its report
 //! is merged into the run's under `pair-b`.
+//!
+//! `bench` boots VM B too, for the two-VM RDMA figures: when the test VM starts them (its
+//! `results/rdma-pair-bench.time` appears), B boots and runs `vela-rdma-bench --serve`, the
+//! server end of each perftest run in a fixed order, and the test VM runs
+//! `vela-rdma-bench --pair 10.0.0.2`, the client end of the same runs
+//! (rdma-tests/tests/vela-rdma-bench). B's TAP says which runs it served.
 
 use std::{
     fs,
@@ -63,13 +69,12 @@ fn cpus(env: Option<String>) -> u32 {
         .unwrap_or(CPUS)
 }
 
-/// Whether the pair runs: in `run` (the demo) always, in `check` when selected (a full check
-/// selects it).
+/// Whether the pair runs: in `run` (the demo) and `bench` (the two-VM RDMA figures) always,
+/// in `check` when selected (a full check selects it).
 pub(crate) fn wanted(mode: Mode, tests: &[guest::Test]) -> bool {
     match mode {
-        Mode::Demo => true,
+        Mode::Demo | Mode::Bench => true,
         Mode::Check => tests.iter().any(|(n, _)| *n == PAIR),
-        Mode::Bench => false,
     }
 }
 
@@ -108,6 +113,25 @@ fn devices(mode: Mode) -> Vec<model::DeviceSpec> {
 /// The demo's pair client, as the test it is judged as ([`DEMO_A`] runs it).
 pub(crate) const DEMO_TEST: guest::Test = (PAIR, "vela-rdma-pair --client --explain");
 
+/// The test VM's part of the bench that VM B serves: its start (`results/NAME.time`) boots B.
+pub(crate) const BENCH_TEST: &str = "rdma-pair-bench";
+
+/// VM B's address, which `vela-rdma-bench --serve` takes (as `vela-rdma-pair --server` does).
+const B_ADDR: &str = "10.0.0.2";
+
+/// What the test VM's script of `bench` does last: the two-VM RDMA figures, after the one-VM
+/// ones (whose rxe0 on eth0, 10.0.0.1, it reuses). Its start boots VM B, which serves it;
+/// the client waits for B's boot (at most 300 s for the first run).
+pub(crate) fn bench_a() -> String {
+    format!(
+        "read -r t0 _ </proc/uptime\n\
+         echo \"$t0\" >$R/{BENCH_TEST}.time\n\
+         vela-rdma-bench --pair {B_ADDR}\n\
+         read -r t1 _ </proc/uptime\n\
+         echo \"$t0 $t1\" >$R/{BENCH_TEST}.time\n"
+    )
+}
+
 /// What the test VM's script of `run` does last: the demo's client, its plain words on the
 /// console and its TAP (judged) into the results, timed as a test is.
 pub(crate) const DEMO_A: &str = r#"
@@ -125,6 +149,14 @@ echo "$t0 $t1" >$R/pair.time
 /// A is still busy with its other tests, then B waits for VM A to start `pair` and runs the
 /// server; if VM A powers off first, B's TAP says so.
 fn body_b(mode: Mode) -> String {
+    if mode == Mode::Bench {
+        // B boots only once the test VM has started the part it serves: no waiting. It
+        // stops serving once the test VM has powered off.
+        return format!(
+            "insmod /run/vela/vela.ko\n\
+             run {B} vela-rdma-bench --serve --stop-file /run/vela/{A_GONE}\n"
+        );
+    }
     let server = if mode == Mode::Demo {
         // The plain words on the console, the TAP (judged) into the results.
         format!(
@@ -156,11 +188,20 @@ fn body_b(mode: Mode) -> String {
 /// strict check's guest run took 515 s with B booted at the start, `fuzz` 99 s against 55).
 const B_BOOTS_AT: &[&str] = &["importer", "v4l2", "rdma", "pyverbs", PAIR];
 
-/// Waits until the test VM has started one of [`B_BOOTS_AT`] (its `run` writes
+/// The tests whose start boots VM B: in a check [`B_BOOTS_AT`]; in a bench the part B
+/// serves, so that B's boot takes nothing from the test VM's other figures.
+fn boots_at(mode: Mode) -> &'static [&'static str] {
+    match mode {
+        Mode::Bench => &[BENCH_TEST],
+        _ => B_BOOTS_AT,
+    }
+}
+
+/// Waits until the test VM has started one of [`boots_at`] (its `run` writes
 /// `results/NAME.time` first) or has powered off.
-fn wait_for_overlap(top: &Path, a_done: &AtomicBool) {
+fn wait_for_overlap(top: &Path, mode: Mode, a_done: &AtomicBool) {
     let started = |name: &&str| top.join(format!("share/results/{name}.time")).exists();
-    while !a_done.load(Ordering::Relaxed) && !B_BOOTS_AT.iter().any(started) {
+    while !a_done.load(Ordering::Relaxed) && !boots_at(mode).iter().any(started) {
         thread::sleep(POLL);
     }
 }
@@ -178,7 +219,7 @@ pub(crate) struct VmB {
 }
 
 /// Boots VM B in `top`/pair-b next to the test VM (whose run directory is `top`): at once for
-/// `make run`, in a check once the test VM reaches [`B_BOOTS_AT`].
+/// `make run`, in a check or a bench once the test VM reaches [`boots_at`].
 /// It waits for the test VM at most `timeout` (the run's), and [`VmB::finish`] brings that
 /// forward once the test VM has powered off.
 pub(crate) fn start_b(
@@ -197,13 +238,17 @@ pub(crate) fn start_b(
         let (paths, top, dir, cut) = (paths.clone(), top.to_path_buf(), dir.clone(), cut.clone());
         let a_done = a_done.clone();
         thread::spawn(move || {
-            if mode == Mode::Check {
-                wait_for_overlap(&top, &a_done);
+            if mode != Mode::Demo {
+                wait_for_overlap(&top, mode, &a_done);
             }
             let devices = devices(mode);
             let share = guest::Share {
                 bins: &["vela"],
-                rdma_bins: &["vela-rdma-pair"],
+                rdma_bins: if mode == Mode::Bench {
+                    &["vela-rdma-bench"]
+                } else {
+                    &["vela-rdma-pair"]
+                },
                 importer: false,
                 script: guest::wrap_script(&devices, &body_b(mode)),
             };
@@ -431,7 +476,60 @@ mod tests {
         assert!(wanted(Mode::Check, &sel(&["rdma", "pair"])));
         assert!(!wanted(Mode::Check, &sel(&["prime"])));
         assert!(wanted(Mode::Demo, &[]));
-        assert!(!wanted(Mode::Bench, &[]));
+        assert!(wanted(Mode::Bench, &[]), "the two-VM RDMA figures");
+    }
+
+    #[test]
+    fn in_a_bench_vm_b_boots_for_the_two_vm_figures_and_serves_them() {
+        assert_eq!(boots_at(Mode::Bench), [BENCH_TEST]);
+        assert_eq!(
+            boots_at(Mode::Check),
+            B_BOOTS_AT,
+            "a check's B is as before"
+        );
+        let s = body_b(Mode::Bench);
+        assert_eq!(
+            s,
+            "insmod /run/vela/vela.ko\n\
+             run pair-b vela-rdma-bench --serve --stop-file /run/vela/a-gone\n"
+        );
+        // The test VM marks its start, which boots B, before its client runs.
+        let a = bench_a();
+        let started = a.find("echo \"$t0\" >$R/rdma-pair-bench.time\n");
+        let client = a.find("vela-rdma-bench --pair 10.0.0.2\n");
+        assert!(started.is_some() && started < client, "{a}");
+        assert!(
+            a.ends_with("echo \"$t0 $t1\" >$R/rdma-pair-bench.time\n"),
+            "{a}"
+        );
+        let full = guest::wrap_script(&devices(Mode::Bench), &s);
+        assert!(full.contains("VELA_EXPECT_DEVICES=1\n"), "{full}");
+    }
+
+    #[test]
+    fn a_bench_vm_b_boots_when_the_test_vm_starts_the_two_vm_figures() {
+        let top = std::env::temp_dir().join(format!("vela-pair-bench-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&top);
+        fs::create_dir_all(top.join("share/results")).unwrap();
+        let a_done = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (top, a_done) = (top.clone(), a_done.clone());
+            thread::spawn(move || wait_for_overlap(&top, Mode::Bench, &a_done))
+        };
+        // What boots a check's B does not boot a bench's.
+        fs::write(top.join("share/results/rdma.time"), "1.0\n").unwrap();
+        thread::sleep(POLL * 2);
+        assert!(!waiter.is_finished());
+        fs::write(top.join("share/results/rdma-pair-bench.time"), "9.0\n").unwrap();
+        for _ in 0..20 {
+            if waiter.is_finished() {
+                break;
+            }
+            thread::sleep(POLL);
+        }
+        assert!(waiter.is_finished());
+        let _ = waiter.join();
+        let _ = fs::remove_dir_all(&top);
     }
 
     #[test]
