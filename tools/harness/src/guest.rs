@@ -67,6 +67,7 @@ pub(crate) const KUNIT_SUITES: &[&str] = &[
     "vela_vm",
     "vela_sched",
     "vela_vgpu_config",
+    "vela_partition",
 ];
 
 /// The guest test list: (name, command). Each prints TAP on stdout.
