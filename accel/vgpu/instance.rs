@@ -44,13 +44,12 @@ impl Resources {
             contexts: KVec::with_capacity(ty.contexts as usize, GFP_KERNEL)?,
             partition: None,
         };
-        res.partition = Some(chip.take_partition().map_err(|e| {
-            if e == EBUSY {
-                ENOSPC
-            } else {
-                e
-            }
-        })?);
+        // Every slot taken is "does not fit", as for the other resources.
+        let slot = match chip.take_partition() {
+            Err(e) if e == EBUSY => return Err(ENOSPC),
+            r => r?,
+        };
+        res.partition = Some(slot);
         // The host keeps one free queue and one free context (see `Shared::available`).
         if chip.free_queue_count() < ty.queues as usize + 1
             || chip.free_context_count() < ty.contexts as usize + 1

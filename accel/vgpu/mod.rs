@@ -100,7 +100,10 @@ impl Shared {
     /// free: a fragmented VRAM may still refuse the naturally aligned range with `ENOSPC`.
     fn available(&self, live: usize, ty: &VgpuType) -> u32 {
         let chip = &self.chip;
-        let slots = chip.partition_slots().min(PARTITION_SLOTS).saturating_sub(live);
+        let slots = chip
+            .partition_slots()
+            .min(PARTITION_SLOTS)
+            .saturating_sub(live);
         let queues = chip.free_queue_count().saturating_sub(1) / ty.queues as usize;
         let contexts = chip.free_context_count().saturating_sub(1) / ty.contexts as usize;
         let vram = chip.vram().avail() / (chip.identity().vram_size >> ty.vram_shift);
