@@ -430,16 +430,20 @@ fn inspect(
 struct Slice<'a> {
     dev: &'a VfioDevice,
     bar0: &'a Region,
+    /// A mapping of the slice from [`JOBS`] on.
     map: &'a vfio::Mapping,
     size: u64,
     what: &'a str,
 }
 
-/// Where the job checks put things in a slice: past the data the other checks use.
-const RING: u64 = 1 << 20;
-const FENCE: u64 = RING + 0x1000;
-const SRC: u64 = RING + 0x10000;
-const DST: u64 = RING + 0x20000;
+/// Where the job checks put things in a slice: past the data the other checks use, in a
+/// mapping of their own of `JOBS_LEN` bytes.
+const JOBS: u64 = 1 << 20;
+const JOBS_LEN: usize = 256 << 10;
+const RING: u64 = JOBS;
+const FENCE: u64 = JOBS + 0x1000;
+const SRC: u64 = JOBS + 0x10000;
+const DST: u64 = JOBS + 0x20000;
 const JOB_LEN: usize = 16 << 10;
 /// A VRAM DPA (`Documentation/hardware/mmu.rst`): in a partition, an offset into its slice.
 const VRAM: u64 = 1 << 63;
@@ -475,7 +479,8 @@ impl Slice<'_> {
     fn copy(&self, n: u32, src: u64, dst: u64) -> std::io::Result<(u32, u32, u64)> {
         let mut slot = CopyCmd::new(VRAM | src, VRAM | dst, JOB_LEN as u64).to_slot();
         Header::read(&slot).with_interrupt(true).write(&mut slot);
-        self.map.write((RING + 64 * u64::from(n)) as usize, &slot);
+        self.map
+            .write((RING - JOBS + 64 * u64::from(n)) as usize, &slot);
         let q = |off| queue::reg(0, off);
         let before = self.r(q(queue::COMPLETED))?;
         self.w(q(queue::DOORBELL), n + 1)?;
@@ -494,7 +499,7 @@ impl Slice<'_> {
 }
 
 /// Jobs on the partitions behind two open instances (item 4 of the module's comment).
-fn jobs(t: &mut Tap, a: &Slice<'_>, b: &Slice<'_>, b_data: &[u8]) {
+fn jobs(t: &mut Tap, a: &Slice<'_>, b: &Slice<'_>, b_map: &vfio::Mapping, b_data: &[u8]) {
     let (Ok(ea), Ok(eb)) = (EventFd::new(), EventFd::new()) else {
         t.check(false, "eventfds for the jobs", "");
         return;
@@ -507,8 +512,8 @@ fn jobs(t: &mut Tap, a: &Slice<'_>, b: &Slice<'_>, b_data: &[u8]) {
         );
         t.ok(s.setup(), &format!("{what}: queue 0 set up through BAR0"));
         let data = pattern(seed, JOB_LEN as u64);
-        s.map.write(SRC as usize, &data);
-        s.map.write(DST as usize, &vec![0u8; JOB_LEN]);
+        s.map.write((SRC - JOBS) as usize, &data);
+        s.map.write((DST - JOBS) as usize, &vec![0u8; JOB_LEN]);
         let r = s.copy(0, SRC, DST);
         t.check(
             matches!(r, Ok((1, st, _)) if st & 0b10 == 0),
@@ -516,7 +521,7 @@ fn jobs(t: &mut Tap, a: &Slice<'_>, b: &Slice<'_>, b_data: &[u8]) {
             format_args!("{r:?}"),
         );
         t.check(
-            same(&s.map.read(DST as usize, JOB_LEN), &data).is_ok(),
+            same(&s.map.read((DST - JOBS) as usize, JOB_LEN), &data).is_ok(),
             &format!("{what}: and its data is there"),
             "",
         );
@@ -544,7 +549,7 @@ fn jobs(t: &mut Tap, a: &Slice<'_>, b: &Slice<'_>, b_data: &[u8]) {
         format_args!("{addr:#x}"),
     );
     t.check(
-        same(&b.map.read(0, SPAN), b_data).is_ok(),
+        same(&b_map.read(0, SPAN), b_data).is_ok(),
         &format!("{}: the other instance's data is untouched", b.what),
         "",
     );
@@ -663,6 +668,7 @@ fn main() {
     };
     let mut map_a = None;
     let mut bar0_a = None;
+    let mut bar2_a = None;
     if let Some(g) = &ga {
         t.check(
             true,
@@ -672,6 +678,7 @@ fn main() {
         if let Some((bar0, bar2)) = inspect(&mut t, &g.dev, vram / 2, 2, 2, "group 1/2") {
             map_a = bar2_round_trip(&mut t, &g.dev, &bar2, &pa, "group 1/2");
             bar0_a = Some(bar0);
+            bar2_a = Some(bar2);
         }
     }
     let cb = match CdevDevice::open(&b) {
@@ -687,6 +694,7 @@ fn main() {
     };
     let mut map_b = None;
     let mut bar0_b = None;
+    let mut bar2_b = None;
     if let Some(c) = &cb {
         t.check(
             true,
@@ -695,6 +703,7 @@ fn main() {
         );
         if let Some((bar0, bar2)) = inspect(&mut t, &c.dev, vram / 4, 1, 1, "cdev 1/4") {
             bar0_b = Some(bar0);
+            bar2_b = Some(bar2);
             let mut fresh = vec![0xffu8; SPAN];
             let _ = c.dev.pread(&mut fresh, bar2.offset);
             t.check(
@@ -714,24 +723,32 @@ fn main() {
             format_args!("{ra:?} {rb:?}"),
         );
     }
-    if let (Some(g), Some(c), Some(ma), Some(mb), Some(ra), Some(rb)) =
-        (&ga, &cb, &map_a, &map_b, &bar0_a, &bar0_b)
+    let ja = ga
+        .as_ref()
+        .zip(bar2_a.as_ref())
+        .and_then(|(g, r)| g.dev.mmap(r, JOBS, JOBS_LEN).ok());
+    let jb = cb
+        .as_ref()
+        .zip(bar2_b.as_ref())
+        .and_then(|(c, r)| c.dev.mmap(r, JOBS, JOBS_LEN).ok());
+    if let (Some(g), Some(c), Some(mb), Some(ra), Some(rb), Some(ja), Some(jb)) =
+        (&ga, &cb, &map_b, &bar0_a, &bar0_b, &ja, &jb)
     {
         let a = Slice {
             dev: &g.dev,
             bar0: ra,
-            map: ma,
+            map: ja,
             size: vram / 2,
             what: "group 1/2",
         };
         let b = Slice {
             dev: &c.dev,
             bar0: rb,
-            map: mb,
+            map: jb,
             size: vram / 4,
             what: "cdev 1/4",
         };
-        jobs(&mut t, &a, &b, &pb);
+        jobs(&mut t, &a, &b, mb, &pb);
     } else {
         t.check(
             false,
@@ -739,6 +756,9 @@ fn main() {
             "an instance is missing",
         );
     }
+    // Every mapping holds its device file open, and removal waits for the last one.
+    drop(ja);
+    drop(jb);
     drop(map_a);
     drop(ga);
 
