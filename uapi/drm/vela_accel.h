@@ -60,6 +60,10 @@ enum drm_vela_query_id {
 #define DRM_VELA_CAP_MMU		(1ULL << 2)
 #define DRM_VELA_CAP_P2P		(1ULL << 3)
 #define DRM_VELA_CAP_FAULT_INJECT	(1ULL << 4)
+/* The device can be cut into hardware partitions (vGPUs, Documentation/vgpu.rst). */
+#define DRM_VELA_CAP_PARTITIONS		(1ULL << 5)
+/* The device is itself a partition: a vGPU instance, as a guest sees it. */
+#define DRM_VELA_CAP_VIRTUAL		(1ULL << 6)
 
 /**
  * struct drm_vela_query_device - Reply to %DRM_VELA_QUERY_DEVICE.

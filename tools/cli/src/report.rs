@@ -9,12 +9,14 @@ use vela_hw::regs::Version;
 use vela_uapi::{drm_vela_query_device, drm_vela_query_limits, drm_vela_query_memory};
 
 /// Capability bits and their names.
-const CAPS: [(u32, &str); 5] = [
+const CAPS: [(u32, &str); 7] = [
     (vela_uapi::DRM_VELA_CAP_COPY, "copy"),
     (vela_uapi::DRM_VELA_CAP_COMPUTE, "compute"),
     (vela_uapi::DRM_VELA_CAP_MMU, "mmu"),
     (vela_uapi::DRM_VELA_CAP_P2P, "p2p"),
     (vela_uapi::DRM_VELA_CAP_FAULT_INJECT, "fault-inject"),
+    (vela_uapi::DRM_VELA_CAP_PARTITIONS, "partitions"),
+    (vela_uapi::DRM_VELA_CAP_VIRTUAL, "virtual"),
 ];
 
 /// The counters, in `DRM_VELA_COUNTER_*` order: JSON key and text label.
