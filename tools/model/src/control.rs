@@ -7,7 +7,7 @@
 //! starts with `ok` or `error:`.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -75,8 +75,7 @@ fn serve_client(devices: &[Arc<Device>], stream: UnixStream) -> std::io::Result<
 
 /// Create the control socket and serve it on a background thread.
 pub fn spawn(path: &Path, devices: Vec<Arc<Device>>) -> std::io::Result<()> {
-    crate::server::clear_stale_socket(path);
-    let listener = UnixListener::bind(path)?;
+    let listener = crate::server::bind_published(path)?;
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             match stream {

@@ -105,7 +105,7 @@ pub fn main<I: IntoIterator<Item = String>>(args: I) -> Result<(), RunError> {
 /// fresh from power-up on the same socket (VRAM contents aside).
 fn serve_one(
     name: &str,
-    srv: vfio_user::Server,
+    srv: server::Listening,
     dev: Arc<Device>,
     reconnect: bool,
 ) -> Result<(), String> {

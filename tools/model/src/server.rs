@@ -3,7 +3,8 @@
 
 use std::fs::File;
 use std::mem::size_of;
-use std::path::Path;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use vfio_bindings::bindings::vfio::{
@@ -169,11 +170,48 @@ pub fn irqs(dev: &Device) -> Vec<IrqInfo> {
         .collect()
 }
 
+/// A device's listening socket, whose file is removed when the model is done
+/// with it.
+pub struct Listening {
+    server: Server,
+    path: PathBuf,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Create the listening socket. Separate from serving so that every socket of
 /// a multi-device run exists before any client is expected to connect.
-pub fn listen(dev: &Device, path: &Path) -> Result<Server, vfio_user::Error> {
+pub fn listen(dev: &Device, path: &Path) -> Result<Listening, vfio_user::Error> {
+    let listener = bind_published(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => vfio_user::Error::SocketPathExists,
+        _ => vfio_user::Error::SocketBind(e),
+    })?;
+    let server = Server::from_owned_fd(listener.into(), true, irqs(dev), regions(dev));
+    Ok(Listening {
+        server,
+        path: path.to_path_buf(),
+    })
+}
+
+/// Bind and listen under a private name, then give the socket its real name.
+/// A plain bind makes the file appear before listen(2) runs, and a client that
+/// waits for the file to appear (QEMU's harness does) can connect in between
+/// and be refused. link(2) publishes the socket already listening, and fails
+/// rather than replacing whatever holds the name.
+pub fn bind_published(path: &Path) -> std::io::Result<UnixListener> {
     clear_stale_socket(path);
-    Server::new(path, true, irqs(dev), regions(dev))
+    let mut private = path.as_os_str().to_owned();
+    private.push(format!(".{}~", std::process::id()));
+    let private = PathBuf::from(private);
+    let _ = std::fs::remove_file(&private);
+    let listener = UnixListener::bind(&private)?;
+    let published = std::fs::hard_link(&private, path);
+    let _ = std::fs::remove_file(&private);
+    published.map(|()| listener)
 }
 
 /// A model that was killed leaves its socket file behind, and binding over
@@ -193,15 +231,34 @@ pub fn clear_stale_socket(path: &Path) {
 }
 
 /// Serve one connection to completion.
-pub fn serve(server: &Server, dev: Arc<Device>) -> Result<(), vfio_user::Error> {
+pub fn serve(listening: &Listening, dev: Arc<Device>) -> Result<(), vfio_user::Error> {
     let mut backend = Backend(dev);
-    server.run(&mut backend)
+    listening.server.run(&mut backend)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::device::DeviceOptions;
+
+    #[test]
+    fn a_published_socket_is_already_listening_and_keeps_its_name() {
+        let path = std::env::temp_dir().join(format!("vela-pub-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = bind_published(&path).unwrap();
+        // Connecting the moment the name exists succeeds: no window before listen(2).
+        std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let dir = std::fs::read_dir(std::env::temp_dir()).unwrap();
+        let private = format!("vela-pub-{}.sock.", std::process::id());
+        assert!(!dir
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(&private)));
+        // A live socket holding the name is not replaced.
+        let again = bind_published(&path).map(|_| ()).unwrap_err();
+        assert_eq!(again.kind(), std::io::ErrorKind::AlreadyExists);
+        drop(listener);
+        let _ = std::fs::remove_file(&path);
+    }
 
     #[test]
     fn regions_are_sized_as_the_bars() {
