@@ -65,8 +65,6 @@ pub(crate) struct Event {
     pub(crate) request: Option<PageRequest>,
 }
 
-// For the pinning of guest pages (IOVA table entries), which comes next.
-#[allow(dead_code)]
 /// An IOVA table entry (`partitions.rst`, IOVA table entry): `bus` mapped for reads, and for
 /// writes if `write`. `EINVAL` for a bus address that is not 4 KiB aligned or too wide.
 pub(crate) fn iova_entry(bus: u64, write: bool) -> Result<u64> {
@@ -292,11 +290,14 @@ impl Chip {
         .map(|_| ())
     }
 
-    // For the pinning of guest pages (IOVA table entries), which comes next.
-    #[allow(dead_code)]
     /// Drops `p`'s cached IOVA translations: once this returns, no command of the partition
-    /// uses an entry that was removed, and the pages it named may be unpinned.
+    /// uses an entry that was removed, and the pages it named may be unpinned. A disabled
+    /// partition caches nothing (and is not enabled again by this).
     pub(crate) fn invalidate_iova(&self, p: PartitionId) -> Result {
+        let o = self.owners.lock();
+        if o.partition_config[p.index()].is_none() {
+            return Ok(());
+        }
         self.with_bar0(|bar| {
             bar.write(
                 regs::PART_CONTROL::at_partition(p),

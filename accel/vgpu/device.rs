@@ -19,7 +19,7 @@ use kernel::{
     vfio,
 };
 
-use super::{bar0::Bar0, config};
+use super::{bar0::Bar0, config, guest};
 use crate::hw::{self, regs::PartitionId};
 
 /// The region index sits above this bit of a device file offset (vfio-pci's layout, which
@@ -73,6 +73,9 @@ pub(crate) struct VgpuDev {
     queues: u32,
     /// The hardware partition behind the instance.
     partition: PartitionId,
+    /// The guest pages the partition reaches.
+    #[pin]
+    guest: guest::GuestMemory,
     #[pin]
     state: Mutex<State>,
     /// Set once, when the instance is revoked. The fault handler inserts pages under this
@@ -99,6 +102,7 @@ impl VgpuDev {
         vram_size: u64,
         queues: u32,
         partition: PartitionId,
+        table: Arc<guest::IovaTable>,
     ) -> Result<impl PinInit<Self, Error>> {
         let vectors = queues + 1;
         let mut msix = KVec::with_capacity(vectors as usize, GFP_KERNEL)?;
@@ -117,6 +121,7 @@ impl VgpuDev {
             vram_size,
             queues,
             partition,
+            guest <- guest::GuestMemory::new(table),
             state <- new_mutex!(state),
             revoked <- new_mutex!(false),
         }))
@@ -178,6 +183,11 @@ impl VgpuDev {
     /// The partition behind the instance.
     pub(crate) fn partition(&self) -> PartitionId {
         self.partition
+    }
+
+    /// Serves the partition's page request (from a work item: pinning sleeps).
+    pub(crate) fn page_request(dev: &Device, req: hw::partition::PageRequest) {
+        dev.guest.page_request(dev, &dev.chip, dev.partition, req);
     }
 
     /// Relays the partition's vectors that fired (`PART_VEC_PENDING`, bit V = vector V) to
@@ -378,10 +388,14 @@ impl vfio::Driver for VgpuDev {
     const NAME: &'static CStr = c"vela-vgpu";
 
     fn open_device(dev: &Device) -> Result {
-        dev.check_live()
+        dev.check_live()?;
+        dev.guest.opened();
+        Ok(())
     }
 
     fn close_device(dev: &Device) {
+        // While the VFIO core still lets pages go (the device is open until this returns).
+        dev.guest.closing(dev, &dev.chip, dev.partition);
         // The next user starts from a reset device with no eventfds.
         let mut st = dev.state.lock();
         st.msix.iter_mut().for_each(|e| *e = None);
@@ -529,5 +543,9 @@ impl vfio::Driver for VgpuDev {
         if let Some(req) = &dev.state.lock().req {
             req.signal();
         }
+    }
+
+    fn dma_unmap(dev: &Device, iova: u64, length: u64) {
+        dev.guest.unmap(dev, &dev.chip, dev.partition, iova, length);
     }
 }

@@ -10,7 +10,7 @@ use kernel::{
     vfio,
 };
 
-use super::{device, Shared, VgpuType};
+use super::{device, guest, Shared, Tenant, VgpuType};
 use crate::hw::{self, partition, regs::PartitionId, vram::VramBlocks};
 
 /// Engine time per scheduling turn of every instance's partition: a tenant that submits
@@ -29,6 +29,8 @@ struct Resources {
     contexts: KVec<u32>,
     /// The partition slot, taken at reserve and enabled once the range is scrubbed.
     partition: Option<PartitionId>,
+    /// The partition's IOVA table: given back only after the partition is disabled.
+    table: Option<Arc<guest::IovaTable>>,
 }
 
 impl Resources {
@@ -43,6 +45,7 @@ impl Resources {
             queues: KVec::with_capacity(ty.queues as usize, GFP_KERNEL)?,
             contexts: KVec::with_capacity(ty.contexts as usize, GFP_KERNEL)?,
             partition: None,
+            table: None,
         };
         // Every slot taken is "does not fit", as for the other resources.
         let slot = match chip.take_partition() {
@@ -73,6 +76,7 @@ impl Resources {
         let (offset, blocks) = chip.reserve_vram_range(size)?;
         res.vram_offset = offset;
         res.vram = Some(blocks);
+        res.table = Some(guest::IovaTable::new(chip)?);
         Ok(res)
     }
 
@@ -82,10 +86,11 @@ impl Resources {
     }
 
     /// Programs the partition with what was reserved and enables it: from now on the device
-    /// holds every access of its queues to the range. No system memory yet (no IOVA pages):
-    /// a guest's DMA to system memory fails as unreachable.
+    /// holds every access of its queues to the range, and to system memory through its IOVA
+    /// table, empty to begin with (pages are pinned on request, `guest.rs`).
     fn enable(&self) -> Result<PartitionId> {
         let p = self.partition.ok_or(EINVAL)?;
+        let table = self.table.as_ref().ok_or(EINVAL)?;
         let mask = |v: &KVec<u32>| v.iter().fold(0u32, |m, &i| m | (1 << i));
         self.chip.enable_partition(
             p,
@@ -95,8 +100,8 @@ impl Resources {
                 queues: mask(&self.queues),
                 contexts: mask(&self.contexts),
                 quantum_us: QUANTUM_US,
-                iova_table: 0,
-                iova_pages: 0,
+                iova_table: table.bus_address(),
+                iova_pages: guest::IOVA_PAGES as u32,
             },
         )?;
         Ok(p)
@@ -118,6 +123,7 @@ impl Drop for Resources {
         for &q in self.queues.iter() {
             self.chip.put_queue(q);
         }
+        // `table` goes after this: the partition that read it is disabled.
         // `vram` goes back to the allocator after this, scrubbed.
     }
 }
@@ -127,6 +133,7 @@ impl Drop for Resources {
 /// resources.
 pub(crate) struct Instance {
     reg: vfio::Registration<device::VgpuDev>,
+    tenant: Arc<Tenant>,
     res: Resources,
     shared: Arc<Shared>,
 }
@@ -144,9 +151,14 @@ impl Instance {
         if instances.len() >= super::PARTITION_SLOTS {
             return Err(ENOSPC);
         }
+        // Everything that can fail for lack of memory comes before the registration, so that
+        // nothing after it has to be undone.
+        let this = KBox::<Self>::new_uninit(GFP_KERNEL)?;
+        instances.reserve(1, GFP_KERNEL)?;
         let res = Resources::reserve(chip, ty)?;
         res.scrub()?;
         let partition = res.enable()?;
+        let table = res.table.clone().ok_or(EINVAL)?;
         let dev = vfio::Device::new(
             mdev.as_dev(),
             device::VgpuDev::new(
@@ -155,12 +167,13 @@ impl Instance {
                 res.vram_size,
                 ty.queues,
                 partition,
+                table,
             )?,
         )?;
-        instances.reserve(1, GFP_KERNEL)?;
+        let tenant = Tenant::new(dev.clone())?;
         let reg = vfio::Registration::new(dev.clone())?;
         if let Some(slot) = shared.by_partition.lock().get_mut(partition.index()) {
-            *slot = Some(dev.clone());
+            *slot = Some(tenant.clone());
         }
         instances.push(dev, GFP_KERNEL)?;
         dev_info!(
@@ -171,14 +184,16 @@ impl Instance {
             &res.queues[..],
             &res.contexts[..]
         );
-        Ok(KBox::pin(
+        Ok(KBox::write(
+            this,
             Self {
                 reg,
+                tenant,
                 res,
                 shared: shared.clone(),
             },
-            GFP_KERNEL,
-        )?)
+        )
+        .into())
     }
 
     /// Removes the instance: revokes it if it is open (its VMM is asked to let go, and
@@ -188,7 +203,12 @@ impl Instance {
         let this = Pin::into_inner(this);
         let dev: ARef<device::Device> = this.reg.device().clone();
         device::VgpuDev::revoke(&dev);
-        let Self { reg, res, shared } = KBox::into_inner(this);
+        let Self {
+            reg,
+            tenant,
+            res,
+            shared,
+        } = KBox::into_inner(this);
         drop(reg);
         shared
             .instances
@@ -197,6 +217,10 @@ impl Instance {
         if let Some(slot) = shared.by_partition.lock().get_mut(dev.partition().index()) {
             *slot = None;
         }
+        // Nothing queues the pager now; a request it still held is dropped by the reset that
+        // disabling the partition is.
+        Tenant::stop(&tenant);
+        drop(tenant);
         drop(res);
     }
 }

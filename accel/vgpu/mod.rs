@@ -12,6 +12,7 @@
 mod bar0;
 mod config;
 mod device;
+mod guest;
 mod instance;
 
 use kernel::{
@@ -20,6 +21,7 @@ use kernel::{
     prelude::*,
     str::Formatter,
     sync::{aref::ARef, Arc, Mutex},
+    workqueue::{self, WorkItem},
 };
 
 use crate::hw;
@@ -82,7 +84,54 @@ pub(crate) struct Shared {
     /// apart from `instances`: that one is held across calls into the core (a create's scrub
     /// may wait for a reset, which takes the frontends' lock the thread holds).
     #[pin]
-    by_partition: Mutex<[Option<ARef<device::Device>>; PARTITION_SLOTS]>,
+    by_partition: Mutex<[Option<Arc<Tenant>>; PARTITION_SLOTS]>,
+}
+
+/// An instance as the core's interrupt thread sees it: where its vectors go, and the work
+/// item that serves its partition's page requests. Pinning sleeps (it may fault the page in),
+/// so it does not run in the interrupt thread, which other partitions and the host's own
+/// queues wait for. The instance's removal cancels the work before the module can go.
+#[pin_data]
+pub(crate) struct Tenant {
+    dev: ARef<device::Device>,
+    /// The request the work item serves next. A partition presents one at a time.
+    #[pin]
+    request: Mutex<Option<hw::partition::PageRequest>>,
+    #[pin]
+    pager: workqueue::DelayedWork<Tenant>,
+}
+
+kernel::impl_has_delayed_work! {
+    impl HasDelayedWork<Self> for Tenant { self.pager }
+}
+
+impl WorkItem for Tenant {
+    type Pointer = Arc<Tenant>;
+
+    fn run(this: Arc<Tenant>) {
+        let req = this.request.lock().take();
+        if let Some(req) = req {
+            device::VgpuDev::page_request(&this.dev, req);
+        }
+    }
+}
+
+impl Tenant {
+    fn new(dev: ARef<device::Device>) -> Result<Arc<Self>> {
+        Arc::pin_init(
+            try_pin_init!(Self {
+                dev,
+                request <- new_mutex!(None),
+                pager <- kernel::new_delayed_work!("vela-vgpu-pager"),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Waits until the work is neither pending nor running: the instance is going.
+    fn stop(this: &Arc<Self>) {
+        workqueue::cancel_delayed_work_sync(this);
+    }
 }
 
 impl Shared {
@@ -207,24 +256,27 @@ impl hw::Frontend for Hooks {
         self.0.revoke_all();
     }
 
-    /// Relays a partition's vectors to its instance's eventfds. Page requests are denied: the
-    /// frontend maps no guest memory for partitions yet (`Documentation/vgpu.rst`, Status),
-    /// so the access fails in the guest with `DMA_ERROR` rather than stalling its queue.
+    /// Relays a partition's vectors to its instance's eventfds, and hands its page request to
+    /// the instance's work item, which pins the page (`Documentation/vgpu.rst`, Guest memory).
     fn partition_event(&self, event: &hw::partition::Event) {
-        let dev = self
-            .0
-            .by_partition
-            .lock()
-            .get(event.partition.index())
-            .and_then(|d| d.clone());
-        if let (Some(dev), true) = (dev, event.vectors != 0) {
-            dev.relay(event.vectors);
-        }
-        if event.request.is_some() {
-            hw::best_effort(
-                "answering a vGPU's page request",
-                self.0.chip.answer_page_request(event.partition, false),
-            );
+        let tenant = {
+            let slots = self.0.by_partition.lock();
+            // Not an instance's: another frontend's, or one being created or removed, whose
+            // queues run nothing (a removal resets the partition, which drops the request).
+            let Some(tenant) = slots.get(event.partition.index()).and_then(|t| t.clone()) else {
+                return;
+            };
+            if let Some(req) = event.request {
+                *tenant.request.lock() = Some(req);
+                // Under the slot's lock: once a removal cleared the slot, nothing queues the
+                // work again, so cancelling it afterwards stops it for good. `Err`: already
+                // pending, and it takes the request just stored.
+                let _ = workqueue::system().enqueue_delayed(tenant.clone(), 0);
+            }
+            tenant
+        };
+        if event.vectors != 0 {
+            tenant.dev.relay(event.vectors);
         }
     }
 }

@@ -30,10 +30,16 @@ pub const VFIO_DEVICE_GET_REGION_INFO: u64 = vfio_io(8);
 pub const VFIO_DEVICE_GET_IRQ_INFO: u64 = vfio_io(9);
 pub const VFIO_DEVICE_SET_IRQS: u64 = vfio_io(10);
 pub const VFIO_DEVICE_RESET: u64 = vfio_io(11);
+pub const VFIO_IOMMU_MAP_DMA: u64 = vfio_io(13);
+pub const VFIO_IOMMU_UNMAP_DMA: u64 = vfio_io(14);
 pub const VFIO_DEVICE_BIND_IOMMUFD: u64 = vfio_io(18);
 pub const VFIO_DEVICE_ATTACH_IOMMUFD_PT: u64 = vfio_io(19);
 /// `_IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_ALLOC)`.
 pub const IOMMU_IOAS_ALLOC: u64 = ((b';' as u64) << 8) | 0x81;
+/// `_IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_MAP)`.
+pub const IOMMU_IOAS_MAP: u64 = ((b';' as u64) << 8) | 0x85;
+/// `_IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_UNMAP)`.
+pub const IOMMU_IOAS_UNMAP: u64 = ((b';' as u64) << 8) | 0x86;
 
 pub const VFIO_API_VERSION: i32 = 0;
 pub const VFIO_TYPE1V2_IOMMU: u64 = 3;
@@ -232,6 +238,36 @@ impl GroupDevice {
     }
 }
 
+/// Splits a u64 into the two u32 words a VFIO struct holds it in (little-endian).
+fn words64(v: u64) -> [u32; 2] {
+    [v as u32, (v >> 32) as u32]
+}
+
+impl GroupDevice {
+    /// Maps `mem` at `iova` for the device's DMA (VFIO_IOMMU_MAP_DMA), readable, and writable
+    /// if `write`.
+    pub fn map_dma(&self, mem: &Memory, iova: u64, write: bool) -> io::Result<()> {
+        // struct vfio_iommu_type1_dma_map: argsz, flags (READ 1, WRITE 2), vaddr, iova, size.
+        let (v, i, n) = (
+            words64(mem.ptr as u64),
+            words64(iova),
+            words64(mem.len as u64),
+        );
+        let flags = 1 | if write { 2 } else { 0 };
+        let mut map = [32u32, flags, v[0], v[1], i[0], i[1], n[0], n[1]];
+        ioctl_words(self.container.as_raw_fd(), VFIO_IOMMU_MAP_DMA, &mut map).map(|_| ())
+    }
+
+    /// Unmaps `[iova, iova + len)` (VFIO_IOMMU_UNMAP_DMA); returns the bytes unmapped.
+    pub fn unmap_dma(&self, iova: u64, len: u64) -> io::Result<u64> {
+        // struct vfio_iommu_type1_dma_unmap: argsz, flags, iova, size (out: unmapped).
+        let (i, n) = (words64(iova), words64(len));
+        let mut unmap = [24u32, 0, i[0], i[1], n[0], n[1]];
+        ioctl_words(self.container.as_raw_fd(), VFIO_IOMMU_UNMAP_DMA, &mut unmap)?;
+        Ok(u64::from(unmap[4]) | (u64::from(unmap[5]) << 32))
+    }
+}
+
 /// A device opened through its cdev, bound to an iommufd and attached to a new IOAS. Field
 /// order is the close order.
 pub struct CdevDevice {
@@ -260,6 +296,86 @@ impl CdevDevice {
             devid: bind[3],
             ioas: alloc[2],
         })
+    }
+}
+
+impl CdevDevice {
+    /// Maps `mem` at `iova` in the device's IOAS (IOMMU_IOAS_MAP with a fixed IOVA),
+    /// readable, and writable if `write`.
+    pub fn map_dma(&self, mem: &Memory, iova: u64, write: bool) -> io::Result<()> {
+        // struct iommu_ioas_map: size, flags (FIXED_IOVA 1, WRITEABLE 2, READABLE 4), ioas_id,
+        // reserved, user_va, length, iova.
+        let (v, n, i) = (
+            words64(mem.ptr as u64),
+            words64(mem.len as u64),
+            words64(iova),
+        );
+        let flags = 1 | 4 | if write { 2 } else { 0 };
+        let mut map = [
+            40u32, flags, self.ioas, 0, v[0], v[1], n[0], n[1], i[0], i[1],
+        ];
+        ioctl_words(self.iommufd.as_raw_fd(), IOMMU_IOAS_MAP, &mut map).map(|_| ())
+    }
+
+    /// Unmaps `[iova, iova + len)` from the IOAS (IOMMU_IOAS_UNMAP); returns the bytes
+    /// unmapped.
+    pub fn unmap_dma(&self, iova: u64, len: u64) -> io::Result<u64> {
+        // struct iommu_ioas_unmap: size, ioas_id, iova, length (in/out).
+        let (i, n) = (words64(iova), words64(len));
+        let mut unmap = [24u32, self.ioas, i[0], i[1], n[0], n[1]];
+        ioctl_words(self.iommufd.as_raw_fd(), IOMMU_IOAS_UNMAP, &mut unmap)?;
+        Ok(u64::from(unmap[4]) | (u64::from(unmap[5]) << 32))
+    }
+}
+
+/// Anonymous memory, page aligned, standing for a guest's RAM that a VMM maps for DMA.
+pub struct Memory {
+    pub ptr: *mut u8,
+    pub len: usize,
+}
+
+impl Memory {
+    pub fn new(len: usize) -> io::Result<Self> {
+        // SAFETY: A new private anonymous mapping; no pointer is passed in.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    pub fn write(&self, off: usize, data: &[u8]) {
+        assert!(off + data.len() <= self.len);
+        // SAFETY: Inside the mapping (asserted); the device writes it only while a job runs,
+        // and the caller reads or writes it between jobs.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.add(off), data.len()) };
+    }
+
+    pub fn read(&self, off: usize, len: usize) -> Vec<u8> {
+        assert!(off + len <= self.len);
+        let mut out = vec![0u8; len];
+        // SAFETY: Inside the mapping (asserted).
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(off), out.as_mut_ptr(), len) };
+        out
+    }
+}
+
+impl Drop for Memory {
+    fn drop(&mut self) {
+        // SAFETY: Our mapping.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
     }
 }
 

@@ -14,11 +14,18 @@
 //!    and its completion reaches the MSI-X eventfd of the queue's vector; a COPY aimed one byte
 //!    past the slice stops that instance's queue with DMA_ERROR while the other instance's data
 //!    and jobs are untouched;
-//! 5. the 1/2 instance removed and made again: the new instance of the slice reads zeroes;
-//! 6. removal of an open instance (from a thread): the request eventfd fires, accesses and
+//! 5. jobs on guest memory, as a VMM maps it (container for one instance, IOAS for the
+//!    other): COPYs from and to read-write guest memory carry data both ways, read-only memory
+//!    is read but a write to it fails, an IOVA nobody mapped or past the IOVA space fails with
+//!    DMA_ERROR at that IOVA, and once the VMM unmaps memory the device no longer reaches it;
+//!    then time slices: with the 1/2 instance flooding both its queues, the 1/4 instance's
+//!    job and a host accel job each wait for only a few of its commands, and the flood
+//!    completes;
+//! 6. the 1/2 instance removed and made again: the new instance of the slice reads zeroes;
+//! 7. removal of an open instance (from a thread): the request eventfd fires, accesses and
 //!    ioctls fail with `ENODEV`, the BAR2 mapping raises SIGBUS, and the removal completes
 //!    once the files are closed;
-//! 7. the same for an unbind of vela.ko from vela2 with an instance open; vela2 is bound
+//! 8. the same for an unbind of vela.ko from vela2 with an instance open; vela2 is bound
 //!    again after.
 
 use std::{
@@ -34,7 +41,7 @@ use vela_hw::{
 };
 use vela_selftests::{
     p2p_topology, pattern, same,
-    vfio::{self, CdevDevice, EventFd, GroupDevice, Mdev, MdevType, Region, VfioDevice},
+    vfio::{self, CdevDevice, EventFd, GroupDevice, Mdev, MdevType, Memory, Region, VfioDevice},
     Tap,
 };
 
@@ -460,24 +467,54 @@ impl Slice<'_> {
     /// Sets up local queue 0 on local context 0 (translation off: addresses are the
     /// partition's DPAs), its ring and fence in the slice, queue 0's interrupt unmasked.
     fn setup(&self) -> std::io::Result<()> {
-        let q = |off| queue::reg(0, off);
+        self.setup_queue(0)
+    }
+
+    /// Sets up local queue `n` (its ring and fence after queue 0's), as [`Slice::setup`].
+    fn setup_queue(&self, n: usize) -> std::io::Result<()> {
+        let q = |off| queue::reg(n, off);
+        let (ring, fence) = (RING + 0x400 * n as u64, FENCE + 0x100 * n as u64);
         self.w(ctx::reg(0, ctx::CONTROL), 0)?;
         self.w(q(queue::CONTROL), 1 << 1)?;
-        self.w(q(queue::RING_BASE_LO), RING as u32)?;
-        self.w(q(queue::RING_BASE_HI), ((VRAM | RING) >> 32) as u32)?;
+        self.w(q(queue::RING_BASE_LO), ring as u32)?;
+        self.w(q(queue::RING_BASE_HI), ((VRAM | ring) >> 32) as u32)?;
         self.w(q(queue::RING_SIZE), 4)?;
         self.w(q(queue::CONTEXT), 0)?;
-        self.w(q(queue::FENCE_BASE_LO), FENCE as u32)?;
-        self.w(q(queue::FENCE_BASE_HI), ((VRAM | FENCE) >> 32) as u32)?;
+        self.w(q(queue::FENCE_BASE_LO), fence as u32)?;
+        self.w(q(queue::FENCE_BASE_HI), ((VRAM | fence) >> 32) as u32)?;
         self.w(hw::INT_MASK, !1)?;
         self.w(q(queue::CONTROL), 1)
+    }
+
+    /// Fills local queue `n`'s ring (set up fresh) with `FLOOD` COPYs of `len` bytes inside
+    /// the slice and rings the doorbell once, without waiting.
+    fn flood(&self, n: usize, len: u64) -> std::io::Result<()> {
+        self.setup_queue(n)?;
+        let ring = RING + 0x400 * n as u64;
+        for i in 0..FLOOD {
+            let slot = CopyCmd::new(VRAM | FLOOD_SRC, VRAM | (FLOOD_SRC + len), len).to_slot();
+            self.map
+                .write((ring - JOBS + 64 * u64::from(i)) as usize, &slot);
+        }
+        self.w(queue::reg(n, queue::DOORBELL), FLOOD)
+    }
+
+    /// Commands local queue `n` completed since its setup.
+    fn completed(&self, n: usize) -> std::io::Result<u32> {
+        self.r(queue::reg(n, queue::COMPLETED))
     }
 
     /// Puts a COPY of `JOB_LEN` bytes from `src` to `dst` (slice offsets, or beyond) with the
     /// INTERRUPT flag into slot `n` and rings the doorbell; waits up to 20 s for the queue to
     /// complete it or stop. Returns (completed, Q_STATUS, Q_ERROR_ADDR).
     fn copy(&self, n: u32, src: u64, dst: u64) -> std::io::Result<(u32, u32, u64)> {
-        let mut slot = CopyCmd::new(VRAM | src, VRAM | dst, JOB_LEN as u64).to_slot();
+        self.copy_dpa(n, VRAM | src, VRAM | dst)
+    }
+
+    /// As [`Slice::copy`], between any two of the partition's DPAs: a VRAM offset with bit 63,
+    /// or an IOVA of guest memory without.
+    fn copy_dpa(&self, n: u32, src: u64, dst: u64) -> std::io::Result<(u32, u32, u64)> {
+        let mut slot = CopyCmd::new(src, dst, JOB_LEN as u64).to_slot();
         Header::read(&slot).with_interrupt(true).write(&mut slot);
         self.map
             .write((RING - JOBS + 64 * u64::from(n)) as usize, &slot);
@@ -488,7 +525,8 @@ impl Slice<'_> {
         loop {
             let done = self.r(q(queue::COMPLETED))?;
             let status = self.r(q(queue::STATUS))?;
-            if done != before || status & 0b10 != 0 || Instant::now() > deadline {
+            // Done, or stopped: ERROR or FAULT_STOPPED.
+            if done != before || status & 0b110 != 0 || Instant::now() > deadline {
                 let lo = self.r(q(queue::ERROR_ADDR_LO))?;
                 let hi = self.r(q(queue::ERROR_ADDR_HI))?;
                 return Ok((done - before, status, (u64::from(hi) << 32) | u64::from(lo)));
@@ -574,6 +612,342 @@ fn jobs(t: &mut Tap, a: &Slice<'_>, b: &Slice<'_>, b_map: &vfio::Mapping, b_data
     );
 }
 
+/// Page tables of local context 0 in the slice, past the data the job checks use.
+const PT_L2: u64 = JOBS + 0x30000;
+const PT_L1: u64 = JOBS + 0x31000;
+/// Page-table entry bits (`Documentation/hardware/mmu.rst`).
+const PTE_VALID: u64 = 1;
+const PTE_RW: u64 = 0b110;
+const PTE_HUGE: u64 = 1 << 3;
+const PTE_VRAM: u64 = 1 << 4;
+
+/// Isolation through page tables (item 4 of the module's comment): `a`'s context 0 translates
+/// through tables in its slice whose 2 MiB pages map the slice's first 2 MiB, the first 2 MiB
+/// past its end, and an address far beyond (where other tenants' and the host's VRAM would be
+/// were addresses not the partition's). A COPY through the first carries data; through the
+/// others it fails with DMA_ERROR; a root table outside the slice faults with TABLE_BUS. The
+/// other instance's data and jobs are untouched.
+fn page_tables(t: &mut Tap, a: &Slice<'_>, b: &Slice<'_>, b_map: &vfio::Mapping, b_data: &[u8]) {
+    let what = a.what;
+    let huge = PTE_VALID | PTE_RW | PTE_HUGE | PTE_VRAM;
+    let l2 = (PT_L1 | PTE_VALID | PTE_VRAM).to_le_bytes();
+    let mut l1 = Vec::new();
+    for page in [0, a.size, 1 << 40] {
+        l1.extend_from_slice(&(page | huge).to_le_bytes());
+    }
+    a.map.write((PT_L2 - JOBS) as usize, &l2);
+    a.map.write((PT_L1 - JOBS) as usize, &l1);
+    let root = |dpa: u64| -> std::io::Result<()> {
+        a.w(ctx::reg(0, ctx::PT_BASE_LO), dpa as u32)?;
+        a.w(ctx::reg(0, ctx::PT_BASE_HI), ((VRAM | dpa) >> 32) as u32)?;
+        a.w(ctx::reg(0, ctx::CONTROL), 1)
+    };
+    // `setup` turns translation off: the context is set after it.
+    let _ = a.setup();
+    t.ok(
+        root(PT_L2),
+        &format!("{what}: context 0 translates through tables in the slice"),
+    );
+    let data = pattern(51, JOB_LEN as u64);
+    a.map.write((SRC - JOBS) as usize, &data);
+    a.map.write((DST - JOBS) as usize, &vec![0u8; JOB_LEN]);
+    // VA = slice offset in the first 2 MiB.
+    let r = a.copy_dpa(0, SRC, DST);
+    t.check(
+        matches!(r, Ok((1, st, _)) if st & 0b110 == 0)
+            && same(&a.map.read((DST - JOBS) as usize, JOB_LEN), &data).is_ok(),
+        &format!("{what}: a COPY through the page tables carries data"),
+        format_args!("{r:?}"),
+    );
+    for (va, whither) in [(2 * MIB, "just past the slice"), (4 * MIB, "far beyond it")] {
+        let _ = a.setup();
+        let _ = root(PT_L2);
+        let r = a.copy_dpa(0, va, DST);
+        t.check(
+            matches!(r, Ok((0, st, _)) if st & 0b10 != 0 && (st >> 8) & 0xff == 4),
+            &format!("{what}: a read through a page of VRAM {whither} fails with DMA_ERROR"),
+            format_args!("{r:?}"),
+        );
+        let _ = a.setup();
+        let _ = root(PT_L2);
+        let r = a.copy_dpa(0, SRC, va);
+        t.check(
+            matches!(r, Ok((0, st, _)) if st & 0b10 != 0 && (st >> 8) & 0xff == 4),
+            &format!("{what}: and so does a write"),
+            format_args!("{r:?}"),
+        );
+    }
+    let _ = a.setup();
+    let _ = root(a.size);
+    let r = a.copy_dpa(0, SRC, DST);
+    let fault = a.r(ctx::reg(0, ctx::FAULT_STATUS)).unwrap_or(0);
+    t.check(
+        matches!(r, Ok((0, st, _)) if st & 0b100 != 0) && fault & 1 != 0 && (fault >> 8) & 0xf == 5,
+        &format!("{what}: a root table past the slice faults with TABLE_BUS"),
+        format_args!("{r:?}, CTX_FAULT_STATUS {fault:#x}"),
+    );
+    t.check(
+        same(&b_map.read(0, SPAN), b_data).is_ok(),
+        &format!("{}: its data is untouched", b.what),
+        "",
+    );
+    let r = b.copy(3, SRC, DST);
+    t.check(
+        matches!(r, Ok((1, st, _)) if st & 0b10 == 0),
+        &format!("{}: and its jobs complete", b.what),
+        format_args!("{r:?}"),
+    );
+    // The fault record and translation go with a reset of the instance.
+    let _ = a.dev.reset();
+}
+
+/// How a VMM maps guest memory for an instance: through its container, or its IOAS.
+trait Dma {
+    fn map(&self, mem: &Memory, iova: u64, write: bool) -> std::io::Result<()>;
+    fn unmap(&self, iova: u64, len: u64) -> std::io::Result<u64>;
+}
+
+impl Dma for GroupDevice {
+    fn map(&self, mem: &Memory, iova: u64, write: bool) -> std::io::Result<()> {
+        self.map_dma(mem, iova, write)
+    }
+    fn unmap(&self, iova: u64, len: u64) -> std::io::Result<u64> {
+        self.unmap_dma(iova, len)
+    }
+}
+
+impl Dma for CdevDevice {
+    fn map(&self, mem: &Memory, iova: u64, write: bool) -> std::io::Result<()> {
+        self.map_dma(mem, iova, write)
+    }
+    fn unmap(&self, iova: u64, len: u64) -> std::io::Result<u64> {
+        self.unmap_dma(iova, len)
+    }
+}
+
+/// Guest memory at these IOVAs: `GUEST` read-write, `GUEST_RO` read-only, `HOLE` mapped by
+/// nobody; `BEYOND` is past the instance's IOVA space (512 MiB).
+const GUEST: u64 = 4 * MIB;
+const GUEST_RO: u64 = 8 * MIB;
+const HOLE: u64 = 16 * MIB;
+const BEYOND: u64 = 512 * MIB;
+const GUEST_LEN: usize = 64 << 10;
+
+/// Whether a copy stopped the queue with DMA_ERROR at `addr`.
+fn dma_error_at(r: &std::io::Result<(u32, u32, u64)>, addr: u64) -> bool {
+    matches!(r, Ok((0, st, a)) if st & 0b10 != 0 && (st >> 8) & 0xff == 4 && *a == addr)
+}
+
+/// Jobs of a partition on its guest's memory (item 5 of the module's comment): the device
+/// asks for each page it touches and the host pins what the VMM mapped, with the VMM's
+/// permissions; what the VMM did not map, or unmapped, fails in the instance alone.
+fn guest_memory(t: &mut Tap, s: &Slice<'_>, dma: &dyn Dma) {
+    let what = s.what;
+    let (Ok(mem), Ok(ro)) = (Memory::new(GUEST_LEN), Memory::new(GUEST_LEN)) else {
+        t.check(false, &format!("{what}: guest memory"), "");
+        return;
+    };
+    t.ok(
+        dma.map(&mem, GUEST, true),
+        &format!("{what}: 64 KiB of guest memory mapped read-write at 4 MiB"),
+    );
+    t.ok(
+        dma.map(&ro, GUEST_RO, false),
+        &format!("{what}: and 64 KiB read-only at 8 MiB"),
+    );
+    t.ok(s.setup(), &format!("{what}: queue 0 set up again"));
+
+    let data = pattern(41, JOB_LEN as u64);
+    mem.write(0, &data);
+    s.map.write((DST - JOBS) as usize, &vec![0u8; JOB_LEN]);
+    let r = s.copy_dpa(0, GUEST, VRAM | DST);
+    t.check(
+        matches!(r, Ok((1, st, _)) if st & 0b10 == 0),
+        &format!("{what}: a COPY from guest memory into the slice completes"),
+        format_args!("{r:?}"),
+    );
+    t.check(
+        same(&s.map.read((DST - JOBS) as usize, JOB_LEN), &data).is_ok(),
+        &format!("{what}: and the slice holds the guest's data"),
+        "",
+    );
+    let back = pattern(42, JOB_LEN as u64);
+    s.map.write((SRC - JOBS) as usize, &back);
+    let half = (GUEST_LEN / 2) as u64;
+    let r = s.copy_dpa(1, VRAM | SRC, GUEST + half);
+    t.check(
+        matches!(r, Ok((1, st, _)) if st & 0b10 == 0),
+        &format!("{what}: a COPY from the slice into guest memory completes"),
+        format_args!("{r:?}"),
+    );
+    t.check(
+        same(&mem.read(half as usize, JOB_LEN), &back).is_ok(),
+        &format!("{what}: and the guest's memory holds the slice's data"),
+        "",
+    );
+    ro.write(0, &back);
+    let r = s.copy_dpa(2, GUEST_RO, VRAM | DST);
+    t.check(
+        matches!(r, Ok((1, st, _)) if st & 0b10 == 0)
+            && same(&s.map.read((DST - JOBS) as usize, JOB_LEN), &back).is_ok(),
+        &format!("{what}: read-only guest memory is read"),
+        format_args!("{r:?}"),
+    );
+
+    // Each failure stops the queue: set up again after it.
+    let r = s.copy_dpa(3, VRAM | SRC, GUEST_RO);
+    t.check(
+        dma_error_at(&r, GUEST_RO) && ro.read(0, JOB_LEN) == back,
+        &format!("{what}: a write to read-only guest memory fails with DMA_ERROR, untouched"),
+        format_args!("{r:?}"),
+    );
+    let _ = s.setup();
+    let r = s.copy_dpa(0, HOLE, VRAM | DST);
+    t.check(
+        dma_error_at(&r, HOLE),
+        &format!("{what}: an IOVA the VMM did not map fails with DMA_ERROR"),
+        format_args!("{r:?}"),
+    );
+    let _ = s.setup();
+    let r = s.copy_dpa(0, BEYOND, VRAM | DST);
+    t.check(
+        matches!(r, Ok((0, st, _)) if st & 0b10 != 0 && (st >> 8) & 0xff == 4),
+        &format!("{what}: an IOVA past the instance's IOVA space fails with DMA_ERROR"),
+        format_args!("{r:?}"),
+    );
+
+    // Unmapped by the VMM: the host unpins, and the device no longer reaches the page it read
+    // a moment ago.
+    t.eq(
+        dma.unmap(GUEST, GUEST_LEN as u64).ok(),
+        Some(GUEST_LEN as u64),
+        &format!("{what}: the VMM unmaps the read-write memory"),
+    );
+    let _ = s.setup();
+    let r = s.copy_dpa(0, GUEST, VRAM | DST);
+    t.check(
+        dma_error_at(&r, GUEST),
+        &format!("{what}: a COPY from it now fails with DMA_ERROR"),
+        format_args!("{r:?}"),
+    );
+    t.eq(
+        dma.unmap(GUEST_RO, GUEST_LEN as u64).ok(),
+        Some(GUEST_LEN as u64),
+        &format!("{what}: the VMM unmaps the read-only memory"),
+    );
+    let _ = s.setup();
+}
+
+/// A flood: this many COPYs per ring (16 slots, one kept free), each copying from here to
+/// right after.
+const FLOOD: u32 = 15;
+const FLOOD_SRC: u64 = 8 * MIB;
+
+/// A tenant that submits endless work gets its time slice and no more
+/// (`Documentation/hardware/partitions.rst`, Scheduling): with `a` keeping both of its queues
+/// full of long COPYs (so every engine has its work), `b`'s job and a job of the host's own
+/// accel path each finish before `a`'s flood does. The spec's bound is `a`'s quantum (2 ms,
+/// shorter than one of these COPYs) plus E commands per engine, so about 2E commands of `a`
+/// (E engines). `b`, driven by register writes, is checked against `FLOOD` (half the flood)
+/// to leave room for what completes while the test polls. The host's job goes through the
+/// accel ioctls and the host's queue scheduler, whose own latency under TCG is worth a dozen
+/// or more of these COPYs, so it is checked to finish while the flood is still pending;
+/// without time slices between tenants either job would wait for the whole flood. Counted in
+/// commands, not time, so the checks do not depend on the speed of the host running the
+/// device model.
+fn time_slices(t: &mut Tap, a: &Slice<'_>, b: &Slice<'_>, host: &vela_selftests::PciDev) {
+    use vela_runtime::{Access, BufferFlags, Command, Queue, Vm};
+    use vela_selftests::sharing::{read_bo, vram_with};
+
+    let engines = a.r(hw::TOPOLOGY).map_or(0, |v| (v >> 8) & 0xff);
+    // Long COPYs: the larger of what fits in the slice, at most 64 MiB.
+    let len = ((a.size - FLOOD_SRC) / 2).min(64 * MIB) & !(MIB - 1);
+    t.diag(format_args!(
+        "time slices: {engines} engines, {FLOOD} COPYs of {} MiB on each of 2 queues",
+        len >> 20
+    ));
+    let flood = || -> std::io::Result<()> {
+        a.flood(0, len)?;
+        a.flood(1, len)
+    };
+    let done = || -> u32 { a.completed(0).unwrap_or(0) + a.completed(1).unwrap_or(0) };
+    // Waited for at most FLOOD, and the flood was still going when the job came.
+    let fair = |before: u32, during: u32| before + FLOOD < 2 * FLOOD && during <= FLOOD;
+
+    // The other tenant's job.
+    let _ = b.setup();
+    t.ok(flood(), &format!("{}: both queues flooded", a.what));
+    let before = done();
+    let r = b.copy(0, SRC, DST);
+    let during = done().saturating_sub(before);
+    t.diag(format_args!(
+        "{}: {before} done before, {during} during",
+        b.what
+    ));
+    t.check(
+        matches!(r, Ok((1, st, _)) if st & 0b10 == 0),
+        &format!(
+            "{}: its job completes while the other tenant floods",
+            b.what
+        ),
+        format_args!("{r:?}"),
+    );
+    t.check(
+        fair(before, during),
+        &format!(
+            "{}: and waits for at most {FLOOD} of the flood's commands",
+            b.what
+        ),
+        format_args!("{before} done before, {during} during"),
+    );
+
+    // The host's own job, on its accel path: everything but the submission made first.
+    const LEN: u64 = 256 << 10;
+    let want = pattern(78, LEN);
+    let host_job = host.open().and_then(|dev| {
+        let src = vram_with(&dev, &want, BufferFlags::NONE)?;
+        let dst = vram_with(&dev, &vec![0u8; LEN as usize], BufferFlags::NONE)?;
+        let e = |e: vela_runtime::Error| e.to_string();
+        let vm = Vm::create(&dev).map_err(e)?;
+        let q = Queue::create(&vm).map_err(e)?;
+        let bs = vm.bind_auto(&src, Access::READ).map_err(e)?;
+        let bd = vm.bind_auto(&dst, Access::READ_WRITE).map_err(e)?;
+        let _ = flood();
+        let before = done();
+        q.run(
+            &[Command::copy(bs.va(), bd.va(), LEN)],
+            Duration::from_secs(60),
+        )
+        .map_err(e)?;
+        let during = done().saturating_sub(before);
+        same(&read_bo(&dst, LEN)?, &want)?;
+        Ok((before, during))
+    });
+    t.check(
+        host_job.is_ok(),
+        "the host's accel job completes with its data while a tenant floods",
+        format_args!("{host_job:?}"),
+    );
+    if let Ok((before, during)) = host_job {
+        t.diag(format_args!("host: {before} done before, {during} during"));
+        t.check(
+            before + during < 2 * FLOOD,
+            "the host's job completes before the flood does",
+            format_args!("{before} done before, {during} during"),
+        );
+    }
+    // And the flood gets its turns: all of it completes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while done() < 2 * FLOOD && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    t.eq(
+        done(),
+        2 * FLOOD,
+        &format!("{}: the flood completes in its turns", a.what),
+    );
+}
+
 /// Writes `data` through a mapping of BAR2 and reads it back through the mapping and pread.
 fn bar2_round_trip(
     t: &mut Tap,
@@ -616,13 +990,14 @@ fn bar2_round_trip(
 
 fn main() {
     let mut t = Tap::new();
-    let parent = match p2p_topology() {
-        Ok(topo) => topo.c.sysfs,
+    let host = match p2p_topology() {
+        Ok(topo) => topo.c,
         Err(e) => {
             t.check(false, "find vela2", e);
             t.finish();
         }
     };
+    let parent = host.sysfs.clone();
     t.diag(format_args!("parent {}", parent.display()));
     types(&mut t, &parent);
     let half = MdevType::of(&parent, "vela-half");
@@ -749,6 +1124,10 @@ fn main() {
             what: "cdev 1/4",
         };
         jobs(&mut t, &a, &b, mb, &pb);
+        page_tables(&mut t, &a, &b, mb, &pb);
+        guest_memory(&mut t, &a, g);
+        guest_memory(&mut t, &b, c);
+        time_slices(&mut t, &a, &b, &host);
     } else {
         t.check(
             false,
