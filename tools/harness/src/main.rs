@@ -8,6 +8,7 @@
 //! (WARN, BUG, Oops, KASAN, KFENCE, UBSAN, lockdep, kmemleak, RCU stall, hung task) fails it. The last line it prints is
 //! `N passed, N failed[, N skipped]`.
 
+mod conn;
 mod guest;
 mod judge;
 mod model;

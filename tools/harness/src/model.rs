@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::Paths;
+use crate::{conn, Paths};
 
 /// One Vela device of the test VM.
 #[derive(Clone, Debug)]
@@ -323,7 +323,8 @@ const DEVICE_DEL_TIMEOUT: Duration = Duration::from_secs(90);
 const SPARE_PORT: &str = "rp2";
 
 /// What the harness itself does for a guest request `harness VERB NAME`: `kill-model` kills the
-/// process serving NAME (SIGKILL, as a crash would); `device-del` hot-removes NAME through QMP
+/// process serving NAME (SIGKILL, as a crash would; its connections to QEMU are ended after it
+/// dies, see [`conn`]); `device-del` hot-removes NAME through QMP
 /// and waits until QEMU reports it gone (`DEVICE_DELETED`); `device-add` hot-adds a
 /// vfio-user-pci device for NAME, first starting a model process for it if its own was killed:
 /// on NAME's own port with NAME's id after a `device-del`, else (the old device is still
@@ -350,11 +351,23 @@ fn harness_request(
                 .proc_of(i)
                 .ok_or_else(|| format!("{name} has no model process"))?;
             let pid = p.child.id();
+            // The process dies, its connections to QEMU do not yet: QEMU 11.1 aborts if the
+            // socket of a dead server resets rather than ends (crate::conn).
+            let paths: Vec<PathBuf> = p.sockets.iter().map(|(_, s)| s.clone()).collect();
+            let held = conn::hold(pid, &paths).unwrap_or_else(|e| {
+                eprintln!("vela-harness: kill-model {name}: its connections not held ({e})");
+                Vec::new()
+            });
             p.child.kill().map_err(|e| format!("kill {pid}: {e}"))?;
             let _ = p.child.wait();
+            let (ended, answered) = (held.len(), held.into_iter().map(conn::end).sum::<usize>());
             let served = p.devices.clone();
             let names: Vec<&str> = served.iter().map(|&d| m.devices[d].name).collect();
-            Ok(format!("ok killed pid {pid} serving {}", names.join(",")))
+            Ok(format!(
+                "ok killed pid {pid} serving {}; {ended} connection(s) ended, \
+                 {answered} request(s) in flight answered ENODEV",
+                names.join(",")
+            ))
         }
         "device-del" => {
             drop(m);
