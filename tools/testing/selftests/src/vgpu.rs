@@ -71,8 +71,10 @@ impl QueueState {
 /// How a wait learns that a job's fence was written.
 #[derive(Clone, Copy)]
 pub enum Completion<'e> {
-    /// Sleeps in poll() on the eventfd of the queue's MSI-X vector, then reads the fence: the
-    /// interrupt relayed by the host, as a guest driver is woken.
+    /// Sleeps in poll() on the eventfd of the queue's MSI-X vector until it fires, then reads
+    /// the fence: the interrupt relayed by the host, as a guest driver is woken. A fence
+    /// already written does not end the wait, the interrupt does; counts the eventfd kept
+    /// from earlier jobs only make it look at the fence early and wait on.
     Eventfd(&'e EventFd),
     /// Spins on the fence through the BAR2 mapping, with no interrupt and no trap.
     Poll,
@@ -257,16 +259,25 @@ impl<'a> Queue<'a> {
         Ok(seq)
     }
 
-    /// Waits up to `timeout` for the fence to reach `seq`. On a timeout, the error says what
+    /// Waits up to `timeout` for job `seq` to complete. On a timeout, the error says what
     /// BAR0 says about the queue.
     pub fn wait(&self, seq: u64, how: Completion<'_>, timeout: Duration) -> io::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.fence() >= seq {
+            let done = match how {
+                Completion::Eventfd(e) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    e.wait(left.as_millis().clamp(1, 1000) as i32) && {
+                        e.take();
+                        self.fence() >= seq
+                    }
+                }
+                Completion::Poll => self.fence() >= seq,
+            };
+            if done {
                 return Ok(());
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 let st = self.state();
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -276,14 +287,8 @@ impl<'a> Queue<'a> {
                     ),
                 ));
             }
-            match how {
-                Completion::Eventfd(e) => {
-                    let left = (deadline - now).as_millis().clamp(1, 1000) as i32;
-                    if e.wait(left) {
-                        e.take();
-                    }
-                }
-                Completion::Poll => std::hint::spin_loop(),
+            if matches!(how, Completion::Poll) {
+                std::hint::spin_loop();
             }
         }
     }
