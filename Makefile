@@ -5,6 +5,7 @@
 #   make check  every test: host tests, lints, and the guest tests in the VM
 #   make bench  benchmarks: the device model on the host, the driver in the VM
 #   make bench-rdma  only the RDMA benchmarks: perftest in one VM, then between two
+#   make bench-vgpu  only the vGPU benchmark: an instance against the host's accel path
 #   make soak   an hour of fuzzing with faults and unbinds under it (not in check)
 #   make vm-test T=prime,sched  only those guest tests (and probe, which loads vela.ko)
 #   VELA_KERNEL=fast            any of them on the gcc kernel without sanitizers
@@ -23,12 +24,12 @@ BIN := tools/target/release
 # Guest tests of `make vm-test`, comma-separated (vela-harness check --tests); empty: all.
 T ?=
 
-.PHONY: all deps module tools rdma run check host-test lint lint-driver lint-tools vm-test bench bench-rdma soak fuzz-corpus clean help
+.PHONY: all deps module tools rdma run check host-test lint lint-driver lint-tools vm-test bench bench-rdma bench-vgpu soak fuzz-corpus clean help
 
 all: module tools
 
 help:
-	@sed -n '3,14p' Makefile
+	@sed -n '3,15p' Makefile
 
 deps:
 	tools/build/host-deps.sh
@@ -92,6 +93,12 @@ bench: tools rdma
 bench-rdma: tools rdma
 	$(MAKE) module VELA_KERNEL=$(BENCH_KERNEL)
 	VELA_KERNEL=$(BENCH_KERNEL) $(BIN)/vela-harness bench --rdma --timeout $(BENCH_TIMEOUT)
+
+# The vGPU benchmark alone (vela-harness bench --vgpu): vela-vgpu-bench in one VM, an
+# instance's COPY bandwidth and submit -> fence latency against the host's accel path.
+bench-vgpu: tools
+	$(MAKE) module VELA_KERNEL=$(BENCH_KERNEL)
+	VELA_KERNEL=$(BENCH_KERNEL) $(BIN)/vela-harness bench --vgpu --timeout $(BENCH_TIMEOUT)
 
 # Not part of check: the fuzzer at length with faults and unbinds under it (at most an
 # hour; SOAK_ARGS="--minutes 10 --calls 100000" for a shorter one).

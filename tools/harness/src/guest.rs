@@ -34,6 +34,7 @@ const GUEST_BINS: &[&str] = &[
     "vela-soak",
     "vela-devloss-test",
     "vela-vgpu-test",
+    "vela-vgpu-bench",
 ];
 
 /// The guest binaries of rdma-tests/tests (C, built in the root by rdma-tests/build.sh into
@@ -295,8 +296,17 @@ insmod /run/vela/vela_test_importer.ko
 vela-prime-bench --seconds 2
 "#;
 
-/// `bench --rdma`: the driver loaded, none of its other benchmarks.
-const BENCH_RDMA_ONLY: &str = r#"
+/// A vGPU instance against the host's accel path on the same device (`bench`, and alone with
+/// `bench --vgpu`).
+const BENCH_VGPU: &str = r#"
+# A vGPU instance (VFIO mdev) driven as a guest driver would, against the host's accel path on
+# the same device (Documentation/vgpu.rst, Benchmark): COPY bandwidth and submit -> fence
+# latency, as ratios.
+vela-vgpu-bench --seconds 4
+"#;
+
+/// `bench --rdma` and `bench --vgpu`: the driver loaded, none of its other benchmarks.
+const BENCH_LOAD: &str = r#"
 insmod /run/vela/vela.ko
 vela info
 "#;
@@ -316,6 +326,15 @@ pub(crate) enum Benches {
     All,
     /// The RDMA ones only, in one VM and between two (`make bench-rdma`).
     Rdma,
+    /// The vGPU one only, in one VM (`make bench-vgpu`).
+    Vgpu,
+}
+
+impl Benches {
+    /// Whether the RDMA benchmarks run, the two-VM ones with VM B of the pair.
+    pub(crate) fn rdma(self) -> bool {
+        self != Benches::Vgpu
+    }
 }
 
 fn extra_name(p: &Path) -> String {
@@ -352,12 +371,21 @@ fn script(
             }
         }
         Mode::Bench => {
-            s.push_str(match benches {
-                Benches::All => BENCH_DRIVER,
-                Benches::Rdma => BENCH_RDMA_ONLY,
-            });
-            s.push_str(BENCH_RDMA);
-            s.push_str(&crate::pair::bench_a());
+            match benches {
+                Benches::All => {
+                    s.push_str(BENCH_DRIVER);
+                    s.push_str(BENCH_VGPU);
+                }
+                Benches::Rdma => s.push_str(BENCH_LOAD),
+                Benches::Vgpu => {
+                    s.push_str(BENCH_LOAD);
+                    s.push_str(BENCH_VGPU);
+                }
+            }
+            if benches.rdma() {
+                s.push_str(BENCH_RDMA);
+                s.push_str(&crate::pair::bench_a());
+            }
         }
         Mode::Check => {
             s.push_str("insmod /run/vela/vela_test_importer.ko\n");
@@ -672,7 +700,31 @@ mod tests {
         let one = rdma.find("\nvela-rdma-bench\n");
         assert!(insmod.is_some() && insmod < one, "{rdma}");
         assert!(rdma.contains(&crate::pair::bench_a()), "{rdma}");
+        assert!(!rdma.contains("vela-vgpu-bench"), "{rdma}");
         assert!(RDMA_BINS.contains(&"vela-rdma-bench"));
+    }
+
+    #[test]
+    fn bench_runs_the_vgpu_figures_after_the_driver_s_and_alone() {
+        let devices = model::topology(Mode::Bench);
+        let all = script(Mode::Bench, Benches::All, &devices, &[], &[]);
+        let prime = all.find("vela-prime-bench --seconds 2\n");
+        let vgpu = all.find("\nvela-vgpu-bench --seconds 4\n");
+        let rdma = all.find("\nvela-rdma-bench\n");
+        assert!(prime.is_some() && prime < vgpu && vgpu < rdma, "{all}");
+        let only = script(Mode::Bench, Benches::Vgpu, &devices, &[], &[]);
+        let insmod = only.find("insmod /run/vela/vela.ko\n");
+        let vgpu = only.find("\nvela-vgpu-bench --seconds 4\n");
+        assert!(insmod.is_some() && insmod < vgpu, "{only}");
+        assert!(
+            !only.contains("vela bench")
+                && !only.contains("vela-prime-bench")
+                && !only.contains("vela-rdma-bench")
+                && !only.contains(&crate::pair::bench_a()),
+            "{only}"
+        );
+        assert!(!Benches::Vgpu.rdma() && Benches::All.rdma() && Benches::Rdma.rdma());
+        assert!(GUEST_BINS.contains(&"vela-vgpu-bench"));
     }
 
     #[test]

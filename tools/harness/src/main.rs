@@ -32,7 +32,8 @@ pub(crate) enum Mode {
     /// `make check`: every guest test.
     Check,
     /// `make bench`: the guest benchmarks (`vela bench`, `vela-prime-bench`,
-    /// `vela-rdma-bench` in one VM and, with VM B of the pair, between two).
+    /// `vela-vgpu-bench`, `vela-rdma-bench` in one VM and, with VM B of the pair, between
+    /// two).
     Bench,
 }
 
@@ -95,7 +96,7 @@ impl Paths {
 #[derive(Debug)]
 struct Options {
     mode: Mode,
-    /// What a bench runs (`--rdma`: the RDMA benchmarks only).
+    /// What a bench runs (`--rdma`: the RDMA benchmarks only; `--vgpu`: the vGPU one only).
     benches: guest::Benches,
     /// The guest tests of a check (all of them, or those of `--tests` or `VELA_ONLY`).
     tests: Vec<guest::Test>,
@@ -144,14 +145,17 @@ enum ModeArg {
         #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
         tests: Vec<String>,
     },
-    /// Run the guest benchmarks (vela bench, vela-prime-bench, vela-rdma-bench in the VM and
-    /// between it and VM B)
+    /// Run the guest benchmarks (vela bench, vela-prime-bench, vela-vgpu-bench,
+    /// vela-rdma-bench in the VM and between it and VM B)
     Bench {
         #[command(flatten)]
         common: Common,
         /// Only the RDMA benchmarks (one VM, then two)
         #[arg(long)]
         rdma: bool,
+        /// Only the vGPU benchmark (vela-vgpu-bench, one VM)
+        #[arg(long, conflicts_with = "rdma")]
+        vgpu: bool,
     },
     /// The soak (not part of check): probe, then vela-soak for at most --minutes; judged
     /// like a check
@@ -212,9 +216,11 @@ fn options(cli: Cli, vela_only: impl FnOnce() -> Vec<String>) -> Result<Options,
             };
             (Mode::Check, common, picked?)
         }
-        ModeArg::Bench { common, rdma } => {
+        ModeArg::Bench { common, rdma, vgpu } => {
             if rdma {
                 benches = guest::Benches::Rdma;
+            } else if vgpu {
+                benches = guest::Benches::Vgpu;
             }
             (Mode::Bench, common, Vec::new())
         }
@@ -299,7 +305,8 @@ type Outcome = (judge::Report, String, Result<PathBuf, String>);
 
 fn run(paths: &Paths, opts: &Options) -> Result<Outcome, String> {
     // With the pair (`pair.rs`), the test VM is VM A and VM B boots next to it.
-    let pair = pair::wanted(opts.mode, &opts.tests);
+    // A bench without the RDMA benchmarks (`--vgpu`) has no use for VM B.
+    let pair = pair::wanted(opts.mode, &opts.tests) && opts.benches.rdma();
     // The demo's pair client is judged as a check's tests are.
     let tests = match opts.mode {
         Mode::Demo if pair => vec![pair::DEMO_TEST],
@@ -459,6 +466,9 @@ mod tests {
         let o = opts("bench --rdma", "").unwrap();
         assert_eq!((o.mode, o.benches), (Mode::Bench, guest::Benches::Rdma));
         assert!(opts("check --rdma", "").is_err(), "--rdma is bench's alone");
+        let o = opts("bench --vgpu", "").unwrap();
+        assert_eq!((o.mode, o.benches), (Mode::Bench, guest::Benches::Vgpu));
+        assert!(opts("bench --vgpu --rdma", "").is_err(), "one or the other");
         let o = opts("soak --minutes 10 --calls 5000", "prime").unwrap();
         assert_eq!(names(&o), ["probe", "soak"]);
         assert_eq!(

@@ -11,6 +11,7 @@ use std::{
 pub mod dmabuf;
 pub mod importer;
 pub mod vfio;
+pub mod vgpu;
 
 /// `len` bytes that differ from every other seed's and have no period shorter than the buffer.
 pub fn pattern(seed: u32, len: u64) -> Vec<u8> {
