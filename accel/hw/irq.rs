@@ -29,6 +29,10 @@ pub(crate) struct IrqState {
     pub(crate) queue: [Atomic<u64>; regs::MAX_QUEUES],
     /// Error and fault interrupts.
     pub(crate) errors: Atomic<u64>,
+    /// Vector 0 saw QUEUE_ERROR or MMU_FAULT (or could not tell) since its thread last looked:
+    /// the thread reads the error summaries only then. Relaying a partition's vector, the
+    /// common case, then costs no register accesses of the host's own error handling.
+    pub(crate) host_errors: Atomic<bool>,
 }
 
 impl IrqState {
@@ -36,6 +40,7 @@ impl IrqState {
         Self {
             queue: [const { Atomic::new(0) }; regs::MAX_QUEUES],
             errors: Atomic::new(0),
+            host_errors: Atomic::new(false),
         }
     }
 }
@@ -86,11 +91,15 @@ impl ThreadedHandler for ErrorIrq {
         if status == u32::MAX {
             // All-ones: nobody answered the read. The thread finds out whether the device is
             // lost (it may sleep; this handler may not).
+            self.0.irq.host_errors.store(true, Relaxed);
             return ThreadedIrqReturn::WakeThread;
         }
         let mine = status & ERROR_SOURCES;
         if mine == 0 {
             return ThreadedIrqReturn::None;
+        }
+        if mine & !regs::INT_STATUS::PARTITION_MASK != 0 {
+            self.0.irq.host_errors.store(true, Relaxed);
         }
         bar.write_reg(regs::INT_STATUS::from_raw(mine));
         self.0.irq.errors.add(1, Relaxed);
@@ -117,6 +126,10 @@ impl ThreadedHandler for ErrorIrq {
                     }
                 }
             }
+        }
+        // Set before this thread was woken: the wake-up orders it before this read.
+        if !core.irq.host_errors.xchg(false, Relaxed) {
+            return IrqReturn::Handled;
         }
         let errors = bar.read(regs::QUEUE_ERROR_SUMMARY);
         let faults = bar.read(regs::CTX_FAULT_SUMMARY);
