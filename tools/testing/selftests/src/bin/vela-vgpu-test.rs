@@ -4,6 +4,7 @@
 //! the third Vela device (vela2, 8 queues):
 //!
 //! 1. sysfs: the types, their files, and `available_instances` dropping as instances are made;
+//!    one more instance than fits fails with `ENOSPC`;
 //! 2. a 1/2 instance through the legacy path (group, type 1 v2 container, device fd): device,
 //!    region and IRQ info, config space, BAR0 identity, BAR2 through pread/pwrite and mmap,
 //!    eventfd triggers, reset, and bad indexes, offsets, sizes and flags (`EINVAL`);
@@ -626,8 +627,15 @@ const PTE_VRAM: u64 = 1 << 4;
 /// past its end, and an address far beyond (where other tenants' and the host's VRAM would be
 /// were addresses not the partition's). A COPY through the first carries data; through the
 /// others it fails with DMA_ERROR; a root table outside the slice faults with TABLE_BUS. The
-/// other instance's data and jobs are untouched.
-fn page_tables(t: &mut Tap, a: &Slice<'_>, b: &Slice<'_>, b_map: &vfio::Mapping, b_data: &[u8]) {
+/// other instance's data and jobs, and the host's jobs, are untouched.
+fn page_tables(
+    t: &mut Tap,
+    a: &Slice<'_>,
+    b: &Slice<'_>,
+    b_map: &vfio::Mapping,
+    b_data: &[u8],
+    host: &vela_selftests::PciDev,
+) {
     let what = a.what;
     let huge = PTE_VALID | PTE_RW | PTE_HUGE | PTE_VRAM;
     let l2 = (PT_L1 | PTE_VALID | PTE_VRAM).to_le_bytes();
@@ -690,6 +698,14 @@ fn page_tables(t: &mut Tap, a: &Slice<'_>, b: &Slice<'_>, b_map: &vfio::Mapping,
         same(&b_map.read(0, SPAN), b_data).is_ok(),
         &format!("{}: its data is untouched", b.what),
         "",
+    );
+    let r = host
+        .open()
+        .and_then(|d| vela_selftests::sharing::local_copy_works(&d, 52));
+    t.check(
+        r.is_ok(),
+        "the host's accel jobs complete with their data meanwhile",
+        format_args!("{r:?}"),
     );
     let r = b.copy(3, SRC, DST);
     t.check(
@@ -1026,6 +1042,16 @@ fn main() {
     let Some(b) = t.ok(quarter.create(), "create a 1/4 instance") else {
         t.finish()
     };
+    // Half and a quarter of VRAM are taken: no second 1/2 instance fits.
+    t.eq(
+        half.available().ok(),
+        Some(0),
+        "no 1/2 instance is available any more",
+    );
+    let extra = half.create();
+    let left = extra.as_ref().map(|m| m.exists()).unwrap_or(false);
+    t.errno(extra, libc::ENOSPC, "creating one anyway fails with ENOSPC");
+    t.check(!left, "and leaves no instance behind", "");
 
     // A through the legacy path, B through the cdev, both open at once.
     let pa = pattern(1, SPAN as u64);
@@ -1124,7 +1150,7 @@ fn main() {
             what: "cdev 1/4",
         };
         jobs(&mut t, &a, &b, mb, &pb);
-        page_tables(&mut t, &a, &b, mb, &pb);
+        page_tables(&mut t, &a, &b, mb, &pb, &host);
         guest_memory(&mut t, &a, g);
         guest_memory(&mut t, &b, c);
         time_slices(&mut t, &a, &b, &host);
