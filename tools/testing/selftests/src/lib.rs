@@ -8,6 +8,24 @@ use std::{
     path::{Path, PathBuf},
 };
 
+/// What the benchmarks print.
+pub mod bench {
+    use std::time::Duration;
+
+    /// `d` in microseconds.
+    pub fn us(d: Duration) -> f64 {
+        d.as_secs_f64() * 1e6
+    }
+
+    /// How a goal line ends.
+    pub fn verdict(ok: bool) -> &'static str {
+        if ok {
+            "met"
+        } else {
+            "NOT met"
+        }
+    }
+}
 pub mod dmabuf;
 pub mod importer;
 pub mod vfio;

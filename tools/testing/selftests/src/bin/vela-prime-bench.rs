@@ -40,6 +40,7 @@ use std::{
 };
 
 use vela_runtime::{raw, Access, Buffer, BufferFlags, Command, Device, Queue, Vm};
+use vela_selftests::bench::{us, verdict};
 use vela_selftests::importer::{Attach, Importer};
 use vela_selftests::{dmabuf, p2p_peers};
 
@@ -84,18 +85,6 @@ fn parse() -> Result<Opts, String> {
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
     v.get(v.len() / 2).copied().unwrap_or_default()
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "NOT met"
-    }
 }
 
 fn err(what: &str, e: impl std::fmt::Display) -> String {

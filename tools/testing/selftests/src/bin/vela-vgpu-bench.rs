@@ -39,6 +39,7 @@ use std::{
 };
 
 use vela_runtime::{Access, BufferFlags, Command, Device, Queue, Vm};
+use vela_selftests::bench::{us, verdict};
 use vela_selftests::{
     p2p_topology, pattern, same,
     sharing::{read_bo, vram_with},
@@ -135,18 +136,6 @@ fn spread(v: &mut [Duration]) -> (Duration, Duration, Duration) {
 
 fn gib_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / (1u64 << 30) as f64 / d.as_secs_f64().max(1e-9)
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "NOT met"
-    }
 }
 
 /// An instance, removed when dropped (after every file of it is closed: a removal waits for
