@@ -153,9 +153,16 @@ impl Shared {
             .partition_slots()
             .min(PARTITION_SLOTS)
             .saturating_sub(live);
-        let queues = chip.free_queue_count().saturating_sub(1) / ty.queues as usize;
-        let contexts = chip.free_context_count().saturating_sub(1) / ty.contexts as usize;
-        let vram = chip.vram().avail() / (chip.identity().vram_size >> ty.vram_shift);
+        // Checked: a division by zero would be a panic (no type asks for none, nor for an
+        // empty slice, but nothing here proves it to the compiler).
+        let per = |free: usize, each: u32| free.checked_div(each as usize).unwrap_or(0);
+        let queues = per(chip.free_queue_count().saturating_sub(1), ty.queues);
+        let contexts = per(chip.free_context_count().saturating_sub(1), ty.contexts);
+        let vram = chip
+            .vram()
+            .avail()
+            .checked_div(chip.identity().vram_size >> ty.vram_shift)
+            .unwrap_or(0);
         let n = slots.min(queues).min(contexts).min(vram as usize);
         u32::try_from(n).unwrap_or(u32::MAX)
     }
