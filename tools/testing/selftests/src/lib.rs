@@ -472,6 +472,16 @@ pub fn inject(verb: &str) -> io::Result<String> {
     request(verb, std::time::Duration::from_secs(20))
 }
 
+/// The device model's index of `dev` (for `dev=N` in [`inject`]), found by serial number.
+pub fn model_index(dev: &vela_runtime::Device) -> Option<u32> {
+    let serial = format!("serial={}", dev.info().serial);
+    (0..8).find(|n| {
+        inject(&format!("dev={n} status"))
+            .map(|r| r.split_whitespace().any(|w| w == serial))
+            .unwrap_or(false)
+    })
+}
+
 /// Asks the harness itself (`harness kill-model|device-del|device-add NAME`, see
 /// tools/harness/src/model.rs) to kill a device's model process or to hot-remove or hot-add a
 /// device through QEMU's monitor, and waits up to `timeout` for it to be done.

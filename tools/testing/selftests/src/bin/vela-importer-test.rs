@@ -25,12 +25,12 @@
 use std::time::Duration;
 
 use vela_runtime::{
-    Access, Buffer, BufferFlags, Command, Device, Placement, Queue, Vm, WaitStatus, VA_END,
+    Access, Buffer, BufferFlags, Command, Placement, Queue, Vm, WaitStatus, VA_END,
 };
 use vela_selftests::{
     get,
     importer::{Attach, Importer},
-    inject, p2p_peers, pattern,
+    inject, model_index, p2p_peers, pattern,
     sharing::{check_data, open, read_bo, s, vram_with},
     PciDev, Tap,
 };
@@ -244,19 +244,6 @@ fn case2_vmap(t: &mut Tap, a: &PciDev) {
         "2: no kernel mapping after the vunmap",
     );
     t.ok(imp.close(slot), "2: release the dma-buf");
-}
-
-/// The model's index of `dev` (for `dev=N` in fault injection), found by serial number.
-fn model_index(dev: &Device) -> Option<u32> {
-    let serial = dev.info().serial;
-    (0..8).find(|n| {
-        inject(&format!("dev={n} status"))
-            .map(|r| {
-                r.split_whitespace()
-                    .any(|w| w == format!("serial={serial}"))
-            })
-            .unwrap_or(false)
-    })
 }
 
 /// Case 3: A's reset revokes its importers' mappings; they map again afterwards.

@@ -21,7 +21,8 @@
 //!    DMA_ERROR at that IOVA, and once the VMM unmaps memory the device no longer reaches it;
 //!    then time slices: with the 1/2 instance flooding both its queues, the 1/4 instance's
 //!    job and a host accel job each wait for only a few of its commands, and the flood
-//!    completes;
+//!    completes; then a reset of the whole device (a hung host job): the instance keeps its
+//!    VRAM and runs jobs again once its queue is set up;
 //! 6. the 1/2 instance removed and made again: the new instance of the slice reads zeroes;
 //! 7. removal of an open instance (from a thread): the request eventfd fires, accesses and
 //!    ioctls fail with `ENODEV`, the BAR2 mapping raises SIGBUS, and the removal completes
@@ -964,6 +965,68 @@ fn time_slices(t: &mut Tap, a: &Slice<'_>, b: &Slice<'_>, host: &vela_selftests:
     );
 }
 
+/// A reset of the whole device with instances open (`Documentation/vgpu.rst`, Status): a host
+/// job on a hung copy engine times out and the driver resets the device, which disables every
+/// partition; the core enables them again. The instance's VRAM and its mapping of BAR2 are
+/// kept, its queue comes back at its reset values, and once set up again it runs jobs.
+fn device_reset(
+    t: &mut Tap,
+    b: &Slice<'_>,
+    b_map: &vfio::Mapping,
+    b_data: &[u8],
+    host: &vela_selftests::PciDev,
+) {
+    let Ok(dev) = host.open() else {
+        t.check(false, "open the host's accel device", "");
+        return;
+    };
+    let Some(n) = vela_selftests::model_index(&dev) else {
+        t.check(false, "find the device in the model", "");
+        return;
+    };
+    t.ok(
+        vela_selftests::inject(&format!("dev={n} hang-engine=copy")),
+        "inject: hang the copy engine",
+    );
+    let r = vela_selftests::sharing::local_copy_works(&dev, 61);
+    t.check(
+        r.as_ref()
+            .is_err_and(|e| e.contains("EIO") || e.contains("Input/output")),
+        "a host job on the hung engine fails after the timeout and reset",
+        format_args!("{r:?}"),
+    );
+    let r = vela_selftests::sharing::local_copy_works(&dev, 62);
+    t.check(
+        r.is_ok(),
+        "the host's jobs run after the reset",
+        format_args!("{r:?}"),
+    );
+    t.check(
+        same(&b_map.read(0, SPAN), b_data).is_ok(),
+        &format!("{}: its VRAM is kept through the reset", b.what),
+        "",
+    );
+    let st = b.r(queue::reg(0, queue::STATUS));
+    t.check(
+        matches!(st, Ok(s) if s & 0b1000 == 0),
+        &format!(
+            "{}: its queue is back at its reset value (disabled)",
+            b.what
+        ),
+        format_args!("{st:?}"),
+    );
+    let _ = b.setup();
+    let data = pattern(63, JOB_LEN as u64);
+    b.map.write((SRC - JOBS) as usize, &data);
+    let r = b.copy(0, SRC, DST);
+    t.check(
+        matches!(r, Ok((1, st, _)) if st & 0b10 == 0)
+            && same(&b.map.read((DST - JOBS) as usize, JOB_LEN), &data).is_ok(),
+        &format!("{}: set up again, it runs jobs", b.what),
+        format_args!("{r:?}"),
+    );
+}
+
 /// Writes `data` through a mapping of BAR2 and reads it back through the mapping and pread.
 fn bar2_round_trip(
     t: &mut Tap,
@@ -1154,6 +1217,7 @@ fn main() {
         guest_memory(&mut t, &a, g);
         guest_memory(&mut t, &b, c);
         time_slices(&mut t, &a, &b, &host);
+        device_reset(&mut t, &b, mb, &pb, &host);
     } else {
         t.check(
             false,
