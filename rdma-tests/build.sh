@@ -23,6 +23,10 @@
 #   /usr/lib/x86_64-linux-gnu/libibverbs/librxe-debian-rdmav34.so  Debian's own
 #   /usr/local/bin/ib_*_{bw,lat}, raw_ethernet_*, ...              perftest
 # (vela-harness puts /usr/local/bin ahead of /usr/bin on the guest's PATH).
+# The root is shared by every checkout using this cache, and the last build
+# installed wins; the perftest tools of make bench (ib_write_bw, ib_read_bw,
+# ib_write_lat) also go beside the tests (below), from where the harness ships
+# them, so a bench always runs its own checkout's perftest.
 # libibverbs loads the providers named in $RDMAV_DRIVERS before those of
 # /etc/libibverbs.d, and the first provider to claim a device gets it, so
 #   RDMAV_DRIVERS=rxe-debian <command>
@@ -37,7 +41,9 @@
 #            none into the source tree (it is the read-only work tree);
 # VELA_UAPI= the directory holding drm/vela_accel.h. That header includes
 #            "drm.h", so also add -I/usr/include/drm (linux-libc-dev's).
-# Outside the root: $VELA_CACHE/work/rdma-userspace/tests.
+# Outside the root: $VELA_CACHE/work/rdma-userspace/tests, or
+# $VELA_CACHE/work/$VELA_RDMA_TESTS_DIR when that is set: a work tree's tests of
+# its own beside the shared ones (vela-harness ships them from the same place).
 #
 # The root may lack libibumad-dev and libpci-dev, which perftest's configure
 # requires: then their .debs (the root's own trixie versions) are fetched with
@@ -62,6 +68,8 @@ PDIR=$VELA_TOP/rdma-tests/patches
 UAPI=$VELA_TOP/uapi/drm/vela_accel.h
 LIBDIR=usr/lib/x86_64-linux-gnu
 PROVDIR=$LIBDIR/libibverbs
+# Where the tests go (the harness reads the same variable).
+TDIR=${VELA_RDMA_TESTS_DIR:-rdma-userspace/tests}
 mkdir -p "$W/out"
 
 one() {
@@ -87,7 +95,8 @@ fi
 common=("$VELA_TOP/rdma-tests/build.sh" "$ROOT_DIR/.vela-stamp")
 rc_key=$(inputs_hash "$rc_orig" "$rc_deb" "${rc_patches[@]}" "${common[@]}")
 pt_key=$(inputs_hash "$pt_orig" "$pt_deb" "${pt_patches[@]}" "$UAPI" "${common[@]}")
-t_key=$(inputs_hash "${tests[@]}" "$UAPI" "${common[@]}")
+# The tests' directory also gets the perftest tools vela-rdma-bench runs (below).
+t_key=$(inputs_hash "${tests[@]}" "$UAPI" "${common[@]}" "perftest=$pt_key")
 key=$(inputs_hash "rdma-core=$rc_key" "perftest=$pt_key")
 rc_out=$W/out/rdma-core-$rc_key
 pt_out=$W/out/perftest-$pt_key
@@ -102,7 +111,7 @@ tests_wanted=0
 # reinstall in the root put back.
 if fresh "$ROOT_DIR/.vela-rdma-stamp" "$key" &&
 	cmp -s "$rc_out/librxe-rdmav34.so" "$ROOT_DIR/$PROVDIR/librxe-rdmav34.so" &&
-	{ [ $tests_wanted = 0 ] || fresh "$W/tests/.vela-stamp" "$t_key"; }; then
+	{ [ $tests_wanted = 0 ] || fresh "$VELA_CACHE/work/$TDIR/.vela-stamp" "$t_key"; }; then
 	exit 0
 fi
 
@@ -251,10 +260,18 @@ if ! fresh "$ROOT_DIR/.vela-rdma-stamp" "$key" ||
 	set_stamp "$ROOT_DIR/.vela-rdma-stamp" "$key"
 fi
 
-if [ $tests_wanted = 1 ] && ! fresh "$W/tests/.vela-stamp" "$t_key"; then
-	log "building rdma-tests/tests"
-	rm -f "$W/tests/.vela-stamp"
-	mkdir -p "$W/tests"
-	in_root make -s -j"$(nproc)" -C /vela/rdma-tests/tests O="$IW/tests" VELA_UAPI=/vela/uapi >&2
-	set_stamp "$W/tests/.vela-stamp" "$t_key"
+if [ $tests_wanted = 1 ] && ! fresh "$VELA_CACHE/work/$TDIR/.vela-stamp" "$t_key"; then
+	log "building rdma-tests/tests into $VELA_CACHE/work/$TDIR"
+	rm -f "$VELA_CACHE/work/$TDIR/.vela-stamp"
+	mkdir -p "$VELA_CACHE/work/$TDIR"
+	in_root make -s -j"$(nproc)" -C /vela/rdma-tests/tests O="/cache/$TDIR" VELA_UAPI=/vela/uapi >&2
+	# The perftest tools of vela-rdma-bench, this checkout's build: the harness ships
+	# them with the tests into the VM, ahead of the root's /usr/local/bin on PATH, so a
+	# bench runs the perftest of its own checkout even when another checkout using this
+	# cache has since installed its own build into the root.
+	for t in ib_write_bw ib_read_bw ib_write_lat; do
+		cp "$pt_out/usr/local/bin/$t" "$VELA_CACHE/work/$TDIR/.$t.tmp"
+		mv -f "$VELA_CACHE/work/$TDIR/.$t.tmp" "$VELA_CACHE/work/$TDIR/$t"
+	done
+	set_stamp "$VELA_CACHE/work/$TDIR/.vela-stamp" "$t_key"
 fi

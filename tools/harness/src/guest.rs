@@ -53,6 +53,22 @@ const RDMA_BINS: &[&str] = &[
     "vela-rdma-pair",
 ];
 
+/// The perftest tools vela-rdma-bench runs, shipped with it wherever it goes (the bench VM, VM
+/// B of a bench): this checkout's build, which rdma-tests/build.sh copies beside the tests.
+/// /run/vela/bin comes before the root's /usr/local/bin on the guest's PATH, and the root's
+/// perftest is whatever checkout using the same cache installed last.
+const PERFTEST_BINS: &[&str] = &["ib_write_bw", "ib_read_bw", "ib_write_lat"];
+
+/// What a share gets of [`Paths::rdma_tests_dir`]: `rdma_bins`, and with vela-rdma-bench
+/// the perftest tools it runs.
+fn rdma_bins_to_ship(rdma_bins: &[&'static str]) -> Vec<&'static str> {
+    let mut v = rdma_bins.to_vec();
+    if rdma_bins.contains(&"vela-rdma-bench") {
+        v.extend_from_slice(PERFTEST_BINS);
+    }
+    v
+}
+
 /// KUnit suites vela.ko carries (each must report when the module loads), and those of the
 /// kernel crate abstractions `rust/patches` adds (they run at boot).
 pub(crate) const KUNIT_SUITES: &[&str] = &[
@@ -466,7 +482,7 @@ pub(crate) fn fill_share(
         let src = paths.bin.join(b);
         fs::copy(&src, dir.join("bin").join(b)).map_err(|e| err(&src.display().to_string(), e))?;
     }
-    for b in share.rdma_bins {
+    for b in rdma_bins_to_ship(share.rdma_bins) {
         let src = paths.rdma_tests_dir().join(b);
         if src.exists() {
             fs::copy(&src, dir.join("bin").join(b))
@@ -702,6 +718,14 @@ mod tests {
         assert!(rdma.contains(&crate::pair::bench_a()), "{rdma}");
         assert!(!rdma.contains("vela-vgpu-bench"), "{rdma}");
         assert!(RDMA_BINS.contains(&"vela-rdma-bench"));
+        // vela-rdma-bench brings this checkout's perftest tools, in the bench VM and in VM B.
+        for bins in [RDMA_BINS, &["vela-rdma-bench"]] {
+            let shipped = rdma_bins_to_ship(bins);
+            for t in PERFTEST_BINS {
+                assert!(shipped.contains(t), "{t} not shipped with {bins:?}");
+            }
+        }
+        assert_eq!(rdma_bins_to_ship(&["vela-rdma-pair"]), ["vela-rdma-pair"]);
     }
 
     #[test]
