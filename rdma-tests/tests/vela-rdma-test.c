@@ -10,7 +10,8 @@
  *      4 KiB, 1 MiB and an unaligned 1 MiB + 777 at an odd offset; VRAM read
  *      back through the buffer's mmap and through a Vela COPY job.
  *   2  The MR and Vela jobs see each other's data; the buffer stays in VRAM.
- *   3  The same WRITE/READ with a system dma-heap buffer and a udmabuf.
+ *   3  WRITE, READ, SEND/RECV (both ways) and ATOMIC with a system dma-heap
+ *      buffer and a udmabuf, with case 1's helpers.
  *   4  The Vela device on its own root port (no P2P path from the NIC): a
  *      VRAM buffer moves to system memory with its data; VRAM_ONLY refused.
  *   5  Bad input, and closes in odd orders while an MR lives.
@@ -18,7 +19,10 @@
  *   7  Revocation by a device reset (a hung engine injected into the device
  *      model): the MR is revoked, the buffer and its dma-buf live on, and a
  *      new registration of the same dma-buf works.
- *      Last two: they unbind and reset the device.
+ *      6 and 7 unbind and reset the device.
+ *   8  A registration made while Vela jobs still write the buffer waits for
+ *      their fences: right after it the jobs are done, and the first RDMA
+ *      READ sees what the last job wrote.
  *
  * The plan comes first: every case states its number of checks, and one that
  * stops early reports what it did not reach as failures.
@@ -661,7 +665,9 @@ out:
 /* ------------------------------------ case 3: dma-heap and udmabuf MRs */
 
 #define HEAP_LEN	(2 * MiB)
-#define EXP_CHECKS	10
+/* Per exporter: the buffer and its MR, 4 transfers x 2 spans x 2, 3 atomics x 3. */
+#define EXP_XFERS	4
+#define EXP_CHECKS	(2 + EXP_XFERS * 2 * 2 + 3 * 3)
 #define CASE3_CHECKS	(2 * EXP_CHECKS)
 
 static int heap_alloc(uint64_t len, int *fd)
@@ -727,14 +733,50 @@ static void dmabuf_sync(int fd, bool start)
 		ioctl(fd, DMA_BUF_IOCTL_SYNC, &s);
 }
 
+/*
+ * One exporter's atomics: the target in the dma-buf (the result into host
+ * memory), then in host memory with the result landing in the dma-buf.
+ */
+static void exporter_atomics(const char *name, struct region *buf, int sync_fd)
+{
+	const uint64_t v0 = 0x0badc0de12345678ull, s = 0x7777000011112222ull;
+	const uint64_t h0 = 0x2222333344445555ull;
+	const uint64_t boff = HEAP_LEN - 4096 + 40, hoff = 2 * MiB + 16;
+	char what[128];
+
+	/*
+	 * rxe's accesses are the CPU's, through a kernel mapping of the same
+	 * pages: one CPU access window around the atomics is enough.
+	 */
+	dmabuf_sync(sync_fd, true);
+	wr64(buf, boff, v0);
+	snprintf(what, sizeof(what), "%s: FETCH_ADD on the dma-buf", name);
+	atomic_case(what, IBV_WR_ATOMIC_FETCH_AND_ADD, &host, hoff, buf, boff,
+		    3, 0, v0, v0 + 3, false);
+	snprintf(what, sizeof(what), "%s: CMP_SWP on the dma-buf, equal", name);
+	atomic_case(what, IBV_WR_ATOMIC_CMP_AND_SWP, &host, hoff, buf, boff,
+		    v0 + 3, s, v0 + 3, s, false);
+	wr64(&host, hoff + 64, h0);
+	snprintf(what, sizeof(what), "%s: FETCH_ADD on host, result into the dma-buf", name);
+	atomic_case(what, IBV_WR_ATOMIC_FETCH_AND_ADD, buf, boff + 64, &host,
+		    hoff + 64, 9, 0, h0, h0 + 9, false);
+	dmabuf_sync(sync_fd, false);
+}
+
 static void exporter(const char *name, bool heap)
 {
 	static const struct span xs[] = {
 		{ 0, 4 * KiB, 12 * KiB },
 		{ 123, 1 * MiB + 777, 8 * KiB + 3 },
 	};
+	/* WRITE host -> dma-buf, READ dma-buf -> host, SEND both ways (move()'s ops). */
+	static const struct {
+		int op;
+		bool in;
+	} xfers[EXP_XFERS] = { { 0, true }, { 1, false }, { 2, true }, { 2, false } };
 	struct region buf = { 0 };
-	int fd = -1, memfd = -1, r, i, op;
+	int fd = -1, memfd = -1, r, i, t;
+	int sync_fd;
 	uint8_t *map = MAP_FAILED;
 	char what[128];
 	struct ibv_wc wc;
@@ -752,6 +794,7 @@ static void exporter(const char *name, bool heap)
 			tap_check(false, "%s: not reached", name);
 		goto out;
 	}
+	sync_fd = heap ? fd : -1;	/* the CPU maps the udmabuf's memfd */
 	r = dmabuf_region(&buf, fd, 0, HEAP_LEN, map);
 	if (!tap_check(!r, "%s: ibv_reg_dmabuf_mr%s%s", name, r ? ": " : "",
 		       r ? strerrorname_np(-r) : "")) {
@@ -760,42 +803,38 @@ static void exporter(const char *name, bool heap)
 		goto out;
 	}
 	buf.len = HEAP_LEN;
-	for (op = 0; op < 2; op++) {
+	for (t = 0; t < EXP_XFERS; t++) {
 		for (i = 0; i < 2; i++) {
 			const struct span *s = &xs[i];
-			bool in = op == 0;	/* WRITE host -> buf; READ buf -> host */
-			uint8_t *dcpu = in ? map : host.cpu;
-			uint64_t dsize = in ? HEAP_LEN : BUF_LEN;
+			bool in = xfers[t].in;
+			const struct region *src = in ? &host : &buf;
+			const struct region *dst = in ? &buf : &host;
+			uint64_t soff = in ? s->hoff : s->off;
 			uint64_t doff = in ? s->off : s->hoff;
+			uint64_t dsize = in ? HEAP_LEN : BUF_LEN;
 
-			snprintf(what, sizeof(what), "%s: %s %llu bytes at +%llu", name,
-				 in ? "WRITE host ->" : "READ -> host",
+			snprintf(what, sizeof(what), "%s: %s %s, %llu bytes at +%llu", name,
+				 op_name(xfers[t].op),
+				 in ? "host -> dma-buf" : "dma-buf -> host",
 				 (unsigned long long)s->len, (unsigned long long)s->off);
-			pattern(want, s->len, 300 + op * 2 + i + heap * 10);
-			dmabuf_sync(heap ? fd : -1, true);
-			if (in)
-				memcpy(host.cpu + s->hoff, want, s->len);
-			else
-				memcpy(map + s->off, want, s->len);
-			guard_set(dcpu, dsize, doff, s->len);
-			dmabuf_sync(heap ? fd : -1, false);
-			if (in)
-				r = rdma_rw(&P, IBV_WR_RDMA_WRITE, &host, s->hoff,
-					    s->len, &buf, s->off, &wc);
-			else
-				r = rdma_rw(&P, IBV_WR_RDMA_READ, &host, s->hoff,
-					    s->len, &buf, s->off, &wc);
+			pattern(want, s->len, 300 + t * 2 + i + heap * 10);
+			dmabuf_sync(sync_fd, true);
+			memcpy(src->cpu + soff, want, s->len);
+			guard_set(dst->cpu, dsize, doff, s->len);
+			dmabuf_sync(sync_fd, false);
+			r = move(xfers[t].op, src, soff, dst, doff, s->len, &wc);
 			if (!wc_check(r, &wc, what)) {
 				tap_check(false, "%s: data (no completion)", what);
 				continue;
 			}
-			dmabuf_sync(heap ? fd : -1, true);
-			if (!tap_check(data_ok(dcpu, dsize, doff, s->len, want, err,
+			dmabuf_sync(sync_fd, true);
+			if (!tap_check(data_ok(dst->cpu, dsize, doff, s->len, want, err,
 					       sizeof(err)), "%s: data", what))
 				tap_diag("%s", err);
-			dmabuf_sync(heap ? fd : -1, false);
+			dmabuf_sync(sync_fd, false);
 		}
 	}
+	exporter_atomics(name, &buf, sync_fd);
 	region_dereg(&buf);
 out:
 	if (map != MAP_FAILED)
@@ -1487,6 +1526,112 @@ out:
 	tap_case_end();
 }
 
+/* -------------------- case 8: a registration waits for the buffer's jobs */
+
+#define CASE8_CHECKS	6
+#define BUSY_JOBS	4
+#define BUSY_CMDS	512		/* FILLs of the whole buffer in each job */
+#define VA_BUSY		0x100000000ull
+
+/*
+ * Jobs that write the buffer are still running when ibv_reg_dmabuf_mr()
+ * starts: the registration waits for their fences (DMA_RESV_USAGE_WRITE in
+ * the dma-buf's reservation object), so the first RDMA READ sees what the
+ * last job wrote. The jobs fill the whole buffer BUSY_CMDS times each with
+ * one pattern, and only the last command of the last job with the one READ
+ * must see: a READ that ran early sees the CPU's bytes or the first pattern.
+ * Each job is well under the driver's 2 s hang timeout.
+ */
+static void case8(void)
+{
+	static uint8_t cmds[BUSY_CMDS * DRM_VELA_COMMAND_SIZE];
+	const uint32_t busy = 0x0f0f1e1e, last = 0xfee1600d;
+	const uint64_t rlen = 1 * MiB;
+	uint64_t seq = 0, size = 0;
+	struct region mr = { 0 };
+	struct vela_dev d;
+	uint32_t bo = 0;
+	uint8_t *map = NULL;
+	bool bound = false;
+	int fd = -1, r, j, c, polled;
+	double t_sub = 0, t_reg, t0;
+	struct ibv_wc wc;
+
+	tap_case_begin("8 reg-waits", CASE8_CHECKS);
+	r = vela_open_bdf(&d, p2p_bdf);
+	if (!r)
+		r = vela_bo_create(&d, BUF_LEN, DRM_VELA_BO_VRAM | DRM_VELA_BO_CPU_VISIBLE, &bo);
+	if (!r)
+		r = vela_bo_mmap(&d, bo, BUF_LEN, (void **)&map);
+	if (!r) {
+		/* The old contents, which a READ must not see. */
+		pattern(want, rlen, 801);
+		memcpy(map, want, rlen);
+		flush_wc();
+		r = vela_bo_export(&d, bo, &fd);
+	}
+	if (!r)
+		r = vela_bind_at(&d, bo, VA_BUSY, &size);
+	bound = !r;
+	if (!tap_check(!r, "%s: a 4 MiB VRAM buffer, written by the CPU, exported and bound%s%s",
+		       p2p_bdf, r ? ": " : "", r ? strerror(-r) : ""))
+		goto out;
+
+	t_sub = now();
+	for (j = 0; j < BUSY_JOBS && !r; j++) {
+		for (c = 0; c < BUSY_CMDS; c++)
+			vela_cmd_fill(cmds + c * DRM_VELA_COMMAND_SIZE, VA_BUSY, BUF_LEN,
+				      j == BUSY_JOBS - 1 && c == BUSY_CMDS - 1 ? last : busy);
+		r = vela_submit(&d, cmds, BUSY_CMDS, &seq);
+	}
+	polled = r ? r : vela_wait_job(&d, seq, 0);
+	if (!tap_check(!r && polled == -ETIME,
+		       "%d jobs of %d FILLs of the buffer submitted, still running when the registration starts (WAIT polls: %s)",
+		       BUSY_JOBS, BUSY_CMDS, polled ? strerrorname_np(-polled) : "done"))
+		goto out;
+
+	t0 = now();
+	r = dmabuf_region(&mr, fd, 0, BUF_LEN, map);
+	polled = vela_wait_job(&d, seq, 0);
+	t_reg = now() - t0;
+	tap_diag("the registration took %.0f ms, starting %.1f ms after the first SUBMIT",
+		 t_reg * 1000, (t0 - t_sub) * 1000);
+	if (!tap_check(!r, "ibv_reg_dmabuf_mr of the buffer the jobs write%s%s",
+		       r ? ": " : "", r ? strerrorname_np(-r) : ""))
+		goto out;
+	tap_check(polled == 0,
+		  "right after it returns, the last job is done (WAIT polls: %s): the registration waited for its fence",
+		  polled ? strerrorname_np(-polled) : "done");
+
+	for (c = 0; c < (int)rlen; c += 4)
+		memcpy(want + c, &last, 4);
+	guard_set(host2.cpu, BUF_LEN, 0, rlen);
+	r = rdma_rw(&P, IBV_WR_RDMA_READ, &host2, 0, rlen, &mr, 0, &wc);
+	if (wc_check(r, &wc, "RDMA READ of 1 MiB right after the registration")) {
+		if (!tap_check(data_ok(host2.cpu, BUF_LEN, 0, rlen, want, err, sizeof(err)),
+			       "the READ sees the last job's pattern %#x, not the CPU's bytes or the earlier FILLs",
+			       last))
+			tap_diag("%s (%#x is the earlier FILLs' pattern)", err, busy);
+	} else {
+		tap_check(false, "the READ's data (no completion)");
+	}
+out:
+	if (seq) {
+		r = vela_wait_job(&d, seq, 20ll * 1000 * 1000 * 1000);
+		tap_diag("the jobs done %.0f ms after the first SUBMIT at the latest%s%s",
+			 (now() - t_sub) * 1000, r ? ": " : "", r ? strerrorname_np(-r) : "");
+	}
+	if (bound)
+		vela_unbind_at(&d, VA_BUSY, size);
+	region_dereg(&mr);
+	if (map)
+		munmap(map, BUF_LEN);
+	if (fd >= 0)
+		close(fd);
+	vela_close(&d);
+	tap_case_end();
+}
+
 /* ------------------------------------------------------------------ main */
 
 struct tcase {
@@ -1503,6 +1648,7 @@ static const struct tcase cases[] = {
 	{ "5 bad-input", CASE5_CHECKS, case5 },
 	{ "6 revoke", CASE6_CHECKS, case6 },
 	{ "7 reset", CASE7_CHECKS, case7 },
+	{ "8 reg-waits", CASE8_CHECKS, case8 },
 };
 
 #define NCASES	((int)ARRAY_SIZE(cases))

@@ -323,23 +323,45 @@ static void put32(uint8_t *p, uint32_t v)
 		p[i] = v >> (8 * i);
 }
 
+int vela_submit(struct vela_dev *d, const uint8_t *cmds, uint32_t count,
+		uint64_t *seqno)
+{
+	struct drm_vela_submit s = { 0 };
+	int r;
+
+	r = ensure_queue(d);
+	if (r)
+		return r;
+	s.queue_id = d->queue_id;
+	s.commands = (uintptr_t)cmds;
+	s.command_count = count;
+	r = xioctl(d->fd, DRM_IOCTL_VELA_SUBMIT, &s);
+	if (!r)
+		*seqno = s.seqno;
+	return r;
+}
+
+int vela_wait_job(struct vela_dev *d, uint64_t seqno, int64_t timeout_ns)
+{
+	struct drm_vela_wait w = {
+		.queue_id = d->queue_id,
+		.seqno = seqno,
+		.timeout_ns = timeout_ns,
+	};
+
+	return xioctl(d->fd, DRM_IOCTL_VELA_WAIT, &w);
+}
+
 /* Submits one command and waits for the job. */
 static int run_one(struct vela_dev *d, const uint8_t *cmd)
 {
-	struct drm_vela_submit s = { 0 };
-	struct drm_vela_wait w = { 0 };
+	uint64_t seqno;
 	int r;
 
-	s.queue_id = d->queue_id;
-	s.commands = (uintptr_t)cmd;
-	s.command_count = 1;
-	r = xioctl(d->fd, DRM_IOCTL_VELA_SUBMIT, &s);
+	r = vela_submit(d, cmd, 1, &seqno);
 	if (r)
 		return r;
-	w.queue_id = d->queue_id;
-	w.seqno = s.seqno;
-	w.timeout_ns = JOB_TIMEOUT_NS;
-	return xioctl(d->fd, DRM_IOCTL_VELA_WAIT, &w);
+	return vela_wait_job(d, seqno, JOB_TIMEOUT_NS);
 }
 
 int vela_copy(struct vela_dev *d, uint32_t src, uint64_t src_off,
@@ -374,10 +396,32 @@ out_src:
 	return r;
 }
 
+void vela_cmd_fill(uint8_t *cmd, uint64_t va, uint64_t len, uint32_t pattern)
+{
+	memset(cmd, 0, DRM_VELA_COMMAND_SIZE);
+	put32(cmd, 0x03);		/* FILL */
+	put32(cmd + 4, pattern);
+	put64(cmd + 8, va);
+	put64(cmd + 16, len);
+}
+
+int vela_bind_at(struct vela_dev *d, uint32_t handle, uint64_t va,
+		 uint64_t *size)
+{
+	int r = ensure_queue(d);
+
+	return r ? r : bind(d, handle, va, size);
+}
+
+void vela_unbind_at(struct vela_dev *d, uint64_t va, uint64_t size)
+{
+	unbind(d, va, size);
+}
+
 int vela_fill(struct vela_dev *d, uint32_t dst, uint64_t off, uint64_t len,
 	      uint32_t pattern)
 {
-	uint8_t cmd[DRM_VELA_COMMAND_SIZE] = { 0 };
+	uint8_t cmd[DRM_VELA_COMMAND_SIZE];
 	uint64_t size;
 	int r;
 
@@ -387,10 +431,7 @@ int vela_fill(struct vela_dev *d, uint32_t dst, uint64_t off, uint64_t len,
 	r = bind(d, dst, VA_DST, &size);
 	if (r)
 		return r;
-	put32(cmd, 0x03);		/* FILL */
-	put32(cmd + 4, pattern);
-	put64(cmd + 8, VA_DST + off);
-	put64(cmd + 16, len);
+	vela_cmd_fill(cmd, VA_DST + off, len, pattern);
 	r = run_one(d, cmd);
 	unbind(d, VA_DST, size);
 	return r;

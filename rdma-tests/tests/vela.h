@@ -67,4 +67,19 @@ int vela_copy(struct vela_dev *d, uint32_t src, uint64_t src_off,
 int vela_fill(struct vela_dev *d, uint32_t dst, uint64_t off, uint64_t len,
 	      uint32_t pattern);
 
+/*
+ * Jobs that are not waited for: bind a buffer at @va of the device's VM
+ * (the VM and queue are made on first use; @size gets the buffer's size),
+ * build commands, submit them as one job (its @seqno), wait for a job
+ * (timeout 0 polls: -ETIME while it runs), unbind.
+ */
+int vela_bind_at(struct vela_dev *d, uint32_t handle, uint64_t va,
+		 uint64_t *size);
+void vela_unbind_at(struct vela_dev *d, uint64_t va, uint64_t size);
+/* A FILL command into @cmd (DRM_VELA_COMMAND_SIZE bytes). */
+void vela_cmd_fill(uint8_t *cmd, uint64_t va, uint64_t len, uint32_t pattern);
+int vela_submit(struct vela_dev *d, const uint8_t *cmds, uint32_t count,
+		uint64_t *seqno);
+int vela_wait_job(struct vela_dev *d, uint64_t seqno, int64_t timeout_ns);
+
 #endif
