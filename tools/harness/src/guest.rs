@@ -74,6 +74,8 @@ fn rdma_bins_to_ship(rdma_bins: &[&'static str]) -> Vec<&'static str> {
 pub(crate) const KUNIT_SUITES: &[&str] = &[
     "rust_kernel_dma_fence",
     "rust_kernel_dma_resv",
+    "rust_kernel_dma_resv_fences",
+    "rust_kernel_workqueue_cancel",
     "rust_kernel_vvec_zeroed",
     "vela_failures",
     "vela_identity",
