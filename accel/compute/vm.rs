@@ -21,7 +21,7 @@ use crate::{
         best_effort,
         mmu::{self, PageTables},
         vram::PAGE,
-        Chip,
+        Chip, ContextId,
     },
     uapi,
 };
@@ -41,7 +41,7 @@ use kernel::{
 #[pin_data(PinnedDrop)]
 pub(crate) struct Space {
     chip: Arc<Chip>,
-    context: u32,
+    context: ContextId,
     /// The innermost lock: taken under the VM's and the buffers' reservation locks.
     #[pin]
     pt: Mutex<PageTables>,
@@ -321,7 +321,7 @@ struct VmInner {
 #[pin_data(PinnedDrop)]
 pub(crate) struct Vm {
     space: Arc<Space>,
-    pub(crate) context: u32,
+    pub(crate) context: ContextId,
     /// For what gpuvm does outside the VM's lock (`obtain`, `deferred_cleanup`).
     shared: ARef<GpuVm<VaSpace>>,
     #[pin]

@@ -41,6 +41,7 @@ use kernel::{
 
 pub(crate) use identity::Identity;
 pub(crate) use p2p::BusCache;
+pub(crate) use regs::ContextId;
 
 /// BAR numbers, as the hardware spec assigns them.
 const BAR_REGS: u32 = 0;
@@ -483,7 +484,7 @@ impl Chip {
     }
 
     /// Takes a free MMU context and points it at `root_dpa` with translation on.
-    pub(crate) fn take_context(&self, root_dpa: u64) -> Result<u32> {
+    pub(crate) fn take_context(&self, root_dpa: u64) -> Result<ContextId> {
         let mut o = self.owners.lock();
         let c = regs::ContextId::all()
             .find(|&c| c != regs::ContextId::KERNEL && o.contexts & c.bit() == 0)
@@ -501,24 +502,26 @@ impl Chip {
         })?;
         o.contexts |= c.bit();
         o.roots[c.index()] = root_dpa;
-        Ok(c.get())
+        Ok(c)
     }
 
     /// Turns the context off and frees it. Its queues must be stopped.
-    pub(crate) fn put_context(&self, c: u32) {
+    pub(crate) fn put_context(&self, c: ContextId) {
         // Under the lock, like every write of a context's registers: `recover` programs the
         // contexts it finds taken, and must not point one at a root that was freed meanwhile.
         let mut o = self.owners.lock();
         best_effort(
             "turning a context off",
             self.with_bar0(|bar| {
-                let at = regs::CTX_CONTROL::at_context(regs::ContextId::new(c)?);
-                bar.write(at, regs::CTX_CONTROL::zeroed().with_invalidate(true));
+                bar.write(
+                    regs::CTX_CONTROL::at_context(c),
+                    regs::CTX_CONTROL::zeroed().with_invalidate(true),
+                );
                 Ok(())
             }),
         );
-        o.contexts &= !(1 << c);
-        o.reserved_contexts &= !(1 << c);
+        o.contexts &= !c.bit();
+        o.reserved_contexts &= !c.bit();
     }
 
     /// How many hardware queues nobody has taken.
@@ -540,7 +543,7 @@ impl Chip {
     /// Takes a free MMU context for a partition (a vGPU): it stays off, and the core never
     /// programs it, a reset included; the partition's owner does. `EBUSY` if none is free.
     /// Given back with `put_context`.
-    pub(crate) fn reserve_context(&self) -> Result<u32> {
+    pub(crate) fn reserve_context(&self) -> Result<ContextId> {
         let mut o = self.owners.lock();
         let c = regs::ContextId::all()
             .find(|&c| c != regs::ContextId::KERNEL && o.contexts & c.bit() == 0)
@@ -548,7 +551,7 @@ impl Chip {
         o.contexts |= c.bit();
         o.reserved_contexts |= c.bit();
         o.roots[c.index()] = 0;
-        Ok(c.get())
+        Ok(c)
     }
 
     /// Reserves a contiguous VRAM range of `size` bytes (a power of two, at least a page),
@@ -602,11 +605,10 @@ impl Chip {
     }
 
     /// Drops the context's cached translations (after an unmap, before the memory is reused).
-    pub(crate) fn invalidate(&self, c: u32) -> Result {
+    pub(crate) fn invalidate(&self, c: ContextId) -> Result {
         self.with_bar0(|bar| {
-            let at = regs::CTX_CONTROL::at_context(regs::ContextId::new(c)?);
             bar.write(
-                at,
+                regs::CTX_CONTROL::at_context(c),
                 regs::CTX_CONTROL::zeroed()
                     .with_enable(true)
                     .with_invalidate(true),

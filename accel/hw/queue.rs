@@ -241,11 +241,10 @@ impl HwQueue {
 
     /// Starts the queue on `context`, with a ring and a fence slot of its own. Both are kernel
     /// VRAM that no context maps: the device reaches them by DPA only.
-    pub(crate) fn start(&self, core: &Chip, context: u32) -> Result<u64> {
+    pub(crate) fn start(&self, core: &Chip, context: ContextId) -> Result<u64> {
         if core.is_lost() {
             return Err(ENODEV);
         }
-        let context = ContextId::new(context)?;
         let fence = core.vram.alloc(PAGE, true)?;
         let fence_offset = vram::runs(&fence).next().map(|(o, _)| o).ok_or(ENOMEM)?;
         core.vram_fill(fence_offset, PAGE, 0)?;

@@ -26,7 +26,7 @@ struct Resources {
     vram_size: u64,
     vram: Option<VramBlocks>,
     queues: KVec<u32>,
-    contexts: KVec<u32>,
+    contexts: KVec<hw::ContextId>,
     /// The partition slot, taken at reserve and enabled once the range is scrubbed.
     partition: Option<PartitionId>,
     /// The partition's IOVA table: given back only after the partition is disabled.
@@ -91,14 +91,15 @@ impl Resources {
     fn enable(&self) -> Result<PartitionId> {
         let p = self.partition.ok_or(EINVAL)?;
         let table = self.table.as_ref().ok_or(EINVAL)?;
-        let mask = |v: &KVec<u32>| v.iter().fold(0u32, |m, &i| m | (1 << i));
+        let queues = self.queues.iter().fold(0u32, |m, &i| m | (1 << i));
+        let contexts = self.contexts.iter().fold(0u32, |m, c| m | c.bit());
         self.chip.enable_partition(
             p,
             &partition::Config {
                 vram_base: self.vram_offset,
                 vram_size: self.vram_size,
-                queues: mask(&self.queues),
-                contexts: mask(&self.contexts),
+                queues,
+                contexts,
                 quantum_us: QUANTUM_US,
                 iova_table: table.bus_address(),
                 iova_pages: guest::IOVA_PAGES as u32,
