@@ -13,6 +13,7 @@ mod guest;
 mod judge;
 mod model;
 mod pair;
+mod qemu;
 mod results;
 mod vm;
 

@@ -75,15 +75,15 @@ impl Outcome {
     }
 }
 
-/// Mounts what QEMU needs inside the build root, then execs it there. The mounts live in a
-/// private namespace and vanish with QEMU.
+/// Mounts what QEMU needs inside the build root, then execs it there (`$3`, see
+/// [`crate::qemu`]). The mounts live in a private namespace and vanish with QEMU.
 const CHROOT_SCRIPT: &str = r#"
-R=$1; W=$2; shift 2
+R=$1; W=$2; Q=$3; shift 3
 mount --rbind /dev "$R/dev"
 mount -t proc proc "$R/proc"
 mount --rbind /sys "$R/sys"
 mount --bind "$W" "$R/cache"
-exec chroot "$R" /usr/bin/env -i PATH=/usr/bin:/bin:/usr/sbin:/sbin qemu-system-x86_64 "$@"
+exec chroot "$R" /usr/bin/env -i PATH=/usr/bin:/bin:/usr/sbin:/sbin "$Q" "$@"
 "#;
 
 /// The accelerator QEMU uses: `tcg` or `kvm`.
@@ -410,7 +410,13 @@ pub(crate) fn boot_until(
     cut: &Cut,
 ) -> Result<Outcome, String> {
     let args = qemu_args(paths, run_dir, devices, accel, mode, shape);
-    std::fs::write(run_dir.join("qemu.args"), args.join("\n")).map_err(|e| e.to_string())?;
+    let qemu = crate::qemu::get(paths);
+    let line = std::iter::once(qemu.exe.clone()).chain(args.iter().cloned());
+    std::fs::write(
+        run_dir.join("qemu.args"),
+        line.collect::<Vec<_>>().join("\n"),
+    )
+    .map_err(|e| e.to_string())?;
     let mut child = Command::new("unshare")
         .args([
             "--mount",
@@ -424,6 +430,7 @@ pub(crate) fn boot_until(
         ])
         .arg(&paths.root)
         .arg(&paths.work)
+        .arg(&qemu.exe)
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
