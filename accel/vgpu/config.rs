@@ -40,7 +40,10 @@ pub(crate) enum Effect {
 
 /// One instance's config space.
 pub(crate) struct ConfigSpace {
-    bytes: [u8; SIZE],
+    /// On the heap: 4 KiB by value would be copied through the stack frames of instance
+    /// creation (the value, the state holding it, the initializer capturing that), which
+    /// overflowed the 16 KiB kernel stack once lockdep and slab debugging unwound on top.
+    bytes: KBox<[u8; SIZE]>,
     /// BAR2's size: the instance's VRAM slice, a power of two.
     bar2_size: u64,
 }
@@ -48,42 +51,49 @@ pub(crate) struct ConfigSpace {
 impl ConfigSpace {
     /// The config space at reset for an instance with `bar2_size` bytes of VRAM and `vectors`
     /// MSI-X vectors (1 to 2048).
-    pub(crate) fn new(bar2_size: u64, vectors: u16) -> Self {
+    pub(crate) fn new(bar2_size: u64, vectors: u16) -> Result<Self> {
         let mut c = Self {
-            bytes: [0; SIZE],
+            // Zeroed in place, never on the stack.
+            bytes: KBox::init(pin_init::zeroed::<[u8; SIZE]>(), GFP_KERNEL)?,
             bar2_size,
         };
-        c.put16(0x00, PCI_VENDOR_VELA);
-        c.put16(0x02, PCI_DEVICE_VELA);
-        c.put16(STATUS, 1 << 4); // Capabilities List
-        c.bytes[0x08] = 0x01; // revision
-        c.bytes[0x0b] = 0x12; // class: processing accelerator
-        c.put32(BAR2_LO, 0xc); // 64-bit, prefetchable
-        c.put16(0x2c, PCI_VENDOR_VELA);
-        c.put16(0x2e, PCI_DEVICE_VELA);
-        c.bytes[0x34] = PCIE as u8;
-        // PCI Express capability, version 2, endpoint, FLR capable.
-        c.bytes[PCIE] = 0x10;
-        c.bytes[PCIE + 1] = MSIX as u8;
-        c.put16(PCIE + 0x02, 0x0002);
-        c.put32(PCIE + 0x04, 0x1000_8001);
-        c.put16(DEVCTL, 0x2810);
-        c.put32(PCIE + 0x0c, 0x0000_0103);
-        c.put16(PCIE + 0x12, 0x0103);
-        c.put32(PCIE + 0x2c, 0x0000_000e);
-        c.put16(PCIE + 0x30, 0x0003);
-        // MSI-X: table at BAR0 + 0x8000, PBA at BAR0 + 0x9000.
-        c.bytes[MSIX] = 0x11;
-        c.put16(MSIX_CTL, (vectors.max(1) - 1) & 0x7ff);
-        c.put32(MSIX + 0x04, 0x8000);
-        c.put32(MSIX + 0x08, 0x9000);
-        c
+        c.fill(vectors);
+        Ok(c)
     }
 
     /// Back to the reset values (a reset or FLR); BAR2's size stays.
     pub(crate) fn reset(&mut self) {
         let vectors = (self.get16(MSIX_CTL) & 0x7ff) + 1;
-        *self = Self::new(self.bar2_size, vectors);
+        self.bytes.fill(0);
+        self.fill(vectors);
+    }
+
+    /// Writes the reset values into a zeroed space.
+    fn fill(&mut self, vectors: u16) {
+        self.put16(0x00, PCI_VENDOR_VELA);
+        self.put16(0x02, PCI_DEVICE_VELA);
+        self.put16(STATUS, 1 << 4); // Capabilities List
+        self.bytes[0x08] = 0x01; // revision
+        self.bytes[0x0b] = 0x12; // class: processing accelerator
+        self.put32(BAR2_LO, 0xc); // 64-bit, prefetchable
+        self.put16(0x2c, PCI_VENDOR_VELA);
+        self.put16(0x2e, PCI_DEVICE_VELA);
+        self.bytes[0x34] = PCIE as u8;
+        // PCI Express capability, version 2, endpoint, FLR capable.
+        self.bytes[PCIE] = 0x10;
+        self.bytes[PCIE + 1] = MSIX as u8;
+        self.put16(PCIE + 0x02, 0x0002);
+        self.put32(PCIE + 0x04, 0x1000_8001);
+        self.put16(DEVCTL, 0x2810);
+        self.put32(PCIE + 0x0c, 0x0000_0103);
+        self.put16(PCIE + 0x12, 0x0103);
+        self.put32(PCIE + 0x2c, 0x0000_000e);
+        self.put16(PCIE + 0x30, 0x0003);
+        // MSI-X: table at BAR0 + 0x8000, PBA at BAR0 + 0x9000.
+        self.bytes[MSIX] = 0x11;
+        self.put16(MSIX_CTL, (vectors.max(1) - 1) & 0x7ff);
+        self.put32(MSIX + 0x04, 0x8000);
+        self.put32(MSIX + 0x08, 0x9000);
     }
 
     fn put16(&mut self, at: usize, v: u16) {
@@ -188,7 +198,7 @@ mod tests {
 
     #[test]
     fn identity_and_bar_sizing() -> Result {
-        let mut c = ConfigSpace::new(64 << 20, 3);
+        let mut c = ConfigSpace::new(64 << 20, 3)?;
         assert_eq!(dword(&c, 0), 0x0001_1f5a);
         assert_eq!(dword(&c, 0x08), 0x1200_0001);
         c.write(0x10, &u32::MAX.to_le_bytes())?;
@@ -204,7 +214,7 @@ mod tests {
 
     #[test]
     fn read_only_and_bad_accesses() -> Result {
-        let mut c = ConfigSpace::new(32 << 20, 2);
+        let mut c = ConfigSpace::new(32 << 20, 2)?;
         c.write(0x00, &[0, 0])?;
         assert_eq!(dword(&c, 0), 0x0001_1f5a);
         c.write(0x04, &[0xff, 0xff])?;

@@ -110,7 +110,7 @@ impl VgpuDev {
             msix.push(None, GFP_KERNEL)?;
         }
         let state = State {
-            config: config::ConfigSpace::new(vram_size, u16::try_from(vectors)?),
+            config: config::ConfigSpace::new(vram_size, u16::try_from(vectors)?)?,
             bar0: Bar0::new(chip.clone(), partition),
             msix,
             req: None,

@@ -26,4 +26,24 @@ if grep -q 'warning' <<<"$out"; then
 	printf '%s\n' "$out" >&2
 	die "the clippy build of vela.ko warned"
 fi
+# The kernel holds C to CONFIG_FRAME_WARN bytes of stack per function; rustc has no such
+# warning, and a 4 KiB value moved through a few frames of the vGPU's creation once
+# overflowed the 16 KiB stack. Hold vela.ko's functions to the same limit.
+limit=$(sed -n 's/^CONFIG_FRAME_WARN=//p' "$VELA_CACHE/work/$KTREE/.config")
+log "stack frames of vela.ko (at most ${limit:-2048} bytes, CONFIG_FRAME_WARN)"
+big=$(in_root /bin/sh -euc 'objdump -d --no-show-raw-insn "/cache/$1/accel/vela.ko"' \
+	sh "$KMOD-clippy" | awk -v limit="${limit:-2048}" '
+	function hex(s,  i, n) {
+		n = 0
+		for (i = 1; i <= length(s); i++)
+			n = n * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1
+		return n
+	}
+	/^[0-9a-f]+ <.*>:$/ { fn = $2 }
+	/sub +\$0x[0-9a-f]+,%rsp/ {
+		match($0, /\$0x[0-9a-f]+/)
+		n = hex(substr($0, RSTART + 3, RLENGTH - 3))
+		if (n > limit) printf "%d bytes: %s\n", n, fn
+	}')
+[ -z "$big" ] || { printf '%s\n' "$big" >&2; die "vela.ko has functions with stack frames over ${limit:-2048} bytes"; }
 log "accel/ is clean"
