@@ -277,8 +277,9 @@ impl hw::Frontend for Hooks {
                 *tenant.request.lock() = Some(req);
                 // Under the slot's lock: once a removal cleared the slot, nothing queues the
                 // work again, so cancelling it afterwards stops it for good. `Err`: already
-                // pending, and it takes the request just stored.
-                let _ = workqueue::system().enqueue_delayed(tenant.clone(), 0);
+                // pending, and it takes the request just stored. The long queue (pinning may
+                // sleep): 7.2 deprecates system_wq and system_unbound_wq, and warns on their use.
+                let _ = workqueue::system_long().enqueue_delayed(tenant.clone(), 0);
             }
             tenant
         };
