@@ -91,6 +91,8 @@ struct Totals {
     rebind_errors: AtomicU64,
     /// What the failed unbind/bind cycles said, for the diagnostics.
     why: std::sync::Mutex<Vec<String>>,
+    /// When each unbind began.
+    unbinds: std::sync::Mutex<Vec<Instant>>,
 }
 
 fn main() {
@@ -135,6 +137,7 @@ fn main() {
         rebinds: AtomicU64::new(0),
         rebind_errors: AtomicU64::new(0),
         why: std::sync::Mutex::new(Vec::new()),
+        unbinds: std::sync::Mutex::new(Vec::new()),
     });
     let ndev = devs.len() as u64;
     // Held by the rebinder from clearing a device's faults until it is bound again, and by
@@ -176,6 +179,9 @@ fn main() {
                 }
                 let i = (rng.next_u64() % devs.len() as u64) as usize;
                 let _g = probing.lock().unwrap_or_else(|p| p.into_inner());
+                if let Ok(mut u) = totals.unbinds.lock() {
+                    u.push(Instant::now());
+                }
                 match rebind(&devs[i], i) {
                     Ok(()) => totals.rebinds.fetch_add(1, Ordering::Relaxed),
                     Err(e) => {
@@ -192,10 +198,16 @@ fn main() {
     let start = Instant::now();
     let bound = Duration::from_secs(minutes * 60);
     let (mut done, mut rounds, mut killed, mut coverage) = (0u64, 0u64, 0u64, None::<String>);
+    // Each round's time span and how many accesses in it hit a revoked mapping.
+    let mut revoked: Vec<(Instant, Instant, u64)> = Vec::new();
     while done < calls && start.elapsed() < bound {
         let n = ROUND_CALLS.min(calls - done);
         let round_seed = seed.wrapping_add(rounds.wrapping_mul(0x9e37_79b9));
+        let began = Instant::now();
         let out = Proc::new(&exe)
+            // Unbinding revokes the fuzzers' mappings: a SIGBUS is then what must happen, and
+            // the fuzzer survives and counts it instead of dying (vela-fuzz's revoked.rs).
+            .env("VELA_FUZZ_REVOKED_MAPS_OK", "1")
             .args([
                 "--calls",
                 &n.to_string(),
@@ -221,6 +233,14 @@ fn main() {
                     ));
                 }
                 let text = String::from_utf8_lossy(&o.stdout);
+                let hit: u64 = text
+                    .lines()
+                    .filter_map(|l| l.split("revoked-mapping faults: ").nth(1))
+                    .filter_map(|n| n.trim().parse::<u64>().ok())
+                    .sum();
+                if hit > 0 {
+                    revoked.push((began, Instant::now(), hit));
+                }
                 if let Some(c) = text.lines().rev().find(|l| l.contains("coverage")) {
                     coverage = Some(c.trim_start_matches(['#', ' ']).to_string());
                 }
@@ -255,6 +275,18 @@ fn main() {
         totals.rebind_errors.load(Ordering::Relaxed),
     );
     t.diag(format_args!("{f} faults armed, {r} unbind/bind cycles"));
+    let unbinds = totals.unbinds.lock().map(|u| u.clone()).unwrap_or_default();
+    let total_revoked: u64 = revoked.iter().map(|r| r.2).sum();
+    t.diag(format_args!(
+        "{total_revoked} accesses to revoked mappings (SIGBUS survived) in {} rounds",
+        revoked.len()
+    ));
+    // A fuzzer's files are opened in its round, so only an unbind during the round revokes
+    // its mappings; a SIGBUS in a round without one is a fault the driver got wrong.
+    let unexplained = revoked
+        .iter()
+        .filter(|(from, to, _)| !unbinds.iter().any(|u| u >= from && u <= to))
+        .count();
     if let Ok(w) = totals.why.lock() {
         for why in w.iter() {
             t.diag(format_args!("unbind/bind failed: {why}"));
@@ -269,6 +301,11 @@ fn main() {
         killed,
         0,
         "every fuzzer round ran to its end (no signal, no panic)",
+    );
+    t.eq(
+        unexplained,
+        0,
+        "revoked mappings were touched only in rounds during which a device was unbound",
     );
     t.check(
         f > 0 && fe == 0,

@@ -13,6 +13,7 @@
 //!    calls (random.rs), each judged against the header's rules.
 //!
 //! Then a real job's data is read back on the devices and VRAM must return to where it was.
+//! Under `make soak` a revoked mapping's SIGBUS is survived and counted (revoked.rs).
 //!
 //! usage: vela-fuzz [--seed S] [--calls N] [--procs P] [--seconds N | --minutes N]
 //!                  [--corpus DIR] [--corpus-out DIR] [--ko PATH]
@@ -21,6 +22,7 @@ mod exec;
 mod kcov;
 mod prog;
 mod random;
+mod revoked;
 
 use std::{
     fs,
@@ -209,6 +211,7 @@ fn watchdog() {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    revoked::install();
     if let (Some(calls), Some(seed)) = (arg(&args, "--child-calls"), arg(&args, "--child-seed")) {
         std::process::exit(random::child(calls, seed));
     }
@@ -522,6 +525,9 @@ fn main() {
         ));
     } else {
         t.diag("coverage: unavailable (no KCOV in this kernel)");
+    }
+    if let Some(r) = revoked::report() {
+        t.diag(r);
     }
     t.finish();
 }

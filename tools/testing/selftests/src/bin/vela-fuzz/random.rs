@@ -849,6 +849,9 @@ pub fn child(calls: u64, seed: u64) -> i32 {
     for r in &c.reports {
         out(format!("UNEXPECTED {r}"));
     }
+    if let Some(r) = crate::revoked::report() {
+        out(r);
+    }
     if let Err(e) = &alive {
         out(format!(
             "UNEXPECTED device no longer runs a job after fuzzing: {e}"
