@@ -19,6 +19,7 @@ use super::{
     gem::IDLE_WAIT_MS,
     gem::{Backing, BoArgs, Local, Store, VelaObject},
     placement::migrate,
+    sysmem::SysBacking,
     vm,
 };
 use crate::{
@@ -189,12 +190,18 @@ pub(super) fn vmap(obj: &gem::Object<VelaObject>, locked: &ResvLocked<'_>) -> Re
         let Store::System(sys) = &st.store else {
             return Err(EAGAIN);
         };
-        st.pins += 1;
-        // SAFETY: The memory is the buffer's whole system backing, which stays where it
-        // is while pinned; the pin is dropped in `dmabuf_vunmap`. If the buffer goes
-        // first, the dma-buf (which holds a reference) does not.
-        Ok(unsafe { KernelMap::system(sys.mem.base()) })
+        Ok(map_system_pinned(sys, &mut st.pins))
     })?
+}
+
+/// Maps a buffer's whole system backing for the kernel and takes a pin (`pins` is the
+/// buffer's count), which the matching vunmap drops.
+fn map_system_pinned(sys: &SysBacking, pins: &mut u32) -> KernelMap {
+    *pins += 1;
+    // SAFETY: The memory is the buffer's whole system backing, which stays where it is while
+    // pinned, and the pin just taken lasts until the matching vunmap. If the buffer goes
+    // first, the dma-buf (which holds a reference) does not.
+    unsafe { KernelMap::system(sys.mem.base()) }
 }
 
 /// A CPU-driven importer (Soft-RoCE) that attached as a device reaching BAR2 peer-to-peer,
@@ -224,7 +231,7 @@ pub(super) fn vmap_attachment(
         migrate(obj, locked, false).map_err(not_busy)?;
     }
     local.with(obj.resv(), locked, |st| -> Result<KernelMap> {
-        let map = match &st.store {
+        match &st.store {
             Store::Vram(blocks) => {
                 let mut runs = vram::runs(blocks);
                 let (start, mut len) = runs.next().ok_or(EINVAL)?;
@@ -241,14 +248,12 @@ pub(super) fn vmap_attachment(
                 // run) alive, and BAR2's mapping goes only after unbind has revoked every
                 // export (`Exports::revoke_all`; reset and device loss revoke too), which
                 // makes this revocable importer unmap before its invalidation returns.
-                unsafe { KernelMap::io(addr) }
+                let map = unsafe { KernelMap::io(addr) };
+                st.pins += 1;
+                Ok(map)
             }
-            // SAFETY: As in `dmabuf_vmap`: the whole system backing, kept in place by the
-            // pin below until `dmabuf_vunmap_attachment`.
-            Store::System(sys) => unsafe { KernelMap::system(sys.mem.base()) },
-        };
-        st.pins += 1;
-        Ok(map)
+            Store::System(sys) => Ok(map_system_pinned(sys, &mut st.pins)),
+        }
     })?
 }
 
