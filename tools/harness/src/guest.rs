@@ -129,10 +129,6 @@ const CHECK_TESTS: &[Test] = &[
     // The same from Python on rdma-core's pyverbs: a VRAM buffer made with raw ioctls,
     // registered with DmaBufMR, RDMA WRITE and READ with a host MR over rxe0.
     ("pyverbs", "vela-pyverbs-test dmabuf"),
-    // rdma-core's own pyverbs tests (test_mr, test_qp, test_device) on rxe0: the patched
-    // librxe must do no worse than Debian's. After pyverbs, whose Python start-up and
-    // pyverbs imports leave the 9p root's files in the guest's cache.
-    ("pyverbs-suite", "vela-pyverbs-test suite"),
     // RDMA between this VM's VRAM (it is VM A) and VM B's, a VM the harness boots with this
     // one, their NICs joined (`crate::pair`). Needs vela0 bound (rdma rebinds it) and the
     // NIC as rdma left it (rxe0 on eth0, 10.0.0.1); before prime and devloss, which unbind
@@ -153,10 +149,17 @@ const CHECK_TESTS: &[Test] = &[
 /// `fuzz-grow` grows vela-fuzz's corpus: a guided session of `VELA_FUZZ_MINUTES` (default
 /// 10) whose new programs land in the results directory (`fuzz-corpus/`); `make fuzz-corpus`
 /// runs it and copies them into tools/testing/fuzz/corpus.
-const ON_REQUEST_TESTS: &[Test] = &[(
-    "fuzz-grow",
-    "vela-fuzz --seed $VELA_FUZZ_SEED --minutes $VELA_FUZZ_MINUTES --corpus-out $R/fuzz-corpus",
-)];
+/// `pyverbs-suite` runs rdma-core's own pyverbs tests (test_mr, test_qp, test_device) on rxe0:
+/// the patched librxe must do no worse than Debian's. About 60 s on the fast kernel and 160 s
+/// on the strict one: more than a fresh machine's `make check` can pay within its 30 minutes
+/// (Documentation/testing.rst, `vela-pyverbs-test`).
+const ON_REQUEST_TESTS: &[Test] = &[
+    (
+        "fuzz-grow",
+        "vela-fuzz --seed $VELA_FUZZ_SEED --minutes $VELA_FUZZ_MINUTES --corpus-out $R/fuzz-corpus",
+    ),
+    ("pyverbs-suite", "vela-pyverbs-test suite"),
+];
 
 /// One guest test: (name, command).
 pub(crate) type Test = (&'static str, &'static str);
@@ -761,13 +764,13 @@ mod tests {
     }
 
     #[test]
-    fn pyverbs_and_its_suite_run_in_a_check_before_pair_and_prime() {
+    fn pyverbs_runs_before_pair_and_prime_and_its_suite_only_when_named() {
         let pos = |n: &str| CHECK_TESTS.iter().position(|(name, _)| *name == n);
-        assert!(pos("pyverbs").is_some() && pos("pyverbs") < pos("pyverbs-suite"));
-        assert!(pos("pyverbs-suite") < pos(crate::pair::PAIR) && pos("pair") < pos("prime"));
+        assert!(pos("pyverbs").is_some() && pos("pyverbs") < pos(crate::pair::PAIR));
+        assert!(pos("pair") < pos("prime"));
         assert!(RDMA_BINS.contains(&"vela-pyverbs-test"));
         assert!(RDMA_BINS.contains(&"pyverbs-tests.zip"));
-        assert!(select(&[])
+        assert!(!select(&[])
             .unwrap()
             .iter()
             .any(|(n, _)| *n == "pyverbs-suite"));
