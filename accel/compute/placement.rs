@@ -13,7 +13,7 @@ use kernel::{
 use super::{
     driver::VelaDevice,
     gem::{Backing, Store, VelaObject, IDLE_WAIT_MS},
-    sysmem::SysBacking,
+    sysmem::{Fill, SysBacking},
     vm,
 };
 use crate::{
@@ -80,7 +80,14 @@ pub(crate) fn migrate(
     let new = if to_vram {
         Store::Vram(chip.vram().alloc(u64::try_from(size)?, false)?)
     } else {
-        Store::System(SysBacking::new(chip, &obj.dev().sys_budget, size)?)
+        // Overwritten in full by `copy` below before the buffer, its binds or its importers
+        // see it; a failed copy drops it unread.
+        Store::System(SysBacking::new(
+            chip,
+            &obj.dev().sys_budget,
+            size,
+            Fill::Overwritten,
+        )?)
     };
     // Nothing may keep using the old place: importers remap (under this lock they cannot
     // map again before the move is done), CPU mappings fault in the new place.
