@@ -114,8 +114,12 @@ pub(crate) fn migrate(
             return Err(e);
         }
         st.moved = !to_vram;
-        // `old` goes here, after every PTE points elsewhere and the TLBs were invalidated.
-        drop(old);
+        // `old` goes here, after every PTE points elsewhere and the TLBs were invalidated;
+        // system memory is freed off this path (the move back runs in a SUBMIT).
+        match old {
+            Store::System(sys) => obj.dev().retired.put(sys),
+            Store::Vram(blocks) => drop(blocks),
+        }
         Ok(())
     })??;
     // Only buffers in VRAM are eviction candidates.
