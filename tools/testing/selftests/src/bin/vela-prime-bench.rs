@@ -89,6 +89,10 @@ fn median(v: &mut [Duration]) -> Duration {
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 /// (min, median, max).
 fn spread(v: &mut [Duration]) -> (Duration, Duration, Duration) {
     let mid = median(v);
@@ -311,14 +315,16 @@ fn bench_p2p(a: &Device, b: &Device, size: u64, budget: Duration) -> Result<f64,
     let (pg, lg) = (gb_s(size, p.1), gb_s(size, l.1));
     let ratio = pg / lg.max(1e-12);
     println!(
-        "(b) COPY on B, {} MiB, median (min-max) of {n} each (SUBMIT to WAIT):\n    \
-         from A's VRAM through the switch {pg:.2} GB/s ({:.2}-{:.2}); B local -> local \
-         {lg:.2} GB/s ({:.2}-{:.2}, the baseline); ratio {ratio:.2}",
+        "(b) COPY on B, {} MiB, median (its time, min-max) of {n} each (SUBMIT to WAIT):\n    \
+         from A's VRAM through the switch {pg:.2} GB/s ({:.2} ms, {:.2}-{:.2}); B local -> \
+         local {lg:.2} GB/s ({:.2} ms, {:.2}-{:.2}; the baseline); ratio {ratio:.2}",
         size >> 20,
-        gb_s(size, p.2),
-        gb_s(size, p.0),
-        gb_s(size, l.2),
-        gb_s(size, l.0),
+        ms(p.1),
+        ms(p.0),
+        ms(p.2),
+        ms(l.1),
+        ms(l.0),
+        ms(l.2),
     );
     Ok(ratio)
 }
@@ -375,18 +381,21 @@ fn bench_moves(a: &Device, size: u64, budget: Duration) -> Result<(), String> {
     }
     let n = engine.len();
     let (e, o, b) = (spread(&mut engine), spread(&mut out), spread(&mut back));
+    // Min and max as times: a difference of two noisy samples can come out near 0, which no
+    // bandwidth shows honestly.
     let fmt = |(lo, mid, hi): (Duration, Duration, Duration)| {
         format!(
-            "{:.2} GB/s ({:.2}-{:.2})",
+            "{:.2} GB/s ({:.2} ms, {:.2}-{:.2})",
             gb_s(size, mid),
-            gb_s(size, hi),
-            gb_s(size, lo)
+            ms(mid),
+            ms(lo),
+            ms(hi)
         )
     };
     let (eg, og, bg) = (gb_s(size, e.1), gb_s(size, o.1), gb_s(size, b.1));
     let (ro, rb) = (og / eg.max(1e-12), bg / eg.max(1e-12));
     println!(
-        "(c) moves of a {} MiB VRAM buffer of A, median (min-max) of {n} each:\n    \
+        "(c) moves of a {} MiB VRAM buffer of A, median (its time, min-max) of {n} each:\n    \
          A's copy engine VRAM -> VRAM on a user queue, SUBMIT to WAIT {} (the baseline);\n    \
          to system memory for a static importer (its map, less a map of a buffer already \
          there) {}, ratio {ro:.2}, goal >= 0.8: {}\n    \
