@@ -6,6 +6,7 @@
 #   make bench  benchmarks: the device model on the host, the driver in the VM
 #   make bench-rdma  only the RDMA benchmarks: perftest in one VM, then between two
 #   make bench-vgpu  only the vGPU benchmark: an instance against the host's accel path
+#   make bench-prime only vela-prime-bench: sharing, P2P copies, moves to system memory and back
 #   make soak   an hour of fuzzing with faults and unbinds under it (not in check)
 #   make vm-test T=prime,sched  only those guest tests (and probe, which loads vela.ko)
 #   VELA_KERNEL=fast            any of them on the gcc kernel without sanitizers
@@ -24,12 +25,12 @@ BIN := tools/target/release
 # Guest tests of `make vm-test`, comma-separated (vela-harness check --tests); empty: all.
 T ?=
 
-.PHONY: all deps module tools rdma run check host-test lint lint-driver lint-tools vm-test bench bench-rdma bench-vgpu soak fuzz-corpus clean help
+.PHONY: all deps module tools rdma run check host-test lint lint-driver lint-tools vm-test bench bench-rdma bench-vgpu bench-prime soak fuzz-corpus clean help
 
 all: module tools
 
 help:
-	@sed -n '3,15p' Makefile
+	@sed -n '3,16p' Makefile
 
 deps:
 	tools/build/host-deps.sh
@@ -99,6 +100,12 @@ bench-rdma: tools rdma
 bench-vgpu: tools
 	$(MAKE) module VELA_KERNEL=$(BENCH_KERNEL)
 	VELA_KERNEL=$(BENCH_KERNEL) $(BIN)/vela-harness bench --vgpu --timeout $(BENCH_TIMEOUT)
+
+# The sharing and move benchmark alone (vela-harness bench --prime): vela-prime-bench in one
+# VM, on the bench kernel.
+bench-prime: tools
+	$(MAKE) module VELA_KERNEL=$(BENCH_KERNEL)
+	VELA_KERNEL=$(BENCH_KERNEL) $(BIN)/vela-harness bench --prime --timeout $(BENCH_TIMEOUT)
 
 # Not part of check: the fuzzer at length with faults and unbinds under it (at most an
 # hour; SOAK_ARGS="--minutes 10 --calls 100000" for a shorter one).

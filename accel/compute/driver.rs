@@ -11,8 +11,13 @@ use kernel::{
 };
 
 use super::{
-    exports::Exports, file::File, gem::VelaObject, placement::Evictable, queue::HwHolders,
-    sched::Sched, sysmem::Budget,
+    exports::Exports,
+    file::File,
+    gem::VelaObject,
+    placement::Evictable,
+    queue::HwHolders,
+    sched::Sched,
+    sysmem::{Budget, Retired},
 };
 use crate::hw;
 
@@ -36,6 +41,8 @@ pub(crate) struct VelaData {
     pub(crate) evictable: Arc<Mutex<Evictable>>,
     /// System memory held by the device's buffers.
     pub(crate) sys_budget: Arc<Budget>,
+    /// System memory that moves into VRAM left behind, on its way back to the allocator.
+    pub(crate) retired: Arc<Retired>,
 }
 
 const INFO: drm::DriverInfo = drm::DriverInfo {
@@ -89,6 +96,7 @@ pub(crate) fn register(
         exports <- Exports::new(),
         evictable: Arc::pin_init(new_mutex!(Evictable::new()), GFP_KERNEL)?,
         sys_budget: Budget::new()?,
+        retired: Retired::new()?,
     });
     let drm = drm::UnregisteredDevice::<VelaDriver>::new(pdev.as_ref(), data)?;
     let drm = drm::driver::Registration::new_foreign_owned(drm, pdev.as_ref(), 0)?;
@@ -113,4 +121,5 @@ impl hw::Frontend for Hooks {
 /// mappings go in the core's `shutdown`, through [`Hooks`], after interrupts.
 pub(crate) fn unbind(dev: &VelaDevice) {
     dev.sched.stop();
+    dev.retired.stop();
 }

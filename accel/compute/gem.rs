@@ -24,7 +24,7 @@ use super::{
     driver::{VelaDevice, VelaDriver},
     placement::{evict, Evictable, CPU_CLEAR_MAX},
     prime::{self, ImportState},
-    sysmem::SysBacking,
+    sysmem::{Fill, SysBacking},
 };
 use crate::{
     hw::{
@@ -159,7 +159,8 @@ impl gem::DriverObject for VelaObject {
             None if args.resv_only => Ok(Backing::Resv),
             None => {
                 let store = if args.flags & uapi::DRM_VELA_BO_VRAM == 0 {
-                    SysBacking::new(&dev.chip, &dev.sys_budget, size).map(Store::System)
+                    SysBacking::new(&dev.chip, &dev.sys_budget, size, Fill::Zeroed)
+                        .map(Store::System)
                 } else {
                     u64::try_from(size)
                         .map_err(|_| EINVAL)

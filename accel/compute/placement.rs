@@ -13,7 +13,7 @@ use kernel::{
 use super::{
     driver::VelaDevice,
     gem::{Backing, Store, VelaObject, IDLE_WAIT_MS},
-    sysmem::SysBacking,
+    sysmem::{Fill, SysBacking},
     vm,
 };
 use crate::{
@@ -80,7 +80,14 @@ pub(crate) fn migrate(
     let new = if to_vram {
         Store::Vram(chip.vram().alloc(u64::try_from(size)?, false)?)
     } else {
-        Store::System(SysBacking::new(chip, &obj.dev().sys_budget, size)?)
+        // Overwritten in full by `copy` below before the buffer, its binds or its importers
+        // see it; a failed copy drops it unread.
+        Store::System(SysBacking::new(
+            chip,
+            &obj.dev().sys_budget,
+            size,
+            Fill::Overwritten,
+        )?)
     };
     // Nothing may keep using the old place: importers remap (under this lock they cannot
     // map again before the move is done), CPU mappings fault in the new place.
@@ -107,8 +114,12 @@ pub(crate) fn migrate(
             return Err(e);
         }
         st.moved = !to_vram;
-        // `old` goes here, after every PTE points elsewhere and the TLBs were invalidated.
-        drop(old);
+        // `old` goes here, after every PTE points elsewhere and the TLBs were invalidated;
+        // system memory is freed off this path (the move back runs in a SUBMIT).
+        match old {
+            Store::System(sys) => obj.dev().retired.put(sys),
+            Store::Vram(blocks) => drop(blocks),
+        }
         Ok(())
     })??;
     // Only buffers in VRAM are eviction candidates.

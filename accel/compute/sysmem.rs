@@ -14,6 +14,7 @@ use kernel::{
     prelude::*,
     scatterlist::{Owned, SGTable},
     sync::{Arc, Mutex},
+    workqueue::{self, DelayedWork, WorkItem},
 };
 
 use crate::hw::Chip;
@@ -22,28 +23,51 @@ use crate::hw::Chip;
 /// rather than let userspace push the machine into the OOM killer.
 pub(crate) const BUDGET: u64 = 512 << 20;
 
-/// Zeroed, page-aligned system memory.
+/// Page-aligned system memory.
+///
+/// Every byte is written before anything reads it: the allocator zeroes a new buffer's memory,
+/// and a move's destination ([`Fill::Overwritten`]) is overwritten in full by the move before
+/// it becomes a buffer's memory. So the CPU side is reached through the base pointer and
+/// `size`, never through the vector's length, which is 0 for a move's destination.
 pub(crate) struct SysMem {
     buf: VVec<u8>,
+    size: usize,
+}
+
+/// What a new [`SysMem`] holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fill {
+    /// Zeroes: nothing a previous user left in the pages may reach userspace or the device.
+    Zeroed,
+    /// Whatever the pages held: only for memory that is overwritten in full before anyone
+    /// else can reach it, which is what a move does with its destination
+    /// (`placement::migrate`: nothing maps, binds or exports it until the copy is done, and
+    /// a copy that fails drops it unread). Zeroing 16 MiB took 30-75 ms in the TCG guest, 90%
+    /// of a move to system memory.
+    Overwritten,
 }
 
 impl SysMem {
-    /// Allocates `size` bytes (a multiple of the page size), zeroed: nothing a previous user
-    /// left in the pages may reach userspace or the device.
-    pub(crate) fn new(size: usize) -> Result<Arc<Self>> {
+    /// Allocates `size` bytes (a multiple of the page size).
+    pub(crate) fn new(size: usize, fill: Fill) -> Result<Arc<Self>> {
         if size == 0 || size % PAGE_SIZE != 0 {
             return Err(EINVAL);
         }
         // No allocation-failure splat: a large request that cannot be met is an ENOMEM for the
-        // caller, not a kernel problem. The allocator zeroes the pages (`__GFP_ZERO`, as
-        // vzalloc): filling a vector byte by byte took 90 ms for 16 MiB in the TCG guest, 94% of
-        // a buffer's move to system memory, against 10 ms for the allocation itself.
-        let buf = VVec::zeroed(size, GFP_KERNEL | __GFP_NOWARN)?;
-        Ok(Arc::new(Self { buf }, GFP_KERNEL)?)
+        // caller, not a kernel problem. vmalloc takes the largest free blocks it can get
+        // (without reclaim) before single pages, so the memory is mostly physically
+        // contiguous: a 16 MiB buffer came in 3 DMA runs in the bench VM. The allocator
+        // zeroes the pages (`__GFP_ZERO`, as vzalloc): filling a vector byte by byte took
+        // 90 ms for 16 MiB in the TCG guest.
+        let buf = match fill {
+            Fill::Zeroed => VVec::zeroed(size, GFP_KERNEL | __GFP_NOWARN)?,
+            Fill::Overwritten => VVec::with_capacity(size, GFP_KERNEL | __GFP_NOWARN)?,
+        };
+        Ok(Arc::new(Self { buf, size }, GFP_KERNEL)?)
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.buf.len()
+        self.size
     }
 
     /// The pages, in order.
@@ -54,7 +78,20 @@ impl SysMem {
     /// Copies bytes out, from `off` on.
     pub(crate) fn read(&self, off: usize, out: &mut [u8]) -> Result {
         let end = off.checked_add(out.len()).ok_or(EINVAL)?;
-        out.copy_from_slice(self.buf.get(off..end).ok_or(EINVAL)?);
+        if end > self.size {
+            return Err(EINVAL);
+        }
+        // SAFETY: `[off, end)` is inside the allocation (checked), whose every byte was
+        // written before the memory became a buffer's (the type's invariant). The device may
+        // write it concurrently only through a job the caller waited for, as with any buffer
+        // the CPU reads; the copy goes through raw pointers, so no reference to it exists.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                self.base().as_ptr().add(off),
+                out.as_mut_ptr(),
+                out.len(),
+            )
+        };
         Ok(())
     }
 
@@ -62,7 +99,7 @@ impl SysMem {
     /// during a move, before anything maps it).
     pub(crate) fn write(&self, off: usize, data: &[u8]) -> Result {
         let end = off.checked_add(data.len()).ok_or(EINVAL)?;
-        if end > self.buf.len() {
+        if end > self.size {
             return Err(EINVAL);
         }
         // SAFETY: `[off, end)` is inside the allocation (checked); the caller's memory is not
@@ -126,18 +163,19 @@ impl Budget {
     }
 }
 
-/// System memory mapped for the device, counted against the device's [`Budget`].
+/// System memory mapped for the device, counted against the device's [`Budget`] until it
+/// goes (or is handed to [`Retired`]).
 pub(crate) struct SysBacking {
     pub(crate) mem: Arc<SysMem>,
     sgt: Pin<KBox<SGTable<Owned<SysPages>>>>,
-    budget: Arc<Budget>,
+    budget: Option<Arc<Budget>>,
 }
 
 impl SysBacking {
-    pub(crate) fn new(chip: &Chip, budget: &Arc<Budget>, size: usize) -> Result<Self> {
+    pub(crate) fn new(chip: &Chip, budget: &Arc<Budget>, size: usize, fill: Fill) -> Result<Self> {
         let bytes = u64::try_from(size)?;
         budget.charge(bytes)?;
-        let made = SysMem::new(size).and_then(|mem| {
+        let made = SysMem::new(size, fill).and_then(|mem| {
             let pages = SysPages(mem.clone());
             let sgt = chip.with_bound_device(|dev| {
                 KBox::pin_init(
@@ -151,7 +189,7 @@ impl SysBacking {
             Ok((mem, sgt)) => Ok(Self {
                 mem,
                 sgt,
-                budget: budget.clone(),
+                budget: Some(budget.clone()),
             }),
             Err(e) => {
                 budget.uncharge(bytes);
@@ -172,6 +210,90 @@ impl SysBacking {
 
 impl Drop for SysBacking {
     fn drop(&mut self) {
-        self.budget.uncharge(self.mem.len() as u64);
+        self.uncharge();
+    }
+}
+
+impl SysBacking {
+    /// Gives the memory's part of the budget back now; dropping it later counts nothing.
+    fn uncharge(&mut self) {
+        if let Some(budget) = self.budget.take() {
+            budget.uncharge(self.mem.len() as u64);
+        }
+    }
+}
+
+/// System memory that a move into VRAM left behind, freed by a work item instead of in the
+/// move: freeing 16 MiB (the vunmap, 4096 pages back to the allocator, the DMA unmap) took
+/// 1.2-2.2 ms of a 4-5 ms move back in the TCG guest, and the move runs in the SUBMIT that
+/// needs the buffer. The memory leaves the budget when it is retired, so the budget only
+/// ever counts buffers' memory. Nothing reaches retired memory (the buffer's binds, mappings
+/// and importers already point at VRAM), and unbind frees what is left.
+#[pin_data]
+pub(crate) struct Retired {
+    #[pin]
+    state: Mutex<RetiredState>,
+    #[pin]
+    work: DelayedWork<Retired>,
+}
+
+struct RetiredState {
+    /// False once unbind began: retired memory is freed at once.
+    on: bool,
+    list: KVec<SysBacking>,
+}
+
+kernel::impl_has_delayed_work! {
+    impl HasDelayedWork<Self> for Retired { self.work }
+}
+
+impl WorkItem for Retired {
+    type Pointer = Arc<Retired>;
+
+    fn run(this: Arc<Retired>) {
+        let list = core::mem::take(&mut this.state.lock().list);
+        // Freed outside the lock, so a move that retires more does not wait for it.
+        drop(list);
+    }
+}
+
+impl Retired {
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(Self {
+                state <- new_mutex!(RetiredState { on: true, list: KVec::new() }),
+                work <- kernel::new_delayed_work!("vela-sysmem-retired"),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Frees `sys` soon, on `system_long_wq` (`system_wq` is deprecated in 7.2).
+    pub(crate) fn put(self: &Arc<Self>, mut sys: SysBacking) {
+        sys.uncharge();
+        let mut st = self.state.lock();
+        if !st.on {
+            drop(st);
+            drop(sys);
+            return;
+        }
+        // If the list cannot grow, `push` drops `sys`: freed here, as before.
+        if st.list.push(sys, GFP_KERNEL).is_ok() {
+            // Queued under the lock that `stop` clears `on` under, so nothing is queued after
+            // `stop` cancelled the work. `Err` means it is pending already, which is as good.
+            let _ = workqueue::system_long().enqueue_delayed::<Arc<Retired>, 0>(self.clone(), 0);
+        }
+    }
+
+    /// Unbind: frees what is retired and stops the work for good (a pending work item runs
+    /// the module's code).
+    pub(crate) fn stop(self: &Arc<Self>) {
+        let list = {
+            let mut st = self.state.lock();
+            st.on = false;
+            core::mem::take(&mut st.list)
+        };
+        drop(list);
+        workqueue::cancel_delayed_work_sync::<Retired, 0>(self);
     }
 }

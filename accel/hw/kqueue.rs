@@ -36,6 +36,8 @@ use super::{
 /// 1024 slots (64 KiB of VRAM): batches of up to 1022 commands.
 const LOG2_SLOTS: u32 = 10;
 const SLOTS: usize = 1 << LOG2_SLOTS;
+/// The longest sleep between two looks at the fence.
+const MAX_NAP_US: i64 = 200;
 /// A COPY or FILL moves at most this much (`Documentation/hardware/commands.rst`).
 const MAX_LEN: u64 = 1 << 32;
 
@@ -172,6 +174,13 @@ impl KernelQueue {
     fn batch(core: &Chip, ring: &mut Ring, q: QueueId, batch: &[[u8; SLOT]]) -> Result {
         ring.seq += 1;
         let seq = ring.seq;
+        // Completion is the fence reading exactly `seq`, from 0: a value left by an earlier
+        // batch (a corrupt fence writes ~VALUE, which is above any sequence number) must not
+        // pass for this batch's, since callers rely on a completed copy having written every
+        // byte of its destination (a move's destination is not cleared first). The queue runs
+        // nothing of ours once an earlier batch returned, so nothing writes the slot after
+        // this store.
+        core.vram_write64(ring.fence, 0)?;
         let mut tail = 0u64;
         let signal = SignalCommand::new(seq, false).into_slot();
         for c in Iterator::chain(batch.iter(), [&signal]) {
@@ -189,11 +198,17 @@ impl KernelQueue {
         };
         program(core, q, &setup, true, tail as u32)?;
         let start = Instant::<Monotonic>::now();
-        // Short batches finish in microseconds; long ones are not polled hard.
+        // Short batches finish in microseconds. Naps grow to at most MAX_NAP_US, so a copy
+        // is seen done at most that long after it is: growing to 2 ms (as before) made a
+        // 16 MiB copy that took 2.6 ms look like 4.5 ms.
         let mut nap_us: i64 = 20;
         loop {
-            if core.vram_read64(ring.fence)? >= seq {
-                return Ok(());
+            match core.vram_read64(ring.fence)? {
+                0 => {}
+                v if v == seq => return Ok(()),
+                // The SIGNAL ran but wrote something else: a corrupt fence. Whether the copy
+                // before it is whole is then not known, so it does not count as done.
+                _ => return Err(ETIME),
             }
             // A queue error, a fault, or a reset under us (a user queue's hang): the batch will
             // not complete.
@@ -205,7 +220,7 @@ impl KernelQueue {
                 return Err(ETIME);
             }
             fsleep(Delta::from_micros(nap_us));
-            nap_us = (nap_us * 2).min(2000);
+            nap_us = (nap_us * 2).min(MAX_NAP_US);
         }
     }
 }

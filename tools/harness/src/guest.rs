@@ -317,6 +317,14 @@ insmod /run/vela/vela_test_importer.ko
 vela-prime-bench --seconds 2
 "#;
 
+/// `bench --prime`: the sharing and move figures alone (`vela-prime-bench`).
+const BENCH_PRIME: &str = r#"
+insmod /run/vela/vela.ko
+vela info
+insmod /run/vela/vela_test_importer.ko
+vela-prime-bench --seconds 2
+"#;
+
 /// A vGPU instance against the host's accel path on the same device (`bench`, and alone with
 /// `bench --vgpu`).
 const BENCH_VGPU: &str = r#"
@@ -349,12 +357,14 @@ pub(crate) enum Benches {
     Rdma,
     /// The vGPU one only, in one VM (`make bench-vgpu`).
     Vgpu,
+    /// `vela-prime-bench` only, in one VM (`make bench-prime`).
+    Prime,
 }
 
 impl Benches {
     /// Whether the RDMA benchmarks run, the two-VM ones with VM B of the pair.
     pub(crate) fn rdma(self) -> bool {
-        self != Benches::Vgpu
+        matches!(self, Benches::All | Benches::Rdma)
     }
 }
 
@@ -402,6 +412,7 @@ fn script(
                     s.push_str(BENCH_LOAD);
                     s.push_str(BENCH_VGPU);
                 }
+                Benches::Prime => s.push_str(BENCH_PRIME),
             }
             if benches.rdma() {
                 s.push_str(BENCH_RDMA);
@@ -753,6 +764,17 @@ mod tests {
             "{only}"
         );
         assert!(!Benches::Vgpu.rdma() && Benches::All.rdma() && Benches::Rdma.rdma());
+        assert!(!Benches::Prime.rdma());
+        let prime = script(Mode::Bench, Benches::Prime, &devices, &[], &[]);
+        let importer = prime.find("insmod /run/vela/vela_test_importer.ko\n");
+        let bench = prime.find("\nvela-prime-bench --seconds 2\n");
+        assert!(importer.is_some() && importer < bench, "{prime}");
+        assert!(
+            !prime.contains("vela bench")
+                && !prime.contains("vela-vgpu-bench")
+                && !prime.contains("vela-rdma-bench"),
+            "{prime}"
+        );
         assert!(GUEST_BINS.contains(&"vela-vgpu-bench"));
     }
 

@@ -97,7 +97,8 @@ impl Paths {
 #[derive(Debug)]
 struct Options {
     mode: Mode,
-    /// What a bench runs (`--rdma`: the RDMA benchmarks only; `--vgpu`: the vGPU one only).
+    /// What a bench runs (`--rdma`: the RDMA benchmarks only; `--vgpu`: the vGPU one only;
+    /// `--prime`: vela-prime-bench only).
     benches: guest::Benches,
     /// The guest tests of a check (all of them, or those of `--tests` or `VELA_ONLY`).
     tests: Vec<guest::Test>,
@@ -157,6 +158,9 @@ enum ModeArg {
         /// Only the vGPU benchmark (vela-vgpu-bench, one VM)
         #[arg(long, conflicts_with = "rdma")]
         vgpu: bool,
+        /// Only the sharing and move benchmark (vela-prime-bench, one VM)
+        #[arg(long, conflicts_with_all = ["rdma", "vgpu"])]
+        prime: bool,
     },
     /// The soak (not part of check): probe, then vela-soak for at most --minutes; judged
     /// like a check
@@ -217,11 +221,18 @@ fn options(cli: Cli, vela_only: impl FnOnce() -> Vec<String>) -> Result<Options,
             };
             (Mode::Check, common, picked?)
         }
-        ModeArg::Bench { common, rdma, vgpu } => {
+        ModeArg::Bench {
+            common,
+            rdma,
+            vgpu,
+            prime,
+        } => {
             if rdma {
                 benches = guest::Benches::Rdma;
             } else if vgpu {
                 benches = guest::Benches::Vgpu;
+            } else if prime {
+                benches = guest::Benches::Prime;
             }
             (Mode::Bench, common, Vec::new())
         }
@@ -470,6 +481,9 @@ mod tests {
         let o = opts("bench --vgpu", "").unwrap();
         assert_eq!((o.mode, o.benches), (Mode::Bench, guest::Benches::Vgpu));
         assert!(opts("bench --vgpu --rdma", "").is_err(), "one or the other");
+        let o = opts("bench --prime", "").unwrap();
+        assert_eq!((o.mode, o.benches), (Mode::Bench, guest::Benches::Prime));
+        assert!(opts("bench --prime --vgpu", "").is_err(), "one at a time");
         let o = opts("soak --minutes 10 --calls 5000", "prime").unwrap();
         assert_eq!(names(&o), ["probe", "soak"]);
         assert_eq!(
