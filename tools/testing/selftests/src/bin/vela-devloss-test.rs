@@ -510,18 +510,20 @@ fn part1_remove(t: &mut Tap, a_dev: &PciDev, b_dev: &PciDev, c_dev: &PciDev) {
         );
         return;
     }
-    let r = wait_probed(&b_dev.bdf, Duration::from_secs(60)).and_then(|b| {
-        local_copy_works(&b, 17)?;
-        // And it shares with A peer-to-peer again.
-        let src = vram_with(&a, &pattern(18, LEN), BufferFlags::NONE)?;
-        let imp = s(b.import(s(src.export())?))?;
-        holds(&b, &imp, &pattern(18, LEN))
-    });
+    let r = wait_probed(&b_dev.bdf, Duration::from_secs(60)).and_then(|b| works_with(&a, &b));
     t.check(
         r.is_ok(),
         &format!("1: {name} probes again, runs a COPY and imports A's buffer, data checked"),
         format_args!("{r:?}"),
     );
+}
+
+/// A device that came back runs a COPY and imports A's buffer peer-to-peer, data checked.
+fn works_with(a: &Device, b: &Device) -> Result<(), String> {
+    local_copy_works(b, 17)?;
+    let src = vram_with(a, &pattern(18, LEN), BufferFlags::NONE)?;
+    let imp = s(b.import(s(src.export())?))?;
+    holds(b, &imp, &pattern(18, LEN))
 }
 
 /// B comes back after its device_del: QEMU adds it again on its own port (its model process
@@ -542,10 +544,7 @@ fn part1_add(t: &mut Tap, a: &Device, name: &str) {
             "1: {name} probed {} ms after device_add began",
             t0.elapsed().as_millis()
         ));
-        local_copy_works(&b, 17)?;
-        let src = vram_with(a, &pattern(18, LEN), BufferFlags::NONE)?;
-        let imp = s(b.import(s(src.export())?))?;
-        holds(&b, &imp, &pattern(18, LEN))
+        works_with(a, &b)
     });
     t.check(
         r.is_ok(),
