@@ -127,8 +127,11 @@ const CHECK_TESTS: &[Test] = &[
     // input; and revocation. Before prime: it unbinds and rebinds the P2P device.
     ("rdma", "vela-rdma-test"),
     // The same from Python on rdma-core's pyverbs: a VRAM buffer made with raw ioctls,
-    // registered with DmaBufMR, RDMA WRITE and READ with a host MR over rxe0.
-    ("pyverbs", "vela-pyverbs-test dmabuf"),
+    // registered with DmaBufMR, RDMA WRITE and READ with a host MR over rxe0; then
+    // rdma-core's own pyverbs tests (test_mr, test_qp, test_device) on rxe0, where the
+    // patched librxe must do no worse than Debian's. One Python process for both
+    // (Documentation/testing.rst, `vela-pyverbs-test`).
+    ("pyverbs", "vela-pyverbs-test all"),
     // RDMA between this VM's VRAM (it is VM A) and VM B's, a VM the harness boots with this
     // one, their NICs joined (`crate::pair`). Needs vela0 bound (rdma rebinds it) and the
     // NIC as rdma left it (rxe0 on eth0, 10.0.0.1); before prime and devloss, which unbind
@@ -149,17 +152,10 @@ const CHECK_TESTS: &[Test] = &[
 /// `fuzz-grow` grows vela-fuzz's corpus: a guided session of `VELA_FUZZ_MINUTES` (default
 /// 10) whose new programs land in the results directory (`fuzz-corpus/`); `make fuzz-corpus`
 /// runs it and copies them into tools/testing/fuzz/corpus.
-/// `pyverbs-suite` runs rdma-core's own pyverbs tests (test_mr, test_qp, test_device) on rxe0:
-/// the patched librxe must do no worse than Debian's. About 60 s on the fast kernel and 160 s
-/// on the strict one: more than a fresh machine's `make check` can pay within its 30 minutes
-/// (Documentation/testing.rst, `vela-pyverbs-test`).
-const ON_REQUEST_TESTS: &[Test] = &[
-    (
-        "fuzz-grow",
-        "vela-fuzz --seed $VELA_FUZZ_SEED --minutes $VELA_FUZZ_MINUTES --corpus-out $R/fuzz-corpus",
-    ),
-    ("pyverbs-suite", "vela-pyverbs-test suite"),
-];
+const ON_REQUEST_TESTS: &[Test] = &[(
+    "fuzz-grow",
+    "vela-fuzz --seed $VELA_FUZZ_SEED --minutes $VELA_FUZZ_MINUTES --corpus-out $R/fuzz-corpus",
+)];
 
 /// One guest test: (name, command).
 pub(crate) type Test = (&'static str, &'static str);
@@ -348,6 +344,26 @@ const BENCH_RDMA: &str = r#"
 vela-rdma-bench
 "#;
 
+/// The RDMA bench's repetitions, from the harness's environment into both VMs' scripts (the
+/// server's loops must match the client's): `VELA_RDMA_BENCH_REPS` (bandwidth runs of each
+/// kind) and `VELA_RDMA_BENCH_LAT_REPS` (latency runs), each a number from 1 to 99; anything
+/// else is left out, and `vela-rdma-bench` keeps its defaults.
+pub(crate) fn rdma_bench_env() -> String {
+    rdma_bench_env_from(|name| std::env::var(name).ok())
+}
+
+fn rdma_bench_env_from(get: impl Fn(&str) -> Option<String>) -> String {
+    ["VELA_RDMA_BENCH_REPS", "VELA_RDMA_BENCH_LAT_REPS"]
+        .iter()
+        .filter_map(|name| {
+            let n = get(name)?.trim().parse::<u32>().ok()?;
+            (1..100)
+                .contains(&n)
+                .then(|| format!("export {name}={n}\n"))
+        })
+        .collect()
+}
+
 /// Which benchmarks `bench` runs in the VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Benches {
@@ -415,6 +431,7 @@ fn script(
                 Benches::Prime => s.push_str(BENCH_PRIME),
             }
             if benches.rdma() {
+                s.push_str(&rdma_bench_env());
                 s.push_str(BENCH_RDMA);
                 s.push_str(&crate::pair::bench_a());
             }
@@ -786,28 +803,53 @@ mod tests {
     }
 
     #[test]
-    fn pyverbs_runs_before_pair_and_prime_and_its_suite_only_when_named() {
+    fn pyverbs_and_its_suite_run_in_a_check_before_pair_and_prime() {
         let pos = |n: &str| CHECK_TESTS.iter().position(|(name, _)| *name == n);
         assert!(pos("pyverbs").is_some() && pos("pyverbs") < pos(crate::pair::PAIR));
         assert!(pos("pair") < pos("prime"));
         assert!(RDMA_BINS.contains(&"vela-pyverbs-test"));
         assert!(RDMA_BINS.contains(&"pyverbs-tests.zip"));
-        assert!(!select(&[])
+        assert!(select(&[])
             .unwrap()
             .iter()
-            .any(|(n, _)| *n == "pyverbs-suite"));
+            .any(|t| *t == ("pyverbs", "vela-pyverbs-test all")));
         let s = script(
             Mode::Check,
             Benches::All,
             &model::topology(Mode::Check),
-            &select(&strings(&["pyverbs", "pyverbs-suite"])).unwrap(),
+            &select(&strings(&["pyverbs"])).unwrap(),
             &[],
         );
-        assert!(
-            s.contains("run pyverbs vela-pyverbs-test dmabuf\n")
-                && s.contains("run pyverbs-suite vela-pyverbs-test suite\n"),
-            "{s}"
+        assert!(s.contains("run pyverbs vela-pyverbs-test all\n"), "{s}");
+        assert!(select(&strings(&["pyverbs-suite"])).is_err());
+    }
+
+    #[test]
+    fn rdma_bench_repetitions_reach_the_guest_only_as_small_numbers() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            rdma_bench_env_from(move |n| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == n)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        assert_eq!(env(&[]), "");
+        assert_eq!(
+            env(&[
+                ("VELA_RDMA_BENCH_REPS", "1"),
+                ("VELA_RDMA_BENCH_LAT_REPS", " 9")
+            ]),
+            "export VELA_RDMA_BENCH_REPS=1\nexport VELA_RDMA_BENCH_LAT_REPS=9\n"
         );
+        assert_eq!(
+            env(&[
+                ("VELA_RDMA_BENCH_REPS", "0"),
+                ("VELA_RDMA_BENCH_LAT_REPS", "3; reboot")
+            ]),
+            ""
+        );
+        assert_eq!(env(&[("VELA_RDMA_BENCH_REPS", "100")]), "");
     }
 
     #[test]

@@ -154,7 +154,8 @@ fn body_b(mode: Mode) -> String {
         // stops serving once the test VM has powered off.
         return format!(
             "insmod /run/vela/vela.ko\n\
-             run {B} vela-rdma-bench --serve --stop-file /run/vela/{A_GONE}\n"
+             {}run {B} vela-rdma-bench --serve --stop-file /run/vela/{A_GONE}\n",
+            guest::rdma_bench_env()
         );
     }
     let server = if mode == Mode::Demo {
