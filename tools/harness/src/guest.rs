@@ -811,8 +811,7 @@ mod tests {
         assert!(RDMA_BINS.contains(&"pyverbs-tests.zip"));
         assert!(select(&[])
             .unwrap()
-            .iter()
-            .any(|t| *t == ("pyverbs", "vela-pyverbs-test all")));
+            .contains(&("pyverbs", "vela-pyverbs-test all")));
         let s = script(
             Mode::Check,
             Benches::All,
