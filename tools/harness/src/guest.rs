@@ -78,6 +78,7 @@ pub(crate) const KUNIT_SUITES: &[&str] = &[
     "rust_kernel_dma_resv_fences",
     "rust_kernel_workqueue_cancel",
     "rust_kernel_vvec_zeroed",
+    "rust_kernel_page_ref_count",
     "vela_failures",
     "vela_identity",
     "vela_query",
