@@ -13,7 +13,7 @@ use kernel::{
 use super::{
     driver::VelaDevice,
     gem::{Backing, Store, VelaObject, IDLE_WAIT_MS},
-    sysmem::{Fill, SysBacking},
+    sysmem::SysBacking,
     vm,
 };
 use crate::{
@@ -82,11 +82,11 @@ pub(crate) fn migrate(
     } else {
         // Overwritten in full by `copy` below before the buffer, its binds or its importers
         // see it; a failed copy drops it unread.
-        Store::System(SysBacking::new(
+        Store::System(SysBacking::for_move(
             chip,
             &obj.dev().sys_budget,
+            &obj.dev().retired,
             size,
-            Fill::Overwritten,
         )?)
     };
     // Nothing may keep using the old place: importers remap (under this lock they cannot

@@ -14,6 +14,7 @@ use kernel::{
     prelude::*,
     scatterlist::{Owned, SGTable},
     sync::{Arc, Mutex},
+    time::{msecs_to_jiffies, Delta, Instant, Monotonic},
     workqueue::{self, DelayedWork, WorkItem},
 };
 
@@ -43,7 +44,8 @@ pub(crate) enum Fill {
     /// else can reach it, which is what a move does with its destination
     /// (`placement::migrate`: nothing maps, binds or exports it until the copy is done, and
     /// a copy that fails drops it unread). Zeroing 16 MiB took 30-75 ms in the TCG guest, 90%
-    /// of a move to system memory.
+    /// of a move to system memory. Such memory may also come from [`Retired`]'s pool, holding
+    /// another buffer's old bytes, under the same rule.
     Overwritten,
 }
 
@@ -73,6 +75,17 @@ impl SysMem {
     /// The pages, in order.
     pub(crate) fn pages(&self) -> VmallocPageIter<'_> {
         self.buf.pages()
+    }
+
+    /// Whether this allocation holds the only reference to each of its pages, so nobody else
+    /// can see what is written into them next. A page that a process mapped may have been
+    /// pinned through that mapping (an RDMA memory region on a buffer's CPU mapping,
+    /// `O_DIRECT`), and the pin outlives the mapping; an importer that took a reference to a
+    /// page of the system-page mappings it was handed holds one too. Asked only once nothing
+    /// can take a new reference: no CPU mapping maps the pages (zapped) and no importer
+    /// holds a mapping of them.
+    fn unshared(&self) -> bool {
+        self.pages().all(|p| p.ref_count() == 1)
     }
 
     /// Copies bytes out, from `off` on.
@@ -172,6 +185,23 @@ pub(crate) struct SysBacking {
 }
 
 impl SysBacking {
+    /// A move's destination ([`Fill::Overwritten`]): memory an earlier move left behind, if
+    /// [`Retired`] kept some of this size, else new memory.
+    pub(crate) fn for_move(
+        chip: &Chip,
+        budget: &Arc<Budget>,
+        retired: &Retired,
+        size: usize,
+    ) -> Result<Self> {
+        let Some(mut sys) = retired.take(size) else {
+            return Self::new(chip, budget, size, Fill::Overwritten);
+        };
+        // Over the budget: dropped (freed) here, as a new allocation would have been refused.
+        budget.charge(u64::try_from(size)?)?;
+        sys.budget = Some(budget.clone());
+        Ok(sys)
+    }
+
     pub(crate) fn new(chip: &Chip, budget: &Arc<Budget>, size: usize, fill: Fill) -> Result<Self> {
         let bytes = u64::try_from(size)?;
         budget.charge(bytes)?;
@@ -223,37 +253,116 @@ impl SysBacking {
     }
 }
 
-/// System memory that a move into VRAM left behind, freed by a work item instead of in the
-/// move: freeing 16 MiB (the vunmap, 4096 pages back to the allocator, the DMA unmap) took
-/// 1.2-2.2 ms of a 4-5 ms move back in the TCG guest, and the move runs in the SUBMIT that
-/// needs the buffer. The memory leaves the budget when it is retired, so the budget only
+/// The most memory [`Retired`] keeps for reuse, per device.
+const POOL_MAX: usize = 64 << 20;
+/// The most allocations it keeps (each a 4 KiB-or-larger buffer's memory).
+const POOL_ENTRIES: usize = 32;
+/// How long kept memory waits for a move before it is freed.
+const POOL_AGE_MS: u32 = 1000;
+
+/// System memory that a move into VRAM left behind, freed or kept by a work item instead of
+/// in the move: freeing 16 MiB (the vunmap, 4096 pages back to the allocator, the DMA unmap)
+/// took 1.2-2.2 ms of a 4-5 ms move back in the TCG guest, and the move runs in the SUBMIT
+/// that needs the buffer. The memory leaves the budget when it is retired, so the budget only
 /// ever counts buffers' memory. Nothing reaches retired memory (the buffer's binds, mappings
 /// and importers already point at VRAM), and unbind frees what is left.
+///
+/// The work keeps memory that nobody else holds a page of ([`SysMem::unshared`]) for the next
+/// move out of VRAM of the same size ([`SysBacking::for_move`]), already allocated and mapped
+/// for the device: allocating and DMA-mapping 16 MiB took 5-7 ms of a 9-14 ms move out in the
+/// TCG guest, more than the copy. At most [`POOL_MAX`] bytes in [`POOL_ENTRIES`] allocations,
+/// each freed after [`POOL_AGE_MS`] unused: the kernel crate has no shrinker, so the pool
+/// bounds itself.
 #[pin_data]
 pub(crate) struct Retired {
     #[pin]
     state: Mutex<RetiredState>,
+    /// Frees or keeps what was retired.
     #[pin]
-    work: DelayedWork<Retired>,
+    work: DelayedWork<Retired, 0>,
+    /// Frees what was kept too long.
+    #[pin]
+    age: DelayedWork<Retired, 1>,
 }
 
 struct RetiredState {
     /// False once unbind began: retired memory is freed at once.
     on: bool,
     list: KVec<SysBacking>,
+    /// Kept for reuse, oldest first, with when each was kept.
+    pool: KVec<(SysBacking, Instant<Monotonic>)>,
+    /// The bytes in `pool`.
+    pooled: usize,
 }
 
 kernel::impl_has_delayed_work! {
-    impl HasDelayedWork<Self> for Retired { self.work }
+    impl HasDelayedWork<Self, 0> for Retired { self.work }
+    impl HasDelayedWork<Self, 1> for Retired { self.age }
 }
 
-impl WorkItem for Retired {
+impl WorkItem<0> for Retired {
     type Pointer = Arc<Retired>;
 
     fn run(this: Arc<Retired>) {
         let list = core::mem::take(&mut this.state.lock().list);
-        // Freed outside the lock, so a move that retires more does not wait for it.
-        drop(list);
+        // Freed outside the lock, so a move that retires more or takes from the pool does not
+        // wait for it.
+        let mut free = KVec::new();
+        for sys in list {
+            // Here, not in the move: one look at each page (4096 of them for 16 MiB).
+            let keep = sys.mem.unshared();
+            let mut st = this.state.lock();
+            let len = sys.mem.len();
+            if keep
+                && st.on
+                && st.pool.len() < POOL_ENTRIES
+                && st.pooled + len <= POOL_MAX
+                && st.pool.reserve(1, GFP_KERNEL).is_ok()
+            {
+                // Cannot fail: room was reserved.
+                let _ = st.pool.push((sys, Instant::now()), GFP_KERNEL);
+                st.pooled += len;
+                // `Err` means it is pending already, which is as good.
+                let _ = workqueue::system_long().enqueue_delayed::<Arc<Retired>, 1>(
+                    this.clone(),
+                    msecs_to_jiffies(POOL_AGE_MS),
+                );
+            } else {
+                drop(st);
+                // If the list cannot grow, `push` drops `sys`: freed here.
+                let _ = free.push(sys, GFP_KERNEL);
+            }
+        }
+        drop(free);
+    }
+}
+
+impl WorkItem<1> for Retired {
+    type Pointer = Arc<Retired>;
+
+    fn run(this: Arc<Retired>) {
+        let age = Delta::from_millis(i64::from(POOL_AGE_MS));
+        let mut free = KVec::new();
+        {
+            let mut st = this.state.lock();
+            // Oldest first: the pool only grows at its end.
+            while st.pool.first().is_some_and(|(_, t)| t.elapsed() >= age) {
+                let Ok((sys, _)) = st.pool.remove(0) else {
+                    break;
+                };
+                st.pooled = st.pooled.saturating_sub(sys.mem.len());
+                let _ = free.push(sys, GFP_KERNEL);
+            }
+            if let Some((_, t)) = st.pool.first() {
+                let left = age - t.elapsed();
+                let ms = u32::try_from(left.as_millis()).unwrap_or(POOL_AGE_MS);
+                let _ = workqueue::system_long().enqueue_delayed::<Arc<Retired>, 1>(
+                    this.clone(),
+                    msecs_to_jiffies(ms.clamp(1, POOL_AGE_MS)),
+                );
+            }
+        }
+        drop(free);
     }
 }
 
@@ -261,14 +370,21 @@ impl Retired {
     pub(crate) fn new() -> Result<Arc<Self>> {
         Arc::pin_init(
             pin_init!(Self {
-                state <- new_mutex!(RetiredState { on: true, list: KVec::new() }),
+                state <- new_mutex!(RetiredState {
+                    on: true,
+                    list: KVec::new(),
+                    pool: KVec::new(),
+                    pooled: 0,
+                }),
                 work <- kernel::new_delayed_work!("vela-sysmem-retired"),
+                age <- kernel::new_delayed_work!("vela-sysmem-pool-age"),
             }),
             GFP_KERNEL,
         )
     }
 
-    /// Frees `sys` soon, on `system_long_wq` (`system_wq` is deprecated in 7.2).
+    /// Frees `sys` soon, or keeps it for a move, on `system_long_wq` (`system_wq` is
+    /// deprecated in 7.2).
     pub(crate) fn put(self: &Arc<Self>, mut sys: SysBacking) {
         sys.uncharge();
         let mut st = self.state.lock();
@@ -285,15 +401,33 @@ impl Retired {
         }
     }
 
-    /// Unbind: frees what is retired and stops the work for good (a pending work item runs
-    /// the module's code).
+    /// Kept memory of exactly `size` bytes, the most recently kept (the oldest age out).
+    fn take(&self, size: usize) -> Option<SysBacking> {
+        let mut st = self.state.lock();
+        let i = st.pool.iter().rposition(|(s, _)| s.mem.len() == size)?;
+        let (sys, _) = st.pool.remove(i).ok()?;
+        st.pooled = st.pooled.saturating_sub(size);
+        Some(sys)
+    }
+
+    /// Unbind: frees what is retired and kept, and stops the work for good (a pending work
+    /// item runs the module's code).
     pub(crate) fn stop(self: &Arc<Self>) {
-        let list = {
+        let (list, pool) = {
             let mut st = self.state.lock();
             st.on = false;
-            core::mem::take(&mut st.list)
+            st.pooled = 0;
+            (
+                core::mem::take(&mut st.list),
+                core::mem::take(&mut st.pool),
+            )
         };
         drop(list);
+        drop(pool);
         workqueue::cancel_delayed_work_sync::<Retired, 0>(self);
+        // The first work may have kept memory and queued the second before it was cancelled.
+        workqueue::cancel_delayed_work_sync::<Retired, 1>(self);
+        let pool = core::mem::take(&mut self.state.lock().pool);
+        drop(pool);
     }
 }

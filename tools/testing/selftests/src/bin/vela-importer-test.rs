@@ -19,10 +19,22 @@
 //!    and jobs in both VMs read it, and write, through every bind. A bind whose PTEs were
 //!    not rewritten would reach the old place. Destroying one VM leaves the other's bind of
 //!    the buffer working.
+//! 5. System memory that a move left behind is used again only if nobody else holds its
+//!    pages. X moves to system memory for a static importer and, unpinned, the CPU maps
+//!    it and `vmsplice()` hands the first pages of that mapping to a pipe, which holds
+//!    references to them. X's next job brings it back to VRAM. Y, of X's size, then moves
+//!    to system memory for the importer: its data must read back whole, and the pipe must
+//!    still give X's bytes. Had the driver kept X's old pages for Y's move (it keeps a
+//!    move's memory for the next move out of the same size when no one else holds a page
+//!    of it, `Documentation/driver.rst`), the pipe would give Y's data: another process's
+//!    buffer read through a reference taken on one's own.
 //!
-//! Usage: vela-importer-test [CASE...] runs only the cases named (1 to 4).
+//! Usage: vela-importer-test [CASE...] runs only the cases named (1 to 5).
 
-use std::time::Duration;
+use std::{
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    time::Duration,
+};
 
 use vela_runtime::{
     Access, Buffer, BufferFlags, Command, Placement, Queue, Vm, WaitStatus, VA_END,
@@ -517,6 +529,93 @@ fn case4_every_bind(t: &mut Tap, a: &PciDev) {
     check_data(t, read_bo(&d2, LEN), &p3, "4: and reads the buffer's data");
 }
 
+/// Bytes `vmsplice()` hands to the pipe in case 5 (within a pipe's default 64 KiB).
+const SPLICED: usize = 16 << 10;
+
+/// Case 5: a move's memory left behind is not reused while a pipe holds its pages.
+fn case5_reuse(t: &mut Tap, a: &PciDev) {
+    let Some(dev) = open(t, a, "A") else { return };
+    let (px, py) = (pattern(51, LEN), pattern(52, LEN));
+    let x = get!(t, vram_with(&dev, &px, BufferFlags::NONE), "5: buffer X");
+    let y = get!(
+        t,
+        vram_with(&dev, &py, BufferFlags::NONE),
+        "5: buffer Y, X's size"
+    );
+    let vm = get!(t, s(Vm::create(&dev)), "5: VM");
+    let q = get!(t, s(Queue::create(&vm)), "5: queue");
+    let _bx = get!(t, s(vm.bind_auto(&x, Access::READ_WRITE)), "5: bind X");
+    let imp = get!(t, e(Importer::open()), "5: open the test importer");
+    let fx = get!(t, s(x.export()), "5: export X");
+    let slot = get!(t, e(imp.import(&fx, Attach::Static)), "5: attach X");
+    t.ok(imp.map(slot), "5: the importer maps X");
+    t.eq(
+        placement(&x),
+        Some(Placement::System),
+        "5: X is in system memory",
+    );
+    t.ok(imp.close(slot), "5: the importer lets X go");
+    let map = get!(t, s(x.map()), "5: map X");
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2() writes.
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    if !t.check(r == 0, "5: a pipe", std::io::Error::last_os_error()) {
+        return;
+    }
+    // SAFETY: pipe2() returned these descriptors, owned by nobody else.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let iov = libc::iovec {
+        iov_base: map.as_ptr().cast(),
+        iov_len: SPLICED,
+    };
+    // SAFETY: `iov` describes the first SPLICED bytes of X's mapping, which `map` keeps
+    // mapped for the call; vmsplice() takes references to those pages for the pipe.
+    let n = unsafe { libc::vmsplice(wr.as_raw_fd(), &iov, 1, 0) };
+    t.eq(
+        n,
+        SPLICED as isize,
+        "5: vmsplice() hands the first pages of X's mapping to a pipe",
+    );
+    let r = s(q.run(&[Command::nop()], T));
+    t.check(r.is_ok(), "5: X's next job", format_args!("{r:?}"));
+    t.eq(placement(&x), Some(Placement::Vram), "5: X is back in VRAM");
+    // The memory X left is freed or kept by a work item after the move: let it run.
+    std::thread::sleep(Duration::from_millis(500));
+    let fy = get!(t, s(y.export()), "5: export Y");
+    let slot = get!(t, e(imp.import(&fy, Attach::Static)), "5: attach Y");
+    t.ok(imp.map(slot), "5: the importer maps Y");
+    t.eq(
+        placement(&y),
+        Some(Placement::System),
+        "5: Y moved to system memory",
+    );
+    check_data(t, read_bo(&y, LEN), &py, "5: Y's data after its move");
+    let mut got = vec![0u8; SPLICED];
+    let mut read = 0;
+    while read < SPLICED {
+        // SAFETY: the destination is the unfilled rest of `got`.
+        let n = unsafe {
+            libc::read(
+                rd.as_raw_fd(),
+                got[read..].as_mut_ptr().cast(),
+                SPLICED - read,
+            )
+        };
+        if n <= 0 {
+            break;
+        }
+        read += n as usize;
+    }
+    check_data(
+        t,
+        Ok(got),
+        &px[..SPLICED],
+        "5: the pipe still gives X's bytes, not Y's (pages someone holds are not reused)",
+    );
+    t.ok(imp.close(slot), "5: the importer lets Y go");
+    drop(map);
+}
+
 fn main() {
     let mut t = Tap::new();
     let (a, b) = match p2p_peers() {
@@ -553,6 +652,9 @@ fn main() {
     }
     if want("4") {
         case4_every_bind(&mut t, &a);
+    }
+    if want("5") {
+        case5_reuse(&mut t, &a);
     }
     t.finish();
 }
