@@ -170,6 +170,12 @@ struct Owners {
     partition_config: [Option<partition::Config>; regs::PARTITIONS],
     /// Partitions whose pending page request the frontends were told of.
     requests_told: u32,
+    /// The queue the kernel's copies left enabled on their ring (`kqueue`), if any. It is
+    /// free or the kernel's own; [`Chip::take_queue`] resets it before anyone else gets it.
+    kernel_armed: Option<u32>,
+    /// Counts global resets, which disable every queue: a queue the kernel armed before one
+    /// is armed no longer.
+    resets: u64,
 }
 
 impl Chip {
@@ -255,6 +261,8 @@ impl Chip {
                     partitions: 0,
                     partition_config: [None; regs::PARTITIONS],
                     requests_told: 0,
+                    kernel_armed: None,
+                    resets: 0,
                 }),
                 recovery <- new_mutex!(()),
                 bound <- new_mutex!(true),
@@ -409,6 +417,7 @@ impl Chip {
             f.revoke_peers();
         }
         self.disable_partitions();
+        self.disarm_kernel_queue();
         self.disable_interrupts(pdev.as_ref());
         for f in frontends.iter() {
             f.unmap_cpu();
@@ -475,14 +484,82 @@ impl Chip {
     }
 
     /// Takes a free hardware queue; `EBUSY` if none is free. Given back with `put_queue`.
-    /// Who holds it is the caller's business: the core only hands queues out.
+    /// Who holds it is the caller's business: the core only hands queues out, and never one
+    /// that still runs the kernel's ring with translation off: a queue the kernel's copies
+    /// left armed is taken last, and reset before it is handed out.
     pub(crate) fn take_queue(&self) -> Result<u32> {
         let mut o = self.owners.lock();
+        let free = |o: &Owners, i: usize| o.queues & (1 << i) == 0;
+        let i = (0..self.queues.len())
+            .find(|&i| free(&o, i) && o.kernel_armed != Some(i as u32))
+            .or_else(|| (0..self.queues.len()).find(|&i| free(&o, i)))
+            .ok_or(EBUSY)?;
+        let i = u32::try_from(i)?;
+        if o.kernel_armed == Some(i) {
+            let q = regs::QueueId::new(i)?;
+            self.with_bar0(|bar| {
+                bar.write(
+                    regs::Q_CONTROL::at_queue(q),
+                    regs::Q_CONTROL::zeroed().with_reset(true),
+                );
+                Ok(())
+            })?;
+            o.kernel_armed = None;
+        }
+        o.queues |= 1 << i;
+        Ok(i)
+    }
+
+    /// Resets the queue the kernel's copies left armed, if any: no queue of the device runs
+    /// the kernel's ring once the driver lets it go (the next driver would not know it).
+    fn disarm_kernel_queue(&self) {
+        let mut o = self.owners.lock();
+        // A copy running now must not arm its queue again when it hands it back.
+        o.resets = o.resets.wrapping_add(1);
+        if let Some(q) = o.kernel_armed.take().and_then(|i| regs::QueueId::new(i).ok()) {
+            best_effort(
+                "resetting the kernel queue",
+                self.with_bar0(|bar| {
+                    bar.write(
+                        regs::Q_CONTROL::at_queue(q),
+                        regs::Q_CONTROL::zeroed().with_reset(true),
+                    );
+                    Ok(())
+                }),
+            );
+        }
+    }
+
+    /// Takes a free hardware queue for the kernel's copies (`kqueue`): the one they left
+    /// armed if it is free (the `bool` says so; it is still programmed for the kernel's
+    /// ring, as they left it), else another. The `u64` is the reset count to hand back to
+    /// [`Chip::put_kernel_queue`].
+    pub(crate) fn take_kernel_queue(&self) -> Result<(u32, bool, u64)> {
+        let mut o = self.owners.lock();
+        if let Some(i) = o.kernel_armed {
+            if o.queues & (1 << i) == 0 {
+                o.queues |= 1 << i;
+                return Ok((i, true, o.resets));
+            }
+        }
         let i = (0..self.queues.len())
             .find(|&i| o.queues & (1 << i) == 0)
             .ok_or(EBUSY)?;
         o.queues |= 1 << i;
-        Ok(u32::try_from(i)?)
+        Ok((u32::try_from(i)?, false, o.resets))
+    }
+
+    /// Gives back a queue from [`Chip::take_kernel_queue`]: left enabled and idle on the
+    /// kernel's ring (`armed`), or reset. An armed queue stays armed only if no global reset
+    /// ran since it was taken (`resets`).
+    pub(crate) fn put_kernel_queue(&self, index: u32, armed: bool, resets: u64) {
+        let mut o = self.owners.lock();
+        o.queues &= !(1 << index);
+        if armed && o.resets == resets {
+            o.kernel_armed = Some(index);
+        } else if o.kernel_armed == Some(index) {
+            o.kernel_armed = None;
+        }
     }
 
     /// How many hardware queues the device has.

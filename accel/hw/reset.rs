@@ -65,7 +65,10 @@ impl Chip {
         self.restore_partitions();
         // The owners lock is held while the contexts are written: a context freed and taken
         // again meanwhile must get its new root, not the old one, which may be freed.
-        let owners = self.owners.lock();
+        let mut owners = self.owners.lock();
+        // The reset disabled every queue, the one the kernel's copies left armed too.
+        owners.kernel_armed = None;
+        owners.resets = owners.resets.wrapping_add(1);
         let queues = (1u32 << self.queues.len()) - 1;
         let programmed = self.with_bar0(|bar| {
             for c in regs::ContextId::all().skip(1) {
