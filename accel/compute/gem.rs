@@ -378,7 +378,7 @@ fn insert(chip: &Chip, store: &Store, vmf: &VmFault, addr: usize, off: usize) ->
             Err(EFAULT)
         }
         Store::System(sys) => {
-            let page = sys.mem.pages().nth(off / PAGE_SIZE).ok_or(EFAULT)?;
+            let page = sys.mem.page_for_user(off / PAGE_SIZE).ok_or(EFAULT)?;
             vmf.insert_page(addr, &page)
         }
     }
