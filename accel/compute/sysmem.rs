@@ -452,10 +452,7 @@ impl Retired {
             let mut st = self.state.lock();
             st.on = false;
             st.pooled = 0;
-            (
-                core::mem::take(&mut st.list),
-                core::mem::take(&mut st.pool),
-            )
+            (core::mem::take(&mut st.list), core::mem::take(&mut st.pool))
         };
         drop(list);
         drop(pool);

@@ -516,7 +516,11 @@ impl Chip {
         let mut o = self.owners.lock();
         // A copy running now must not arm its queue again when it hands it back.
         o.resets = o.resets.wrapping_add(1);
-        if let Some(q) = o.kernel_armed.take().and_then(|i| regs::QueueId::new(i).ok()) {
+        if let Some(q) = o
+            .kernel_armed
+            .take()
+            .and_then(|i| regs::QueueId::new(i).ok())
+        {
             best_effort(
                 "resetting the kernel queue",
                 self.with_bar0(|bar| {
