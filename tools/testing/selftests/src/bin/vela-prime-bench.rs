@@ -28,10 +28,11 @@
 //!     it (the map ioctl's time, less the same map of a buffer already in system memory), and
 //!     back, when A's next job uses it (that job's SUBMIT to WAIT, less a NOP job's). The
 //!     driver copies on the same engine (its kernel queue), so each ratio is the engine's copy
-//!     against the whole move: allocating and DMA-mapping the destination, the copy and its
-//!     wait, the PTE rewrites, freeing the old place (goal >= 0.8). Each figure is the median
-//!     with the min and max bandwidth of its samples; ratios are of medians. Skipped, with a
-//!     note, when the importer module is not loaded.
+//!     against the whole move: allocating and DMA-mapping the destination (or taking the
+//!     system memory an earlier move left, which the driver keeps), the copy and its wait,
+//!     the PTE rewrites, handing the old place on to be freed or kept (goal >= 0.8). Each
+//!     figure is the median with the min and max bandwidth of its samples; ratios are of
+//!     medians. Skipped, with a note, when the importer module is not loaded.
 //!
 //! Usage: vela-prime-bench [--seconds S] [--cycle-kib K] [--mib M]
 
