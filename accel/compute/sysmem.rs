@@ -109,7 +109,12 @@ impl SysMem {
     /// to nothing once they unmapped (TTM's page pool reuses pages on the same terms), so it
     /// needs no look at its 4096 pages per 16 MiB, which took 1.8 ms in the TCG guest.
     fn reusable(&self) -> bool {
-        !self.user_mapped.load(Acquire) || self.pages().all(|p| p.ref_count() == 1)
+        !self.user_mapped() || self.pages().all(|p| p.ref_count() == 1)
+    }
+
+    /// Whether a page of it was ever inserted into a process's mapping.
+    fn user_mapped(&self) -> bool {
+        self.user_mapped.load(Acquire)
     }
 
     /// Copies bytes out, from `off` on.
@@ -291,10 +296,11 @@ const POOL_AGE_MS: u32 = 1000;
 /// ever counts buffers' memory. Nothing reaches retired memory (the buffer's binds, mappings
 /// and importers already point at VRAM), and unbind frees what is left.
 ///
-/// The work keeps memory that nobody else holds a page of ([`SysMem::unshared`]) for the next
-/// move out of VRAM of the same size ([`SysBacking::for_move`]), already allocated and mapped
-/// for the device: allocating and DMA-mapping 16 MiB took 5-7 ms of a 9-14 ms move out in the
-/// TCG guest, more than the copy. At most [`POOL_MAX`] bytes in [`POOL_ENTRIES`] allocations,
+/// Memory nobody else can see into ([`SysMem::reusable`]) is kept for the next move out of
+/// VRAM of the same size ([`SysBacking::for_move`]), already allocated and mapped for the
+/// device: allocating and DMA-mapping 16 MiB took 5-7 ms of a 9-14 ms move out in the TCG
+/// guest, more than the copy. Memory never mapped into a process is kept as it is retired;
+/// the work looks at the pages of the rest. At most [`POOL_MAX`] bytes in [`POOL_ENTRIES`] allocations,
 /// each freed after [`POOL_AGE_MS`] unused: the kernel crate has no shrinker, so the pool
 /// bounds itself.
 #[pin_data]
@@ -333,29 +339,18 @@ impl WorkItem<0> for Retired {
         // wait for it.
         let mut free = KVec::new();
         for sys in list {
-            // Here, not in the move: one look at each page (4096 of them for 16 MiB).
-            let keep = sys.mem.reusable();
-            let mut st = this.state.lock();
-            let len = sys.mem.len();
-            if keep
-                && st.on
-                && st.pool.len() < POOL_ENTRIES
-                && st.pooled + len <= POOL_MAX
-                && st.pool.reserve(1, GFP_KERNEL).is_ok()
-            {
-                // Cannot fail: room was reserved.
-                let _ = st.pool.push((sys, Instant::now()), GFP_KERNEL);
-                st.pooled += len;
-                // `Err` means it is pending already, which is as good.
-                let _ = workqueue::system_long().enqueue_delayed::<Arc<Retired>, 1>(
-                    this.clone(),
-                    msecs_to_jiffies(POOL_AGE_MS),
-                );
+            // Here, not in the move: the look at each page (4096 of them for 16 MiB) that
+            // memory once mapped into a process needs.
+            let sys = if sys.mem.reusable() {
+                match this.keep(&mut this.state.lock(), sys) {
+                    Some(sys) => sys,
+                    None => continue,
+                }
             } else {
-                drop(st);
-                // If the list cannot grow, `push` drops `sys`: freed here.
-                let _ = free.push(sys, GFP_KERNEL);
-            }
+                sys
+            };
+            // If the list cannot grow, `push` drops `sys`: freed here.
+            let _ = free.push(sys, GFP_KERNEL);
         }
         drop(free);
     }
@@ -417,12 +412,43 @@ impl Retired {
             drop(sys);
             return;
         }
+        // Memory never mapped into a process needs no look at its pages: kept at once if the
+        // pool has room, which wakes no work on the move's path (the wake-up and the work took
+        // 0.2-1 ms of a move back in the TCG guest).
+        let sys = if sys.mem.user_mapped() {
+            Some(sys)
+        } else {
+            self.keep(&mut st, sys)
+        };
+        let Some(sys) = sys else {
+            return;
+        };
         // If the list cannot grow, `push` drops `sys`: freed here, as before.
         if st.list.push(sys, GFP_KERNEL).is_ok() {
             // Queued under the lock that `stop` clears `on` under, so nothing is queued after
             // `stop` cancelled the work. `Err` means it is pending already, which is as good.
             let _ = workqueue::system_long().enqueue_delayed::<Arc<Retired>, 0>(self.clone(), 0);
         }
+    }
+
+    /// Keeps `sys` in the pool if there is room, and makes sure the pool ages; gives it back
+    /// otherwise. `st` is the state, locked. The caller knows `sys` to be reusable.
+    fn keep(self: &Arc<Self>, st: &mut RetiredState, sys: SysBacking) -> Option<SysBacking> {
+        let len = sys.mem.len();
+        if !st.on
+            || st.pool.len() >= POOL_ENTRIES
+            || st.pooled + len > POOL_MAX
+            || st.pool.reserve(1, GFP_KERNEL).is_err()
+        {
+            return Some(sys);
+        }
+        // Cannot fail: room was reserved.
+        let _ = st.pool.push((sys, Instant::now()), GFP_KERNEL);
+        st.pooled += len;
+        // A timer, not a wake-up. `Err` means it is pending already, which is as good.
+        let _ = workqueue::system_long()
+            .enqueue_delayed::<Arc<Retired>, 1>(self.clone(), msecs_to_jiffies(POOL_AGE_MS));
+        None
     }
 
     /// Kept memory of exactly `size` bytes, the most recently kept (the oldest age out); or,
