@@ -26,6 +26,7 @@
  * byte of the data the checking side expects, to show that the checks fail.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <endian.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -79,7 +80,7 @@ struct conn_info {
 	uint8_t gid[16];
 };
 
-enum msg_type { MSG_WROTE = 1, MSG_CHECKED, MSG_READY, MSG_READ, MSG_BYE };
+enum msg_type { MSG_WROTE = 1, MSG_CHECKED, MSG_READY, MSG_READ, MSG_BYE, MSG_RTS };
 
 struct msg {
 	uint32_t type, span, ok, pad;
@@ -94,6 +95,7 @@ static struct ibv_cq *cq;
 static struct ibv_qp *qp;
 static struct conn_info mine, theirs;
 static int sock = -1;
+static double xfer_secs;		/* how long the last post_rw() waited */
 
 static struct vela_dev dev;
 static uint32_t vbo, pat, chk;		/* VRAM; pattern and check buffers (system) */
@@ -333,7 +335,15 @@ static int qp_connect(void)
 
 	memset(&a, 0, sizeof(a));
 	a.qp_state = IBV_QPS_RTS;
-	a.timeout = 16;
+	/*
+	 * The local ACK timeout, 4.096 us << 20 = 4.3 s. The link is two TCG
+	 * guests on a loaded host: a peer descheduled for longer than the
+	 * timeout (268 ms at 16) made rxe resend its whole window, go-back-N,
+	 * every timeout, into a link that drains at the peer's pace, and the
+	 * ACKs stopped coming back (Documentation/rdma.rst). retry_cnt 7 is
+	 * "retry for ever" to rxe; post_rw()'s deadline bounds the wait.
+	 */
+	a.timeout = 20;
 	a.retry_cnt = 7;
 	a.rnr_retry = 7;
 	a.sq_psn = mine.psn;
@@ -342,6 +352,85 @@ static int qp_connect(void)
 			    IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN |
 			    IBV_QP_MAX_QP_RD_ATOMIC);
 	return -ret;
+}
+
+/*
+ * rxe0's non-zero port counters on one diagnostic line: what the transport
+ * did (retries, duplicates, sequence errors), so that a transfer that failed
+ * or took long says why in the TAP.
+ */
+static void counters_diag(const char *when)
+{
+	const char *dir = "/sys/class/infiniband/" RXE_NAME "/ports/1/hw_counters";
+	char line[1024], path[512];
+	struct dirent *de;
+	size_t n = 0;
+	DIR *d = opendir(dir);
+
+	if (!d) {
+		tap_diag("%s: %s counters: %s", when, RXE_NAME, strerror(errno));
+		return;
+	}
+	line[0] = 0;
+	while ((de = readdir(d))) {
+		unsigned long long v;
+		FILE *f;
+		int got;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		got = fscanf(f, "%llu", &v);
+		fclose(f);
+		if (got == 1 && v && n < sizeof(line))
+			n += snprintf(line + n, sizeof(line) - n, " %s=%llu", de->d_name, v);
+	}
+	closedir(d);
+	tap_diag("%s: %s counters:%s", when, RXE_NAME, line[0] ? line : " all zero");
+}
+
+/*
+ * The link as the guest's network stack sees it, for a transfer that did not
+ * complete: the peer's neighbour entry, the NIC's packet counters and the UDP
+ * errors, that is, whether packets left, arrived or stopped on the way.
+ */
+static void link_diag(void)
+{
+	char line[256];
+	FILE *f = popen("ip neigh show dev " RXE_NETDEV "; ip -s link show dev " RXE_NETDEV
+			"; grep '^Udp:' /proc/net/snmp", "r");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = 0;
+		tap_diag("link: %s", line);
+	}
+	pclose(f);
+}
+
+/* The QP's state and PSNs as the verbs see them. */
+static void qp_diag(void)
+{
+	struct ibv_qp_attr a;
+	struct ibv_qp_init_attr ia;
+
+	if (ibv_query_qp(qp, &a, IBV_QP_STATE | IBV_QP_SQ_PSN | IBV_QP_RQ_PSN, &ia))
+		tap_diag("QP %#x: ibv_query_qp failed: %s", mine.qpn, strerror(errno));
+	else
+		tap_diag("QP %#x: state %d, sq_psn %#x, rq_psn %#x", mine.qpn, a.qp_state,
+			 a.sq_psn, a.rq_psn);
+}
+
+/* Everything above, for a transfer that did not complete or did not come. */
+static void transfer_diag(const char *when)
+{
+	qp_diag();
+	link_diag();
+	counters_diag(when);
 }
 
 /* One signalled WRITE or READ between our MR and the other side's, waited for (60 s). */
@@ -355,7 +444,7 @@ static int post_rw(enum ibv_wr_opcode op, uint64_t off, uint32_t len,
 		.wr_id = off, .sg_list = &sge, .num_sge = 1, .opcode = op,
 		.send_flags = IBV_SEND_SIGNALED,
 	}, *bad;
-	double deadline = now() + 60;
+	double start = now(), deadline = start + 60;
 	int n, ret;
 
 	wr.wr.rdma.remote_addr = theirs.addr + off;
@@ -365,6 +454,7 @@ static int post_rw(enum ibv_wr_opcode op, uint64_t off, uint32_t len,
 		return -ret;
 	for (;;) {
 		n = ibv_poll_cq(cq, 1, wc);
+		xfer_secs = now() - start;
 		if (n < 0)
 			return -EIO;
 		if (n == 1)
@@ -547,8 +637,17 @@ static bool setup(void)
 		 peer_name, theirs.qpn, gid, theirs.psn, theirs.rkey,
 		 (unsigned long long)theirs.addr, (unsigned long long)theirs.len);
 	r = theirs.len < BUF_LEN ? -EINVAL : qp_connect();
-	ok = tap_check(!r, "QP %#x connected to %s's QP %#x (RTS)%s%s", mine.qpn,
-		       peer_name, theirs.qpn, r ? ": " : "", r ? strerror(-r) : "");
+	/*
+	 * Neither side sends before both are in RTS: a request that reaches a
+	 * QP still in INIT is dropped, and only the retransmit timer recovers it.
+	 */
+	if (!r)
+		r = send_msg(MSG_RTS, 0, true);
+	if (!r)
+		r = recv_msg(MSG_RTS, 0, NULL);
+	ok = tap_check(!r, "QP %#x connected to %s's QP %#x (RTS), and %s's to ours%s%s", mine.qpn,
+		       peer_name, theirs.qpn, peer_name, r ? ": " : "",
+		       r ? (r == -EPROTO ? err : strerror(-r)) : "");
 	say("connected: my QP %#x <-> %s's QP %#x", mine.qpn, peer_name, theirs.qpn);
 out:
 	tap_case_end();
@@ -581,9 +680,11 @@ static bool span_client(unsigned int i)
 	say("RDMA WRITE of %s from vela0's VRAM into VM B's VRAM, over the network...", s->name);
 	r = post_rw(IBV_WR_RDMA_WRITE, s->off, s->len, &wc);
 	if (!tap_check(!r && wc.status == IBV_WC_SUCCESS,
-		       "RDMA WRITE from the VRAM MR into %s's VRAM MR completes: %s", peer_name,
-		       r ? strerror(-r) : ibv_wc_status_str(wc.status)))
+		       "RDMA WRITE from the VRAM MR into %s's VRAM MR completes: %s (%.2f s)",
+		       peer_name, r ? strerror(-r) : ibv_wc_status_str(wc.status), xfer_secs)) {
+		transfer_diag("after the WRITE");
 		goto out;
+	}
 	r = send_msg(MSG_WROTE, i, true);
 	if (!r)
 		r = recv_msg(MSG_CHECKED, i, &peer_ok);
@@ -598,9 +699,11 @@ static bool span_client(unsigned int i)
 	say("RDMA READ of %s from VM B's VRAM into vela0's VRAM...", s->name);
 	r = post_rw(IBV_WR_RDMA_READ, s->off, s->len, &wc);
 	if (!tap_check(!r && wc.status == IBV_WC_SUCCESS,
-		       "RDMA READ from %s's VRAM MR into the VRAM MR completes: %s", peer_name,
-		       r ? strerror(-r) : ibv_wc_status_str(wc.status)))
+		       "RDMA READ from %s's VRAM MR into the VRAM MR completes: %s (%.2f s)",
+		       peer_name, r ? strerror(-r) : ibv_wc_status_str(wc.status), xfer_secs)) {
+		transfer_diag("after the READ");
 		goto out;
+	}
 	expect_received(s, seed_read(i));
 	ok = device_check("what the READ brought from VM B");
 	say("vela0 checked what the READ brought (a COPY job into system memory, compared byte by byte): %s",
@@ -625,6 +728,7 @@ static bool span_server(unsigned int i)
 	r = recv_msg(MSG_WROTE, i, NULL);
 	if (r) {
 		tap_check(false, "%s wrote (%s)", peer_name, r == -EPROTO ? err : strerror(-r));
+		transfer_diag("waiting for the WRITE");
 		goto out;
 	}
 	expect_received(s, seed_write(i));
@@ -746,6 +850,7 @@ int main(int argc, char **argv)
 		ibv_destroy_cq(cq);
 	rdma_close(&R);
 	vela_close(&dev);
+	counters_diag("at the end");
 	ret = tap_exit();
 	say(ret ? "FAILED (see the TAP)" : "done: every byte arrived where it should");
 	return ret;
