@@ -447,6 +447,7 @@ static int post_rw(enum ibv_wr_opcode op, uint64_t off, uint32_t len,
 	double start = now(), deadline = start + 60;
 	int n, ret;
 
+	xfer_secs = 0;		/* a post that fails waited for nothing */
 	wr.wr.rdma.remote_addr = theirs.addr + off;
 	wr.wr.rdma.rkey = theirs.rkey;
 	ret = ibv_post_send(qp, &wr, &bad);
