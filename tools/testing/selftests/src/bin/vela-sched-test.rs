@@ -35,6 +35,8 @@ const PER_VM: usize = 4;
 const PAGE: u64 = 4096;
 /// The long jobs' buffer: 512 FILLs of it are 512 MiB of writes.
 const BIG: u64 = 1 << 20;
+/// Case 6's long job's buffer: 1023 FILLs of it are 8 GiB of writes.
+const LONG: u64 = 8 << 20;
 
 fn value(round: u32, q: usize) -> u32 {
     0x5c00_0000 | (round << 16) | q as u32
@@ -290,12 +292,22 @@ fn main() {
         );
         t.finish()
     };
-    let Ok(bb) = vms[0].bind_auto(&buf, Access::READ_WRITE) else {
+    let Ok(long_bo) = Buffer::create(&dev, LONG, BufferFlags::VRAM) else {
+        t.check(false, "6: the long job's buffer", "BO_CREATE failed");
+        t.finish()
+    };
+    let (Ok(bb), Ok(lb)) = (
+        vms[0].bind_auto(&buf, Access::READ_WRITE),
+        vms[0].bind_auto(&long_bo, Access::READ_WRITE),
+    ) else {
         t.check(false, "6: bind", "VM_BIND failed");
         t.finish()
     };
-    let long: Vec<Command> = (0..512u32)
-        .map(|k| Command::fill(bb.va(), k, BIG))
+    // 8 GiB of writes: the check below must find it still running. 512 MiB took
+    // about 50 ms, and a starved guest once took longer than that between the two
+    // submits. The first FILL makes the long job a writer of `buf`.
+    let long: Vec<Command> = std::iter::once(Command::fill(bb.va(), 0, PAGE))
+        .chain((1..1024u32).map(|k| Command::fill(lb.va(), k, LONG)))
         .collect();
     let ja = qa.submit(&long).map(|j| j.seqno());
     // Same VM: the job depends on the long job's fence in the buffers' reservation objects.
